@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Set up the project's environment and run the pipeline or the tests: the README's two commands.
+
+    python3 dev.py pipeline   # set up .venv, then run every notebook (amlkit run)
+    python3 dev.py test       # set up .venv, then lint, unit tests, papermill runs and nbval
+
+Both are idempotent: the virtual environment is created once and reinstalled only when
+pyproject.toml changes (a stamp file records its hash). Needs only Python 3.11, pip and venv.
+Extra arguments after the command go to `amlkit run` or pytest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".amlkit-installed"
+
+
+def sh(*cmd: str | Path) -> None:
+    """Run a command from the repository root; stop with its exit code on failure."""
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    code = subprocess.call([str(c) for c in cmd], cwd=ROOT)
+    if code:
+        sys.exit(code)
+
+
+def setup() -> None:
+    """Create .venv and install the project (editable, with dev tools) when needed."""
+    if sys.version_info[:2] not in ((3, 11), (3, 12)):
+        sys.exit(f"Python 3.11 or 3.12 is needed; this is {sys.version.split()[0]}")
+    if not (BIN / "python").exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text().strip() == wanted:
+        return
+    sh(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    sh(BIN / "python", "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    sh(
+        BIN / "python",
+        "-m",
+        "ipykernel",
+        "install",
+        "--sys-prefix",
+        "--name",
+        "amlkit",
+        "--display-name",
+        "Python (amlkit)",
+    )
+    STAMP.write_text(wanted + "\n")
+
+
+def main() -> None:
+    """Dispatch ``pipeline`` or ``test``."""
+    if len(sys.argv) < 2 or sys.argv[1] not in ("pipeline", "test", "setup"):
+        sys.exit(__doc__)
+    command, extra = sys.argv[1], sys.argv[2:]
+    setup()
+    env_bin = str(BIN)
+    os.environ["PATH"] = env_bin + os.pathsep + os.environ.get("PATH", "")
+    os.environ.pop("AMLKIT_ROOT", None)
+    if command == "pipeline":
+        sh(BIN / "amlkit", "run", *extra)
+    elif command == "test":
+        sh(BIN / "ruff", "check", ".")
+        sh(BIN / "ruff", "format", "--check", ".")
+        sh(
+            BIN / "python",
+            "-m",
+            "pytest",
+            "notebooks",
+            "tests",
+            "--nbval",
+            "--nbval-sanitize-with",
+            "tests/nbval_sanitize.cfg",
+            *extra,
+        )
+
+
+if __name__ == "__main__":
+    main()

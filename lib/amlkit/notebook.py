@@ -1,0 +1,56 @@
+"""One call that makes a notebook run reproducible and readable.
+
+``setup()`` seeds Python, NumPy (and TensorFlow when asked), pins thread counts, configures
+logging from config/logging_config.json and sets display options for pandas and matplotlib, as
+fastbook's utilities do. Call it once in every notebook's Setup section.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from amlkit.logs import setup_logging
+
+
+def setup(
+    seed: int = 42, *, threads: int | None = None, tensorflow: bool = False
+) -> dict[str, Any]:
+    """Seed everything, fix threads and display options, configure logging.
+
+    Args:
+        seed: the seed for Python, NumPy and (optionally) TensorFlow.
+        threads: thread count for BLAS/OpenMP (and TensorFlow); None keeps the library default.
+        tensorflow: also seed TensorFlow and turn on its op determinism.
+
+    Returns:
+        What was set, for display.
+    """
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    if threads:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    if tensorflow:
+        from amlkit import deep
+
+        deep.set_determinism(seed, threads=threads)
+    setup_logging()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    pd.set_option("display.max_columns", 30)
+    pd.set_option("display.width", 120)
+    pd.set_option("display.precision", 4)
+    import matplotlib as mpl
+
+    mpl.rcParams.update(
+        {"figure.figsize": (8, 4.5), "figure.dpi": 80, "axes.grid": True, "savefig.bbox": "tight"}
+    )
+    mpl.rcParams["svg.hashsalt"] = str(seed)
+    return {"seed": seed, "threads": threads, "tensorflow": tensorflow}

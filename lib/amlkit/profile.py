@@ -1,0 +1,118 @@
+"""Baseline profile of a data split: the reference that monitoring compares production data to.
+
+Per column: kind, role, null rate; numeric columns add min, max, mean, std, quantiles and decile
+bins with counts; categorical and boolean columns add category frequencies; datetime columns add
+their range. The format is documented in docs/contracts.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
+NUMERIC_KINDS = ("numeric", "integer")
+CATEGORY_KINDS = ("categorical", "boolean")
+
+
+def _num(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), 10)
+
+
+def column_profile(values: pd.Series, kind: str, *, bins: int = 10) -> dict[str, Any]:
+    """Profile one column of the given kind."""
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "dtype": str(values.dtype),
+        "null_rate": round(float(values.isna().mean()), 10) if len(values) else 0.0,
+    }
+    present = values.dropna()
+    if kind in NUMERIC_KINDS:
+        x = present.to_numpy(dtype=float)
+        if x.size:
+            qs = np.quantile(x, QUANTILES)
+            edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)))
+            counts = np.histogram(x, bins=edges)[0] if edges.size > 1 else np.array([x.size])
+            entry |= {
+                "min": _num(x.min()),
+                "max": _num(x.max()),
+                "mean": _num(x.mean()),
+                "std": _num(x.std(ddof=1)) if x.size > 1 else 0.0,
+                "quantiles": {str(q): _num(v) for q, v in zip(QUANTILES, qs, strict=True)},
+                "bin_edges": [_num(e) for e in edges],
+                "bin_counts": [int(c) for c in counts],
+            }
+    elif kind in CATEGORY_KINDS:
+        freq = present.astype(str).value_counts(normalize=True).sort_index()
+        entry |= {
+            "n_unique": int(freq.size),
+            "categories": {str(k): round(float(v), 10) for k, v in freq.items()},
+        }
+    elif kind == "datetime":
+        if not present.empty:
+            entry |= {"min": present.min().isoformat(), "max": present.max().isoformat()}
+    else:
+        entry["n_unique"] = int(present.nunique())
+    return entry
+
+
+def build_profile(
+    frame: pd.DataFrame,
+    *,
+    feature_types: dict[str, str],
+    target: str,
+    task: str,
+    dataset: str,
+    data_version: str,
+    reference: str = "train.parquet",
+) -> dict[str, Any]:
+    """Build the baseline profile of ``frame`` (features and target).
+
+    Args:
+        frame: the training split.
+        feature_types: {column: kind} of the features.
+        target: the target column.
+        task: classification or regression.
+        dataset: the data set's name.
+        data_version: the processed version it belongs to.
+        reference: the file (beside the profile) that holds the reference rows.
+
+    Returns:
+        The profile as a JSON-ready dict.
+    """
+    columns = {}
+    for column, kind in feature_types.items():
+        columns[column] = {"role": "feature", **column_profile(frame[column], kind)}
+    target_kind = "categorical" if task == "classification" else "numeric"
+    columns[target] = {"role": "target", **column_profile(frame[target], target_kind)}
+    return {
+        "dataset": dataset,
+        "data_version": data_version,
+        "target": target,
+        "task": task,
+        "rows": len(frame),
+        "reference": reference,
+        "columns": columns,
+    }
+
+
+def profile_table(profile: dict[str, Any]) -> pd.DataFrame:
+    """Return a readable one-row-per-column summary of a profile."""
+    rows = []
+    for column, entry in profile["columns"].items():
+        cats = entry.get("categories")
+        rows.append(
+            {
+                "column": column,
+                "role": entry["role"],
+                "kind": entry["kind"],
+                "null_rate": entry["null_rate"],
+                "min": entry.get("min"),
+                "median": (entry.get("quantiles") or {}).get("0.5"),
+                "max": entry.get("max"),
+                "categories": ", ".join(cats) if cats else None,
+            }
+        )
+    return pd.DataFrame(rows).set_index("column")

@@ -1,0 +1,316 @@
+"""Data contracts: schemas, structural checks and pandera validation with readable reports.
+
+A data set's schema maps each column to a kind (``numeric``, ``integer``, ``categorical``,
+``boolean``, ``datetime``, ``text``), whether it may be null, and optional bounds or allowed
+categories. It is declared in ``data_config.json`` or inferred at first ingestion and saved to
+``config/schemas/<dataset>.json`` for review. Files are checked in two passes, both streaming:
+a structural pass over the raw bytes (encoding, header, duplicated names, ragged rows) and a
+pandera pass over chunks of rows (types, nulls, bounds, categories, target).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("numeric", "integer", "categorical", "boolean", "datetime", "text")
+BOOL_TOKENS = {"true", "false", "t", "f", "yes", "no", "y", "n", "0", "1"}
+SCHEMA_KEYS = {"type", "nullable", "min", "max", "categories"}
+
+
+class DataValidationError(ValueError):
+    """Input data broke its contract; ``problems`` lists each finding in words."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source} failed validation; nothing was written:\n{lines}")
+
+
+@dataclass
+class StructureReport:
+    """What the structural pass learned about a delimited text file."""
+
+    columns: list[str]
+    rows: int
+    problems: list[str] = field(default_factory=list)
+
+
+def _decoded_lines(path: Path, source: str, chunk_bytes: int) -> Iterator[str]:
+    """Yield decoded text lines of ``path``; raise on bytes that are not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    line_no, offset, pending = 1, 0, ""
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(chunk_bytes)
+            try:
+                text = decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                where = offset + exc.start
+                line = line_no + pending.count("\n") + block[: exc.start].count(b"\n")
+                raise DataValidationError(
+                    source,
+                    [
+                        f"bytes that are not UTF-8 at byte {where} (line {line}): "
+                        f"{block[exc.start : exc.start + 4]!r}; re-save the file as UTF-8 "
+                        "(for example `iconv -f latin1 -t utf-8`)"
+                    ],
+                ) from exc
+            offset += len(block)
+            pending += text
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                line_no += 1
+                yield line + "\n"
+            if not block:
+                if pending:
+                    yield pending
+                return
+
+
+def check_structure(
+    path: Path, source: str, *, delimiter: str = ",", chunk_bytes: int = 1 << 20, max_shown: int = 5
+) -> StructureReport:
+    """Stream a CSV/TSV once: encoding, empty file, header, duplicated names, ragged rows.
+
+    Raises:
+        DataValidationError: with one message per problem found.
+    """
+    if path.stat().st_size == 0:
+        raise DataValidationError(source, ["the file is empty (0 bytes); check the export"])
+    reader = csv.reader(_decoded_lines(path, source, chunk_bytes), delimiter=delimiter)
+    header = next(reader, None)
+    if not header or all(not h.strip() for h in header):
+        raise DataValidationError(source, ["the file has no header row; the first line is blank"])
+    header = [h.strip() for h in header]
+    problems = []
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if name in seen:
+            problems.append(
+                f"duplicated column name {name!r} (columns {seen[name] + 1} and {i + 1}); "
+                "rename one of them in the source"
+            )
+        seen.setdefault(name, i)
+    if any(not h for h in header):
+        problems.append("a column has an empty name in the header; name every column")
+    ragged, rows = [], 0
+    for row in reader:
+        if not row:
+            continue
+        rows += 1
+        if len(row) != len(header):
+            ragged.append((rows, reader.line_num, len(row)))
+    if ragged:
+        shown = ", ".join(f"row {r} (line {ln}) has {n}" for r, ln, n in ragged[:max_shown])
+        problems.append(
+            f"{len(ragged)} ragged rows: the header has {len(header)} fields but {shown}; "
+            "fix the delimiters or quoting in the source"
+        )
+    if rows == 0 and not problems:
+        problems.append("the file has a header but no data rows")
+    if problems:
+        raise DataValidationError(source, problems)
+    return StructureReport(columns=header, rows=rows)
+
+
+def infer_kind(values: pd.Series, *, unique_ratio: float, min_unique: int) -> str:
+    """Infer a column's kind from raw values (strings or typed)."""
+    s = values.dropna()
+    if s.empty:
+        return "categorical"
+    if pd.api.types.is_bool_dtype(s):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return "datetime"
+    if pd.api.types.is_numeric_dtype(s):
+        as_num = s.astype(float)
+    else:
+        text = s.astype(str).str.strip()
+        if set(text.str.lower().unique()) <= BOOL_TOKENS and text.nunique() <= 2:
+            return "boolean" if not text.str.fullmatch(r"[01]").all() else "integer"
+        as_num = pd.to_numeric(text, errors="coerce")
+        if as_num.notna().mean() < 0.9:
+            stamp = pd.to_datetime(text, errors="coerce", format="ISO8601")
+            date_like = text.str.contains(r"\d{4}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2}")
+            if stamp.notna().mean() >= 0.9 and date_like.all():
+                return "datetime"
+            n_unique = text.nunique()
+            if n_unique >= min_unique and n_unique / len(text) >= unique_ratio:
+                return "text"
+            return "categorical"
+    whole = bool(np.all(np.isclose(as_num.dropna() % 1, 0)))
+    return "integer" if whole else "numeric"
+
+
+def infer_schema(
+    frame: pd.DataFrame, *, unique_ratio: float = 0.5, min_unique: int = 50
+) -> dict[str, dict]:
+    """Infer a schema from a sample of raw rows (all columns nullable, for review)."""
+    schema = {}
+    for column in frame.columns:
+        kind = infer_kind(frame[column], unique_ratio=unique_ratio, min_unique=min_unique)
+        schema[str(column)] = {"type": kind, "nullable": True}
+    return schema
+
+
+def check_schema_shape(schema: dict[str, Any], where: str) -> None:
+    """Raise a clear error when a declared schema uses unknown kinds or keys."""
+    for column, spec in schema.items():
+        if not isinstance(spec, dict):
+            raise DataValidationError(where, [f"schema entry {column!r} must be an object"])
+        unknown = set(spec) - SCHEMA_KEYS
+        if unknown:
+            raise DataValidationError(
+                where,
+                [f"schema entry {column!r} has unknown keys {sorted(unknown)}; use {SCHEMA_KEYS}"],
+            )
+        if spec.get("type") not in KINDS:
+            raise DataValidationError(
+                where,
+                [f"schema entry {column!r} has type {spec.get('type')!r}; use one of {KINDS}"],
+            )
+
+
+def _is_bool_token(series: pd.Series) -> pd.Series:
+    return series.isna() | series.astype(str).str.strip().str.lower().isin(BOOL_TOKENS)
+
+
+def _whole(series: pd.Series) -> pd.Series:
+    return series.isna() | (series % 1 == 0)
+
+
+def build_pandera_schema(
+    schema: dict[str, dict], *, target: str | None, task: str | None
+) -> pa.DataFrameSchema:
+    """Turn a project schema into a pandera DataFrameSchema (coercing from raw strings)."""
+    columns = {}
+    for name, spec in schema.items():
+        kind, nullable = spec["type"], bool(spec.get("nullable", True))
+        if name == target:
+            nullable = True  # rows with a missing target are dropped (and counted) in 03
+        checks = []
+        if kind in ("numeric", "integer"):
+            dtype, coerce = "float64", True
+            if kind == "integer":
+                checks.append(pa.Check(_whole, error="whole numbers"))
+            if "min" in spec:
+                checks.append(pa.Check.ge(spec["min"]))
+            if "max" in spec:
+                checks.append(pa.Check.le(spec["max"]))
+        elif kind == "datetime":
+            dtype, coerce = "datetime64[ns]", True
+        elif kind == "boolean":
+            dtype, coerce = None, False
+            checks.append(pa.Check(_is_bool_token, error="true/false values"))
+        else:
+            dtype, coerce = None, False
+            if spec.get("categories"):
+                checks.append(pa.Check.isin([str(c) for c in spec["categories"]]))
+        columns[name] = pa.Column(
+            dtype, checks=checks, nullable=nullable, coerce=coerce, required=True
+        )
+    return pa.DataFrameSchema(columns, strict=True, coerce=False)
+
+
+def _describe_check(check: str, kind: str) -> tuple[str, str]:
+    """Return (what the bad values are, what to do) for a pandera check name."""
+    if check.startswith("coerce_dtype"):
+        noun = {"numeric": "numbers", "integer": "numbers", "datetime": "dates/times"}.get(kind)
+        return (
+            f"values that are not {noun or kind}",
+            "fix the source, or declare the column as categorical in data_config.json",
+        )
+    if check == "not_nullable":
+        return "missing values", "fill them in the source or set nullable: true in the schema"
+    if check.startswith("isin"):
+        return "values outside the declared categories", "add them to the schema's categories"
+    if check.startswith("greater_than") or check.startswith("less_than"):
+        return f"values out of bounds ({check})", "fix the source or the schema's min/max"
+    if check == "column_in_schema":
+        return "a column that the schema does not have", "add it to the schema or drop it"
+    if check == "column_in_dataframe":
+        return "a column missing from the data", "add it to the source or remove it from the schema"
+    return f"values failing the check {check!r}", "fix the source or the schema"
+
+
+def report_failures(
+    failures: pd.DataFrame, schema: dict[str, dict], *, max_shown: int = 5
+) -> list[str]:
+    """Turn pandera's failure cases into one sentence per (column, rule)."""
+    problems = []
+    for (column, check), group in failures.groupby(["column", "check"], sort=True, dropna=False):
+        if check in ("column_in_schema", "column_in_dataframe"):
+            name = group["failure_case"].iloc[0]
+            kind = "unknown"
+        else:
+            name = column
+            kind = schema.get(str(column), {}).get("type", "unknown")
+        what, fix = _describe_check(str(check), kind)
+        if check in ("column_in_schema", "column_in_dataframe"):
+            problems.append(f"column {name!r}: {what}; {fix}")
+            continue
+        rows = group.dropna(subset=["index"]).head(max_shown)
+        shown = ", ".join(
+            f"{v!r} on row {int(i)}"
+            for v, i in zip(rows["failure_case"], rows["index"], strict=True)
+        )
+        problems.append(f"column {name!r} ({kind}): {len(group)} {what} (first: {shown}); {fix}")
+    return problems
+
+
+def validate_chunk(
+    chunk: pd.DataFrame, pandera_schema: pa.DataFrameSchema
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Validate one chunk lazily; return (coerced frame, None) or (None, failure cases)."""
+    try:
+        return pandera_schema.validate(chunk, lazy=True), None
+    except SchemaErrors as exc:
+        return None, exc.failure_cases
+
+
+def check_target(target_values: pd.Series, *, target: str, task: str, source: str) -> None:
+    """Check that the target can be learned: present values, two classes for classification."""
+    present = target_values.dropna()
+    if present.empty:
+        raise DataValidationError(source, [f"target column {target!r} has no values at all"])
+    if task == "classification":
+        classes = present.astype(str).unique()
+        if len(classes) < 2:
+            raise DataValidationError(
+                source,
+                [
+                    f"target column {target!r} has a single class ({classes[0]!r}); "
+                    "classification needs at least two: check the filter that produced the file"
+                ],
+            )
+
+
+def infer_task(target_values: pd.Series, kind: str) -> str:
+    """Guess the task from the target: numeric with many distinct values is regression."""
+    if kind in ("numeric", "integer"):
+        numeric = pd.to_numeric(target_values, errors="coerce").dropna()
+        if kind == "numeric" or numeric.nunique() > 20:
+            return "regression"
+    return "classification"
+
+
+def save_schema(path: Path, schema: dict[str, dict]) -> None:
+    """Save an inferred schema for review (atomic)."""
+    from amlkit.io import write_json_atomic
+
+    write_json_atomic(path, schema)
+    logger.info("inferred schema saved for review: %s", path)
