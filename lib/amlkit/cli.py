@@ -95,21 +95,15 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     """Execute notebooks in place with their defaults, or strip their execution noise."""
     from amlkit import nbclean
 
-    files = [Path(f) for f in args.files] or runner.discover()
-    if args.action == "execute":
-        import papermill as pm
-
-        setup_logging()
+    files = [Path(f).resolve() for f in args.files] or runner.discover()
+    if args.action == "clean":
         for nb in files:
-            print(f"executing {nb} ...", flush=True)
-            pm.execute_notebook(
-                str(nb), str(nb), kernel_name="python3", cwd=str(nb.parent), progress_bar=True
-            )
-            nbclean.clean_notebook(nb)
+            if nbclean.clean_notebook(nb):
+                print(f"cleaned {nb}")
         return 0
-    changed = [nb for nb in files if nbclean.clean_notebook(nb)]
-    for nb in changed:
-        print(f"cleaned {nb}")
+    refreshed = runner.refresh_notebooks(files)
+    for nb in refreshed:
+        print(f"refreshed {nb}")
     return 0
 
 
@@ -155,9 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks = sub.add_parser(
         "notebooks",
         help="execute notebooks in place or strip their execution noise",
-        description="'execute' runs notebooks in place with their defaults and cleans them "
-        "(refreshes the committed outputs that nbval checks); 'clean' strips papermill and "
-        "execution-time metadata, keeping outputs.",
+        description="'execute' runs notebooks in place with their defaults, in a fresh "
+        "temporary project root (the stages before them run too, their outputs discarded), "
+        "and cleans them: this refreshes the committed outputs that nbval checks. 'clean' "
+        "strips papermill and execution-time metadata, keeping outputs.",
     )
     notebooks.add_argument("action", choices=["execute", "clean"])
     notebooks.add_argument("files", nargs="*", help="notebooks (default: every stage notebook)")

@@ -18,7 +18,8 @@ CATEGORY_KINDS = ("categorical", "boolean")
 
 
 def _num(value: float) -> float | None:
-    return None if value is None or not np.isfinite(value) else round(float(value), 10)
+    # Not rounded: a reference's own extremes must stay inside its stored bounds.
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def column_profile(values: pd.Series, kind: str, *, bins: int = 10) -> dict[str, Any]:

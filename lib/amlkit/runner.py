@@ -13,6 +13,8 @@ import logging
 import os
 import re
 import secrets
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import papermill as pm
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from amlkit import paths
 from amlkit.config import load_config
@@ -184,3 +186,56 @@ def run_pipeline(
 
 def _summary(result: RunResult) -> dict[str, Any]:
     return {"run_id": result.run_id, "status": result.status, "notebooks": result.notebooks}
+
+
+def fresh_root(dest: Path) -> Path:
+    """Create a project root at ``dest`` holding only a copy of the configuration."""
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(paths.config_dir(), dest / "config")
+    return dest
+
+
+def refresh_notebooks(notebooks: list[Path], *, kernel_name: str = "python3") -> list[Path]:
+    """Re-execute notebooks in place with their defaults, from a fresh project state.
+
+    The committed outputs must be those of a default run on a clean clone (that is what nbval
+    compares against), so the run happens in a temporary project root: every stage notebook
+    up to the last one asked for is executed in order there, and only the notebooks asked
+    for are written back, cleaned of execution noise.
+
+    Args:
+        notebooks: the notebooks to refresh.
+        kernel_name: the Jupyter kernel.
+
+    Returns:
+        The refreshed notebooks.
+    """
+    from amlkit import nbclean
+
+    stages = discover(notebooks[0].parent) if notebooks else []
+    wanted = {nb.resolve() for nb in notebooks}
+    last = max((int(nb.name[:2]) for nb in wanted if NOTEBOOK_RE.match(nb.name)), default=99)
+    order = [nb for nb in stages if int(nb.name[:2]) <= last] or sorted(wanted)
+    order += sorted(wanted - set(order))
+    previous = os.environ.get(paths.ROOT_ENV)
+    with tempfile.TemporaryDirectory(prefix="amlkit-refresh-") as tmp:
+        os.environ[paths.ROOT_ENV] = str(fresh_root(Path(tmp) / "project"))
+        try:
+            for nb in order:
+                output = nb if nb in wanted else Path(tmp) / nb.name
+                logger.info("executing %s -> %s", nb.name, output)
+                pm.execute_notebook(
+                    str(nb),
+                    str(output),
+                    kernel_name=kernel_name,
+                    cwd=str(nb.parent),
+                    progress_bar=True,
+                )
+                if nb in wanted:
+                    nbclean.clean_notebook(nb)
+        finally:
+            if previous is None:
+                os.environ.pop(paths.ROOT_ENV, None)
+            else:
+                os.environ[paths.ROOT_ENV] = previous
+    return [nb for nb in order if nb in wanted]
