@@ -1,0 +1,328 @@
+"""Feature preprocessing: one scikit-learn ``ColumnTransformer`` built from column kinds.
+
+The preprocessor travels inside every trained model (the first step of its ``Pipeline``), so
+the web service applies exactly what training applied. It accepts what a request carries:
+datetimes as ISO strings, categories as numbers or booleans, and values never seen in training.
+
+Column kinds (see ``docs/contracts.md``) map to steps:
+
+- ``numeric``, ``integer``: median imputation (plus a missing-value indicator for columns that
+  had gaps in training), then standard scaling.
+- ``categorical``, ``boolean``: values normalised to strings (:class:`CategoryNormalizer`),
+  constant imputation (``"missing"``), then one-hot encoding that ignores unseen categories.
+- ``datetime``: :class:`DatetimeFeatures` (year, month, day, day of week, day of year), then
+  scaling.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+logger = logging.getLogger(__name__)
+
+FEATURE_KINDS = ("numeric", "integer", "categorical", "boolean", "datetime")
+DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear")
+MISSING_CATEGORY = "missing"
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+def _as_frame(X: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Return ``X`` as a DataFrame (arrays get ``columns`` or ``x0, x1, ...``)."""
+    if isinstance(X, pd.DataFrame):
+        return X
+    array = np.asarray(X, dtype=object)
+    if array.ndim == 1:
+        array = array.reshape(-1, 1)
+    names = list(columns) if columns is not None else [f"x{i}" for i in range(array.shape[1])]
+    return pd.DataFrame(array, columns=names)
+
+
+def _check_columns(frame: pd.DataFrame, expected: np.ndarray, owner: str) -> None:
+    if frame.shape[1] != len(expected):
+        raise ValueError(
+            f"{owner} was fitted on {len(expected)} columns {list(expected)} but got "
+            f"{frame.shape[1]} columns {list(frame.columns)}; pass the same columns as in fit."
+        )
+
+
+class DatetimeFeatures(TransformerMixin, BaseEstimator):
+    """Turn datetime columns into numeric calendar parts, imputing missing dates.
+
+    Each input column becomes one output column per part, named ``<column>_<part>``. Input may
+    be ``datetime64`` values, ``datetime``/``Timestamp`` objects or ISO 8601 strings (what a web
+    request carries); time zones are converted to UTC. Values that are missing or cannot be
+    parsed are replaced, per output column, by the median seen in ``fit``.
+
+    Args:
+        parts: calendar parts to extract, a subset of :data:`DATETIME_PARTS`.
+    """
+
+    def __init__(self, *, parts: Sequence[str] = DATETIME_PARTS) -> None:
+        self.parts = parts
+
+    @staticmethod
+    def _parse(values: pd.Series) -> pd.Series:
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            return values.dt.tz_convert("UTC").dt.tz_localize(None)
+        if pd.api.types.is_datetime64_any_dtype(values.dtype):
+            return values.astype("datetime64[ns]")
+        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+        return parsed.dt.tz_localize(None)
+
+    def _extract(self, frame: pd.DataFrame) -> np.ndarray:
+        out = np.empty((len(frame), len(frame.columns) * len(self.parts)), dtype=np.float64)
+        j = 0
+        for column in frame.columns:
+            stamps = self._parse(frame[column])
+            for part in self.parts:
+                values = getattr(stamps.dt, "day_of_week" if part == "dayofweek" else part)
+                out[:, j] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+                j += 1
+        return out
+
+    def fit(self, X: Any, y: Any = None) -> DatetimeFeatures:
+        """Learn the column names and the per-part medians used to fill missing dates.
+
+        Args:
+            X: the datetime columns (DataFrame or 2-D array).
+            y: ignored.
+
+        Returns:
+            The fitted transformer.
+
+        Raises:
+            ValueError: ``parts`` is empty or names an unknown part, or a column has values
+                that are not dates.
+        """
+        unknown = [p for p in self.parts if p not in DATETIME_PARTS]
+        if not self.parts or unknown:
+            raise ValueError(
+                f"DatetimeFeatures parts must be a non-empty subset of {DATETIME_PARTS}; "
+                f"got {list(self.parts)!r}."
+            )
+        frame = _as_frame(X)
+        for column in frame.columns:
+            raw = frame[column]
+            bad = raw.notna() & self._parse(raw).isna()
+            if bad.any():
+                first = raw[bad].iloc[0]
+                raise ValueError(
+                    f"datetime column '{column}' has {int(bad.sum())} values that are not "
+                    f"dates (first: {first!r}); use ISO 8601 strings or datetime64 values, or "
+                    "declare the column with another kind."
+                )
+        self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        parts = self._extract(frame)
+        with np.errstate(all="ignore"):
+            medians = np.nanmedian(parts, axis=0) if len(parts) else np.full(parts.shape[1], 0.0)
+        self.fill_values_ = np.where(np.isnan(medians), 0.0, np.round(medians))
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Return the calendar parts as a float array, missing dates filled.
+
+        Args:
+            X: the same datetime columns as in ``fit``.
+
+        Returns:
+            An array of shape ``(n_rows, n_columns * len(parts))``.
+        """
+        check_is_fitted(self, "fill_values_")
+        frame = _as_frame(X, self.feature_names_in_)
+        _check_columns(frame, self.feature_names_in_, "DatetimeFeatures")
+        out = self._extract(frame)
+        missing = np.isnan(out)
+        if missing.any():
+            out[missing] = np.broadcast_to(self.fill_values_, out.shape)[missing]
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Return ``<column>_<part>`` for every input column and part."""
+        check_is_fitted(self, "fill_values_")
+        columns = self.feature_names_in_ if input_features is None else input_features
+        return np.asarray([f"{c}_{p}" for c in columns for p in self.parts], dtype=object)
+
+
+def _normalize_value(value: Any, boolean: bool) -> Any:
+    """Return ``value`` as a clean string, or NaN when missing."""
+    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return np.nan
+    if value is pd.NA or value is pd.NaT:
+        return np.nan
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        value = int(value)
+    text = str(value).strip()
+    if boolean:
+        low = text.lower()
+        if low in _TRUE:
+            return "true"
+        if low in _FALSE:
+            return "false"
+    return text
+
+
+class CategoryNormalizer(TransformerMixin, BaseEstimator):
+    """Cast categorical values to strings so that training and requests agree.
+
+    Numbers become their text (``3.0`` and ``3`` both give ``"3"``), booleans give
+    ``"true"``/``"false"`` (the processed-data convention), missing values stay NaN. With
+    ``boolean=True``, the spellings ``True``/``yes``/``1`` and ``False``/``no``/``0`` are also
+    mapped to ``"true"``/``"false"``.
+
+    Args:
+        boolean: normalise the column as a true/false flag.
+    """
+
+    def __init__(self, *, boolean: bool = False) -> None:
+        self.boolean = boolean
+
+    def fit(self, X: Any, y: Any = None) -> CategoryNormalizer:
+        """Record the input columns.
+
+        Args:
+            X: the categorical columns (DataFrame or 2-D array).
+            y: ignored.
+
+        Returns:
+            The fitted transformer.
+        """
+        if not isinstance(self.boolean, bool):
+            raise ValueError(
+                f"CategoryNormalizer boolean must be True or False, got {self.boolean!r}"
+            )
+        frame = _as_frame(X)
+        self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Return the values as an object array of strings, missing values as NaN."""
+        check_is_fitted(self, "n_features_in_")
+        frame = _as_frame(X, self.feature_names_in_)
+        _check_columns(frame, self.feature_names_in_, "CategoryNormalizer")
+        out = np.empty(frame.shape, dtype=object)
+        for j, column in enumerate(frame.columns):
+            values = frame[column]
+            if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+                # Fast path (the processed-data case): strings and missing values only.
+                text = values.astype(object).str.strip()
+                if self.boolean:
+                    low = text.str.lower()
+                    text = text.mask(low.isin(_TRUE), "true").mask(low.isin(_FALSE), "false")
+                out[:, j] = text.where(values.notna(), np.nan).to_numpy(dtype=object)
+            else:
+                out[:, j] = [_normalize_value(v, self.boolean) for v in values.astype(object)]
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Return the input column names unchanged."""
+        check_is_fitted(self, "n_features_in_")
+        columns = self.feature_names_in_ if input_features is None else input_features
+        return np.asarray(list(columns), dtype=object)
+
+
+def _categorical_pipeline(boolean: bool) -> Pipeline:
+    return Pipeline(
+        [
+            ("normalize", CategoryNormalizer(boolean=boolean)),
+            ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+
+
+def validate_feature_types(feature_types: Mapping[str, str]) -> dict[str, list[str]]:
+    """Group feature columns by kind, rejecting unknown kinds.
+
+    Args:
+        feature_types: ``{column: kind}`` as in the processed data's manifest.
+
+    Returns:
+        ``{kind: [columns]}`` in the order of ``feature_types``.
+
+    Raises:
+        ValueError: no columns, or a kind outside :data:`FEATURE_KINDS`.
+    """
+    if not feature_types:
+        raise ValueError(
+            "feature_types is empty; pass {column: kind} for at least one feature column "
+            "(the manifest's 'feature_types')."
+        )
+    groups: dict[str, list[str]] = {kind: [] for kind in FEATURE_KINDS}
+    for column, kind in feature_types.items():
+        if kind not in groups:
+            hint = " Text columns are excluded from features." if kind == "text" else ""
+            raise ValueError(
+                f"feature column '{column}' has kind {kind!r}; expected one of "
+                f"{', '.join(FEATURE_KINDS)}.{hint} Fix feature_types or drop the column."
+            )
+        groups[kind].append(column)
+    return groups
+
+
+def build_preprocessor(
+    feature_types: Mapping[str, str],
+    *,
+    missing_indicator: bool = True,
+    verbose_feature_names: bool = False,
+) -> ColumnTransformer:
+    """Build the (unfitted) preprocessing step for the given feature columns.
+
+    Args:
+        feature_types: ``{column: kind}`` with kinds from :data:`FEATURE_KINDS`; only these
+            columns are used, any other input column is dropped.
+        missing_indicator: add a 0/1 column for each numeric column that had missing values
+            in training. skl2onnx cannot convert it: pass False for a model meant for ONNX.
+        verbose_feature_names: prefix output names with the group (``num__age``) instead of
+            the plain ``age``, ``island_Biscoe``, ``date_month``.
+
+    Returns:
+        A ``ColumnTransformer`` producing a dense float matrix.
+
+    Raises:
+        ValueError: ``feature_types`` is empty or names an unknown kind.
+    """
+    groups = validate_feature_types(feature_types)
+    transformers: list[tuple[str, Any, list[str]]] = []
+    numeric = groups["numeric"] + groups["integer"]
+    if numeric:
+        steps = [
+            ("impute", SimpleImputer(strategy="median", add_indicator=missing_indicator)),
+            ("scale", StandardScaler()),
+        ]
+        transformers.append(("num", Pipeline(steps), numeric))
+    if groups["categorical"]:
+        transformers.append(("cat", _categorical_pipeline(False), groups["categorical"]))
+    if groups["boolean"]:
+        transformers.append(("bool", _categorical_pipeline(True), groups["boolean"]))
+    if groups["datetime"]:
+        steps = [("parts", DatetimeFeatures()), ("scale", StandardScaler())]
+        transformers.append(("date", Pipeline(steps), groups["datetime"]))
+    logger.debug("preprocessor groups: %s", {k: v for k, v in groups.items() if v})
+    return ColumnTransformer(
+        transformers,
+        remainder="drop",
+        sparse_threshold=0.0,
+        verbose_feature_names_out=verbose_feature_names,
+    )
+
+
+def feature_names(preprocessor: ColumnTransformer) -> list[str]:
+    """Return the output feature names of a fitted preprocessor as a list of str."""
+    check_is_fitted(preprocessor)
+    return [str(name) for name in preprocessor.get_feature_names_out()]
