@@ -136,3 +136,36 @@ def test_run_help_documents_parameters_and_exit_status():
     assert proc.returncode == 0
     for text in ("--stages", "-p NAME VALUE", "runs/<run-id>/", "exit status"):
         assert text in proc.stdout
+
+
+def test_run_through_training_on_a_regression_dataset(project_with_notebooks):
+    proc = _amlkit(
+        "run",
+        "-s",
+        "01",
+        "-s",
+        "03",
+        "-s",
+        "04",
+        "--no-progress",
+        "--run-id",
+        "cars-run",
+        "-p",
+        "dataset",
+        "cars",
+        "-p",
+        "search_iterations",
+        "2",
+        "-p",
+        "cv_folds",
+        "3",
+        cwd=project_with_notebooks,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    models = project_with_notebooks / "models" / "trained_models" / "cars-regression"
+    meta = json.loads((models / "1" / "model_metadata.json").read_text())
+    assert meta["task"] == "regression" and meta["target"] == "Miles_per_Gallon"
+    assert "Year" in meta["feature_types"] and "Name" not in meta["feature_columns"]
+    metrics = json.loads((models / "1" / "performance_metrics.json").read_text())
+    assert metrics["test"]["r2"] > 0.7
+    assert json.loads((models / "champion.json").read_text())["version"] == 1

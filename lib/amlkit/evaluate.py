@@ -231,8 +231,15 @@ def plot_confusion_matrix(
     """
     fig, ax = plt.subplots(figsize=(4.5, 4))
     skm.ConfusionMatrixDisplay.from_predictions(
-        y_true, y_pred, labels=list(classes), normalize=normalize, ax=ax, colorbar=False
+        y_true,
+        y_pred,
+        labels=list(classes),
+        normalize=normalize,
+        ax=ax,
+        colorbar=False,
+        cmap="Blues",
     )
+    ax.grid(False)
     ax.set_title("Confusion matrix" + (f" (normalised by {normalize})" if normalize else ""))
     fig.tight_layout()
     return fig

@@ -1,0 +1,170 @@
+"""Latency and throughput of the local endpoint against `mlflow models serve` on one model.
+
+Run: .venv/bin/python benchmarks/serving_benchmark.py [--seconds 5] [--workers 1]
+
+Builds a penguins RandomForest version in a temporary AMLKIT_ROOT (or uses --model-dir),
+packages it (ONNX fast path), starts azmlinfsrv on loopback and `mlflow models serve
+--env-manager local` on the same model folder, and measures 1-row and 100-row requests with a
+keep-alive HTTP client (http.client; azmlinfsrv's gunicorn sync workers close each
+connection, so its client reconnects as needed). Prints p50/p99 latency, throughput and the
+ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from test_serving_package import FEATURES, make_version, penguins  # noqa: E402
+
+
+class Client:
+    """Keep-alive client that reconnects when the server closes the connection."""
+
+    def __init__(self, port: int, path: str, headers: dict[str, str]) -> None:
+        self.port, self.path, self.headers = port, path, headers
+        self.conn: http.client.HTTPConnection | None = None
+
+    def post(self, body: bytes) -> int:
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                self.conn.request("POST", self.path, body=body, headers=self.headers)
+                resp = self.conn.getresponse()
+                resp.read()
+                if resp.getheader("Connection", "").lower() == "close":
+                    self.conn.close()
+                    self.conn = None
+                return resp.status
+            except (http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        return 0
+
+
+def measure(client: Client, body: bytes, seconds: float) -> dict[str, float]:
+    for _ in range(50):
+        assert client.post(body) == 200
+    lat = []
+    errors = 0
+    end = time.perf_counter() + seconds
+    while (start := time.perf_counter()) < end:
+        status = client.post(body)
+        lat.append((time.perf_counter() - start) * 1000)
+        errors += status != 200
+    lat.sort()
+    return {
+        "n": len(lat),
+        "errors": errors,
+        "p50_ms": statistics.median(lat),
+        "p99_ms": lat[int(len(lat) * 0.99) - 1],
+        "rps": len(lat) / seconds,
+    }
+
+
+def wait_http(port: int, path: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing answered on port {port}{path} within {timeout}s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--model-dir", type=Path, default=None)
+    parser.add_argument("--skip-mlflow", action="store_true")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="amlkit-bench-"))
+    shutil.copytree(REPO / "config", root / "config")
+    os.environ["AMLKIT_ROOT"] = str(root)
+    from amlkit.serving import package_service, serve
+    from amlkit.serving.server import free_port
+
+    version = args.model_dir or make_version(root / "models" / "trained_models")
+    folder = package_service(version, service="bench", parity_rows=penguins().head(100))
+    rows = json.loads(penguins()[FEATURES].head(100).to_json(orient="records"))
+    one = json.dumps(rows[:1]).encode()
+    hundred = json.dumps(rows).encode()
+    results = {}
+    with serve(folder, port=0, workers=args.workers) as endpoint:
+        client = Client(endpoint.port, "/score", endpoint.headers())
+        results["azmlinfsrv 1 row"] = measure(client, one, args.seconds)
+        results["azmlinfsrv 100 rows"] = measure(client, hundred, args.seconds)
+    if not args.skip_mlflow:
+        port = free_port()
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            str(version),
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ]
+        log = open(root / "mlflow-serve.log", "wb")  # noqa: SIM115 - closed in finally
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
+        try:
+            wait_http(port, "/ping", 120)
+            client = Client(port, "/invocations", {"Content-Type": "application/json"})
+            body1 = json.dumps({"dataframe_records": rows[:1]}).encode()
+            body100 = json.dumps({"dataframe_records": rows}).encode()
+            results["mlflow serve 1 row"] = measure(client, body1, args.seconds)
+            results["mlflow serve 100 rows"] = measure(client, body100, args.seconds)
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=20)
+            log.close()
+    print(f"{'setup':24} {'n':>7} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    for name, r in results.items():
+        print(
+            f"{name:24} {r['n']:7d} {r['errors']:6d} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+            f"{r['rps']:8.1f}"
+        )
+    for size in ("1 row", "100 rows"):
+        ours, theirs = results[f"azmlinfsrv {size}"], results.get(f"mlflow serve {size}")
+        if theirs:
+            print(
+                f"{size}: p50 {theirs['p50_ms'] / ours['p50_ms']:.1f}x lower, "
+                f"throughput {ours['rps'] / theirs['rps']:.1f}x higher than mlflow serve"
+            )
+    print(f"backend: {json.loads((folder / 'service_metadata.json').read_text())['backend']}")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Load a packaged model once and score validated rows (ONNX fast path or the pipeline).
+
+Used by the service's scoring script and by batch scoring, so both answer the same way.
+The model folder is a copy of a registered version plus, when the conversion passed its
+parity check, ``model.onnx`` and ``serving.json`` (which backend to use and how to feed it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+SERVING_FILE = "serving.json"
+METADATA_FILE = "model_metadata.json"
+
+
+def find_model_dir(root: str | Path) -> Path:
+    """Return the folder holding ``model_metadata.json`` at ``root`` or one level below.
+
+    Azure ML mounts a registered folder model under ``$AZUREML_MODEL_DIR/<folder>``; a local
+    server points straight at the folder. Both work.
+
+    Raises:
+        FileNotFoundError: no metadata found; names the folder.
+    """
+    root = Path(root)
+    if (root / METADATA_FILE).is_file():
+        return root
+    found = sorted(p.parent for p in root.glob(f"*/{METADATA_FILE}"))
+    if len(found) == 1:
+        return found[0]
+    raise FileNotFoundError(
+        f"no {METADATA_FILE} in {root} or its subfolders ({len(found)} found); point "
+        "AZUREML_MODEL_DIR at the packaged model folder (deployed_models/<service>/model)."
+    )
+
+
+class Scorer:
+    """A loaded model with its feature contract.
+
+    Args:
+        model_dir: the model folder (see :func:`find_model_dir`).
+        backend: force ``"onnx"`` or ``"sklearn"``; default: what ``serving.json`` says.
+    """
+
+    def __init__(self, model_dir: str | Path, backend: str | None = None) -> None:
+        self.model_dir = find_model_dir(model_dir)
+        meta = json.loads((self.model_dir / METADATA_FILE).read_text(encoding="utf-8"))
+        self.metadata = meta
+        serving_path = self.model_dir / SERVING_FILE
+        serving = (
+            json.loads(serving_path.read_text(encoding="utf-8")) if serving_path.is_file() else {}
+        )
+        self.serving = serving
+        self.feature_columns: list[str] = list(meta.get("feature_columns") or [])
+        types = meta.get("feature_types") or {}
+        self.feature_types: dict[str, str] = {
+            c: types.get(c, "numeric") for c in self.feature_columns
+        }
+        self.task: str = meta.get("task", "classification")
+        self.flavor: str = meta.get("flavor", "sklearn")
+        classes = meta.get("classes")
+        self.classes: list[Any] | None = list(classes) if classes else None
+        self.backend = (
+            backend or serving.get("backend") or ("keras" if self.flavor == "keras" else "sklearn")
+        )
+        self._model: Any = None
+        self._session: Any = None
+        if self.backend == "onnx":
+            self._load_onnx()
+        elif self.backend == "keras":
+            from amlkit import deep_serving
+
+            self._model, self._preprocessing = deep_serving.load_mlflow_model(self.model_dir)
+        else:
+            self._load_pickle()
+        logger.info("loaded %s model from %s", self.backend, self.model_dir)
+
+    def _load_pickle(self) -> None:
+        path = self.model_dir / self.metadata.get("model_file", "model.pkl")
+        try:
+            import cloudpickle as loader
+        except ImportError:  # pragma: no cover - cloudpickle ships with mlflow
+            loader = pickle
+        with open(path, "rb") as handle:
+            self._model = loader.load(handle)
+        model_classes = getattr(self._model, "classes_", None)
+        if model_classes is not None:
+            self.classes = [c.item() if hasattr(c, "item") else c for c in model_classes]
+
+    def _load_onnx(self) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            str(self.model_dir / self.serving["onnx_file"]),
+            opts,
+            providers=["CPUExecutionProvider"],
+        )
+        self._fill = {k: float(v) for k, v in self.serving.get("numeric_fill", {}).items()}
+        self._input_kinds = self.serving["input_kinds"]
+        if self.serving.get("classes"):
+            self.classes = list(self.serving["classes"])
+
+    def _onnx_feeds(self, values: dict[str, list[Any]]) -> dict[str, np.ndarray]:
+        feeds = {}
+        for col, kind in self._input_kinds.items():
+            vals = values[col]
+            if kind == "double":
+                arr = np.array(vals, dtype=np.float64)
+                fill = self._fill.get(col)
+                if fill is not None:
+                    mask = np.isnan(arr)
+                    if mask.any():
+                        arr[mask] = fill
+            else:
+                arr = np.array(["" if v is None else v for v in vals], dtype=object)
+            feeds[col] = arr.reshape(-1, 1)
+        return feeds
+
+    def frame(self, values: dict[str, list[Any]]) -> Any:
+        """Build the pandas frame the pipeline expects from validated column values."""
+        import pandas as pd
+
+        data = {}
+        for col in self.feature_columns:
+            kind = self.feature_types[col]
+            vals = values[col]
+            if kind in ("numeric", "integer"):
+                data[col] = np.asarray(vals, dtype=np.float64)
+            elif kind == "datetime":
+                data[col] = pd.to_datetime(pd.Series(vals, dtype=object), format="ISO8601")
+            else:
+                data[col] = pd.Series([np.nan if v is None else v for v in vals], dtype=object)
+        return pd.DataFrame(data, columns=self.feature_columns)
+
+    def predict_values(
+        self, values: dict[str, list[Any]]
+    ) -> tuple[list[Any], list[list[float]] | None]:
+        """Score validated rows given column by column.
+
+        Returns:
+            ``(predictions, probabilities)``; probabilities are None for regressors.
+        """
+        if self.backend == "onnx":
+            outputs = self._session.run(None, self._onnx_feeds(values))
+            preds = outputs[0].ravel().tolist()
+            probs = (
+                outputs[1].tolist() if len(outputs) > 1 and self.task == "classification" else None
+            )
+            return preds, probs
+        return self.predict_frame(self.frame(values))
+
+    def predict_frame(self, frame: Any) -> tuple[list[Any], list[list[float]] | None]:
+        """Score a pandas frame with the model's feature columns."""
+        if self.backend == "onnx":
+            values = {}
+            for col, kind in self._input_kinds.items():
+                series = frame[col]
+                if kind == "double":
+                    values[col] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+                else:
+                    values[col] = [None if _missing(v) else str(v) for v in series]
+            return self.predict_values(values)
+        if self.backend == "keras":
+            raise ValueError("keras models score images; use predict_images")
+        preds = self._model.predict(frame)
+        probs = None
+        if self.task == "classification" and hasattr(self._model, "predict_proba"):
+            probs = self._model.predict_proba(frame).tolist()
+        return [p.item() if hasattr(p, "item") else p for p in preds], probs
+
+    def predict_images(self, images: list[Any]) -> dict[str, Any]:
+        """Score images (nested lists or base64 PNG) with the Keras model."""
+        from amlkit import deep_serving
+
+        return deep_serving.predict_images(self._model, images, preprocessing=self._preprocessing)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
