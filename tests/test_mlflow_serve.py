@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +17,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -28,26 +26,6 @@ from amlkit import paths, registry, tracking
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 90
-
-
-@pytest.fixture(scope="session")
-def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite file with the schema created once (alembic takes seconds)."""
-    folder = tmp_path_factory.mktemp("mlflow_template")
-    tracking.quiet_mlflow()
-    MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db").search_experiments()
-    return folder / "mlflow.db"
-
-
-@pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_db: Path) -> Path:
-    """An isolated project root: a copy of config/ and its own MLflow store."""
-    shutil.copytree(REPO / "config", tmp_path / "config")
-    monkeypatch.setenv("AMLKIT_ROOT", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(empty_mlflow_db, paths.state_dir() / "mlflow.db")
-    tracking.configure_tracking()
-    return tmp_path
 
 
 @pytest.fixture

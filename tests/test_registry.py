@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
 import threading
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from amlkit import io, paths, registry, tracking
+from amlkit import io, registry, tracking
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURE_TYPES = {"x1": "numeric", "x2": "numeric", "color": "categorical"}
@@ -34,26 +33,6 @@ CONTRACT_FIELDS = [
     "feature_types", "classes", "created", "data", "code_commit", "mlflow_run_id",
     "mlflow_model_version", "library_versions", "model_file", "model_sha256",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite file with the schema created once (alembic takes seconds)."""
-    folder = tmp_path_factory.mktemp("mlflow_template")
-    tracking.quiet_mlflow()
-    MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db").search_experiments()
-    return folder / "mlflow.db"
-
-
-@pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_db: Path) -> Path:
-    """An isolated project root: a copy of config/ and its own MLflow store."""
-    shutil.copytree(REPO / "config", tmp_path / "config")
-    monkeypatch.setenv("AMLKIT_ROOT", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(empty_mlflow_db, paths.state_dir() / "mlflow.db")
-    tracking.configure_tracking()
-    return tmp_path
 
 
 def make_frame(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:

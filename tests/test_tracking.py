@@ -15,29 +15,9 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from amlkit import config, paths, tracking
+from amlkit import config, tracking
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite file with the schema created once (alembic takes seconds)."""
-    folder = tmp_path_factory.mktemp("mlflow_template")
-    tracking.quiet_mlflow()
-    MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db").search_experiments()
-    return folder / "mlflow.db"
-
-
-@pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_db: Path) -> Path:
-    """An isolated project root: a copy of config/ and its own MLflow store."""
-    shutil.copytree(REPO / "config", tmp_path / "config")
-    monkeypatch.setenv("AMLKIT_ROOT", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(empty_mlflow_db, paths.state_dir() / "mlflow.db")
-    tracking.configure_tracking()
-    return tmp_path
 
 
 def test_configure_tracking_uses_sqlite_store_in_state_folder(root: Path) -> None:
