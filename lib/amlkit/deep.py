@@ -19,6 +19,9 @@ make them repeatable there too (checked on CPU only: no GPU was available when w
 
 from __future__ import annotations
 
+from amlkit import tfquiet  # noqa: F401  (imports TensorFlow before Keras, quietly)
+
+# isort: split
 import logging
 import os
 from collections.abc import Mapping, Sequence

@@ -22,6 +22,9 @@ in ``run()``; it also accepts base64 PNG images.
 
 from __future__ import annotations
 
+from amlkit import tfquiet  # noqa: F401  (imports TensorFlow before Keras, quietly)
+
+# isort: split
 import json
 import logging
 import os

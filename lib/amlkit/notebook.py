@@ -25,11 +25,13 @@ def setup(
 
     Args:
         seed: the seed for Python, NumPy and (optionally) TensorFlow.
-        threads: thread count for BLAS/OpenMP (and TensorFlow); None keeps the library default.
-        tensorflow: also seed TensorFlow and turn on its op determinism.
+        threads: thread count for BLAS/OpenMP and TensorFlow's intra- and inter-op pools; None
+            keeps the BLAS default and TensorFlow's deterministic default of one thread each.
+        tensorflow: also seed TensorFlow, turn on its op determinism and fix its thread
+            pools (:func:`amlkit.deep.set_determinism`). Call it before any TensorFlow op.
 
     Returns:
-        What was set, for display.
+        What was set, for display (with ``device``, where Keras trains, for TensorFlow).
     """
     os.environ["PYTHONHASHSEED"] = str(seed)
     if threads:
@@ -37,10 +39,13 @@ def setup(
             os.environ[var] = str(threads)
     random.seed(seed)
     np.random.seed(seed)
+    device = None
     if tensorflow:
         from amlkit import deep
 
-        deep.set_determinism(seed, threads=threads)
+        pools = {"intra_op_threads": threads, "inter_op_threads": threads} if threads else {}
+        deep.set_determinism(seed, **pools)
+        device = deep.compute_device()
     setup_logging()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -53,4 +58,5 @@ def setup(
         {"figure.figsize": (8, 4.5), "figure.dpi": 80, "axes.grid": True, "savefig.bbox": "tight"}
     )
     mpl.rcParams["svg.hashsalt"] = str(seed)
-    return {"seed": seed, "threads": threads, "tensorflow": tensorflow}
+    done = {"seed": seed, "threads": threads, "tensorflow": tensorflow}
+    return done | {"device": device} if tensorflow else done
