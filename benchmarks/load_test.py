@@ -1,10 +1,12 @@
 """Load test: N concurrent clients against the local endpoint for a fixed time.
 
-Run: .venv/bin/python benchmarks/load_test.py [--clients 16] [--seconds 30] [--workers 2]
+Run: .venv/bin/python benchmarks/load_test.py [--model NAME[:VERSION]] [--root PATH]
+     [--clients 16] [--seconds 30] [--workers 2]
 
-Builds and packages a penguins model in a temporary AMLKIT_ROOT, starts azmlinfsrv on
-loopback and lets each client thread POST 1-10-row requests (with the endpoint key) until
-time is up. Prints request counts, errors and latency percentiles; exits 1 on any error.
+Packages a registered model (``--model`` from ``--root``'s registry; by default a hand-built
+penguins RandomForest) in a temporary AMLKIT_ROOT, starts azmlinfsrv on loopback and lets
+each client thread POST 1-10-row requests (with the endpoint key) until time is up. Prints
+request counts, errors, latency percentiles and the load average; exits 1 on any error.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from serving_benchmark import Client  # noqa: E402
-from test_serving_package import FEATURES, make_version, penguins  # noqa: E402
+from serving_benchmark import Client, request_rows  # noqa: E402
+from test_serving_package import make_version  # noqa: E402
 
 
 def main() -> int:
@@ -33,17 +35,32 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--model", help="registered model NAME or NAME:VERSION (champion)")
+    parser.add_argument("--root", type=Path, help="project root holding the registry")
     args = parser.parse_args()
+    print(f"load average before: {tuple(round(x, 2) for x in os.getloadavg())}")
 
+    source_root = None
+    if args.model:
+        source_root = (args.root or Path(os.environ.get("AMLKIT_ROOT", REPO))).resolve()
+        os.environ["AMLKIT_ROOT"] = str(source_root)
+        from amlkit.serving.package import resolve_model_dir
+
+        name, _, number = args.model.partition(":")
+        version = resolve_model_dir(name, number or None)
     root = Path(tempfile.mkdtemp(prefix="amlkit-load-"))
     shutil.copytree(REPO / "config", root / "config")
+    if not args.model:
+        os.environ["AMLKIT_ROOT"] = str(root)
+        version = make_version(root / "models" / "trained_models")
+    rows, parity_rows = request_rows(version, source_root)
     os.environ["AMLKIT_ROOT"] = str(root)
     from amlkit.serving import package_service, serve
     from amlkit.serving.requestlog import read_log
 
-    version = make_version(root / "models" / "trained_models")
-    folder = package_service(version, service="load", parity_rows=penguins().head(100))
-    rows = json.loads(penguins()[FEATURES].to_json(orient="records"))
+    folder = package_service(version, service="load", parity_rows=parity_rows)
+    info = json.loads((folder / "service_metadata.json").read_text())
+    print(f"model: {info['model']['name']} v{info['model']['version']}, backend {info['backend']}")
     bodies = [json.dumps(random.Random(i).sample(rows, 1 + i % 10)).encode() for i in range(64)]
     latencies: list[list[float]] = [[] for _ in range(args.clients)]
     errors: list[list[str]] = [[] for _ in range(args.clients)]
@@ -87,6 +104,7 @@ def main() -> int:
     print(f"requests in the request log: {logged}")
     if errs:
         print("first errors:", errs[:5])
+    print(f"load average after: {tuple(round(x, 2) for x in os.getloadavg())}")
     shutil.rmtree(root, ignore_errors=True)
     return 1 if errs or n == 0 else 0
 

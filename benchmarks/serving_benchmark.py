@@ -1,13 +1,17 @@
 """Latency and throughput of the local endpoint against `mlflow models serve` on one model.
 
-Run: .venv/bin/python benchmarks/serving_benchmark.py [--seconds 5] [--workers 1]
+Run: .venv/bin/python benchmarks/serving_benchmark.py [--model NAME[:VERSION]] [--root PATH]
+     [--model-dir PATH] [--seconds 5] [--workers 1]
 
-Builds a penguins RandomForest version in a temporary AMLKIT_ROOT (or uses --model-dir),
-packages it (ONNX fast path), starts azmlinfsrv on loopback and `mlflow models serve
---env-manager local` on the same model folder, and measures 1-row and 100-row requests with a
-keep-alive HTTP client (http.client; azmlinfsrv's gunicorn sync workers close each
-connection, so its client reconnects as needed). Prints p50/p99 latency, throughput and the
-ratios.
+The model: a registered version of the project's registry (``--model``, read from
+``--root`` or the default project root; the version's processed test split gives the parity
+rows and the request rows), a version folder (``--model-dir``), or by default a hand-built
+penguins RandomForest. It is packaged in a temporary AMLKIT_ROOT (ONNX fast path when the
+parity check passes), served by azmlinfsrv on loopback and, in the same run, by `mlflow
+models serve --env-manager local` on the same version folder; 1-row and 100-row requests go
+out from a keep-alive HTTP client (http.client; azmlinfsrv's gunicorn sync workers close
+each connection, so its client reconnects as needed). Prints p50/p99 latency, throughput,
+the ratios and the machine's load average (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from test_serving_package import FEATURES, make_version, penguins  # noqa: E402
+from test_serving_package import make_version, penguins  # noqa: E402
 
 
 class Client:
@@ -90,23 +94,64 @@ def wait_http(port: int, path: str, timeout: float) -> None:
     raise RuntimeError(f"nothing answered on port {port}{path} within {timeout}s")
 
 
+def request_rows(model_dir: Path, source_root: Path | None) -> tuple[list[dict], object]:
+    """Return 100 request records and the parity rows for a version folder."""
+    import pandas as pd
+
+    meta = json.loads((model_dir / "model_metadata.json").read_text())
+    columns = meta["feature_columns"]
+    parity = None
+    if source_root is not None:
+        os.environ["AMLKIT_ROOT"] = str(source_root)
+        from amlkit import preprocess
+
+        data = meta.get("data") or {}
+        parity = preprocess.load_processed(data["dataset"], data.get("version", "latest")).test
+        frame = parity[columns]
+    else:
+        frame = penguins()[columns]
+        parity = penguins().head(100)
+    frame = pd.concat([frame] * (100 // len(frame) + 1), ignore_index=True).head(100)
+    return json.loads(frame.to_json(orient="records")), parity
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--model-dir", type=Path, default=None)
+    parser.add_argument("--model", help="registered model NAME or NAME:VERSION (champion)")
+    parser.add_argument("--root", type=Path, help="project root holding the registry")
+    parser.add_argument("--model-dir", type=Path, default=None, help="a version folder")
     parser.add_argument("--skip-mlflow", action="store_true")
     args = parser.parse_args()
+    print(f"load average before: {tuple(round(x, 2) for x in os.getloadavg())}")
 
+    source_root = None
+    if args.model:
+        source_root = (args.root or Path(os.environ.get("AMLKIT_ROOT", REPO))).resolve()
+        os.environ["AMLKIT_ROOT"] = str(source_root)
+        from amlkit.serving.package import resolve_model_dir
+
+        name, _, number = args.model.partition(":")
+        version = resolve_model_dir(name, number or None)
+    elif args.model_dir:
+        version = args.model_dir.resolve()
+        source_root = args.root.resolve() if args.root else None
     root = Path(tempfile.mkdtemp(prefix="amlkit-bench-"))
     shutil.copytree(REPO / "config", root / "config")
+    if not (args.model or args.model_dir):
+        os.environ["AMLKIT_ROOT"] = str(root)
+        version = make_version(root / "models" / "trained_models")
+    rows, parity_rows = request_rows(version, source_root)
     os.environ["AMLKIT_ROOT"] = str(root)
     from amlkit.serving import package_service, serve
     from amlkit.serving.server import free_port
 
-    version = args.model_dir or make_version(root / "models" / "trained_models")
-    folder = package_service(version, service="bench", parity_rows=penguins().head(100))
-    rows = json.loads(penguins()[FEATURES].head(100).to_json(orient="records"))
+    folder = package_service(version, service="bench", parity_rows=parity_rows)
+    info = json.loads((folder / "service_metadata.json").read_text())
+    model_type = json.loads((version / "model_metadata.json").read_text()).get("model_type")
+    print(f"model: {info['model']['name']} v{info['model']['version']} ({model_type})")
+    print(f"backend: {info['backend']} ({info['backend_reason']})")
     one = json.dumps(rows[:1]).encode()
     hundred = json.dumps(rows).encode()
     results = {}
@@ -162,7 +207,7 @@ def main() -> None:
                 f"{size}: p50 {theirs['p50_ms'] / ours['p50_ms']:.1f}x lower, "
                 f"throughput {ours['rps'] / theirs['rps']:.1f}x higher than mlflow serve"
             )
-    print(f"backend: {json.loads((folder / 'service_metadata.json').read_text())['backend']}")
+    print(f"load average after: {tuple(round(x, 2) for x in os.getloadavg())}")
     shutil.rmtree(root, ignore_errors=True)
 
 

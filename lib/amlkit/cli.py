@@ -2,7 +2,8 @@
 
 ``amlkit run`` executes the notebooks in order through papermill; ``amlkit notebooks`` executes
 them in place with their defaults (to refresh committed outputs) and strips execution noise;
-``amlkit config`` validates the configuration files.
+``amlkit config`` validates the configuration files. The deployment commands (``package``,
+``serve``, ``keys``, ``score``, ``deploy``) live in :mod:`amlkit.serving.commands`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from amlkit import paths, runner
 from amlkit.config import ConfigError, load_all
 from amlkit.logs import setup_logging
+from amlkit.serving import commands as serving_commands
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument("action", choices=["execute", "clean"])
     notebooks.add_argument("files", nargs="*", help="notebooks (default: every stage notebook)")
     notebooks.set_defaults(func=cmd_notebooks)
+    serving_commands.add_parsers(sub)
     return parser
 
 

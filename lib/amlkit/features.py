@@ -287,7 +287,7 @@ def build_preprocessor(
         feature_types: ``{column: kind}`` with kinds from :data:`FEATURE_KINDS`; only these
             columns are used, any other input column is dropped.
         missing_indicator: add a 0/1 column for each numeric column that had missing values
-            in training. skl2onnx cannot convert it: pass False for a model meant for ONNX.
+            in training (converted to ONNX by amlkit.serving.onnx_converters).
         verbose_feature_names: prefix output names with the group (``num__age``) instead of
             the plain ``age``, ``island_Biscoe``, ``date_month``.
 

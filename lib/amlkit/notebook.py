@@ -18,15 +18,17 @@ import pandas as pd
 from amlkit.logs import setup_logging
 
 
-def setup(
-    seed: int = 42, *, threads: int | None = None, tensorflow: bool = False
-) -> dict[str, Any]:
+def setup(seed: int = 42, *, threads: int | None = 1, tensorflow: bool = False) -> dict[str, Any]:
     """Seed everything, fix threads and display options, configure logging.
 
     Args:
         seed: the seed for Python, NumPy and (optionally) TensorFlow.
-        threads: thread count for BLAS/OpenMP and TensorFlow's intra- and inter-op pools; None
-            keeps the BLAS default and TensorFlow's deterministic default of one thread each.
+        threads: thread count for BLAS/OpenMP (through threadpoolctl, so it holds after numpy
+            and scikit-learn are imported) and TensorFlow's intra- and inter-op pools. One
+            thread is the default: the notebooks' small data trains fastest on one (OpenMP
+            threads competing on a busy 2-core machine slowed gradient boosting 5-25x), and
+            results then do not depend on the machine's core count. None keeps the libraries'
+            defaults.
         tensorflow: also seed TensorFlow, turn on its op determinism and fix its thread
             pools (:func:`amlkit.deep.set_determinism`). Call it before any TensorFlow op.
 
@@ -35,8 +37,11 @@ def setup(
     """
     os.environ["PYTHONHASHSEED"] = str(seed)
     if threads:
+        from threadpoolctl import threadpool_limits
+
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(threads)
+        threadpool_limits(limits=threads)
     random.seed(seed)
     np.random.seed(seed)
     device = None

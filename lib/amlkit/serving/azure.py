@@ -10,7 +10,9 @@ it refuses with the reason (this machine cannot reach Azure).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,19 @@ logger = logging.getLogger(__name__)
 
 BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
 DEPLOYMENTS = ("blue", "green")
+EXPERIMENTAL_LOGGER = "azure.ai.ml._utils._experimental"
+
+
+@contextlib.contextmanager
+def _quiet_sdk() -> Iterator[None]:
+    """Hide azure-ai-ml's "experimental class" warnings (stderr noise on every load)."""
+    sdk = logging.getLogger(EXPERIMENTAL_LOGGER)
+    old = sdk.level
+    sdk.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        sdk.setLevel(old)
 
 
 def build_entities(service_dir: str | Path, *, model_type: str = "custom_model") -> dict[str, Any]:
@@ -130,6 +145,13 @@ def write_specs(service_dir: str | Path, out_dir: str | Path | None = None) -> d
     folder = Path(service_dir).resolve()
     out = Path(out_dir) if out_dir else folder / "azure"
     out.mkdir(parents=True, exist_ok=True)
+    with _quiet_sdk():
+        written = _write_and_load(folder, out, load_online_endpoint, load_online_deployment)
+    logger.info("wrote and validated Azure specs in %s", out)
+    return written
+
+
+def _write_and_load(folder: Path, out: Path, load_endpoint: Any, load_deployment: Any) -> dict:
     entities = build_entities(folder)
     written = {}
     for kind, entity in entities.items():
@@ -142,14 +164,13 @@ def write_specs(service_dir: str | Path, out_dir: str | Path | None = None) -> d
                 raise ValueError(f"azure-ai-ml wrote no YAML for {kind}; cannot validate it")
             tmp.write_text(yaml.safe_dump(dict(data), sort_keys=False), encoding="utf-8")
         tmp.replace(path)
-        loader = load_online_endpoint if kind == "endpoint" else load_online_deployment
+        loader = load_endpoint if kind == "endpoint" else load_deployment
         loaded = loader(source=path)
         want, got = _key_fields(kind, entity), _key_fields(kind, loaded)
         if want != got:
             diff = {k: (want[k], got.get(k)) for k in want if want[k] != got.get(k)}
             raise ValueError(f"{path} does not round-trip through the SDK loader: {diff}")
         written[kind] = path
-    logger.info("wrote and validated Azure specs in %s", out)
     return written
 
 

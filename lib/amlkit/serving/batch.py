@@ -102,7 +102,7 @@ def score_file(
         one ``probability_<class>`` column per class.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from amlkit.serving.runtime import Scorer
 

@@ -1,19 +1,24 @@
 """Convert scikit-learn pipelines to ONNX and check that they answer the same.
 
-Conversion recipe, found by testing on the penguins pipelines (ColumnTransformer with
-SimpleImputer + StandardScaler on numbers, SimpleImputer + OneHotEncoder on strings):
+Conversion recipe, found by testing on the penguins pipelines that
+:func:`amlkit.features.build_preprocessor` builds (CategoryNormalizer + constant
+SimpleImputer + OneHotEncoder on strings; median SimpleImputer with missing indicator +
+StandardScaler on numbers) under LogisticRegression, RandomForest and HistGradientBoosting:
 
 - numeric inputs are fed as doubles (float32 inputs flip tree splits: scaling in float32
   differs from scikit-learn's float64 by an ulp);
-- onnxruntime's Imputer has no double kernel, so numeric SimpleImputers are taken out of the
-  graph and their fill values applied by the runtime before the call (``numeric_fill``);
+- numeric SimpleImputers and MissingIndicators become standard double ops (IsNaN, Where,
+  Gather; see :mod:`.onnx_converters`): onnxruntime's ``Imputer`` has no double kernel;
+- CategoryNormalizer becomes an Identity; the runtime normalises strings the same way first;
 - string SimpleImputers cannot match NaN inside a string tensor: their ``missing_values``
-  becomes ``""`` and the runtime feeds missing strings as ``""``;
+  becomes :data:`MISSING_STRING` and the runtime feeds missing strings as that marker
+  (an empty string stays an empty string, as in scikit-learn);
 - scikit-learn trees compare ``float32(x)`` with float64 thresholds, so a Cast to float and
   back is inserted in front of every TreeEnsemble node.
 
 The converted model is used only when labels are identical and probabilities agree within
-``tolerance`` on the supplied rows (plus a copy of them with each column blanked).
+``tolerance`` on the supplied rows, plus copies of them with each column blanked and with
+strings padded, upper-cased and emptied.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 NUMERIC_KINDS = ("numeric", "integer")
 STRING_KINDS = ("categorical", "boolean")
+MISSING_STRING = "\u2400amlkit-missing\u2400"  # fed for a missing category
+OPSET = {"": 17, "ai.onnx.ml": 3}
 
 
 @dataclass
@@ -38,44 +45,59 @@ class Conversion:
     ok: bool
     reason: str
     onnx_bytes: bytes | None = None
-    numeric_fill: dict[str, float] = field(default_factory=dict)
     input_kinds: dict[str, str] = field(default_factory=dict)
+    normalize: dict[str, str] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
     classes: list[Any] | None = None
 
+    def serving_fields(self) -> dict[str, Any]:
+        """Return what the runtime needs to feed the ONNX model (for ``serving.json``)."""
+        return {
+            "input_kinds": self.input_kinds,
+            "normalize": self.normalize,
+            "missing_string": MISSING_STRING,
+            "classes": self.classes,
+            "opset": OPSET,
+        }
 
-def _prepare(pipeline: Any, feature_types: dict[str, str]) -> tuple[Any, dict[str, float]]:
-    """Return a converted-friendly copy of ``pipeline`` and the numeric fill values."""
+
+def _rewrite(step: Any, normalize: dict[str, str], columns: list[str] | None) -> Any:
+    """Return ``step`` with numeric imputers swapped for NanImputer (in place where nested)."""
     from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import FunctionTransformer
 
-    clone = copy.deepcopy(pipeline)
-    fills: dict[str, float] = {}
-    steps = clone.steps if isinstance(clone, Pipeline) else []
-    pre = steps[0][1] if steps else None
-    if not isinstance(pre, ColumnTransformer):
-        return clone, fills
-    for idx, (name, trans, cols) in enumerate(pre.transformers_):
-        if isinstance(trans, str) or not isinstance(cols, list | tuple | np.ndarray):
-            continue
-        cols = list(cols)
-        kinds = {feature_types.get(c, "numeric") for c in cols}
-        first = trans.steps[0][1] if isinstance(trans, Pipeline) else trans
-        if not isinstance(first, SimpleImputer):
-            continue
-        if kinds <= set(NUMERIC_KINDS):
-            fills.update({c: float(v) for c, v in zip(cols, first.statistics_, strict=True)})
-            identity = FunctionTransformer(feature_names_out="one-to-one")
-            identity.fit(np.zeros((1, len(cols))))
-            if isinstance(trans, Pipeline):
-                trans.steps[0] = (trans.steps[0][0], identity)
-            else:
-                pre.transformers_[idx] = (name, identity, cols)
-        elif kinds <= set(STRING_KINDS):
-            first.missing_values = ""
-    return clone, fills
+    from amlkit.features import CategoryNormalizer
+    from amlkit.serving.onnx_converters import NanImputer
+
+    if isinstance(step, Pipeline):
+        for i, (name, inner) in enumerate(step.steps):
+            step.steps[i] = (name, _rewrite(inner, normalize, columns if i == 0 else None))
+        if isinstance(step.steps[-1][1], HistGradientBoostingClassifier):
+            # its ONNX node gives float probabilities; skl2onnx would declare double
+            from skl2onnx.sklapi import CastTransformer
+
+            cast = CastTransformer(dtype=np.float32).fit(np.zeros((1, 1)))
+            step.steps.insert(len(step.steps) - 1, ("amlkit_float32", cast))
+        return step
+    if isinstance(step, ColumnTransformer):
+        for i, (name, inner, cols) in enumerate(step.transformers_):
+            if isinstance(inner, str):
+                continue
+            names = [str(c) for c in cols] if isinstance(cols, list | tuple | np.ndarray) else None
+            step.transformers_[i] = (name, _rewrite(inner, normalize, names), cols)
+        return step
+    if isinstance(step, CategoryNormalizer) and columns:
+        kind = "boolean" if step.boolean else "category"
+        normalize.update(dict.fromkeys(columns, kind))
+        return step
+    swapped = NanImputer.from_step(step)
+    if swapped is not None:
+        return swapped
+    if isinstance(step, SimpleImputer) and np.asarray(step.statistics_).dtype.kind == "O":
+        step.missing_values = MISSING_STRING
+    return step
 
 
 def _cast_tree_inputs(model: Any) -> Any:
@@ -97,11 +119,12 @@ def _cast_tree_inputs(model: Any) -> Any:
 
 def convert(
     pipeline: Any, feature_columns: list[str], feature_types: dict[str, str]
-) -> tuple[bytes, dict[str, float], dict[str, str]]:
+) -> tuple[bytes, dict[str, str], dict[str, str]]:
     """Convert a fitted pipeline to ONNX bytes.
 
     Returns:
-        ``(onnx_bytes, numeric_fill, input_kinds)``.
+        ``(onnx_bytes, input_kinds, normalize)``: the model, ``{column: "double"|"string"}``
+        and ``{column: "category"|"boolean"}`` for string columns the runtime normalises.
 
     Raises:
         ValueError: a feature kind ONNX cannot take (datetime, text); names the column.
@@ -110,6 +133,9 @@ def convert(
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
 
+    from amlkit.serving.onnx_converters import int_missing_flags, register
+
+    register()
     kinds: dict[str, str] = {}
     initial_types = []
     for col in feature_columns:
@@ -121,29 +147,38 @@ def convert(
             kinds[col] = "string"
             initial_types.append((col, StringTensorType([None, 1])))
         else:
-            raise ValueError(f"feature {col!r} has kind {kind!r}, which the ONNX path cannot take")
-    clone, fills = _prepare(pipeline, feature_types)
+            raise ValueError(
+                f"feature {col!r} has kind {kind!r}, which the ONNX path does not take "
+                "(numeric, integer, categorical and boolean only)"
+            )
+    normalize: dict[str, str] = {}
+    clone = _rewrite(copy.deepcopy(pipeline), normalize, None)
     final = clone.steps[-1][1] if hasattr(clone, "steps") else clone
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
-    model = convert_sklearn(
-        clone,
-        initial_types=initial_types,
-        options=options,
-        target_opset={"": 17, "ai.onnx.ml": 3},
-    )
-    return _cast_tree_inputs(model).SerializeToString(), fills, kinds
+    with int_missing_flags():
+        model = convert_sklearn(
+            clone, initial_types=initial_types, options=options, target_opset=dict(OPSET)
+        )
+    return _cast_tree_inputs(model).SerializeToString(), kinds, normalize
 
 
-def _with_blanks(frame: Any, feature_columns: list[str]) -> Any:
+def parity_frame(frame: Any, feature_columns: list[str], feature_types: dict[str, str]) -> Any:
+    """Return ``frame`` plus hard copies: each column blanked, strings padded/upper/empty."""
     import pandas as pd
 
     base = frame[feature_columns].head(20)
-    blanked = []
+    parts = [frame[feature_columns]]
     for col in feature_columns:
         part = base.copy()
         part[col] = np.nan  # the contract's missing marker, for strings too
-        blanked.append(part)
-    return pd.concat([frame[feature_columns], *blanked], ignore_index=True)
+        parts.append(part)
+    strings = [c for c in feature_columns if feature_types.get(c) in STRING_KINDS]
+    for change in (lambda s: f"  {s} ", str.upper, lambda s: ""):
+        part = base.copy()
+        for col in strings:
+            part[col] = [change(v) if isinstance(v, str) else v for v in part[col]]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def convert_and_check(
@@ -166,31 +201,23 @@ def convert_and_check(
     """
     import onnxruntime as ort
 
-    from amlkit.serving.runtime import _missing
+    from amlkit.serving.runtime import OnnxFeeder
 
     columns = list(metadata["feature_columns"])
     types = {c: metadata.get("feature_types", {}).get(c, "numeric") for c in columns}
     if rows is None or len(rows) == 0:
         return Conversion(False, "no parity rows supplied; serving the pickled pipeline")
     try:
-        onnx_bytes, fills, kinds = convert(pipeline, columns, types)
+        onnx_bytes, kinds, normalize = convert(pipeline, columns, types)
         session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     except Exception as exc:  # skl2onnx raises many types for unsupported steps
-        reason = f"ONNX conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        reason = f"ONNX conversion failed: {type(exc).__name__}: {first}"
         return Conversion(False, reason)
-    frame = _with_blanks(rows, columns)
-    feeds = {}
-    for col, kind in kinds.items():
-        if kind == "double":
-            arr = frame[col].to_numpy(dtype=np.float64, na_value=np.nan).copy()
-            if col in fills:
-                arr[np.isnan(arr)] = fills[col]
-            feeds[col] = arr.reshape(-1, 1)
-        else:
-            vals = ["" if _missing(v) else str(v) for v in frame[col]]
-            feeds[col] = np.array(vals, dtype=object).reshape(-1, 1)
+    frame = parity_frame(rows, columns, types)
+    feeder = OnnxFeeder(kinds, normalize, MISSING_STRING)
     try:
-        outputs = session.run(None, feeds)
+        outputs = session.run(None, feeder.from_frame(frame))
     except Exception as exc:
         return Conversion(False, f"ONNX model failed on the parity rows: {exc}")
     expected = pipeline.predict(frame)
@@ -211,4 +238,6 @@ def convert_and_check(
         ok = diff <= tolerance
     if not ok:
         return Conversion(False, f"ONNX parity check failed: {parity}", parity=parity)
-    return Conversion(True, "ONNX parity check passed", onnx_bytes, fills, kinds, parity, classes)
+    return Conversion(
+        True, "ONNX parity check passed", onnx_bytes, kinds, normalize, parity, classes
+    )

@@ -149,9 +149,7 @@ def _fast_path(model_dst: Path, metadata: dict[str, Any], parity_rows: Any) -> d
             "backend": "onnx",
             "onnx_file": "model.onnx",
             "onnx_sha256": io.sha256_file(model_dst / "model.onnx"),
-            "numeric_fill": result.numeric_fill,
-            "input_kinds": result.input_kinds,
-            "classes": result.classes,
+            **result.serving_fields(),
         }
         logger.info("service uses ONNX: %s", result.parity)
     else:
@@ -159,6 +157,14 @@ def _fast_path(model_dst: Path, metadata: dict[str, Any], parity_rows: Any) -> d
         logger.warning("service serves the pickled pipeline: %s", result.reason)
     io.write_json_atomic(model_dst / "serving.json", info)
     return info
+
+
+def _environment_file() -> Path:
+    """Return the project's environment.yml, else the repository's (a temporary root has none)."""
+    here = paths.project_root() / "environment.yml"
+    if here.is_file():
+        return here
+    return Path(importlib.resources.files("amlkit")).parents[1] / "environment.yml"  # type: ignore[arg-type]
 
 
 def _swap_into_place(stage: Path, final: Path) -> None:
@@ -224,9 +230,7 @@ def package_service(
         shutil.copytree(
             pkg, stage / "amlkit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
-        env_src = (
-            Path(environment_file) if environment_file else paths.project_root() / "environment.yml"
-        )
+        env_src = Path(environment_file) if environment_file else _environment_file()
         if env_src.is_file():
             shutil.copyfile(env_src, stage / "environment.yml")
         else:

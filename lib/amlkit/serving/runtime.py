@@ -107,26 +107,13 @@ class Scorer:
             opts,
             providers=["CPUExecutionProvider"],
         )
-        self._fill = {k: float(v) for k, v in self.serving.get("numeric_fill", {}).items()}
-        self._input_kinds = self.serving["input_kinds"]
+        self._feeder = OnnxFeeder(
+            self.serving["input_kinds"],
+            self.serving.get("normalize", {}),
+            self.serving.get("missing_string", ""),
+        )
         if self.serving.get("classes"):
             self.classes = list(self.serving["classes"])
-
-    def _onnx_feeds(self, values: dict[str, list[Any]]) -> dict[str, np.ndarray]:
-        feeds = {}
-        for col, kind in self._input_kinds.items():
-            vals = values[col]
-            if kind == "double":
-                arr = np.array(vals, dtype=np.float64)
-                fill = self._fill.get(col)
-                if fill is not None:
-                    mask = np.isnan(arr)
-                    if mask.any():
-                        arr[mask] = fill
-            else:
-                arr = np.array(["" if v is None else v for v in vals], dtype=object)
-            feeds[col] = arr.reshape(-1, 1)
-        return feeds
 
     def frame(self, values: dict[str, list[Any]]) -> Any:
         """Build the pandas frame the pipeline expects from validated column values."""
@@ -153,25 +140,19 @@ class Scorer:
             ``(predictions, probabilities)``; probabilities are None for regressors.
         """
         if self.backend == "onnx":
-            outputs = self._session.run(None, self._onnx_feeds(values))
-            preds = outputs[0].ravel().tolist()
-            probs = (
-                outputs[1].tolist() if len(outputs) > 1 and self.task == "classification" else None
-            )
-            return preds, probs
+            return self._onnx_answer(self._feeder.from_values(values))
         return self.predict_frame(self.frame(values))
+
+    def _onnx_answer(self, feeds: dict[str, np.ndarray]) -> tuple[list[Any], Any]:
+        outputs = self._session.run(None, feeds)
+        preds = outputs[0].ravel().tolist()
+        probs = outputs[1].tolist() if len(outputs) > 1 and self.task == "classification" else None
+        return preds, probs
 
     def predict_frame(self, frame: Any) -> tuple[list[Any], list[list[float]] | None]:
         """Score a pandas frame with the model's feature columns."""
         if self.backend == "onnx":
-            values = {}
-            for col, kind in self._input_kinds.items():
-                series = frame[col]
-                if kind == "double":
-                    values[col] = series.to_numpy(dtype=np.float64, na_value=np.nan)
-                else:
-                    values[col] = [None if _missing(v) else str(v) for v in series]
-            return self.predict_values(values)
+            return self._onnx_answer(self._feeder.from_frame(frame))
         if self.backend == "keras":
             raise ValueError("keras models score images; use predict_images")
         preds = self._model.predict(frame)
@@ -189,3 +170,58 @@ class Scorer:
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+class OnnxFeeder:
+    """Turn validated values or a frame into the ONNX model's inputs.
+
+    Numeric columns become ``(n, 1)`` float64 arrays (NaN for missing: the graph imputes);
+    string columns are normalised as the pipeline's ``CategoryNormalizer`` would
+    (:func:`amlkit.serving.onnx_converters.normalize_category`) and missing values become
+    the ``missing_string`` marker that the graph's string imputer replaces.
+
+    Args:
+        input_kinds: ``{column: "double" | "string"}`` in the model's input order.
+        normalize: ``{column: "category" | "boolean"}`` for normalised string columns.
+        missing_string: what a missing string is fed as.
+    """
+
+    def __init__(
+        self, input_kinds: dict[str, str], normalize: dict[str, str], missing_string: str
+    ) -> None:
+        from amlkit.serving.onnx_converters import normalize_category
+
+        self.input_kinds = dict(input_kinds)
+        self.normalize = dict(normalize)
+        self.missing = missing_string
+        self._norm = normalize_category
+
+    def _strings(self, col: str, vals: Any) -> np.ndarray:
+        kind, missing = self.normalize.get(col), self.missing
+        if kind is None:
+            out = [missing if _missing(v) else str(v) for v in vals]
+        else:
+            boolean, norm = kind == "boolean", self._norm
+            out = [missing if (t := norm(v, boolean)) is None else t for v in vals]
+        return np.array(out, dtype=object).reshape(-1, 1)
+
+    def from_values(self, values: dict[str, list[Any]]) -> dict[str, np.ndarray]:
+        """Return feeds from :func:`amlkit.serving.requests.validate_rows` output."""
+        feeds = {}
+        for col, kind in self.input_kinds.items():
+            if kind == "double":
+                feeds[col] = np.array(values[col], dtype=np.float64).reshape(-1, 1)
+            else:
+                feeds[col] = self._strings(col, values[col])
+        return feeds
+
+    def from_frame(self, frame: Any) -> dict[str, np.ndarray]:
+        """Return feeds from a pandas frame holding the feature columns."""
+        feeds = {}
+        for col, kind in self.input_kinds.items():
+            series = frame[col]
+            if kind == "double":
+                feeds[col] = series.to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 1)
+            else:
+                feeds[col] = self._strings(col, series.astype(object).tolist())
+        return feeds

@@ -97,11 +97,31 @@ class LocalEndpoint:
             headers["Authorization"] = f"Bearer {self.key}"
         return headers
 
-    def score(self, payload: Any, timeout: float = 30.0) -> tuple[int, Any]:
-        """POST ``payload`` as JSON to /score; return ``(status, parsed body)``."""
+    def score(
+        self,
+        payload: Any,
+        *,
+        auth: bool = True,
+        request_id: str | None = None,
+        timeout: float = 30.0,
+    ) -> tuple[int, Any]:
+        """POST ``payload`` to /score; return ``(status, parsed JSON body)``.
+
+        Args:
+            payload: a JSON-serialisable value, or ``bytes`` sent as they are.
+            auth: send the endpoint key (when auth is on); False to send none.
+            request_id: the ``x-request-id`` header (the request log's ``request_id``).
+            timeout: seconds to wait for the answer.
+        """
+        headers = self.headers()
+        if not auth:
+            headers.pop("Authorization", None)
+        if request_id:
+            headers["x-request-id"] = request_id
+        body = payload if isinstance(payload, bytes) else json.dumps(payload)
         conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=timeout)
         try:
-            conn.request("POST", "/score", body=json.dumps(payload), headers=self.headers())
+            conn.request("POST", "/score", body=body, headers=headers)
             resp = conn.getresponse()
             return resp.status, json.loads(resp.read() or b"null")
         finally:

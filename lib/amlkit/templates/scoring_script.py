@@ -38,6 +38,7 @@ from amlkit.serving.requests import (  # noqa: E402
 from amlkit.serving.runtime import Scorer  # noqa: E402
 
 STATE = {}
+IMAGE_HELP = '{"images": [...]} with nested lists of pixels or base64 PNG strings'
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -97,12 +98,16 @@ def _score(request, request_id, started):
     if scorer.backend == "keras":
         payload = parse_json(body, content_type=content_type, max_body_bytes=state["max_body"])
         images = parse_images(payload, max_rows=state["max_rows"])
-        result = scorer.predict_images(images)
+        try:
+            result = scorer.predict_images(images)
+        except ValueError as exc:  # wrong shape, bad base64, unreadable image: the client's
+            raise RequestError(422, f"{exc} Send {IMAGE_HELP}.") from None
         inputs = [{"image": i} for i in range(len(images))]
         preds, probs = result["predictions"], result.get("probabilities")
         answer = {"predictions": preds}
         if probs is not None:
             answer["probabilities"] = probs
+            answer["classes"] = scorer.classes
     else:
         values, _ = parse_request(
             body,
