@@ -53,16 +53,19 @@ def parse_value(text: str) -> Any:
 def _outputs_summary() -> list[str]:
     root = paths.project_root()
     lines = []
-    for label, folder in (
-        ("raw data", paths.raw_dir()),
-        ("processed data", paths.processed_dir()),
-        ("trained models", paths.trained_models_dir()),
-        ("deployed services", paths.deployed_models_dir()),
+    for label, folder, pattern in (
+        ("raw data", paths.raw_dir(), "*/*"),
+        ("processed data", paths.processed_dir(), "*/*"),
+        ("trained models", paths.trained_models_dir(), "*/*"),
+        ("deployed services", paths.deployed_models_dir(), "*"),
     ):
-        items = sorted(p for p in folder.glob("*/*") if p.is_dir() and not p.name.startswith("."))
+        items = sorted(p for p in folder.glob(pattern) if p.is_dir() and not p.name.startswith("."))
         if items:
             latest = max(items, key=lambda p: p.stat().st_mtime)
             lines.append(f"  {label:18s} {latest.relative_to(root)}  ({len(items)} in all)")
+    reports = sorted(paths.state_dir().glob("endpoints/*/monitoring/report.html"))
+    for report in reports:
+        lines.append(f"  {'monitoring report':18s} {report.relative_to(root)}")
     mlflow_db = paths.state_dir() / "mlflow.db"
     if mlflow_db.exists():
         lines.append(f"  {'MLflow store':18s} {mlflow_db.relative_to(root)}")
