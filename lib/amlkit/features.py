@@ -156,7 +156,7 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):
         return np.asarray([f"{c}_{p}" for c in columns for p in self.parts], dtype=object)
 
 
-def _normalize_value(value: Any, boolean: bool) -> Any:
+def normalize_value(value: Any, boolean: bool) -> Any:
     """Return ``value`` as a clean string, or NaN when missing."""
     if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
         return np.nan
@@ -226,7 +226,7 @@ class CategoryNormalizer(TransformerMixin, BaseEstimator):
                     text = text.mask(low.isin(_TRUE), "true").mask(low.isin(_FALSE), "false")
                 out[:, j] = text.where(values.notna(), np.nan).to_numpy(dtype=object)
             else:
-                out[:, j] = [_normalize_value(v, self.boolean) for v in values.astype(object)]
+                out[:, j] = [normalize_value(v, self.boolean) for v in values.astype(object)]
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1"})
-FALSE_WORDS = frozenset({"false", "f", "no", "n", "0"})
+from amlkit.features import normalize_value
+
 _REGISTERED: list[bool] = []
 
 
@@ -42,39 +42,8 @@ def normalize_category(value: Any, boolean: bool) -> str | None:
         The clean string (stripped; ``3.0`` -> ``"3"``; booleans ``"true"``/``"false"``),
         or None for a missing value.
     """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-    elif isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
-    elif isinstance(value, float | np.floating):
-        if math.isnan(value):
-            return None
-        text = str(int(value)) if float(value).is_integer() else str(value).strip()
-    else:
-        if value is _pd_na() or value is _pd_nat():
-            return None
-        text = str(value).strip()
-    if boolean:
-        low = text.lower()
-        if low in TRUE_WORDS:
-            return "true"
-        if low in FALSE_WORDS:
-            return "false"
-    return text
-
-
-def _pd_na() -> Any:
-    import pandas as pd
-
-    return pd.NA
-
-
-def _pd_nat() -> Any:
-    import pandas as pd
-
-    return pd.NaT
+    text = normalize_value(value, boolean)
+    return text if isinstance(text, str) else None
 
 
 class NanImputer(TransformerMixin, BaseEstimator):
