@@ -23,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from amlkit import paths, registry, tracking
+from amlkit.champion import promote_if_better
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 90
@@ -67,7 +68,7 @@ def champion(root: Path, frames) -> tuple[Pipeline, registry.ModelVersion]:
         input_example=x_train.head(3),
         run_id=run.info.run_id,
     )
-    decision = registry.promote_if_better(
+    decision = promote_if_better(
         mv, metric="accuracy", greater_is_better=True, margin=0.0, score=lambda v: 1.0
     )
     assert decision.promoted

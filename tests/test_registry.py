@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from amlkit import io, registry, tracking
+from amlkit.champion import promote_if_better
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURE_TYPES = {"x1": "numeric", "x2": "numeric", "color": "categorical"}
@@ -339,9 +340,9 @@ def test_champion_gate_promotes_better_and_rejects_worse(
     gate = {"metric": "accuracy", "greater_is_better": True, "margin": 0.0, "score": score}
     dummy, logreg, dummy_again = (register(fitted[k], data) for k in ["dummy", "logreg", "dummy"])
 
-    first = registry.promote_if_better(dummy, **gate)
-    better = registry.promote_if_better(logreg, **gate)
-    worse = registry.promote_if_better(dummy_again, **gate)
+    first = promote_if_better(dummy, **gate)
+    better = promote_if_better(logreg, **gate)
+    worse = promote_if_better(dummy_again, **gate)
 
     assert (first.promoted, first.champion_version) == (True, None)
     assert (better.promoted, better.champion_version) == (True, 1)
@@ -386,9 +387,9 @@ def test_champion_gate_respects_direction_and_margin(
         "metric": "m", "greater_is_better": greater_is_better, "margin": margin,
         "score": lambda mv: scores[mv.version],
     }  # fmt: skip
-    registry.promote_if_better(champion, **gate)
+    promote_if_better(champion, **gate)
 
-    decision = registry.promote_if_better(candidate, **gate)
+    decision = promote_if_better(candidate, **gate)
 
     assert decision.promoted is promoted
     assert decision.margin == margin
@@ -404,9 +405,7 @@ def test_champion_gate_logs_the_decision_to_the_candidate_run(
     mv = register(fitted["logreg"], data, run_id=run.info.run_id)
     score, _ = accuracy_on(data)
 
-    registry.promote_if_better(
-        mv, metric="accuracy", greater_is_better=True, margin=0.0, score=score
-    )
+    promote_if_better(mv, metric="accuracy", greater_is_better=True, margin=0.0, score=score)
 
     client = MlflowClient()
     tags = client.get_run(run.info.run_id).data.tags
@@ -420,9 +419,7 @@ def test_champion_gate_refuses_a_negative_margin(root: Path) -> None:
     mv = keras_version()
 
     with pytest.raises(ValueError, match=r"margin must be a finite number >= 0, got -0\.1"):
-        registry.promote_if_better(
-            mv, metric="m", greater_is_better=True, margin=-0.1, score=lambda v: 1.0
-        )
+        promote_if_better(mv, metric="m", greater_is_better=True, margin=-0.1, score=lambda v: 1.0)
 
 
 def test_register_inside_a_run_links_the_version_to_that_run(

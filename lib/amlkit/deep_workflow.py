@@ -4,7 +4,7 @@
 :mod:`amlkit.workflow`: an MLflow run with parameters, metrics (per split and per epoch),
 figures, the data version and hash and the code commit; a registry version that is an MLflow
 model (Keras format inside) carrying ``model_metadata.json``, ``performance_metrics.json`` and
-``hyperparameters.yaml``; and :func:`amlkit.registry.promote_if_better` scoring the candidate
+``hyperparameters.yaml``; and :func:`amlkit.champion.promote_if_better` scoring the candidate
 and the champion on the same test split.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from amlkit import deep, deep_data, deep_serving, evaluate, io, paths, registry, tracking
+from amlkit import champion, deep, deep_data, deep_serving, evaluate, io, paths, registry, tracking
 from amlkit.deep_data import ImageSplits
 
 logger = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ def champion_gate(
     model_config: Mapping[str, Any],
     *,
     split: str = "test",
-) -> registry.PromotionDecision:
+) -> champion.PromotionDecision:
     """Compare ``version`` with the champion on the same split; promote it if it wins.
 
     Both versions are loaded back from the registry (files verified against their hashes)
@@ -281,7 +281,7 @@ def champion_gate(
         network = registry.load_model(candidate.name, candidate.version)
         return split_scores(network, splits, split)[metric]
 
-    return registry.promote_if_better(
+    return champion.promote_if_better(
         version,
         metric=metric,
         greater_is_better=evaluate.greater_is_better(metric),

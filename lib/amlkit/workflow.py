@@ -14,7 +14,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from amlkit import evaluate, registry, tracking, train
+from amlkit import champion, evaluate, registry, tracking, train
 from amlkit.preprocess import Processed
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class TrainedModel:
     result: train.TrainingResult
     test_metrics: dict[str, float]
     version: registry.ModelVersion
-    decision: registry.PromotionDecision
+    decision: champion.PromotionDecision
     run_id: str
 
 
@@ -110,7 +110,7 @@ def track_and_register(
 
 def champion_gate(
     version: registry.ModelVersion, processed: Processed, model_config: Mapping[str, Any]
-) -> registry.PromotionDecision:
+) -> champion.PromotionDecision:
     """Compare ``version`` with the champion on this test split; promote if it wins."""
     task = processed.manifest["task"]
     metric = model_config["primary_metric"][task]
@@ -119,7 +119,7 @@ def champion_gate(
         model = registry.load_model(candidate.name, candidate.version)
         return score_on_test(model, processed)[metric]
 
-    return registry.promote_if_better(
+    return champion.promote_if_better(
         version,
         metric=metric,
         greater_is_better=evaluate.greater_is_better(metric),
