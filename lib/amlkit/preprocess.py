@@ -20,6 +20,7 @@ from sklearn.model_selection import train_test_split
 
 from amlkit import data, paths
 from amlkit.config import load_config
+from amlkit.features import normalize_value
 from amlkit.io import (
     canonical_json,
     read_json,
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 # Bump when the cleaning or split logic changes, so new outputs get a new version.
 LOGIC_VERSION = 1
 SPLITS = ("train", "validation", "test")
-TRUE_TOKENS = {"true", "t", "yes", "y", "1"}
 
 
 @dataclass(frozen=True)
@@ -78,14 +78,10 @@ def clean(
         values = frame[column]
         if kind in ("numeric", "integer"):
             frame[column] = pd.to_numeric(values).astype("float64")
-        elif kind == "boolean":
-            text = values.astype("string").str.strip().str.lower()
-            frame[column] = text.map(
-                lambda v: None if pd.isna(v) else str(v in TRUE_TOKENS).lower()
-            )
-            frame[column] = frame[column].astype(object).where(text.notna(), None)
-        elif kind == "categorical":
-            frame[column] = values.map(lambda v: v if pd.isna(v) else str(v).strip()).astype(object)
+        elif kind in ("boolean", "categorical"):
+            # The model's own normaliser, so training data and requests are cleaned alike.
+            boolean = kind == "boolean"
+            frame[column] = values.map(lambda v, b=boolean: normalize_value(v, b)).astype(object)
     before = len(frame)
     frame = frame[frame[target].notna()]
     dropped = before - len(frame)
