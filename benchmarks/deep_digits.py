@@ -23,41 +23,42 @@ from pathlib import Path
 
 def one_run() -> dict:
     start = time.perf_counter()
-    from amlkit import config, deep, deep_data, deep_serving
+    from amlkit import config
+    from amlkit.deep import images, network, pyfunc
 
-    deep.set_determinism(42)
+    network.set_determinism(42)
     imported = time.perf_counter()
-    params = deep.cnn_params(config.load_config("model_config").get("deep_learning"))
-    splits = deep_data.prepare_images()
-    model, history = deep.train_cnn(splits, params, seed=42)
-    scores = deep.evaluate_cnn(model, splits)
-    y_pred = deep.predict_classes(model, splits.x_test)
-    deep.classification_table(splits.y_test, y_pred, splits.classes)
+    params = network.cnn_params(config.load_config("model_config").get("deep_learning"))
+    splits = images.prepare_images()
+    model, history = network.train_cnn(splits, params, seed=42)
+    scores = network.evaluate_cnn(model, splits)
+    y_pred = network.predict_classes(model, splits.x_test)
+    network.classification_table(splits.y_test, y_pred, splits.classes)
     done = time.perf_counter()
-    proba = deep.predict_proba(model, splits.x_test)
+    proba = network.predict_proba(model, splits.x_test)
 
-    x, y = deep_data.load_images()
+    x, y = images.load_images()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "digits16.npz"
         import numpy as np
 
         np.savez(path, x=np.kron(x[..., 0], np.ones((1, 2, 2))), y=y)
         t16 = time.perf_counter()
-        big = deep_data.prepare_images(path)
-        model16, history16 = deep.train_cnn(big, params, seed=42)
-        acc16 = deep.evaluate_cnn(model16, big)["test"]["accuracy"]
+        big = images.prepare_images(path)
+        model16, history16 = network.train_cnn(big, params, seed=42)
+        acc16 = network.evaluate_cnn(model16, big)["test"]["accuracy"]
         t16 = time.perf_counter() - t16
 
     pre = splits.preprocessing
     image = (splits.x_test[:1] * pre["scale"]).round()[..., 0]
-    as_list, as_png = image.tolist(), [deep_data.encode_png(image[0], pre["scale"])]
+    as_list, as_png = image.tolist(), [images.encode_png(image[0], pre["scale"])]
     latency = {}
     for name, request in (("lists", as_list), ("base64_png", as_png)):
-        deep_serving.predict_images(model, request, preprocessing=pre)  # warm up
+        pyfunc.predict_images(model, request, preprocessing=pre)  # warm up
         times = []
         for _ in range(200):
             t = time.perf_counter()
-            deep_serving.predict_images(model, request, preprocessing=pre)
+            pyfunc.predict_images(model, request, preprocessing=pre)
             times.append(time.perf_counter() - t)
         times.sort()
         latency[name] = round(times[len(times) // 2] * 1000, 2)
@@ -72,7 +73,7 @@ def one_run() -> dict:
         "npz16_epochs": len(history16.history["loss"]),
         "npz16_test_accuracy": acc16,
         "predict_images_p50_ms": latency,
-        "device": deep.compute_device(),
+        "device": network.compute_device(),
     }
 
 

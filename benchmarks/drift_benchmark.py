@@ -1,8 +1,8 @@
 """Benchmark: drift and quality of 1,000,000 current rows against 100,000 reference rows.
 
 Twenty numeric columns, ten drifted by design (five shifted by 0.5 standard deviation,
-five rescaled by 1.3), seeded. Times ``amlkit.drift.compute_drift`` plus
-``amlkit.quality.compute_quality`` and, in the same run, the same statistics computed
+five rescaled by 1.3), seeded. Times ``amlkit.monitoring.drift.compute_drift`` plus
+``amlkit.monitoring.quality.compute_quality`` and, in the same run, the same statistics computed
 column by column with scipy (ks_2samp, wasserstein_distance, jensenshannon and a PSI on
 quantile-binned histograms), then prints a table and checks that exactly the ten designed
 columns are flagged. Target: at most 3 s on two cores.
@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from amlkit import drift, quality
+from amlkit.monitoring import drift, quality
 
 N_REF, N_CUR, N_COLS, SEED = 100_000, 1_000_000, 20, 20240601
 SHIFTED = [f"x{i:02d}" for i in range(0, 5)]

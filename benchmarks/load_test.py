@@ -22,12 +22,10 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "benchmarks"))
+from penguin_model import make_version
+from serving_benchmark import Client, request_rows
 
-from serving_benchmark import Client, request_rows  # noqa: E402
-from test_serving_package import make_version  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:

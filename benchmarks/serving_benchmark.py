@@ -28,10 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+from penguin_model import make_version, penguins
 
-from test_serving_package import make_version, penguins  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 class Client:
@@ -103,7 +102,7 @@ def request_rows(model_dir: Path, source_root: Path | None) -> tuple[list[dict],
     parity = None
     if source_root is not None:
         os.environ["AMLKIT_ROOT"] = str(source_root)
-        from amlkit import preprocess
+        from amlkit.data import preprocess
 
         data = meta.get("data") or {}
         parity = preprocess.load_processed(data["dataset"], data.get("version", "latest")).test

@@ -1,13 +1,13 @@
 """Benchmark: wall time and peak memory of 04's training sequence, by stage.
 
-For each case the sequence of ``amlkit.workflow.retrain`` (the steps 04 walks through) runs in a
+For each case the sequence of ``workflow.retrain`` (the steps 04 walks through) runs in a
 fresh project root (a temporary folder with a copy of ``config/``, pointed at by
 ``AMLKIT_ROOT``), every stage group in its own subprocess so that each peak RSS belongs to that
 group alone:
 
 1. ``ingest``: ``amlkit.data.ingest`` (streams the source in chunks),
-2. ``preprocess``: ``amlkit.preprocess.preprocess`` (clean, split, write Parquet),
-3. ``train``: ``train.train_all`` over the candidates (seeded RandomizedSearchCV each, scored on
+2. ``preprocess``: ``amlkit.data.preprocess.preprocess`` (clean, split, write Parquet),
+3. ``train``: ``search.train_all`` over the candidates (seeded RandomizedSearchCV each, scored on
    validation), ``workflow.score_on_test`` + ``evaluate.evaluation_figures``,
    ``workflow.track_and_register`` (MLflow run + model version) and ``workflow.champion_gate``,
    exactly as ``workflow.retrain`` calls them (04 also computes permutation importance, which
@@ -127,13 +127,13 @@ def child_generate(root: Path, rows: int) -> dict[str, Any]:
 
 
 def child_ingest(case: str, source: str | None) -> dict[str, Any]:
-    from amlkit import data
+    from amlkit.data import ingest
 
     t0 = time.perf_counter()
     if case == "default":
-        result = data.ingest("penguins", progress=False)
+        result = ingest.ingest("penguins", progress=False)
     else:
-        result = data.ingest(
+        result = ingest.ingest(
             SYNTHETIC_NAME,
             source=source,
             target=SYNTHETIC_TARGET,
@@ -145,7 +145,7 @@ def child_ingest(case: str, source: str | None) -> dict[str, Any]:
 
 
 def child_preprocess(case: str) -> dict[str, Any]:
-    from amlkit import preprocess
+    from amlkit.data import preprocess
 
     t0 = time.perf_counter()
     processed, _ = preprocess.preprocess("penguins" if case == "default" else SYNTHETIC_NAME)
@@ -163,7 +163,10 @@ def child_train(case: str) -> dict[str, Any]:
     """The body of ``workflow.retrain``, stage by stage, with 04's setup."""
     import matplotlib.pyplot as plt
 
-    from amlkit import config, evaluate, notebook, preprocess, tracking, train, workflow
+    from amlkit import config, notebook
+    from amlkit.data import preprocess
+    from amlkit.registry import tracking
+    from amlkit.training import evaluate, search, workflow
 
     model_config = config.load_config("model_config")
     notebook.setup(seed=int(model_config["random_state"]))
@@ -178,7 +181,7 @@ def child_train(case: str) -> dict[str, Any]:
     name = workflow.default_model_name(m["dataset"], m["task"])
 
     t0 = time.perf_counter()
-    result = train.train_all(
+    result = search.train_all(
         processed.train,
         processed.validation,
         target=m["target"],
@@ -230,9 +233,14 @@ def child_train(case: str) -> dict[str, Any]:
 
 STAGE_IMPORTS = {
     "generate": ("numpy", "pandas", "pyarrow.parquet"),
-    "ingest": ("amlkit.data",),
-    "preprocess": ("amlkit.preprocess",),
-    "train": ("amlkit.workflow", "amlkit.notebook", "amlkit.tracking", "matplotlib.pyplot"),
+    "ingest": ("amlkit.data.ingest",),
+    "preprocess": ("amlkit.data.preprocess",),
+    "train": (
+        "amlkit.training.workflow",
+        "amlkit.notebook",
+        "amlkit.registry.tracking",
+        "matplotlib.pyplot",
+    ),
 }
 
 

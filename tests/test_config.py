@@ -2,19 +2,18 @@ import json
 import shutil
 
 import pytest
-from tests.conftest import REPO
 
 from amlkit import config
 
 
-def test_committed_configs_are_valid():
-    loaded = config.load_all(REPO / "config")
+def test_committed_configs_are_valid(repo):
+    loaded = config.load_all(repo / "config")
     assert set(loaded) == set(config.CONFIG_FILES)
     assert loaded["data_config"]["default_dataset"] in loaded["data_config"]["datasets"]
 
 
-def test_blank_azure_config_means_local():
-    azure = config.load_config("azure_config", REPO / "config")
+def test_blank_azure_config_means_local(repo):
+    azure = config.load_config("azure_config", repo / "config")
     assert config.azure_workspace_configured(azure) is False
 
 
@@ -25,10 +24,10 @@ def test_partly_filled_azure_config_is_refused():
         )
 
 
-def _write(tmp_path, name, obj):
+def _write(tmp_path, name, obj, repo):
     folder = tmp_path / "config"
     if not folder.exists():
-        shutil.copytree(REPO / "config", folder)
+        shutil.copytree(repo / "config", folder)
     (folder / f"{name}.json").write_text(json.dumps(obj))
     return folder
 
@@ -66,18 +65,18 @@ def test_broken_json_names_line_and_column(tmp_path):
         ),
     ],
 )
-def test_wrong_data_config_names_file_key_and_expectation(tmp_path, edit, message):
-    cfg = json.loads((REPO / "config" / "data_config.json").read_text())
+def test_wrong_data_config_names_file_key_and_expectation(tmp_path, edit, message, repo):
+    cfg = json.loads((repo / "config" / "data_config.json").read_text())
     edit(cfg)
-    folder = _write(tmp_path, "data_config", cfg)
+    folder = _write(tmp_path, "data_config", cfg, repo)
     with pytest.raises(config.ConfigError, match=r"config/data_config.json") as err:
         config.load_config("data_config", folder)
     assert err.match(message)
 
 
-def test_wrong_type_in_deployment_config(tmp_path):
-    cfg = json.loads((REPO / "config" / "deployment_config.json").read_text())
+def test_wrong_type_in_deployment_config(tmp_path, repo):
+    cfg = json.loads((repo / "config" / "deployment_config.json").read_text())
     cfg["instance_count"] = "two"
-    folder = _write(tmp_path, "deployment_config", cfg)
+    folder = _write(tmp_path, "deployment_config", cfg, repo)
     with pytest.raises(config.ConfigError, match=r"'instance_count' must be integer, got str"):
         config.load_config("deployment_config", folder)

@@ -46,11 +46,11 @@ def setup(seed: int = 42, *, threads: int | None = 1, tensorflow: bool = False) 
     np.random.seed(seed)
     device = None
     if tensorflow:
-        from amlkit import deep
+        from amlkit.deep import network
 
         pools = {"intra_op_threads": threads, "inter_op_threads": threads} if threads else {}
-        deep.set_determinism(seed, **pools)
-        device = deep.compute_device()
+        network.set_determinism(seed, **pools)
+        device = network.compute_device()
     setup_logging()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)

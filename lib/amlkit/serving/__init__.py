@@ -3,7 +3,7 @@
 Modules: :mod:`.package` (service folders), :mod:`.server` (azmlinfsrv on loopback),
 :mod:`.requests` (request parsing), :mod:`.runtime` (model loading and scoring),
 :mod:`.onnx` (fast path) with :mod:`.onnx_converters` (skl2onnx converters for the
-amlkit.features steps), :mod:`.auth` (endpoint keys), :mod:`.requestlog`, :mod:`.batch`
+amlkit.training.transformers steps), :mod:`.auth` (endpoint keys), :mod:`.requestlog`, :mod:`.batch`
 (file scoring), :mod:`.azure` (managed online endpoint specs), :mod:`.commands` (the
 ``amlkit package/serve/keys/score/deploy`` subcommands).
 Heavy libraries are imported inside the functions that need them.

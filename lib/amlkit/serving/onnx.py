@@ -1,7 +1,7 @@
 """Convert scikit-learn pipelines to ONNX and check that they answer the same.
 
 Conversion recipe, found by testing on the penguins pipelines that
-:func:`amlkit.features.build_preprocessor` builds (CategoryNormalizer + constant
+:func:`amlkit.training.transformers.build_preprocessor` builds (CategoryNormalizer + constant
 SimpleImputer + OneHotEncoder on strings; median SimpleImputer with missing indicator +
 StandardScaler on numbers) under LogisticRegression, RandomForest and HistGradientBoosting:
 
@@ -68,8 +68,8 @@ def _rewrite(step: Any, normalize: dict[str, str], columns: list[str] | None) ->
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
 
-    from amlkit.features import CategoryNormalizer
     from amlkit.serving.onnx_converters import NanImputer
+    from amlkit.training.transformers import CategoryNormalizer
 
     if isinstance(step, Pipeline):
         for i, (name, inner) in enumerate(step.steps):

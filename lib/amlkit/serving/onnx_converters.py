@@ -1,10 +1,11 @@
-"""skl2onnx converters for the steps of :func:`amlkit.features.build_preprocessor`.
+"""skl2onnx converters for the steps of :func:`amlkit.training.transformers.build_preprocessor`.
 
 skl2onnx knows scikit-learn's own classes, not amlkit's, and its numeric ``SimpleImputer``
 becomes the ``ai.onnx.ml`` ``Imputer`` node, which has no double kernel in onnxruntime and
 no missing-value indicator. This module adds what the real pipelines need:
 
-- :class:`amlkit.features.CategoryNormalizer` converts to an ``Identity``: the values are
+- :class:`amlkit.training.transformers.CategoryNormalizer` converts to an ``Identity``:
+  the values are
   normalised the same way before the ONNX call (:func:`normalize_category`, applied by the
   service's runtime), so the graph only sees clean strings.
 - Numeric ``SimpleImputer`` (``missing_values`` NaN, with or without ``add_indicator``) and
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from amlkit.features import normalize_value
+from amlkit.training.transformers import normalize_value
 
 _REGISTERED: list[bool] = []
 
@@ -238,7 +239,7 @@ def register() -> None:
         return
     from skl2onnx import update_registered_converter
 
-    from amlkit.features import CategoryNormalizer
+    from amlkit.training.transformers import CategoryNormalizer
 
     update_registered_converter(
         CategoryNormalizer,

@@ -5,7 +5,7 @@ Layout of a service folder (the same folder serves locally and is what Azure upl
     scoring_script.py        Azure ML contract: init() / run()
     model/                   copy of the version folder (sha256 checked) + model.onnx, serving.json
     amlkit/                  copy of the amlkit package, so the folder runs where amlkit is
-                             not installed (Azure); the pickled pipeline may need amlkit.features
+                             not installed (Azure); the pickled pipeline may need its transformers
     environment.yml          the project's conda spec
     deployment_config.json   endpoint, auth, instances, request settings, traffic, limits
     logging.json             quiet server logging (azmlinfsrv reads it from the app root)
@@ -15,7 +15,7 @@ Re-packaging policy: a service is not a version. Packaging the same service name
 the new folder completely beside the old one, then swaps them with two renames (the old
 folder is moved aside, the new one moved in, the old one deleted); readers see either the
 old or the new complete folder, never a half-written one. Blue/green lives in Azure
-deployments (see :mod:`amlkit.serving.azure`); locally, package a second service name
+deployments (see :mod:`amlkit.azure.endpoints`); locally, package a second service name
 (for example ``<endpoint>-green``) to run two side by side.
 """
 
@@ -123,7 +123,7 @@ def _copy_verified(src: Path, dst: Path, metadata: dict[str, Any]) -> dict[str, 
 def _default_parity_rows(metadata: dict[str, Any]) -> Any:
     data = metadata.get("data") or {}
     try:
-        from amlkit import preprocess  # written by another module; optional here
+        from amlkit.data import preprocess  # written by another module; optional here
 
         split = preprocess.load_processed(data["dataset"], data.get("version", "latest"))
         return split["test"] if isinstance(split, dict) else split.test

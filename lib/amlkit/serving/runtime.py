@@ -77,9 +77,9 @@ class Scorer:
         if self.backend == "onnx":
             self._load_onnx()
         elif self.backend == "keras":
-            from amlkit import deep_serving
+            from amlkit.deep import pyfunc
 
-            self._model, self._preprocessing = deep_serving.load_mlflow_model(self.model_dir)
+            self._model, self._preprocessing = pyfunc.load_mlflow_model(self.model_dir)
         else:
             self._load_pickle()
         logger.info("loaded %s model from %s", self.backend, self.model_dir)
@@ -163,9 +163,9 @@ class Scorer:
 
     def predict_images(self, images: list[Any]) -> dict[str, Any]:
         """Score images (nested lists or base64 PNG) with the Keras model."""
-        from amlkit import deep_serving
+        from amlkit.deep import pyfunc
 
-        return deep_serving.predict_images(self._model, images, preprocessing=self._preprocessing)
+        return pyfunc.predict_images(self._model, images, preprocessing=self._preprocessing)
 
 
 def _missing(value: Any) -> bool:

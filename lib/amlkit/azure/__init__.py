@@ -1,0 +1,1 @@
+"""The Azure ML side: workspace access and the specs Azure ML runs, validated offline."""

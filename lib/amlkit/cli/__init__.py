@@ -1,0 +1,1 @@
+"""The ``amlkit`` command line."""

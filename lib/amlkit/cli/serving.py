@@ -1,0 +1,235 @@
+"""The deployment commands of the ``amlkit`` CLI: package, serve, keys, score, deploy.
+
+:func:`add_parsers` adds them to the ``amlkit`` argument parser (see :mod:`amlkit.cli`);
+each ``cmd_*`` function returns the exit status: 0 on success, 1 when the server stopped on
+its own, 2 for a bad argument or a missing prerequisite (with the reason on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from amlkit import paths
+
+SERVE_EPILOG = """\
+The server listens on 127.0.0.1 only and runs until Ctrl-C (or SIGTERM), then stops its
+workers. With auth_mode "key" in deployment_config.json, send 'Authorization: Bearer <key>'
+with a key from `amlkit keys <endpoint>`.
+"""
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(paths.project_root()))
+    except ValueError:
+        return str(path)
+
+
+def service_dir(service: str) -> Path:
+    """Return the folder of a packaged service (a name under deployed_models/ or a path).
+
+    Raises:
+        FileNotFoundError: no such service; lists the packaged ones.
+    """
+    folder = Path(service)
+    if not (folder / "deployment_config.json").is_file():
+        folder = paths.deployed_models_dir() / service
+    if (folder / "deployment_config.json").is_file():
+        return folder
+    base = paths.deployed_models_dir()
+    have = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    raise FileNotFoundError(
+        f"no packaged service {service!r} in {_rel(base)} (packaged: {have or 'none'}); "
+        "run `amlkit package <model-name> --service NAME` first."
+    )
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    """Package a registered model version as a service folder."""
+    from amlkit.serving import package_service, service_info
+
+    folder = package_service(
+        model_name=args.model,
+        version=args.version,
+        service=args.service,
+        fast_path=not args.no_onnx,
+    )
+    info = service_info(folder)
+    model = info["model"]
+    print(f"packaged {model['name']} version {model['version']} as service {info['service']}")
+    print(f"  folder   {_rel(folder)}")
+    print(f"  backend  {info['backend']} ({info['backend_reason']})")
+    print(f"  endpoint {info['endpoint_name']}  (keys: amlkit keys {info['endpoint_name']})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run a packaged service on loopback until Ctrl-C or SIGTERM."""
+    from amlkit.serving import start_server
+
+    folder = service_dir(args.service)
+    endpoint = start_server(folder, port=args.port, workers=args.workers)
+
+    def _interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # SIGINT too: a shell starts background jobs with SIGINT ignored
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(f"serving {folder.name} at {endpoint.url}  (pid {endpoint.pid})", flush=True)
+        if endpoint.key:
+            print(f"auth: key; show the keys with `amlkit keys {endpoint.endpoint}`", flush=True)
+        print(f"request log: {_rel(endpoint.request_log_dir)}", flush=True)
+        print("press Ctrl-C to stop", flush=True)
+        code = endpoint.process.wait()  # returns only if the server stops by itself
+    except KeyboardInterrupt:
+        endpoint.stop()
+        print("stopped", flush=True)
+        return 0
+    finally:
+        endpoint.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"amlkit: the server exited with code {code}; see {endpoint.log_path}", file=sys.stderr)
+    return 1
+
+
+def _known_endpoints() -> list[str]:
+    base = paths.deployed_models_dir()
+    names = set()
+    for config in base.glob("*/deployment_config.json") if base.is_dir() else []:
+        from amlkit import io
+
+        names.add(io.read_json(config).get("endpoint_name"))
+    keys = paths.state_dir() / "endpoints"
+    names |= {p.parent.name for p in keys.glob("*/keys.json")} if keys.is_dir() else set()
+    return sorted(n for n in names if n)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Show (or regenerate) an endpoint's keys."""
+    from amlkit.serving import auth
+
+    endpoint = args.endpoint
+    known = _known_endpoints()
+    if endpoint not in known:
+        raise ValueError(
+            f"no endpoint {endpoint!r}; known endpoints: {known or 'none'} (package a service "
+            "first: its deployment_config.json names the endpoint)"
+        )
+    if args.regenerate:
+        keys = auth.regenerate_key(endpoint, args.regenerate)
+        print(f"regenerated the {args.regenerate} key of {endpoint}")
+    else:
+        keys = auth.show_keys(endpoint)
+    print(f"endpoint  {endpoint}")
+    print(f"primary   {keys['primary']}")
+    print(f"secondary {keys['secondary']}")
+    print(f"file      {_rel(auth.keys_path(endpoint))}  (mode 600, git-ignored state folder)")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score a CSV or Parquet file with a service or a registered model."""
+    from amlkit.serving import score_file
+    from amlkit.serving.package import resolve_model_dir
+
+    kwargs: dict[str, Any] = {}
+    if args.service:
+        kwargs["service"] = service_dir(args.service)
+    else:
+        name, _, version = args.model.partition(":")
+        kwargs["model_dir"] = resolve_model_dir(name, version or None)
+    out = score_file(
+        args.input,
+        output_path=args.output,
+        chunk_rows=args.chunk_rows,
+        progress=not args.no_progress,
+        **kwargs,
+    )
+    print(f"wrote predictions to {out}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Write and validate the Azure specs (dry run) or deploy to a configured workspace."""
+    from amlkit.azure import endpoints as azure
+
+    folder = service_dir(args.service)
+    specs = azure.write_specs(folder)
+    for kind, path in specs.items():
+        print(f"{kind:9s} {_rel(path)}  (validated with the azure-ai-ml loaders)")
+    if args.dry_run:
+        print("dry run: nothing sent to Azure")
+        return 0
+    try:
+        result = azure.deploy(folder, deployment=args.deployment)
+    except RuntimeError as exc:
+        print(f"amlkit: {exc}", file=sys.stderr)
+        return 2
+    print(f"deployed {args.deployment} to {result['endpoint']}; traffic {result['traffic']}")
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the deployment subcommands to the ``amlkit`` subparsers ``sub``."""
+    pkg = sub.add_parser(
+        "package",
+        help="package a registered model version as a service folder",
+        description="Build models/deployed_models/<service>/ (scoring_script.py, the model, "
+        "environment.yml, deployment_config.json) from a registered version; converts to "
+        "ONNX when the parity check passes, else serves the pickled pipeline and says why.",
+    )
+    pkg.add_argument("model", help="registered model name (models/trained_models/<name>)")
+    pkg.add_argument("--version", default="champion", help="version number or 'champion'")
+    pkg.add_argument("--service", help="service name (default: the config's endpoint_name)")
+    pkg.add_argument("--no-onnx", action="store_true", help="serve the pickled pipeline")
+    pkg.set_defaults(func=cmd_package)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run a packaged service locally (azmlinfsrv on 127.0.0.1)",
+        description="Run azmlinfsrv for a packaged service on 127.0.0.1; wait until healthy.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("service", help="service name under models/deployed_models/")
+    serve.add_argument("--port", type=int, help="port (default: config local.port; 0: free)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: config)")
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="show or regenerate an endpoint's keys")
+    keys.add_argument("endpoint", help="endpoint name (deployment_config.json endpoint_name)")
+    keys.add_argument("--regenerate", choices=["primary", "secondary"], help="replace a key")
+    keys.set_defaults(func=cmd_keys)
+
+    score = sub.add_parser(
+        "score",
+        help="batch-score a CSV or Parquet file",
+        description="Score a file in chunks; write <input>_predictions.<csv|parquet> with the "
+        "input columns, 'prediction' and one 'probability_<class>' column per class.",
+    )
+    score.add_argument("input", help="a .csv or .parquet file")
+    which = score.add_mutually_exclusive_group(required=True)
+    which.add_argument("--service", help="a packaged service (uses its ONNX fast path)")
+    which.add_argument("--model", help="NAME or NAME:VERSION of a registered model")
+    score.add_argument("--output", help="output file (default: beside the input)")
+    score.add_argument("--chunk-rows", type=int, default=50_000, help="rows per chunk")
+    score.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    score.set_defaults(func=cmd_score)
+
+    deploy = sub.add_parser(
+        "deploy",
+        help="Azure ML managed online endpoint: write and validate specs, or deploy",
+        description="Write endpoint.yml, blue.yml and green.yml into <service>/azure/ and "
+        "validate them offline with the azure-ai-ml loaders. Without --dry-run, also deploy "
+        "to the workspace named in config/azure_config.json (needs Azure credentials).",
+    )
+    deploy.add_argument("service", help="service name under models/deployed_models/")
+    deploy.add_argument("--dry-run", action="store_true", help="only write and validate specs")
+    deploy.add_argument("--deployment", choices=["blue", "green"], default="blue")
+    deploy.set_defaults(func=cmd_deploy)

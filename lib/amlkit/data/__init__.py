@@ -1,0 +1,1 @@
+"""The data stages (notebooks 01-03): sources, validation, ingestion, preprocessing, profiles."""

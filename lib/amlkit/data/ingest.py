@@ -1,0 +1,336 @@
+"""Ingestion: copy a source into ``data/raw/<dataset>/<version>/`` with a manifest.
+
+The version is the first 12 hex digits of the content's sha256, so ingesting identical content
+again gives the same version and writes nothing new. A new version appears only complete: the
+file is streamed to a temporary path, checked (structure, schema, target), and only then
+renamed into place with its ``manifest.json``. Bad input raises
+:class:`~amlkit.data.validation.DataValidationError` and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from amlkit import __version__, paths
+from amlkit.config import load_config
+from amlkit.data import sources, validation
+from amlkit.io import read_json, staged_directory, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The outcome of :func:`ingest`: the manifest, the version folder, whether it is new."""
+
+    manifest: dict[str, Any]
+    path: Path
+    created: bool
+
+
+def check_name(dataset: str) -> str:
+    """Return ``dataset`` if it is a safe folder name, else raise a clear error."""
+    if not NAME_RE.match(dataset or ""):
+        raise ValueError(
+            f"data set name {dataset!r} must be 1-64 letters, digits, '_', '.' or '-', starting "
+            "with a letter or digit"
+        )
+    return dataset
+
+
+def read_chunks(
+    path: Path, fmt: str, *, chunk_rows: int, missing_values: list[str]
+) -> Iterator[pd.DataFrame]:
+    """Yield the rows of a local file in chunks of at most ``chunk_rows`` (bounded memory).
+
+    Delimited text is read as strings so that the schema decides every type; Parquet and JSON
+    keep their own types.
+    """
+    if fmt in ("csv", "tsv"):
+        yield from pd.read_csv(
+            path,
+            sep="\t" if fmt == "tsv" else ",",
+            dtype=str,
+            na_values=missing_values,
+            keep_default_na=False,
+            skipinitialspace=True,
+            chunksize=chunk_rows,
+            encoding="utf-8-sig",
+        )
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        start = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            frame = batch.to_pandas()
+            frame.index = pd.RangeIndex(start, start + len(frame))
+            start += len(frame)
+            yield frame
+    elif fmt == "jsonl":
+        yield from pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False)
+    elif fmt == "json":
+        yield pd.read_json(path, dtype=False)
+    else:  # pragma: no cover - detect_format only returns the formats above
+        raise ValueError(f"unsupported format {fmt!r}")
+
+
+def _first_chunk(path: Path, fmt: str, cfg: dict[str, Any], source: str) -> pd.DataFrame:
+    try:
+        chunk = next(
+            read_chunks(
+                path,
+                fmt,
+                chunk_rows=cfg["ingestion"]["chunk_rows"],
+                missing_values=cfg["missing_values"],
+            ),
+            None,
+        )
+    except (ValueError, OSError) as exc:
+        raise validation.DataValidationError(
+            source, [f"cannot be read as {fmt}: {exc}; check the file's format and extension"]
+        ) from exc
+    if chunk is None or chunk.empty:
+        raise validation.DataValidationError(source, ["the file has no data rows"])
+    if chunk.columns.duplicated().any():
+        dup = sorted(set(chunk.columns[chunk.columns.duplicated()]))
+        raise validation.DataValidationError(source, [f"duplicated column names {dup}"])
+    return chunk
+
+
+def _schema_for(dataset: str, entry: dict[str, Any], sample: pd.DataFrame, cfg: dict[str, Any]):
+    """Return (schema, where it came from): declared, saved for review, or inferred now."""
+    if entry.get("schema"):
+        validation.check_schema_shape(entry["schema"], "config/data_config.json")
+        return entry["schema"], "declared"
+    saved = paths.config_dir() / "schemas" / f"{dataset}.json"
+    if saved.is_file():
+        schema = read_json(saved)
+        validation.check_schema_shape(schema, str(saved))
+        return schema, "saved"
+    ing = cfg["ingestion"]
+    schema = validation.infer_schema(
+        sample, unique_ratio=ing["id_like_unique_ratio"], min_unique=ing["id_like_min_unique"]
+    )
+    for column in entry.get("date_columns", []):
+        schema[column] = {"type": "datetime", "nullable": True}
+    for column in entry.get("id_columns", []):
+        schema[column] = {"type": "text", "nullable": True}
+    return schema, "inferred"
+
+
+def ingest(
+    dataset: str,
+    *,
+    source: str | None = None,
+    target: str | None = None,
+    task: str | None = None,
+    data_config: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> IngestResult:
+    """Ingest a data set: fetch, check, and write a new raw version (or find the existing one).
+
+    Args:
+        dataset: the data set's name (a folder name); declared in data_config.json or not.
+        source: where to read; defaults to the data set's ``source`` in data_config.json.
+        target: the target column; defaults to the configured one.
+        task: ``classification`` or ``regression``; defaults to the configured or inferred one.
+        data_config: the parsed data_config.json; loaded when None.
+        progress: show progress bars.
+
+    Returns:
+        IngestResult with the manifest, its folder and whether it was written now.
+
+    Raises:
+        DataValidationError: the data broke its contract (nothing written).
+        SourceError: the source cannot be read.
+        ValueError: a parameter is missing or wrong.
+    """
+    cfg = data_config or load_config("data_config")
+    check_name(dataset)
+    entry = cfg["datasets"].get(dataset, {})
+    source = source or entry.get("source")
+    target = target or entry.get("target")
+    task = task or entry.get("task")
+    if not source:
+        raise ValueError(
+            f"data set {dataset!r} is not declared in config/data_config.json and no source was "
+            "given; pass source= (a path, URL or bundled:<name>) or declare it"
+        )
+    if not target:
+        raise ValueError(f"no target column for {dataset!r}; pass target= or declare it")
+    if task not in (None, "", "classification", "regression"):
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    root = paths.raw_dir() / dataset
+    fetched = sources.fetch(
+        source, root, chunk_bytes=cfg["ingestion"]["chunk_bytes"], progress=progress
+    )
+    try:
+        version = fetched.sha256[:12]
+        final = root / version
+        if (final / "manifest.json").is_file():
+            logger.info("%s version %s already ingested; nothing written", dataset, version)
+            return IngestResult(read_json(final / "manifest.json"), final, False)
+        manifest, schema_origin, schema = _check(fetched, dataset, entry, cfg, target, task)
+        manifest["version"] = version
+        try:
+            with staged_directory(final) as stage:
+                sources.copy_to(fetched, stage / manifest["file"])
+                write_json_atomic(stage / "manifest.json", manifest)
+        except FileExistsError:
+            logger.info("%s version %s was ingested concurrently", dataset, version)
+            return IngestResult(read_json(final / "manifest.json"), final, False)
+        if schema_origin == "inferred":
+            validation.save_schema(paths.config_dir() / "schemas" / f"{dataset}.json", schema)
+        logger.info("ingested %s version %s: %d rows", dataset, version, manifest["rows"])
+        return IngestResult(manifest, final, True)
+    finally:
+        fetched.path.unlink(missing_ok=True)
+
+
+def _check(fetched, dataset, entry, cfg, target, task):
+    """Run every check on the fetched file; return (manifest, schema origin, schema)."""
+    src = fetched.source
+    max_shown = cfg["ingestion"]["max_failures_shown"]
+    if fetched.size_bytes == 0:
+        raise validation.DataValidationError(src, ["the file is empty (0 bytes)"])
+    if fetched.format in ("csv", "tsv"):
+        validation.check_structure(
+            fetched.path,
+            src,
+            delimiter="\t" if fetched.format == "tsv" else ",",
+            max_shown=max_shown,
+        )
+    sample = _first_chunk(fetched.path, fetched.format, cfg, src)
+    sample.columns = [str(c).strip() for c in sample.columns]
+    if target not in sample.columns:
+        raise validation.DataValidationError(
+            src,
+            [
+                f"target column {target!r} is missing; the columns are {list(sample.columns)}; "
+                "pass the right target or fix data_config.json"
+            ],
+        )
+    schema, origin = _schema_for(dataset, entry, sample, cfg)
+    if target in schema and schema[target]["type"] == "text":
+        schema[target] = {**schema[target], "type": "categorical"}
+    task = task or validation.infer_task(sample[target], schema.get(target, {}).get("type", ""))
+    checker = validation.build_pandera_schema(schema, target=target, task=task)
+    failures, rows, nulls, classes = [], 0, dict.fromkeys(schema, 0), {}
+    target_values = []
+    for chunk in read_chunks(
+        fetched.path,
+        fetched.format,
+        chunk_rows=cfg["ingestion"]["chunk_rows"],
+        missing_values=cfg["missing_values"],
+    ):
+        chunk.columns = [str(c).strip() for c in chunk.columns]
+        good, bad = validation.validate_chunk(chunk, checker)
+        rows += len(chunk)
+        if bad is not None:
+            failures.append(bad)
+            continue
+        for column, count in good.isna().sum().items():
+            nulls[column] = nulls.get(column, 0) + int(count)
+        if task == "classification":
+            for label, count in good[target].dropna().astype(str).value_counts().items():
+                classes[label] = classes.get(label, 0) + int(count)
+        else:
+            target_values.append(good[target].dropna().head(1))
+    if failures:
+        cases = pd.concat(failures, ignore_index=True)
+        problems = validation.report_failures(cases, schema, max_shown=max_shown)
+        raise validation.DataValidationError(src, problems)
+    if task == "classification":
+        validation.check_target(pd.Series(list(classes)), target=target, task=task, source=src)
+    else:
+        validation.check_target(
+            pd.concat(target_values) if target_values else pd.Series(dtype=float),
+            target=target,
+            task=task,
+            source=src,
+        )
+    ext = {"csv": "csv", "tsv": "tsv", "parquet": "parquet", "json": "json", "jsonl": "jsonl"}
+    manifest = {
+        "dataset": dataset,
+        "version": None,
+        "sha256": fetched.sha256,
+        "size_bytes": fetched.size_bytes,
+        "format": fetched.format,
+        "file": f"data.{ext[fetched.format]}",
+        "source": src,
+        "rows": rows,
+        "columns": [
+            {
+                "name": c,
+                "kind": s["type"],
+                "nullable": bool(s.get("nullable", True)),
+                "null_count": nulls.get(c, 0),
+            }
+            for c, s in schema.items()
+        ],
+        "target": target,
+        "task": task,
+        "classes": dict(sorted(classes.items())) if task == "classification" else None,
+        "schema": schema,
+        "schema_origin": origin,
+        "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "amlkit_version": __version__,
+    }
+    return manifest, origin, schema
+
+
+def list_versions(dataset: str) -> list[dict[str, Any]]:
+    """Return the manifests of a data set's raw versions, oldest first."""
+    root = paths.raw_dir() / check_name(dataset)
+    manifests = [read_json(p) for p in root.glob("*/manifest.json")]
+    return sorted(manifests, key=lambda m: (m["ingested_at"], m["version"]))
+
+
+def get_manifest(dataset: str, version: str = "latest") -> dict[str, Any]:
+    """Return the manifest of a raw version (``latest`` = most recently ingested)."""
+    versions = list_versions(dataset)
+    if not versions:
+        raise FileNotFoundError(
+            f"no raw versions of {dataset!r} under {paths.raw_dir()}; run 01_data_ingestion first"
+        )
+    if version == "latest":
+        return versions[-1]
+    for manifest in versions:
+        if manifest["version"] == version:
+            return manifest
+    known = ", ".join(m["version"] for m in versions)
+    raise FileNotFoundError(f"{dataset!r} has no raw version {version!r}; it has {known}")
+
+
+def load_raw(dataset: str, version: str = "latest", data_config: dict | None = None):
+    """Load a raw version, typed by its schema; return (frame, manifest)."""
+    cfg = data_config or load_config("data_config")
+    manifest = get_manifest(dataset, version)
+    path = paths.raw_dir() / dataset / manifest["version"] / manifest["file"]
+    checker = validation.build_pandera_schema(
+        manifest["schema"], target=manifest["target"], task=manifest["task"]
+    )
+    frames = []
+    for chunk in read_chunks(
+        path,
+        manifest["format"],
+        chunk_rows=cfg["ingestion"]["chunk_rows"],
+        missing_values=cfg["missing_values"],
+    ):
+        chunk.columns = [str(c).strip() for c in chunk.columns]
+        good, bad = validation.validate_chunk(chunk, checker)
+        if bad is not None:
+            problems = validation.report_failures(bad, manifest["schema"])
+            raise validation.DataValidationError(str(path), problems)
+        frames.append(good)
+    return pd.concat(frames), manifest

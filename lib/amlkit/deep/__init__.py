@@ -1,0 +1,1 @@
+"""Deep learning (notebook 05): image data, TensorFlow determinism, the Keras pyfunc model."""

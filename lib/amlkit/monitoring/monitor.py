@@ -1,0 +1,437 @@
+"""Monitor a deployed model: production inputs against the training baseline, and when to retrain.
+
+Inputs are either the endpoint's request log (the JSON-lines files the scoring script
+writes under ``.amlkit/endpoints/<endpoint>/logs/``), read with :func:`read_request_log`,
+or any batch file of production rows (CSV or Parquet), read with :func:`read_production_file`.
+:func:`run_monitoring` compares them with the processed version's training split and
+baseline profile: data drift per feature, prediction drift (served predictions against the
+training target, as Azure ML does when the training data is the reference), data quality,
+model performance when labels arrived, and usage. :func:`decide_retraining` applies the
+rule of ``deployment_config.json``'s ``monitoring.retraining`` section; the report goes to
+``.amlkit/endpoints/<endpoint>/monitoring/`` (:func:`report_dir`), next to the request log
+it describes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from amlkit import paths
+from amlkit.io import sha256_file, write_text_atomic
+from amlkit.monitoring import drift as drift_mod
+from amlkit.monitoring import quality, report
+
+logger = logging.getLogger(__name__)
+
+LOG_FIELDS = ("request_id", "row", "time", "latency_ms", "status", "error", "prediction")
+RETRAINING_DEFAULTS: dict[str, Any] = {
+    "enabled": True,
+    "min_rows": 50,
+    "max_drifted_share": 0.3,
+    "require_significance": True,
+    "top_n_features": 3,
+    "max_drifted_top_features": 0,
+    "prediction_drift": True,
+    "max_quality_rates": {
+        "null_value_rate": 0.1,
+        "data_type_error_rate": 0.01,
+        "out_of_bounds_rate": 0.1,
+    },
+}
+"""The rule used where ``monitoring.retraining`` leaves a key out. Retraining fires when
+any check fires: the share of drifted features is above ``max_drifted_share``; more than
+``max_drifted_top_features`` of the ``top_n_features`` most important features drifted;
+the predictions drifted (``prediction_drift`` true); or a feature's quality rate is above
+its ``max_quality_rates`` limit. Fewer than ``min_rows`` production rows decide nothing.
+With ``require_significance``, a drifted feature counts only when its statistical test
+agrees (KS or chi-squared p-value below its threshold): on small windows a distance above
+0.1 can be sampling noise."""
+
+
+def request_log_dir(endpoint: str) -> Path:
+    """Return the endpoint's request-log folder, ``.amlkit/endpoints/<endpoint>/logs``."""
+    return paths.state_dir() / "endpoints" / endpoint / "logs"
+
+
+def report_dir(endpoint: str) -> Path:
+    """Return the endpoint's report folder, ``.amlkit/endpoints/<endpoint>/monitoring``."""
+    return paths.state_dir() / "endpoints" / endpoint / "monitoring"
+
+
+def read_request_log(
+    folder: str | Path, *, since: Any = None, until: Any = None, request_prefix: str | None = None
+) -> pd.DataFrame:
+    """Read every request-log file of a folder into one frame, a row per logged record.
+
+    Args:
+        folder: the log folder (``LocalEndpoint.request_log_dir`` or :func:`request_log_dir`).
+        since: keep records at or after this time (anything ``pd.Timestamp`` reads; UTC).
+        until: keep records before this time.
+        request_prefix: keep requests whose id starts with this (one simulated batch).
+
+    Returns:
+        Columns ``request_id``, ``row``, ``time`` (UTC), ``latency_ms``, ``status``,
+        ``error``, ``prediction``, then one column per input feature; sorted by time. A
+        failed request is one record with its ``error`` and no inputs.
+    """
+    from amlkit.serving.requestlog import read_log
+
+    records = list(read_log(folder))
+    inputs = pd.DataFrame([r.get("inputs") or {} for r in records])
+    base = pd.DataFrame([{k: r.get(k) for k in LOG_FIELDS} for r in records], columns=LOG_FIELDS)
+    frame = pd.concat([base, inputs.drop(columns=list(LOG_FIELDS), errors="ignore")], axis=1)
+    frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
+    keep = np.ones(len(frame), dtype=bool)
+    if since is not None:
+        keep &= (frame["time"] >= _utc(since)).to_numpy()
+    if until is not None:
+        keep &= (frame["time"] < _utc(until)).to_numpy()
+    if request_prefix:
+        keep &= frame["request_id"].astype(str).str.startswith(request_prefix).to_numpy()
+    frame = frame[keep].sort_values(["time", "request_id", "row"], kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def _utc(stamp: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp(stamp)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def requests_frame(log: pd.DataFrame) -> pd.DataFrame:
+    """Collapse a read log to one row per request (the shape ``report.usage_summary`` needs).
+
+    Returns:
+        Columns ``request_id``, ``time``, ``latency_ms``, ``status``, ``n_rows`` (rows
+        scored: 0 for a failed request).
+    """
+    if not len(log):
+        return pd.DataFrame(columns=list(report.LOG_COLUMNS))
+    scored = log.assign(scored=(log["status"] == 200).astype(int))
+    grouped = scored.groupby("request_id", sort=False).agg(
+        time=("time", "first"),
+        latency_ms=("latency_ms", "first"),
+        status=("status", "first"),
+        n_rows=("scored", "sum"),
+    )
+    return grouped.reset_index().sort_values("time", kind="stable").reset_index(drop=True)
+
+
+def read_production_file(path: str | Path) -> pd.DataFrame:
+    """Read a batch of production rows from a CSV or Parquet file.
+
+    Raises:
+        ValueError: the file is neither ``.csv`` nor ``.parquet``.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise ValueError(f"{path} is not a .csv or .parquet file; convert it or pass a DataFrame")
+
+
+def retraining_rules(monitoring_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return ``RETRAINING_DEFAULTS`` updated with ``monitoring_config["retraining"]``.
+
+    Raises:
+        ValueError: an unknown key or quality metric.
+    """
+    given = dict((monitoring_config or {}).get("retraining") or {})
+    unknown = sorted(set(given) - set(RETRAINING_DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"unknown keys {unknown} in monitoring.retraining; known: {list(RETRAINING_DEFAULTS)}"
+        )
+    rules = {**RETRAINING_DEFAULTS, **given}
+    rates = {**RETRAINING_DEFAULTS["max_quality_rates"], **(given.get("max_quality_rates") or {})}
+    bad = sorted(set(rates) - set(quality.QUALITY_METRICS))
+    if bad:
+        raise ValueError(f"max_quality_rates has {bad}; use {list(quality.QUALITY_METRICS)}")
+    rules["max_quality_rates"] = rates
+    return rules
+
+
+@dataclass
+class RetrainingDecision:
+    """The outcome of :func:`decide_retraining`: whether to retrain, why, and every check."""
+
+    retrain: bool
+    reasons: list[str]
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the decision as plain values."""
+        return asdict(self)
+
+
+def _round(value: Any) -> Any:
+    return round(float(value), 4) if isinstance(value, float | np.floating) else value
+
+
+def decide_retraining(
+    drift: pd.DataFrame,
+    quality_frame: pd.DataFrame,
+    *,
+    n_rows: int,
+    rules: Mapping[str, Any],
+    prediction_drift: pd.DataFrame | None = None,
+    ranking: Sequence[str] | None = None,
+    thresholds: Mapping[str, Any] | None = None,
+) -> RetrainingDecision:
+    """Apply the retraining rule (see ``RETRAINING_DEFAULTS``) to one monitoring window.
+
+    Args:
+        drift: feature drift (``drift.compute_drift``).
+        quality_frame: data quality (``quality.compute_quality``).
+        n_rows: production rows in the window.
+        rules: the full rule, from :func:`retraining_rules`.
+        prediction_drift: prediction drift (``drift.prediction_drift``), if predictions exist.
+        ranking: features, most important first (for the top-N check); None skips it.
+        thresholds: the monitoring thresholds (for the p-values of ``require_significance``).
+
+    Returns:
+        The decision with one entry per check: ``value``, ``limit``, ``fired``.
+    """
+    checks: dict[str, dict[str, Any]] = {}
+    compared = drift[drift["metric"].astype(bool) & drift["value"].notna()]
+    mask = compared["drifted"].to_numpy(dtype=bool)
+    if rules["require_significance"]:
+        limits = drift_mod.resolve_thresholds(thresholds)
+        ks, chi = "two_sample_kolmogorov_smirnov_test", "pearsons_chi_squared_test"
+        p_value = compared[ks].where(compared[ks].notna(), compared[chi])
+        mask &= p_value < compared[ks].notna().map({True: limits[ks], False: limits[chi]})
+        mask = np.asarray(mask, dtype=bool)
+    drifted = list(compared.loc[mask, "column"])
+    share = len(drifted) / len(compared) if len(compared) else 0.0
+    checks["drifted_share"] = {
+        "value": share,
+        "limit": rules["max_drifted_share"],
+        "fired": share > rules["max_drifted_share"],
+        "drifted": drifted,
+    }
+    if ranking is not None:
+        top = list(ranking)[: int(rules["top_n_features"])]
+        hit = [c for c in top if c in drifted]
+        checks["drifted_top_features"] = {
+            "value": len(hit),
+            "limit": rules["max_drifted_top_features"],
+            "fired": len(hit) > rules["max_drifted_top_features"],
+            "top": top,
+            "drifted": hit,
+        }
+    if rules["prediction_drift"] and prediction_drift is not None and len(prediction_drift):
+        row = prediction_drift.iloc[0]
+        checks["prediction_drift"] = {
+            "value": row["value"],
+            "limit": row["threshold"],
+            "fired": bool(prediction_drift["drifted"].any()),
+            "metric": row["metric"],
+        }
+    for metric, limit in rules["max_quality_rates"].items():
+        worst = quality_frame.sort_values(metric, ascending=False).head(1)
+        value = float(worst[metric].iloc[0]) if len(worst) else 0.0
+        checks[metric] = {
+            "value": value,
+            "limit": limit,
+            "fired": value > limit,
+            "column": worst["column"].iloc[0] if len(worst) else None,
+        }
+    checks = {k: {n: _round(v) for n, v in c.items()} for k, c in checks.items()}
+    reasons = [f"{name} {c['value']} > {c['limit']}" for name, c in checks.items() if c["fired"]]
+    if not rules["enabled"]:
+        return RetrainingDecision(False, ["retraining is disabled in the config"], checks)
+    if n_rows < int(rules["min_rows"]):
+        note = f"only {n_rows} rows, fewer than min_rows {rules['min_rows']}: no decision"
+        return RetrainingDecision(False, [note], checks)
+    return RetrainingDecision(bool(reasons), reasons or ["no check fired"], checks)
+
+
+@dataclass
+class MonitoringResult:
+    """Everything one monitoring window produced."""
+
+    current: pd.DataFrame
+    drift: pd.DataFrame
+    prediction_drift: pd.DataFrame | None
+    quality: pd.DataFrame
+    performance: dict[str, float] | None
+    usage: dict[str, Any] | None
+    decision: RetrainingDecision
+
+    def summary(self) -> dict[str, Any]:
+        """Return the headline numbers (rounded; no times) for a notebook or a log line."""
+        head = report.summarize(self.drift, self.quality, self.decision.to_dict())
+        out = {
+            "rows": len(self.current),
+            "drifted_features": head["drifted_features"],
+            "quality_flagged_features": head["quality_flagged_features"],
+            "retrain": self.decision.retrain,
+            "reasons": self.decision.reasons,
+        }
+        if self.prediction_drift is not None and len(self.prediction_drift):
+            out["prediction_drift"] = _round(self.prediction_drift["value"].iloc[0])
+        if self.performance:
+            out["performance"] = {k: _round(v) for k, v in self.performance.items()}
+        if self.usage:
+            out["requests"] = self.usage["requests"]
+            out["error_rate"] = _round(self.usage["error_rate"])
+        return out
+
+
+def run_monitoring(
+    current: pd.DataFrame,
+    processed: Any,
+    *,
+    monitoring_config: Mapping[str, Any] | None = None,
+    predictions: Any = None,
+    labels: Any = None,
+    requests: pd.DataFrame | None = None,
+    ranking: Sequence[str] | None = None,
+) -> MonitoringResult:
+    """Compare production rows with the training baseline and decide about retraining.
+
+    Args:
+        current: production rows (feature columns; a read request log or a batch file).
+        processed: the ``Processed`` version the deployed model was trained on.
+        monitoring_config: ``deployment_config.json``'s ``monitoring`` section.
+        predictions: the served predictions for ``current``; default its ``prediction``
+            column when there is one.
+        labels: true labels for ``current`` once they arrived (NaN where not yet); default
+            its target column when there is one.
+        requests: one row per request (:func:`requests_frame`) for the usage summary.
+        ranking: features by importance, most important first (top-N check).
+
+    Returns:
+        The :class:`MonitoringResult`.
+    """
+    cfg = monitoring_config or {}
+    manifest = processed.manifest
+    kinds = manifest["feature_types"]
+    target = manifest["target"]
+    bins = int(cfg.get("bins", 10))
+    drift = drift_mod.compute_drift(processed.train, current, kinds, cfg, bins)
+    qual = quality.compute_quality(current, processed.profile, cfg)
+    qual = qual[qual["column"].isin(list(kinds))].reset_index(drop=True)
+    if predictions is None and "prediction" in current.columns:
+        predictions = current["prediction"]
+    if labels is None and target in current.columns:
+        labels = current[target]
+    pred_drift = None
+    if predictions is not None:
+        kind = "categorical" if manifest["task"] == "classification" else "numeric"
+        reference = processed.train[target].rename("prediction")
+        current_pred = pd.Series(np.asarray(predictions), name="prediction")
+        pred_drift = drift_mod.prediction_drift(reference, current_pred, kind, cfg, bins)
+    performance = None
+    if labels is not None and predictions is not None and pd.Series(labels).notna().any():
+        performance = quality.model_performance(labels, predictions, manifest["task"])
+    usage = report.usage_summary(requests, predictions) if requests is not None else None
+    decision = decide_retraining(
+        drift,
+        qual,
+        n_rows=len(current),
+        rules=retraining_rules(cfg),
+        prediction_drift=pred_drift,
+        ranking=ranking,
+        thresholds=cfg,
+    )
+    logger.info("monitoring: retrain=%s (%s)", decision.retrain, "; ".join(decision.reasons))
+    return MonitoringResult(current, drift, pred_drift, qual, performance, usage, decision)
+
+
+def write_monitoring_report(
+    result: MonitoringResult,
+    processed: Any,
+    folder: str | Path,
+    *,
+    title: str = "Model monitoring report",
+) -> tuple[Path, Path]:
+    """Write ``report.html`` and ``report.json`` to ``folder`` (replacing the last ones).
+
+    The decision box shows the retraining decision, its reasons and the prediction drift.
+    A line is appended to ``history.jsonl`` in the same folder for each report.
+
+    Returns:
+        The paths of the HTML page and of the JSON summary.
+    """
+    folder = Path(folder)
+    decision: dict[str, Any] = {
+        "retrain": result.decision.retrain,
+        "reasons": "; ".join(result.decision.reasons),
+    }
+    if result.prediction_drift is not None and len(result.prediction_drift):
+        row = result.prediction_drift.iloc[0]
+        decision["prediction drift"] = (
+            f"{row['metric']} {row['value']:.3f} (threshold {row['threshold']:g})"
+        )
+    html_path, json_path = report.write_report(
+        folder / "report.html",
+        drift=result.drift,
+        quality=result.quality,
+        usage=result.usage,
+        reference=processed.train,
+        current=result.current,
+        decision=decision,
+        title=title,
+        performance=result.performance,
+    )
+    line = json.dumps({"report_sha256": sha256_file(json_path), **result.summary()}, default=str)
+    history = folder / "history.jsonl"
+    previous = history.read_text(encoding="utf-8") if history.is_file() else ""
+    write_text_atomic(history, previous + line + "\n")
+    return html_path, json_path
+
+
+def write_retraining_source(
+    dataset: str,
+    labelled: pd.DataFrame,
+    *,
+    raw_version: str = "latest",
+    data_config: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the next training data: the raw rows plus the labelled production rows.
+
+    Production rows without a label are left out; rows replayed more than once (same
+    ``source_row``) are kept once. Logged rows are put in request-id order first, so the
+    file does not depend on the order in which concurrent requests arrived. The file goes
+    to ``data/external/`` under a name made of its content hash; ingest it with
+    ``amlkit.data.ingest(dataset, source=str(path))`` to get a new raw version.
+
+    Args:
+        dataset: the data set whose raw version is extended.
+        labelled: production rows with the target column (features as logged).
+        raw_version: the raw version to extend.
+        data_config: the parsed data_config.json; loaded when None.
+
+    Returns:
+        The CSV file written.
+    """
+    from amlkit.data import ingest
+    from amlkit.io import sha256_text
+
+    frame, raw = ingest.load_raw(dataset, raw_version, data_config)
+    target = raw["target"]
+    if target not in labelled.columns:
+        raise ValueError(f"production rows lack the target {target!r}; attach the labels first")
+    rows = labelled.dropna(subset=[target])
+    if "request_id" in rows.columns and "row" in rows.columns:  # log order is arrival order
+        rows = rows.sort_values(["request_id", "row"], kind="stable")
+    if "source_row" in rows.columns:
+        rows = rows.drop_duplicates("source_row")
+    rows = rows[[c for c in frame.columns if c in rows.columns]].copy()
+    for column, spec in raw["schema"].items():
+        if spec.get("type") == "integer" and column in rows.columns:
+            rows[column] = pd.to_numeric(rows[column]).round().astype("Int64")
+    text = pd.concat([frame, rows], ignore_index=True).to_csv(index=False)
+    path = paths.data_dir() / "external" / f"{dataset}-retraining-{sha256_text(text)[:12]}.csv"
+    write_text_atomic(path, text)
+    logger.info("retraining data: %d raw + %d production rows -> %s", len(frame), len(rows), path)
+    return path

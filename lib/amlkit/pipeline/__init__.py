@@ -1,0 +1,1 @@
+"""Running the notebooks: the papermill pipeline behind ``amlkit run`` and notebook upkeep."""

@@ -1,0 +1,476 @@
+"""The model registry: versioned model folders and integrity checks (the gate is in champion).
+
+A version lives in ``models/trained_models/<name>/<version>/`` (integers 1, 2, ...). The
+folder is an MLflow model (MLmodel, model files, conda.yaml, python_env.yaml,
+requirements.txt) and holds ``model_metadata.json``, ``performance_metrics.json`` and
+``hyperparameters.yaml``. The metadata records the sha256 and size of every other file in
+the folder, so a changed, truncated or added file is refused before anything is unpickled.
+Each version is also registered in the MLflow model registry under the same name, with the
+folder as its source; the champion is ``<name>/champion.json`` and the MLflow alias
+``champion``, so ``models:/<name>@champion`` serves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import math
+import platform
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import yaml
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from amlkit import io, paths
+from amlkit.registry import tracking
+
+logger = logging.getLogger(__name__)
+
+METADATA_FILE = "model_metadata.json"
+METRICS_FILE = "performance_metrics.json"
+HYPERPARAMETERS_FILE = "hyperparameters.yaml"
+CHAMPION_FILE = "champion.json"
+CHAMPION_ALIAS = "champion"
+MAX_WRITE_ATTEMPTS = 20
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+LIBRARIES = ("scikit-learn", "mlflow", "pandas", "numpy", "scipy", "cloudpickle")
+
+
+class ModelIntegrityError(RuntimeError):
+    """A model version's files differ from the hashes recorded when it was written."""
+
+
+class ModelNotFoundError(LookupError):
+    """No model, version or champion of that name."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version: its folder and its ``model_metadata.json``."""
+
+    name: str
+    version: int
+    path: Path
+    metadata: dict[str, Any]
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ValueError(
+            f"model name {name!r} is not allowed; use letters, digits, '.', '_' or '-' "
+            "(starting with a letter or digit, at most 128 characters)."
+        )
+    return name
+
+
+def model_dir(name: str) -> Path:
+    """Return ``models/trained_models/<name>/`` (not created)."""
+    return paths.trained_models_dir() / _check_name(name)
+
+
+def list_models() -> list[str]:
+    """Return the names of the models that have at least one version, sorted."""
+    root = paths.trained_models_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and _version_numbers(p))
+
+
+def _version_numbers(folder: Path) -> list[int]:
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _plain(obj: Any) -> Any:
+    """Convert numpy scalars, tuples, paths and non-finite floats to JSON/YAML-safe values."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", None) == 0:
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    return str(obj)
+
+
+def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Return the versions of Python and the libraries a model depends on."""
+    found = {"python": platform.python_version()}
+    for package in (*LIBRARIES, *extra):
+        try:
+            found[package] = importlib_metadata.version(package)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def file_manifest(folder: Path) -> dict[str, dict[str, Any]]:
+    """Return ``{relative path: {"sha256", "bytes"}}`` for every file but the metadata."""
+    manifest = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel != METADATA_FILE:
+            manifest[rel] = {"sha256": io.sha256_file(path), "bytes": path.stat().st_size}
+    return manifest
+
+
+def _register_in_mlflow(name: str, source: Path, run_id: str | None, sha256: str) -> int:
+    """Register ``source`` as a new MLflow model version of ``name``; return its number."""
+    tracking.ensure_tracking()
+    client = MlflowClient()
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    tags = {"model_sha256": sha256, "amlkit_path": source.as_posix()}
+    mv = client.create_model_version(name, source=source.as_posix(), run_id=run_id, tags=tags)
+    return int(mv.version)
+
+
+CONTRACT_KEYS = (
+    "name", "version", "model_type", "flavor", "task", "target", "feature_columns",
+    "feature_types", "classes", "created", "data", "code_commit", "mlflow_run_id",
+    "mlflow_model_version", "library_versions", "model_file", "model_sha256",
+)  # fmt: skip
+
+
+def _stage_once(name: str, write_model: Callable[[Path], None], **spec: Any) -> ModelVersion:
+    """Write one version under the next free number; FileExistsError when it was taken."""
+    numbers = _version_numbers(model_dir(name))
+    number = (numbers[-1] if numbers else 0) + 1
+    final = model_dir(name) / str(number)
+    model_file, mlflow_version = spec["model_file"], None
+    try:
+        with io.staged_directory(final) as tmp:
+            write_model(tmp)
+            if not (tmp / model_file).is_file():
+                written = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*"))
+                raise FileNotFoundError(
+                    f"write_model did not write the model file {model_file!r} (it wrote "
+                    f"{written}); pass the model_file it writes."
+                )
+            io.write_json_atomic(tmp / METRICS_FILE, _plain(spec["metrics"]))
+            hyper = yaml.safe_dump(_plain(spec["hyperparameters"]), sort_keys=True)
+            io.write_text_atomic(tmp / HYPERPARAMETERS_FILE, hyper)
+            files = file_manifest(tmp)
+            sha = files[model_file]["sha256"]
+            # The MLflow version points at the final folder, which exists once the block exits.
+            mlflow_version = _register_in_mlflow(name, final, spec["run_id"], sha)
+            meta = dict.fromkeys(CONTRACT_KEYS) | dict(spec["metadata"])
+            meta |= {
+                "name": name,
+                "version": number,
+                "flavor": spec["flavor"],
+                "created": _utc_now(),
+                "code_commit": tracking.code_commit(),
+                "mlflow_run_id": spec["run_id"],
+                "mlflow_model_version": mlflow_version,
+                "library_versions": library_versions() | dict(meta["library_versions"] or {}),
+                "model_file": model_file,
+                "model_sha256": sha,
+                "files": files,
+            }
+            io.write_json_atomic(tmp / METADATA_FILE, _plain(meta))
+    except BaseException:
+        if mlflow_version is not None:  # the folder never appeared: undo the MLflow version
+            MlflowClient().delete_model_version(name, str(mlflow_version))
+        raise
+    return ModelVersion(name, number, final, io.read_json(final / METADATA_FILE))
+
+
+def write_version(
+    name: str,
+    write_model: Callable[[Path], None],
+    *,
+    flavor: str,
+    model_file: str,
+    metadata: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    hyperparameters: Mapping[str, Any],
+    run_id: str | None = None,
+) -> ModelVersion:
+    """Write a new model version atomically and register it in MLflow under ``name``.
+
+    The version number is the highest existing folder + 1. The folder is filled under a
+    temporary name and renamed; when another writer took the number meanwhile, the whole
+    version is written again under the next number.
+
+    Args:
+        name: the model's name (folder and MLflow registered model).
+        write_model: writes an MLflow model into the empty folder it is given.
+        flavor: ``"sklearn"`` or ``"keras"`` (an ``mlflow.<flavor>`` module loads it).
+        model_file: the main model file, relative to the folder (``model.pkl``,
+            ``data/model.keras``); its sha256 is ``model_sha256``. Every file is hashed.
+        metadata: contract fields: ``model_type``, ``task``, ``target``, ``feature_columns``,
+            ``feature_types``, ``classes``, ``data`` and any extras; the rest is filled here.
+        metrics: ``{split: {metric: value}}``.
+        hyperparameters: written to ``hyperparameters.yaml``.
+        run_id: the MLflow run that trained the model; defaults to the active run, if any.
+
+    Returns:
+        The new version.
+
+    Raises:
+        RuntimeError: no free version number after many attempts.
+    """
+    _check_name(name)
+    if run_id is None and mlflow.active_run() is not None:
+        run_id = mlflow.active_run().info.run_id
+    spec = {"flavor": flavor, "model_file": model_file, "metadata": metadata, "run_id": run_id}
+    spec |= {"metrics": metrics, "hyperparameters": hyperparameters}
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        try:
+            version = _stage_once(name, write_model, **spec)
+        except FileExistsError as exc:
+            logger.info("version taken by another writer (%s); trying the next number", exc)
+            continue
+        logger.info("registered %s version %s at %s", name, version.version, version.path)
+        if run_id is not None:
+            tracking.log_dict(
+                version.metadata, f"registry/{name}/v{version.version}/{METADATA_FILE}", run_id
+            )
+        return version
+    raise RuntimeError(
+        f"could not find a free version number for model {name!r} after "
+        f"{MAX_WRITE_ATTEMPTS} attempts; check {model_dir(name)} for stray folders."
+    )
+
+
+def _model_type(pipeline: Any) -> str:
+    final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
+    return type(final).__name__
+
+
+def register_sklearn_model(
+    pipeline: Any,
+    *,
+    name: str,
+    task: str,
+    target: str,
+    feature_types: Mapping[str, str],
+    classes: list[Any] | None,
+    data_info: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    hyperparameters: Mapping[str, Any],
+    input_example: Any = None,
+    run_id: str | None = None,
+) -> ModelVersion:
+    """Save a fitted scikit-learn pipeline as a new registered version.
+
+    Args:
+        pipeline: the fitted estimator or pipeline (preprocessing included).
+        name: the model's name.
+        task: ``"classification"`` or ``"regression"``.
+        target: the target column.
+        feature_types: ``{column: kind}`` of the features.
+        classes: the sorted class labels (classification), or None.
+        data_info: ``{dataset, version, sha256}`` of the training data.
+        metrics: ``{split: {metric: value}}``.
+        hyperparameters: the estimator's chosen hyperparameters.
+        input_example: a few rows of features (pandas DataFrame) for the signature/example.
+        run_id: the MLflow run that trained the model; defaults to the active run, if any.
+
+    Returns:
+        The new version.
+    """
+    import mlflow.sklearn
+
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}.")
+    signature = None
+    if input_example is not None:
+        signature = mlflow.models.infer_signature(input_example, pipeline.predict(input_example))
+        feature_columns = [str(c) for c in input_example.columns]
+    elif hasattr(pipeline, "feature_names_in_"):
+        feature_columns = [str(c) for c in pipeline.feature_names_in_]
+    else:
+        feature_columns = list(feature_types)
+    requirements = mlflow.sklearn.get_default_pip_requirements(include_cloudpickle=True)
+
+    def write_model(folder: Path) -> None:
+        # cloudpickle, not MLflow's default skops: skops refuses many tree models without a
+        # list of trusted types. Pickle can run code when loaded, so load_model() checks
+        # the recorded sha256 of model.pkl (and of every other file) BEFORE unpickling.
+        # Explicit pip requirements skip MLflow's requirement inference (a subprocess that
+        # loads the model again, seconds per save).
+        with _without_pickle_warning():
+            mlflow.sklearn.save_model(
+                pipeline,
+                str(folder),
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+                signature=signature,
+                input_example=input_example,
+                pip_requirements=requirements,
+            )
+
+    meta = {
+        "model_type": _model_type(pipeline),
+        "task": task,
+        "target": target,
+        "feature_columns": feature_columns,
+        "feature_types": dict(feature_types),
+        "classes": list(classes) if classes is not None else None,
+        "data": dict(data_info),
+    }
+    return write_version(
+        name,
+        write_model,
+        flavor="sklearn",
+        model_file="model.pkl",
+        metadata=meta,
+        metrics=metrics,
+        hyperparameters=hyperparameters,
+        run_id=run_id,
+    )
+
+
+class _DropPickleWarning(logging.Filter):
+    """Drop MLflow's advice to use skops: we chose cloudpickle and verify hashes instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pickle or cloudpickle format" not in record.getMessage()
+
+
+@contextmanager
+def _without_pickle_warning() -> Iterator[None]:
+    drop = _DropPickleWarning()
+    logging.getLogger("mlflow.sklearn").addFilter(drop)
+    try:
+        yield
+    finally:
+        logging.getLogger("mlflow.sklearn").removeFilter(drop)
+
+
+def _load_version(name: str, number: int) -> ModelVersion:
+    folder = model_dir(name) / str(number)
+    meta_path = folder / METADATA_FILE
+    if not meta_path.is_file():
+        raise ModelIntegrityError(f"{folder} has no {METADATA_FILE}; it is not a valid version.")
+    return ModelVersion(name, number, folder, io.read_json(meta_path))
+
+
+def list_versions(name: str) -> list[ModelVersion]:
+    """Return every version of ``name``, oldest first (empty when the model is unknown)."""
+    folder = model_dir(name)
+    return [_load_version(name, n) for n in _version_numbers(folder)]
+
+
+def read_champion(name: str) -> dict[str, Any] | None:
+    """Return ``champion.json`` of ``name``, or None when no version was promoted yet."""
+    path = model_dir(name) / CHAMPION_FILE
+    return io.read_json(path) if path.is_file() else None
+
+
+def get_version(name: str, version: int | str = "latest") -> ModelVersion:
+    """Return one version of ``name``: a number, ``"latest"`` or ``"champion"``.
+
+    Raises:
+        ModelNotFoundError: naming what exists.
+    """
+    numbers = _version_numbers(model_dir(name))
+    if not numbers:
+        known = ", ".join(list_models()) or "none"
+        raise ModelNotFoundError(
+            f"no model named {name!r} in {paths.trained_models_dir()} (models: {known}); "
+            "register one first."
+        )
+    if version == "latest":
+        number = numbers[-1]
+    elif version == CHAMPION_ALIAS:
+        champion = read_champion(name)
+        if champion is None:
+            raise ModelNotFoundError(
+                f"model {name!r} has no champion yet (versions: {numbers}); promote one with "
+                "promote_if_better()."
+            )
+        number = int(champion["version"])
+    elif isinstance(version, int) or (isinstance(version, str) and version.isdigit()):
+        number = int(version)
+    else:
+        raise ValueError(f"version {version!r} is not a number, 'latest' or 'champion'.")
+    if number not in numbers:
+        raise ModelNotFoundError(f"model {name!r} has no version {number}; versions: {numbers}.")
+    return _load_version(name, number)
+
+
+def verify(version: ModelVersion) -> None:
+    """Check every file of a version against the sizes and sha256 recorded at writing.
+
+    Raises:
+        ModelIntegrityError: a file is missing, truncated, changed or unexpected.
+    """
+    files = version.metadata.get("files")
+    where = f"{version.name} version {version.version} ({version.path})"
+    if not isinstance(files, dict) or version.metadata.get("model_file") not in files:
+        raise ModelIntegrityError(f"{where}: {METADATA_FILE} records no file hashes; re-register.")
+    for rel, record in files.items():
+        path = version.path / rel
+        if not path.is_file():
+            raise ModelIntegrityError(f"{where}: file {rel} is missing; re-register the model.")
+        size = path.stat().st_size
+        if size != record["bytes"]:
+            raise ModelIntegrityError(
+                f"{where}: {rel} is {size} bytes, {record['bytes']} were written (truncated or "
+                "changed); refusing to load it. Restore the file or re-register the model."
+            )
+        digest = io.sha256_file(path)
+        if digest != record["sha256"]:
+            raise ModelIntegrityError(
+                f"{where}: sha256 of {rel} is {digest}, {record['sha256']} was recorded; the "
+                "file was changed, refusing to load it. Restore it or re-register the model."
+            )
+    present = {p.relative_to(version.path).as_posix() for p in version.path.rglob("*")}
+    extra = sorted(
+        rel for rel in present - set(files) - {METADATA_FILE} if (version.path / rel).is_file()
+    )
+    if extra:
+        raise ModelIntegrityError(
+            f"{where}: unexpected files {extra} were added after writing; remove them."
+        )
+
+
+def load_model(name: str, version: int | str = "latest") -> Any:
+    """Verify a version's files, then load its model (a scikit-learn pipeline for sklearn).
+
+    Args:
+        name: the model's name.
+        version: a number, ``"latest"`` or ``"champion"``.
+
+    Returns:
+        The model, loaded only after its hashes matched.
+
+    Raises:
+        ModelIntegrityError: a file differs from what was recorded.
+    """
+    mv = get_version(name, version)
+    verify(mv)
+    meta = mv.metadata
+    if meta.get("flavor") == "sklearn":
+        import cloudpickle
+
+        # Hash the very bytes we unpickle, so the file cannot change between check and load.
+        data = (mv.path / meta["model_file"]).read_bytes()
+        if hashlib.sha256(data).hexdigest() != meta["model_sha256"]:
+            raise ModelIntegrityError(f"{mv.path / meta['model_file']} changed while loading.")
+        return cloudpickle.loads(data)
+    module = importlib.import_module(f"mlflow.{meta.get('flavor')}")
+    return module.load_model(str(mv.path))

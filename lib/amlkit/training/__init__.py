@@ -1,0 +1,1 @@
+"""Training (notebook 04): the transformers that travel inside models, metrics and plots."""

@@ -1,0 +1,193 @@
+"""Ingestion: versions, manifests, sources, and a clear message for each kind of bad input."""
+
+import http.server
+import threading
+from functools import partial
+
+import pandas as pd
+import pytest
+
+from amlkit import paths
+from amlkit.data import ingest, sources
+from amlkit.data.validation import DataValidationError
+
+GOOD = "species,island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year\n" + (
+    "Adelie,Torgersen,39.1,18.7,181,3750,male,2007\n"
+    "Gentoo,Biscoe,46.1,13.2,211,4500,female,2007\n"
+    "Adelie,Dream,,,,,,2008\n"
+    "Chinstrap,Dream,46.5,17.9,192,3500,female,2007\n"
+)
+
+
+def _csv(tmp_path, text, name="data.csv", encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return str(path)
+
+
+def _nothing_written(project):
+    raw = project / "data" / "raw" / "penguins"
+    versions = [p for p in raw.glob("*") if p.is_dir()] if raw.exists() else []
+    leftovers = list(raw.glob(".*")) if raw.exists() else []
+    processed = project / "data" / "processed"
+    return not versions and not leftovers and not (processed.exists() and any(processed.iterdir()))
+
+
+def test_ingest_bundled_default_writes_version_with_manifest(project):
+    result = ingest.ingest("penguins", progress=False)
+    manifest = result.manifest
+    assert result.created
+    assert manifest["rows"] == 344
+    assert manifest["version"] == manifest["sha256"][:12]
+    assert (result.path / "data.csv").is_file()
+    assert manifest["classes"] == {"Adelie": 152, "Chinstrap": 68, "Gentoo": 124}
+    nulls = {c["name"]: c["null_count"] for c in manifest["columns"]}
+    assert nulls["sex"] == 11 and nulls["bill_length_mm"] == 2
+    assert manifest["schema_origin"] == "declared"
+
+
+def test_ingesting_identical_content_writes_nothing_new(project, tmp_path):
+    source = _csv(tmp_path, GOOD)
+    first = ingest.ingest("penguins", source=source, progress=False)
+    stamp = (first.path / "manifest.json").stat().st_mtime_ns
+    again = ingest.ingest("penguins", source=source, progress=False)
+    assert not again.created
+    assert again.manifest["version"] == first.manifest["version"]
+    assert (first.path / "manifest.json").stat().st_mtime_ns == stamp
+    assert len(ingest.list_versions("penguins")) == 1
+
+
+def test_new_content_gets_a_new_version_and_keeps_the_old(project, tmp_path):
+    one = ingest.ingest("penguins", source=_csv(tmp_path, GOOD), progress=False)
+    two = ingest.ingest(
+        "penguins",
+        source=_csv(tmp_path, GOOD + "Gentoo,Biscoe,50,15,220,5000,male,2009\n", "more.csv"),
+        progress=False,
+    )
+    assert one.manifest["version"] != two.manifest["version"]
+    assert ingest.get_manifest("penguins", "latest")["version"] == two.manifest["version"]
+    assert one.path.exists() and (one.path / "data.csv").read_text() == GOOD
+
+
+def test_large_file_streams_in_chunks(project, tmp_path, monkeypatch):
+    rows = GOOD.splitlines()[1:]
+    text = GOOD.splitlines()[0] + "\n" + "\n".join(rows * 2500) + "\n"
+    from amlkit.config import load_config
+
+    cfg = load_config("data_config")
+    cfg["ingestion"] |= {"chunk_bytes": 4096, "chunk_rows": 777}
+    result = ingest.ingest("penguins", source=_csv(tmp_path, text), data_config=cfg, progress=False)
+    assert result.manifest["rows"] == 10_000
+    assert result.manifest["classes"]["Adelie"] == 5000
+    frame, _ = ingest.load_raw("penguins", data_config=cfg)
+    assert len(frame) == 10_000 and frame["bill_length_mm"].dtype == "float64"
+
+
+def test_parquet_source(project, tmp_path):
+    frame = pd.read_csv(_csv(tmp_path, GOOD))
+    path = tmp_path / "penguins.parquet"
+    frame.to_parquet(path)
+    result = ingest.ingest("penguins", source=str(path), progress=False)
+    assert result.manifest["format"] == "parquet" and result.manifest["rows"] == 4
+
+
+def test_http_source_from_a_loopback_server(project, tmp_path):
+    _csv(tmp_path, GOOD, "served.csv")
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/served.csv"
+        result = ingest.ingest("penguins", source=url, progress=False)
+    finally:
+        server.shutdown()
+    assert result.manifest["rows"] == 4
+    assert result.manifest["source"] == url
+
+
+def test_azureml_uri_without_its_package_says_what_to_install(project):
+    with pytest.raises(sources.SourceError, match="azureml-fsspec"):
+        ingest.ingest(
+            "penguins",
+            source="azureml://datastores/workspaceblobstore/paths/p.csv",
+            progress=False,
+        )
+
+
+def test_source_credentials_are_not_recorded():
+    assert sources.describe_source("https://user:pw@host/x.csv?sig=secret") == "https://host/x.csv"
+
+
+def test_unconfigured_dataset_infers_and_saves_schema_for_review(project, tmp_path):
+    text = "day,reading,label\n" + "".join(
+        f"2024-01-{d:02d},{d * 1.5},{'hot' if d % 2 else 'cold'}\n" for d in range(1, 29)
+    )
+    result = ingest.ingest("sensors", source=_csv(tmp_path, text), target="label", progress=False)
+    kinds = {c["name"]: c["kind"] for c in result.manifest["columns"]}
+    assert kinds == {"day": "datetime", "reading": "numeric", "label": "categorical"}
+    assert (project / "config" / "schemas" / "sensors.json").is_file()
+    assert result.manifest["task"] == "classification"
+
+
+BAD_INPUTS = {
+    "empty": (b"", r"the file is empty \(0 bytes\)"),
+    "header only": (GOOD.splitlines()[0] + "\n", r"has a header but no data rows"),
+    "missing target": (
+        GOOD.replace("species,", "kind,"),
+        r"target column 'species' is missing; the columns are \['kind'",
+    ),
+    "duplicated names": (
+        GOOD.replace(",sex,", ",island,"),
+        r"duplicated column name 'island' \(columns 2 and 7\)",
+    ),
+    "ragged rows": (
+        GOOD + "Adelie,Dream,40,18,190,3600,male,2008,EXTRA\n",
+        r"1 ragged rows: the header has 8 fields but row 5 \(line 6\) has 9",
+    ),
+    "text in numeric": (
+        GOOD.replace("46.1,13.2", "n/a-ish,13.2"),
+        r"column 'bill_length_mm' \(numeric\): 1 values that are not numbers "
+        r"\(first: 'n/a-ish' on row 1\)",
+    ),
+    "undecodable bytes": (
+        GOOD.encode() + "Adelie,Dr\xe9am,40,18,190,3600,male,2008\n".encode("latin-1"),
+        r"bytes that are not UTF-8 at byte \d+ \(line 6\)",
+    ),
+    "one class": (
+        GOOD.replace("Gentoo", "Adelie").replace("Chinstrap", "Adelie"),
+        r"target column 'species' has a single class \('Adelie'\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_fails_with_its_own_message_and_writes_nothing(project, tmp_path, case):
+    content, message = BAD_INPUTS[case]
+    with pytest.raises(DataValidationError, match=message) as err:
+        ingest.ingest("penguins", source=_csv(tmp_path, content), progress=False)
+    assert "nothing was written" in str(err.value)
+    assert _nothing_written(project)
+
+
+def test_undeclared_column_against_declared_schema_is_refused(project, tmp_path):
+    text = GOOD.replace(",year\n", ",year,colour\n", 1).replace("2007\n", "2007,red\n")
+    text = text.replace("2008\n", "2008,blue\n")
+    with pytest.raises(DataValidationError, match=r"column 'colour': a column that the schema"):
+        ingest.ingest("penguins", source=_csv(tmp_path, text), progress=False)
+
+
+def test_unknown_dataset_without_source_says_how_to_fix(project):
+    with pytest.raises(ValueError, match=r"not declared in config/data_config\.json"):
+        ingest.ingest("nowhere", progress=False)
+
+
+@pytest.mark.parametrize("name", ["../escape", "", "a/b", "x" * 80])
+def test_unsafe_dataset_names_are_refused(project, name):
+    with pytest.raises(ValueError, match="data set name"):
+        ingest.ingest(name, source="bundled:penguins", target="species", progress=False)
+
+
+def test_paths_follow_amlkit_root(project):
+    assert paths.raw_dir() == project / "data" / "raw"
+    assert paths.state_dir() == project / ".amlkit"

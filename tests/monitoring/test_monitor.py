@@ -1,0 +1,204 @@
+"""Monitoring: request log reading, the retraining rule, and the loop on real penguin data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amlkit.monitoring import monitor, traffic
+
+
+def write_log(folder):
+    from amlkit.serving.requestlog import RequestLog
+
+    log = RequestLog(folder, max_bytes=10_000, backup_count=2)
+    stamp = "2024-05-01T10:00:0{}.000000+00:00"
+    log.write(
+        [
+            {
+                "request_id": "a-0",
+                "row": i,
+                "time": stamp.format(0),
+                "latency_ms": 2.0,
+                "status": 200,
+                "inputs": {"x": float(i), "c": "u"},
+                "prediction": "p",
+            }
+            for i in range(3)
+        ]
+    )
+    log.write(
+        [
+            {
+                "request_id": "b-1",
+                "time": stamp.format(5),
+                "latency_ms": 1.0,
+                "status": 422,
+                "error": "bad row",
+            }
+        ]
+    )
+    log.close()
+
+
+def test_read_request_log_flattens_inputs_and_filters_by_time_and_prefix(tmp_path):
+    write_log(tmp_path)
+    log = monitor.read_request_log(tmp_path)
+    assert list(log["request_id"]) == ["a-0", "a-0", "a-0", "b-1"]
+    assert list(log["x"][:3]) == [0.0, 1.0, 2.0] and log["error"].iloc[3] == "bad row"
+    assert len(monitor.read_request_log(tmp_path, since="2024-05-01T10:00:03Z")) == 1
+    assert len(monitor.read_request_log(tmp_path, request_prefix="a-")) == 3
+    requests = monitor.requests_frame(log)
+    assert requests[["request_id", "status", "n_rows"]].values.tolist() == [
+        ["a-0", 200, 3],
+        ["b-1", 422, 0],
+    ]
+
+
+@pytest.mark.parametrize("name", ["data.csv", "data.parquet"])
+def test_read_production_file_reads_csv_and_parquet(tmp_path, name):
+    frame = pd.DataFrame({"x": [1.0, 2.0], "c": ["a", "b"]})
+    path = tmp_path / name
+    frame.to_csv(path, index=False) if name.endswith("csv") else frame.to_parquet(path)
+    pd.testing.assert_frame_equal(monitor.read_production_file(path), frame)
+
+
+def test_retraining_rules_refuse_unknown_keys():
+    with pytest.raises(ValueError, match="unknown keys"):
+        monitor.retraining_rules({"retraining": {"max_drift": 1}})
+    assert monitor.retraining_rules(None) == monitor.RETRAINING_DEFAULTS
+
+
+def drift_frame(drifted: list[bool], p_values: list[float]) -> pd.DataFrame:
+    n = len(drifted)
+    return pd.DataFrame(
+        {
+            "column": [f"f{i}" for i in range(n)],
+            "metric": ["normalized_wasserstein_distance"] * n,
+            "value": [0.5 if d else 0.01 for d in drifted],
+            "drifted": drifted,
+            "two_sample_kolmogorov_smirnov_test": p_values,
+            "pearsons_chi_squared_test": [np.nan] * n,
+        }
+    )
+
+
+QUALITY = pd.DataFrame(
+    {
+        "column": ["f0"],
+        "null_value_rate": [0.0],
+        "data_type_error_rate": [0.0],
+        "out_of_bounds_rate": [0.0],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("drifted", "p_values", "ranking", "fires"),
+    [
+        ([False] * 4, [0.9] * 4, ["f0", "f1"], False),
+        ([True, False, False, False], [0.001, 0.9, 0.9, 0.9], ["f0"], True),  # a top feature
+        ([True, False, False, False], [0.001, 0.9, 0.9, 0.9], ["f3"], False),  # share 0.25
+        ([True, True, False, False], [0.001, 0.001, 0.9, 0.9], ["f3"], True),  # share 0.5
+        ([True, True, False, False], [0.4, 0.4, 0.9, 0.9], ["f0"], False),  # not significant
+    ],
+)
+def test_decide_retraining_fires_on_the_configured_checks(drifted, p_values, ranking, fires):
+    decision = monitor.decide_retraining(
+        drift_frame(drifted, p_values),
+        QUALITY,
+        n_rows=100,
+        rules=monitor.retraining_rules({"retraining": {"top_n_features": 1}}),
+        ranking=ranking,
+    )
+    assert decision.retrain is fires, decision.reasons
+
+
+def test_decide_retraining_fires_on_quality_and_needs_enough_rows():
+    bad = QUALITY.assign(null_value_rate=0.5)
+    rules = monitor.retraining_rules(None)
+    fired = monitor.decide_retraining(drift_frame([False], [0.9]), bad, n_rows=100, rules=rules)
+    assert fired.retrain and fired.reasons == ["null_value_rate 0.5 > 0.1"]
+    few = monitor.decide_retraining(drift_frame([False], [0.9]), bad, n_rows=10, rules=rules)
+    assert not few.retrain and "min_rows" in few.reasons[0]
+
+
+@pytest.fixture
+def penguins(project):
+    from amlkit.data import ingest, preprocess
+
+    ingest.ingest("penguins", progress=False)
+    processed, _ = preprocess.preprocess("penguins")
+    return processed
+
+
+def window(processed, intensity: float, seed: int) -> pd.DataFrame:
+    rows = traffic.sample_rows(traffic.held_out_rows(processed), 300, seed=seed)
+    spec = traffic.default_drift(processed.manifest["feature_types"], processed.profile, intensity)
+    return traffic.apply_drift(rows, spec, processed.profile, seed=seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_plain_replay_does_not_fire_and_drifted_replay_does(penguins, seed):
+    from amlkit import config
+
+    cfg = config.load_config("deployment_config")["monitoring"]
+    target = penguins.manifest["target"]
+    ranking = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]
+    calm = window(penguins, 0.0, seed)
+    calm_result = monitor.run_monitoring(
+        calm, penguins, monitoring_config=cfg, predictions=calm[target], ranking=ranking
+    )
+    assert not calm_result.decision.retrain, calm_result.decision.checks
+    assert calm_result.performance["accuracy"] == 1.0
+    drifted = window(penguins, 1.0, seed)
+    result = monitor.run_monitoring(drifted, penguins, monitoring_config=cfg, ranking=ranking)
+    assert result.decision.retrain
+    assert result.decision.checks["drifted_top_features"]["value"] == 3
+
+
+def test_report_and_retraining_source_are_written(penguins, tmp_path):
+    from amlkit import paths
+    from amlkit.data import ingest
+
+    drifted = window(penguins, 1.0, 0)
+    result = monitor.run_monitoring(drifted, penguins, predictions=drifted["species"])
+    html_path, json_path = monitor.write_monitoring_report(result, penguins, tmp_path / "m")
+    assert "retrain" in html_path.read_text() and json_path.is_file()
+    assert len((tmp_path / "m" / "history.jsonl").read_text().splitlines()) == 1
+    source = monitor.write_retraining_source("penguins", drifted)
+    assert source.parent == paths.data_dir() / "external"
+    combined = pd.read_csv(source)
+    raw, _ = ingest.load_raw("penguins")
+    assert len(combined) == len(raw) + drifted["source_row"].nunique()
+    assert (combined["island"] == traffic.NEW_CATEGORY).any()
+    ingested = ingest.ingest("penguins", source=str(source), progress=False)
+    assert ingested.created and ingested.manifest["rows"] == len(combined)
+
+
+@pytest.mark.slow
+def test_logged_traffic_from_a_real_server_is_read_back(
+    tmp_path, monkeypatch, penguins_frame, penguin_features, make_version, new_project
+):
+
+    from amlkit import serving
+
+    root = new_project(tmp_path / "root", monkeypatch)
+    frame = penguins_frame.copy()
+    folder = serving.package_service(
+        make_version(root / "models" / "trained_models"),
+        service="svc",
+        parity_rows=frame.head(40),
+    )
+    rows = frame.head(40)
+    with serving.serve(folder, port=0, workers=1) as endpoint:
+        sent = traffic.simulate_traffic(
+            endpoint, rows, feature_columns=penguin_features, batch_size=2
+        )
+        log = monitor.read_request_log(endpoint.request_log_dir, request_prefix="sim-")
+    assert sent.errors == 0 and len(log) == 40
+    merged = log.merge(sent.sent[["request_id", "row", "species"]], on=["request_id", "row"])
+    assert len(merged) == 40
+    assert (merged["prediction"] == merged["species"]).mean() > 0.9
+    assert monitor.requests_frame(log)["n_rows"].tolist() == [2] * 20

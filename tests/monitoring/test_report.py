@@ -1,0 +1,181 @@
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib import image as mpimg
+
+from amlkit.monitoring import drift, quality, report
+
+CHROMIUM = next(
+    (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
+)
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="chromium is not installed; install it with "
+    "`apt-get update && apt-get install -y chromium` to run the page-rendering test",
+)
+
+
+def _log(n=120, hours=30.0, seed=0):
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2024-05-01", tz="UTC")
+    return pd.DataFrame(
+        {
+            "request_id": [f"r{i}" for i in range(n)],
+            "time": start + pd.to_timedelta(np.sort(rng.uniform(0, hours * 3600, n)), unit="s"),
+            "latency_ms": np.arange(1, n + 1, dtype=float),
+            "status": [500 if i % 10 == 0 else 200 for i in range(n)],
+            "n_rows": 2,
+        }
+    )
+
+
+@pytest.mark.parametrize(("hours", "interval"), [(1.5, "minute"), (30, "hour"), (24 * 10, "day")])
+def test_usage_summary_picks_the_interval_from_the_time_span(hours, interval):
+    usage = report.usage_summary(_log(hours=hours))
+    assert usage["interval"] == interval
+    assert usage["frames"]["volume"]["requests"].sum() == 120
+
+
+def test_usage_summary_reports_latency_percentiles_errors_and_predictions():
+    usage = report.usage_summary(_log(), predictions=["a", "b", "b", "b"])
+    latency = np.arange(1, 121, dtype=float)
+    assert usage["latency_ms"]["p50"] == pytest.approx(np.percentile(latency, 50))
+    assert usage["latency_ms"]["p99"] == pytest.approx(np.percentile(latency, 99))
+    assert usage["error_rate"] == pytest.approx(12 / 120)
+    assert usage["status_counts"] == {"200": 108, "500": 12}
+    assert usage["rows_scored"] == 240
+    assert usage["prediction_distribution"] == {"a": 0.25, "b": 0.75}
+
+
+def test_usage_summary_names_missing_log_columns():
+    with pytest.raises(ValueError, match="latency_ms"):
+        report.usage_summary(
+            pd.DataFrame({"request_id": [], "time": [], "status": [], "n_rows": []})
+        )
+
+
+def _inputs():
+    rng = np.random.default_rng(1)
+    n = 400
+    ref = pd.DataFrame(
+        {
+            "length": rng.normal(40, 5, n),
+            "mass": rng.normal(4000, 500, n),
+            "year": rng.integers(2007, 2010, n).astype(float),
+            "island": rng.choice(["Biscoe", "Dream"], n),
+        }
+    )
+    cur = pd.DataFrame(
+        {
+            "length": rng.normal(45, 5, n),
+            "mass": rng.normal(4000, 500, n),
+            "year": rng.integers(2007, 2010, n).astype(float),
+            "island": rng.choice(["Biscoe", "Dream", "<Torgersen & co>"], n),
+        }
+    )
+    kinds = {"length": "numeric", "mass": "numeric", "year": "integer", "island": "categorical"}
+    drift_result = drift.compute_drift(ref, cur, kinds)
+    checks = quality.compute_quality(cur, {"columns": quality.build_profile(ref, kinds)})
+    return ref, cur, drift_result, checks
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    ref, cur, drift_result, checks = _inputs()
+    folder = tmp_path_factory.mktemp("report")
+    paths = report.write_report(
+        folder / "monitoring" / "report.html",
+        drift=drift_result,
+        quality=checks,
+        usage=report.usage_summary(_log(), predictions=["a", "b"] * 60),
+        reference=ref,
+        current=cur,
+        decision={"retrain": True, "reason": "length drifted"},
+        title="Penguins <monitoring>",
+        performance={"accuracy": 0.91, "n": 50},
+    )
+    return paths, drift_result
+
+
+def test_report_writes_html_and_json_summary_beside_it(written):
+    (html_path, json_path), drift_result = written
+    assert json_path == html_path.with_suffix(".json")
+    summary = json.loads(json_path.read_text())
+    assert summary["summary"]["status"] == "alert"
+    assert summary["summary"]["drifted_features"] == list(
+        drift_result.loc[drift_result["drifted"], "column"]
+    )
+    assert "length" in summary["summary"]["drifted_features"]
+    assert summary["summary"]["decision"] == {"retrain": True, "reason": "length drifted"}
+    assert summary["usage"]["error_rate"] == pytest.approx(0.1)
+    assert [row["column"] for row in summary["quality"]] == ["length", "mass", "year", "island"]
+    assert not list(html_path.parent.glob(".*.tmp"))
+
+
+def test_report_page_is_self_contained_with_valid_embedded_plots(written):
+    (html_path, _), _ = written
+    page = html_path.read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<script" not in page
+    assert "<title>Penguins &lt;monitoring&gt;</title>" in page
+    images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    assert len(images) >= 5  # drift bars, 2+ distributions, volume, latency, predictions
+    for data in images:
+        pixels = mpimg.imread(io.BytesIO(base64.b64decode(data)), format="png")
+        assert pixels.shape[0] > 100 and pixels.shape[1] > 100
+
+
+def test_report_without_usage_or_data_still_renders(tmp_path):
+    _, _, drift_result, checks = _inputs()
+    html_path, json_path = report.write_report(
+        tmp_path / "r.html", drift=drift_result, quality=checks
+    )
+    assert "Service usage" not in html_path.read_text()
+    assert json.loads(json_path.read_text())["usage"] is None
+
+
+def _render(chromium, page, tmp_path):
+    """Load ``page`` in headless Chromium; return (DOM, console lines)."""
+    done = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=True,
+    )
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    return done.stdout, console
+
+
+@needs_chromium
+def test_console_capture_catches_script_errors(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body><script>missingFunction()</script></body></html>")
+    _, console = _render(CHROMIUM, bad, tmp_path)
+    assert any("missingFunction is not defined" in line for line in console)
+
+
+@needs_chromium
+def test_report_renders_in_headless_chromium_without_console_errors(written, tmp_path):
+    (html_path, _), _ = written
+    dom, console = _render(CHROMIUM, html_path, tmp_path)
+    assert console == []
+    assert "<h1>Penguins &lt;monitoring&gt;</h1>" in dom
+    assert "Attention needed" in dom and "Data quality" in dom and "Service usage" in dom

@@ -1,0 +1,443 @@
+"""Tests for amlkit.registry: versions, integrity, safe loading and the champion gate."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+from sklearn.compose import ColumnTransformer
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from amlkit import io
+from amlkit.registry import store, tracking
+from amlkit.registry.champion import promote_if_better
+
+FEATURE_TYPES = {"x1": "numeric", "x2": "numeric", "color": "categorical"}
+DATA_INFO = {"dataset": "toy", "version": "v1", "sha256": "0" * 64}
+MODEL_FOLDER_FILES = [
+    "MLmodel", "model.pkl", "conda.yaml", "python_env.yaml", "requirements.txt",
+    "model_metadata.json", "performance_metrics.json", "hyperparameters.yaml",
+]  # fmt: skip
+CONTRACT_FIELDS = [
+    "name", "version", "model_type", "flavor", "task", "target", "feature_columns",
+    "feature_types", "classes", "created", "data", "code_commit", "mlflow_run_id",
+    "mlflow_model_version", "library_versions", "model_file", "model_sha256",
+]  # fmt: skip
+
+
+def make_frame(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame(
+        {
+            "x1": rng.normal(size=n),
+            "x2": rng.normal(size=n),
+            "color": rng.choice(["red", "green", "blue"], size=n),
+        }
+    )
+    y = pd.Series(np.where(x["x1"] + 0.5 * x["x2"] > 0.3, "yes", "no"), name="label")
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, pd.DataFrame | pd.Series]:
+    x_train, y_train = make_frame(80, seed=0)
+    x_test, y_test = make_frame(40, seed=1)
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def make_pipeline(estimator: object) -> Pipeline:
+    pre = ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["x1", "x2"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["color"]),
+        ]
+    )
+    return Pipeline([("pre", pre), ("model", estimator)])
+
+
+@pytest.fixture(scope="module")
+def fitted(data: dict) -> dict[str, Pipeline]:
+    return {
+        "dummy": make_pipeline(DummyClassifier(strategy="most_frequent")).fit(
+            data["x_train"], data["y_train"]
+        ),
+        "logreg": make_pipeline(LogisticRegression(C=10.0)).fit(data["x_train"], data["y_train"]),
+    }
+
+
+def register(pipeline: Pipeline, data: dict, name: str = "toy", run_id: str | None = None):
+    accuracy = accuracy_score(data["y_test"], pipeline.predict(data["x_test"]))
+    return store.register_sklearn_model(
+        pipeline,
+        name=name,
+        task="classification",
+        target="label",
+        feature_types=FEATURE_TYPES,
+        classes=["no", "yes"],
+        data_info=DATA_INFO,
+        metrics={"test": {"accuracy": accuracy}},
+        hyperparameters=pipeline.named_steps["model"].get_params(),
+        input_example=data["x_train"].head(3),
+        run_id=run_id,
+    )
+
+
+def test_register_writes_an_mlflow_model_folder_with_contract_metadata(
+    root: Path, data: dict, fitted: dict
+) -> None:
+    mv = register(fitted["logreg"], data)
+
+    assert mv.path == root / "models" / "trained_models" / "toy" / "1"
+    for name in MODEL_FOLDER_FILES:
+        assert (mv.path / name).is_file(), name
+    meta = json.loads((mv.path / "model_metadata.json").read_text())
+    assert list(meta)[: len(CONTRACT_FIELDS)] == CONTRACT_FIELDS
+    assert meta["model_type"] == "LogisticRegression"
+    assert meta["flavor"] == "sklearn"
+    assert meta["feature_columns"] == ["x1", "x2", "color"]
+    assert meta["data"] == DATA_INFO
+    assert meta["model_sha256"] == io.sha256_file(mv.path / "model.pkl")
+    assert {"python", "scikit-learn", "mlflow", "pandas", "numpy"} <= set(meta["library_versions"])
+    assert yaml.safe_load((mv.path / "hyperparameters.yaml").read_text())["C"] == 10.0
+    mlmodel = yaml.safe_load((mv.path / "MLmodel").read_text())
+    assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "cloudpickle"
+    assert "signature" in mlmodel
+    mlflow_mv = MlflowClient().get_model_version("toy", meta["mlflow_model_version"])
+    assert Path(mlflow_mv.source) == mv.path
+    assert mlflow_mv.tags["model_sha256"] == meta["model_sha256"]
+
+
+def test_versions_count_up_and_resolve_latest(root: Path, data: dict, fitted: dict) -> None:
+    first = register(fitted["dummy"], data)
+    second = register(fitted["logreg"], data)
+
+    assert (first.version, second.version) == (1, 2)
+    assert [v.version for v in store.list_versions("toy")] == [1, 2]
+    assert store.get_version("toy").version == 2
+    assert store.get_version("toy", "1").metadata["model_type"] == "DummyClassifier"
+    assert store.list_models() == ["toy"]
+
+
+def test_load_model_returns_a_pipeline_that_predicts_the_same(
+    root: Path, data: dict, fitted: dict
+) -> None:
+    register(fitted["logreg"], data)
+
+    loaded = store.load_model("toy", 1)
+
+    expected = fitted["logreg"].predict(data["x_test"])
+    np.testing.assert_array_equal(loaded.predict(data["x_test"]), expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "message"),
+    [
+        ("nope", "latest", r"no model named 'nope'.*models: toy"),
+        ("toy", 7, r"no version 7; versions: \[1\]"),
+        ("toy", "champion", r"no champion yet \(versions: \[1\]\)"),
+        ("toy", "best", None),
+    ],
+)
+def test_get_version_errors_name_what_exists(
+    root: Path, data: dict, fitted: dict, name: str, version: object, message: str | None
+) -> None:
+    register(fitted["dummy"], data)
+
+    if message is None:
+        with pytest.raises(ValueError, match="not a number, 'latest' or 'champion'"):
+            store.get_version(name, version)
+    else:
+        with pytest.raises(store.ModelNotFoundError, match=message):
+            store.get_version(name, version)
+
+
+def test_bad_model_names_are_refused(root: Path) -> None:
+    with pytest.raises(ValueError, match=r"model name '\.\./evil' is not allowed"):
+        store.list_versions("../evil")
+
+
+def write_keras_like(folder: Path) -> None:
+    (folder / "data").mkdir()
+    (folder / "MLmodel").write_text("flavors: {}\n")
+    (folder / "data" / "model.keras").write_bytes(b"weights" * 100)
+    (folder / "data" / "keras_module.txt").write_text("keras\n")
+
+
+def keras_version(name: str = "deep"):
+    return store.write_version(
+        name,
+        write_keras_like,
+        flavor="keras",
+        model_file="data/model.keras",
+        metadata={"model_type": "Sequential", "task": "classification", "target": "label"},
+        metrics={"test": {"accuracy": 0.5}},
+        hyperparameters={"epochs": 2},
+    )
+
+
+def test_write_version_hashes_every_file_of_a_model_folder(root: Path) -> None:
+    mv = keras_version()
+
+    files = mv.metadata["files"]
+    assert mv.metadata["model_file"] == "data/model.keras"
+    assert mv.metadata["model_sha256"] == io.sha256_file(mv.path / "data" / "model.keras")
+    assert {"MLmodel", "data/keras_module.txt", "performance_metrics.json"} <= set(files)
+    store.verify(mv)
+    (mv.path / "data" / "keras_module.txt").write_text("evil\n")
+    with pytest.raises(store.ModelIntegrityError, match=r"data/keras_module\.txt"):
+        store.verify(mv)
+
+
+def test_write_version_refuses_a_writer_that_skips_the_model_file(root: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"did not write the model file 'model\.pkl'"):
+        store.write_version(
+            "toy",
+            lambda folder: (folder / "other.bin").write_bytes(b"x"),
+            flavor="sklearn",
+            model_file="model.pkl",
+            metadata={},
+            metrics={},
+            hyperparameters={},
+        )
+
+    assert store.list_versions("toy") == []
+    assert not list(store.model_dir("toy").glob(".*.partial"))
+
+
+def test_concurrent_writers_get_distinct_versions(root: Path) -> None:
+    both_chose = threading.Barrier(2, timeout=30)
+    results, errors, waited = [], [], set()
+
+    def write_model(folder: Path) -> None:
+        (folder / "model.bin").write_bytes(folder.name.encode())
+        if threading.current_thread().name not in waited:
+            waited.add(threading.current_thread().name)
+            both_chose.wait()  # both writers have picked the same number by now
+
+    def writer() -> None:
+        try:
+            results.append(
+                store.write_version(
+                    "race",
+                    write_model,
+                    flavor="raw",
+                    model_file="model.bin",
+                    metadata={},
+                    metrics={},
+                    hyperparameters={},
+                )
+            )
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, name=f"writer-{i}") for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert sorted(v.version for v in results) == [1, 2]
+    mlflow_versions = {v.metadata["mlflow_model_version"] for v in results}
+    assert len(mlflow_versions) == 2
+    # the loser's MLflow version, registered before its rename failed, was removed again
+    assert len(MlflowClient().search_model_versions("name='race'")) == 2
+    assert len(waited) == 2
+    for mv in results:
+        source = MlflowClient().get_model_version("race", mv.metadata["mlflow_model_version"])
+        assert Path(source.source) == mv.path
+
+
+def flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-10])
+
+
+def add_file(path: Path) -> None:
+    (path.parent / "code").mkdir()
+    (path.parent / "code" / "sitecustomize.py").write_text("print('hi')\n")
+
+
+def delete(path: Path) -> None:
+    path.unlink()
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (flip_byte, r"sha256 of model.pkl is [0-9a-f]{64}, [0-9a-f]{64} was recorded"),
+        (truncate, r"model.pkl is \d+ bytes, \d+ were written \(truncated or changed\)"),
+        (add_file, r"unexpected files \['code/sitecustomize.py'\]"),
+        (delete, r"file model.pkl is missing"),
+    ],
+)
+def test_load_model_refuses_a_tampered_version(
+    root: Path, data: dict, fitted: dict, tamper, message: str
+) -> None:
+    mv = register(fitted["logreg"], data)
+
+    tamper(mv.path / "model.pkl")
+
+    with pytest.raises(store.ModelIntegrityError, match=message):
+        store.load_model("toy", mv.version)
+
+
+class _Marker:
+    """Unpickling this writes a marker file: proof that code ran during loading."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.path), "unpickled"))
+
+
+def test_load_model_never_unpickles_a_replaced_model_file(
+    root: Path, data: dict, fitted: dict, tmp_path: Path
+) -> None:
+    mv = register(fitted["logreg"], data)
+    marker = tmp_path / "marker.txt"
+    (mv.path / "model.pkl").write_bytes(pickle.dumps(_Marker(str(marker))))
+
+    with pytest.raises(store.ModelIntegrityError):
+        store.load_model("toy", "latest")
+
+    assert not marker.exists()
+
+
+def accuracy_on(data: dict):
+    """The caller's score function: accuracy of a version on the shared test split."""
+    calls = []
+
+    def score(mv: store.ModelVersion) -> float:
+        calls.append(mv.version)
+        model = store.load_model(mv.name, mv.version)
+        return float(accuracy_score(data["y_test"], model.predict(data["x_test"])))
+
+    return score, calls
+
+
+def test_champion_gate_promotes_better_and_rejects_worse(
+    root: Path, data: dict, fitted: dict
+) -> None:
+    score, calls = accuracy_on(data)
+    gate = {"metric": "accuracy", "greater_is_better": True, "margin": 0.0, "score": score}
+    dummy, logreg, dummy_again = (register(fitted[k], data) for k in ["dummy", "logreg", "dummy"])
+
+    first = promote_if_better(dummy, **gate)
+    better = promote_if_better(logreg, **gate)
+    worse = promote_if_better(dummy_again, **gate)
+
+    assert (first.promoted, first.champion_version) == (True, None)
+    assert (better.promoted, better.champion_version) == (True, 1)
+    assert better.candidate_score > better.champion_score
+    assert (worse.promoted, worse.champion_version) == (False, 2)
+    assert "does not beat" in worse.reason
+    assert calls == [1, 2, 1, 3, 2]
+    champion = store.read_champion("toy")
+    assert {k: champion[k] for k in ["name", "version", "metric", "previous"]} == {
+        "name": "toy", "version": 2, "metric": "accuracy", "previous": 1,
+    }  # fmt: skip
+    assert store.get_version("toy", "champion").version == 2
+    alias = MlflowClient().get_model_version_by_alias("toy", "champion")
+    assert alias.version == logreg.metadata["mlflow_model_version"]
+    lines = (store.model_dir("toy") / "decisions.jsonl").read_text().splitlines()
+    assert [json.loads(line)["promoted"] for line in lines] == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("greater_is_better", "margin", "champion_score", "candidate_score", "promoted"),
+    [
+        (True, 0.0, 0.80, 0.85, True),
+        (True, 0.0, 0.80, 0.80, False),
+        (True, 0.10, 0.80, 0.85, False),
+        (True, 0.04, 0.80, 0.85, True),
+        (False, 0.0, 2.0, 1.5, True),
+        (False, 0.6, 2.0, 1.5, False),
+        (False, 0.0, 2.0, 2.5, False),
+    ],
+)
+def test_champion_gate_respects_direction_and_margin(
+    root: Path,
+    greater_is_better: bool,
+    margin: float,
+    champion_score: float,
+    candidate_score: float,
+    promoted: bool,
+) -> None:
+    champion, candidate = keras_version(), keras_version()
+    scores = {champion.version: champion_score, candidate.version: candidate_score}
+    gate = {
+        "metric": "m", "greater_is_better": greater_is_better, "margin": margin,
+        "score": lambda mv: scores[mv.version],
+    }  # fmt: skip
+    promote_if_better(champion, **gate)
+
+    decision = promote_if_better(candidate, **gate)
+
+    assert decision.promoted is promoted
+    assert decision.margin == margin
+    expected = candidate.version if promoted else champion.version
+    assert store.get_version("deep", "champion").version == expected
+
+
+def test_champion_gate_logs_the_decision_to_the_candidate_run(
+    root: Path, data: dict, fitted: dict
+) -> None:
+    with tracking.start_run("gate") as run:
+        pass
+    mv = register(fitted["logreg"], data, run_id=run.info.run_id)
+    score, _ = accuracy_on(data)
+
+    promote_if_better(mv, metric="accuracy", greater_is_better=True, margin=0.0, score=score)
+
+    client = MlflowClient()
+    tags = client.get_run(run.info.run_id).data.tags
+    assert tags["champion_gate.promoted"] == "true"
+    logged = [f.path for f in client.list_artifacts(run.info.run_id, "champion_gate")]
+    assert len(logged) == 1
+    assert logged[0].startswith("champion_gate/decision-")
+
+
+def test_champion_gate_refuses_a_negative_margin(root: Path) -> None:
+    mv = keras_version()
+
+    with pytest.raises(ValueError, match=r"margin must be a finite number >= 0, got -0\.1"):
+        promote_if_better(mv, metric="m", greater_is_better=True, margin=-0.1, score=lambda v: 1.0)
+
+
+def test_register_inside_a_run_links_the_version_to_that_run(
+    root: Path, data: dict, fitted: dict
+) -> None:
+    with tracking.start_run("train") as run:
+        mv = register(fitted["dummy"], data)
+
+    assert mv.metadata["mlflow_run_id"] == run.info.run_id
+    assert MlflowClient().get_model_version("toy", "1").run_id == run.info.run_id
+    logged = MlflowClient().list_artifacts(run.info.run_id, "registry/toy/v1")
+    assert [f.path for f in logged] == ["registry/toy/v1/model_metadata.json"]
+
+
+def test_register_refuses_an_unknown_task(root: Path, data: dict, fitted: dict) -> None:
+    with pytest.raises(ValueError, match="task must be 'classification' or 'regression'"):
+        store.register_sklearn_model(
+            fitted["dummy"], name="toy", task="ranking", target="label",
+            feature_types=FEATURE_TYPES, classes=None, data_info=DATA_INFO,
+            metrics={}, hyperparameters={},
+        )  # fmt: skip

@@ -1,0 +1,229 @@
+"""Service packaging: folder layout, hashes, ONNX fast path and its fallback."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def test_package_service_writes_complete_folder_with_onnx(
+    root, penguins_frame, penguin_features, make_version
+):
+    from amlkit.serving import package_service, service_info
+    from amlkit.serving.runtime import Scorer
+
+    version = make_version(root / "models" / "trained_models")
+    rows = penguins_frame.copy().sample(60, random_state=1)
+    folder = package_service(version, service="svc", parity_rows=rows)
+    assert folder == root / "models" / "deployed_models" / "svc"
+    for name in ("scoring_script.py", "environment.yml", "deployment_config.json", "logging.json"):
+        assert (folder / name).is_file(), name
+    assert (folder / "amlkit" / "serving" / "runtime.py").is_file()
+    info = service_info(folder)
+    assert info["backend"] == "onnx", info["backend_reason"]
+    assert info["parity"]["labels_equal"] and info["parity"]["max_probability_diff"] <= 1e-5
+    assert (
+        info["model_files"]["model.pkl"]
+        == json.loads((version / "model_metadata.json").read_text())["model_sha256"]
+    )
+    config = json.loads((folder / "deployment_config.json").read_text())
+    assert config["endpoint_name"] == "amlkit-penguins" and config["auth_mode"] == "key"
+    fast, slow = Scorer(folder / "model"), Scorer(folder / "model", backend="sklearn")
+    frame = rows[penguin_features].head(10)
+    assert fast.predict_frame(frame)[0] == slow.predict_frame(frame)[0]
+
+
+def test_repackaging_replaces_folder_without_leftovers(root, make_version):
+    from amlkit.serving import package_service, service_info
+
+    version = make_version(root / "models" / "trained_models")
+    package_service(version, service="svc", fast_path=False)
+    (root / "models" / "deployed_models" / "svc" / "stale.txt").write_text("old")
+    folder = package_service(version, service="svc", fast_path=False)
+    assert not (folder / "stale.txt").exists()
+    assert service_info(folder)["backend"] == "sklearn"
+    assert [p.name for p in folder.parent.iterdir()] == ["svc"]
+
+
+def test_package_refuses_tampered_model(root, make_version):
+    from amlkit.serving import package_service
+
+    version = make_version(root / "models" / "trained_models")
+    with open(version / "model.pkl", "ab") as handle:
+        handle.write(b"x")
+    with pytest.raises(ValueError, match="changed after registration"):
+        package_service(version, service="svc", fast_path=False)
+    assert not (root / "models" / "deployed_models" / "svc").exists()
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    ["LogisticRegression", "HistGradientBoostingClassifier"],
+)
+def test_fast_path_converts_or_records_reason(root, estimator, penguins_frame, make_version):
+    import sklearn.ensemble
+    import sklearn.linear_model
+
+    from amlkit.serving import package_service, service_info
+
+    cls = getattr(sklearn.linear_model, estimator, None) or getattr(sklearn.ensemble, estimator)
+    params = {"max_iter": 30} if estimator.startswith("Hist") else {}
+    version = make_version(root / "models" / "trained_models", cls(**params))
+    folder = package_service(version, service="svc", parity_rows=penguins_frame.copy().head(80))
+    info = service_info(folder)
+    if info["backend"] == "onnx":
+        assert info["parity"]["max_probability_diff"] <= 1e-5
+    else:
+        assert info["backend"] == "sklearn" and "ONNX" in info["backend_reason"]
+    assert json.loads((folder / "model" / "serving.json").read_text())["backend"] == info["backend"]
+
+
+def test_no_parity_rows_falls_back_with_reason(root, make_version):
+    from amlkit.serving import package_service, service_info
+
+    version = make_version(root / "models" / "trained_models")
+    info = service_info(package_service(version, service="svc"))
+    assert info["backend"] == "sklearn"
+    assert "parity rows" in info["backend_reason"]
+
+
+# --- the real amlkit.training.transformers pipelines ---
+
+NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+REAL_TYPES = dict.fromkeys(NUMERIC, "numeric") | {"island": "categorical", "sex": "categorical"}
+REAL_TYPES |= {"year": "integer"}
+REAL_FEATURES = list(REAL_TYPES)
+
+
+def make_real_version(folder: Path, estimator, penguins_frame, *, types=None, frame=None) -> Path:
+    """A version whose pipeline is build_preprocessor + ``estimator``."""
+    import mlflow.sklearn
+    from sklearn.pipeline import Pipeline
+
+    from amlkit import io
+    from amlkit.training import transformers
+
+    name = "real"
+    types = types or REAL_TYPES
+    frame = real_rows(penguins_frame, None) if frame is None else frame
+    pipeline = Pipeline(
+        [("preprocess", transformers.build_preprocessor(types)), ("model", estimator)]
+    ).fit(frame[list(types)], frame["species"])
+    target = folder / name / "1"
+    mlflow.sklearn.save_model(
+        pipeline, target, serialization_format="cloudpickle", pip_requirements=["scikit-learn"]
+    )
+    io.write_json_atomic(
+        target / "model_metadata.json",
+        {
+            "name": name,
+            "version": 1,
+            "flavor": "sklearn",
+            "task": "classification",
+            "target": "species",
+            "feature_columns": list(types),
+            "feature_types": types,
+            "classes": sorted(frame["species"].unique().tolist()),
+            "data": {"dataset": "penguins", "version": "test", "sha256": "0"},
+            "model_file": "model.pkl",
+            "model_sha256": io.sha256_file(target / "model.pkl"),
+        },
+    )
+    return target
+
+
+def real_rows(penguins_frame: pd.DataFrame, n: int | None = 80) -> pd.DataFrame:
+    """Penguins with the processed-data dtypes (year as float64); ``n`` sampled rows or all."""
+    frame = penguins_frame.copy()
+    frame["year"] = frame["year"].astype("float64")
+    return frame if n is None else frame.sample(n, random_state=3)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        "sklearn.linear_model.LogisticRegression",
+        "sklearn.ensemble.RandomForestClassifier",
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+    ],
+)
+def test_real_feature_pipelines_convert_to_onnx_with_parity(root, estimator, penguins_frame):
+    import importlib
+
+    from amlkit.serving import package_service, service_info
+    from amlkit.serving.runtime import Scorer
+
+    module, cls = estimator.rsplit(".", 1)
+    params = {"max_iter": 30} if cls.startswith("Hist") else {}
+    model = getattr(importlib.import_module(module), cls)(random_state=0, **params)
+    version = make_real_version(root / "models" / "trained_models", model, penguins_frame)
+    folder = package_service(version, service="svc", parity_rows=real_rows(penguins_frame))
+    info = service_info(folder)
+    assert info["backend"] == "onnx", info["backend_reason"]
+    assert info["parity"]["labels_equal"] and info["parity"]["max_probability_diff"] <= 1e-5
+    messy = (
+        real_rows(penguins_frame)[REAL_FEATURES].head(6).astype({"island": object, "sex": object})
+    )
+    messy["island"] = [" Biscoe", "Dream ", None, "Atlantis", "", "Torgersen"]
+    messy["sex"] = ["MALE", "female", np.nan, "male", " female ", None]
+    messy.loc[messy.index[:3], ["body_mass_g", "year"]] = np.nan
+    fast, slow = Scorer(folder / "model"), Scorer(folder / "model", backend="sklearn")
+    (fast_labels, fast_p), (slow_labels, slow_p) = (
+        fast.predict_frame(messy),
+        slow.predict_frame(messy),
+    )
+    assert fast_labels == slow_labels
+    assert np.abs(np.array(fast_p) - np.array(slow_p)).max() <= 1e-5
+
+
+@pytest.mark.parametrize("boolean", [False, True])
+def test_normalize_category_matches_category_normalizer(boolean):
+    from amlkit.serving.onnx_converters import normalize_category
+    from amlkit.training.transformers import CategoryNormalizer
+
+    values = [" a ", "Yes", "NO", "0", 3.0, 2.5, 7, True, False, None, np.nan, "", "  ", "x y"]
+    column = pd.DataFrame({"c": pd.Series(values, dtype=object)})
+    expected = CategoryNormalizer(boolean=boolean).fit(column).transform(column)[:, 0]
+    got = [normalize_category(v, boolean) for v in values]
+    assert got == [None if isinstance(e, float) else e for e in expected]
+
+
+def test_nan_imputer_reproduces_simple_imputer_and_missing_indicator():
+    from sklearn.impute import MissingIndicator, SimpleImputer
+
+    from amlkit.serving.onnx_converters import NanImputer
+
+    train = np.array([[1.0, np.nan, np.nan], [3.0, 4.0, np.nan], [5.0, 6.0, np.nan]])
+    test = np.array([[np.nan, np.nan, 1.0], [2.0, 8.0, np.nan]])
+    for step in (
+        SimpleImputer(strategy="median", add_indicator=True),
+        SimpleImputer(strategy="mean"),
+        MissingIndicator(features="all"),
+    ):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Skipping features without observed values"
+            expected = step.fit(train).transform(test)
+        got = NanImputer.from_step(step).transform(test)
+        np.testing.assert_array_equal(got, expected.astype(np.float64))
+
+
+def test_datetime_feature_falls_back_to_pickle_with_reason(root, penguins_frame):
+    from sklearn.linear_model import LogisticRegression
+
+    from amlkit.serving import package_service, service_info
+
+    types = {"bill_length_mm": "numeric", "when": "datetime"}
+    frame = penguins_frame.copy()
+    frame["when"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(frame.index, unit="D")
+    folder = root / "models" / "trained_models"
+    version = make_real_version(
+        folder, LogisticRegression(), penguins_frame, types=types, frame=frame
+    )
+    info = service_info(package_service(version, service="svc", parity_rows=frame.head(20)))
+    assert info["backend"] == "sklearn"
+    assert "'when'" in info["backend_reason"] and "datetime" in info["backend_reason"]

@@ -1,0 +1,238 @@
+"""A real azmlinfsrv on loopback: answers, bad inputs, auth, loopback binding, log durability."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island", "sex"]
+ROW = {
+    "bill_length_mm": 39.1,
+    "bill_depth_mm": 18.7,
+    "flipper_length_mm": 181.0,
+    "body_mass_g": 3750.0,
+    "island": "Torgersen",
+    "sex": "male",
+}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, penguins_frame, make_version, new_project):
+    from amlkit.serving import package_service
+
+    tmp = tmp_path_factory.mktemp("serving")
+    with pytest.MonkeyPatch.context() as mp:
+        root = new_project(tmp / "root", mp)
+        version = make_version(root / "models" / "trained_models")
+        folder = package_service(version, service="svc", parity_rows=penguins_frame.copy().head(60))
+        yield root, folder
+
+
+@pytest.fixture(scope="module")
+def endpoint(service):
+    from amlkit.serving import serve
+
+    root, folder = service
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AMLKIT_ROOT", str(root))
+        with serve(folder, port=0, workers=1, startup_timeout_s=60) as handle:
+            yield handle
+
+
+def post(endpoint, body, headers=None, *, auth=True, method="POST"):
+    conn = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=30)
+    hdrs = {"Content-Type": "application/json"}
+    if auth:
+        hdrs["Authorization"] = f"Bearer {endpoint.key}"
+    hdrs.update(headers or {})
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
+    conn.request(method, "/score", body=data, headers=hdrs)
+    resp = conn.getresponse()
+    raw = resp.read()
+    conn.close()
+    return resp.status, json.loads(raw) if raw else None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"input_data": {"columns": FEATURES, "data": [[ROW[c] for c in FEATURES]]}},
+        {
+            "input_data": {
+                "columns": FEATURES,
+                "index": [7],
+                "data": [[ROW[c] for c in FEATURES]],
+            }
+        },
+        {"data": [[ROW[c] for c in FEATURES]]},
+        [ROW],
+    ],
+    ids=["input_data", "with_index", "data", "records"],
+)
+def test_score_accepts_each_shape(endpoint, body):
+    status, answer = post(endpoint, body)
+    assert status == 200, answer
+    assert answer["predictions"] == ["Adelie"]
+    assert answer["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
+    assert len(answer["probabilities"][0]) == 3
+    assert abs(sum(answer["probabilities"][0]) - 1) < 1e-5
+    assert answer["model"]["backend"] == "onnx"
+
+
+def test_score_handles_missing_values_and_many_rows(endpoint, penguins_frame, penguin_features):
+    rows = penguins_frame.copy().head(50)[FEATURES]
+    records = json.loads(rows.to_json(orient="records"))
+    records[0]["sex"] = None
+    records[1]["body_mass_g"] = None
+    status, answer = post(endpoint, records)
+    assert status == 200, answer
+    assert len(answer["predictions"]) == 50
+
+
+BAD = [
+    (b"{not json", 400, "not valid JSON"),
+    (b"", 400, "empty"),
+    ({"rows": []}, 422, "unrecognised request shape"),
+    ({"data": [[1, 2]]}, 422, "row 0 has 2 values"),
+    ({"data": "x"}, 422, '"data" must be a list'),
+    ([{k: v for k, v in ROW.items() if k != "sex"}], 422, "missing columns ['sex']"),
+    ([ROW | {"colour": "red"}], 422, "unknown columns ['colour']"),
+    ([ROW | {"body_mass_g": "heavy"}], 422, "'body_mass_g'"),
+    ([ROW | {"island": 3}], 422, "'island'"),
+    ([], 422, "no rows"),
+    ([ROW] * 1001, 413, "over the limit of 1000"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "words"), BAD)
+def test_bad_input_gets_4xx_json_error(endpoint, body, status, words):
+    got, answer = post(endpoint, body)
+    assert got == status, answer
+    assert words in answer["error"]
+    assert endpoint.alive()
+
+
+def test_oversized_body_gets_413(endpoint):
+    body = b'{"data": [' + b"[" + b"1," * 600_000 + b"1]]}"
+    status, answer = post(endpoint, body)
+    assert status == 413 and "over the limit" in answer["error"]
+
+
+def test_non_json_content_type_gets_415(endpoint):
+    status, answer = post(endpoint, b"a,b\n1,2", {"Content-Type": "text/csv"})
+    assert status == 415 and "application/json" in answer["error"]
+
+
+def test_get_score_gets_405(endpoint):
+    status, answer = post(endpoint, b"", method="GET")
+    assert status == 405 and "POST" in answer["error"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer wrong-key", "Basic abc", "Bearer "],
+    ids=["none", "wrong", "basic", "blank"],
+)
+def test_requests_without_valid_key_get_401(endpoint, header):
+    headers = {"Authorization": header} if header else {}
+    status, answer = post(endpoint, [ROW], headers, auth=False)
+    assert status == 401 and "Bearer" in answer["error"]
+
+
+def test_secondary_key_and_regenerated_key(endpoint):
+    from amlkit.serving import regenerate_key, show_keys
+
+    keys = show_keys(endpoint.endpoint)
+    status, _ = post(endpoint, [ROW], {"Authorization": f"Bearer {keys['secondary']}"}, auth=False)
+    assert status == 200
+    time.sleep(0.01)
+    new = regenerate_key(endpoint.endpoint, "secondary")
+    status, _ = post(endpoint, [ROW], {"Authorization": f"Bearer {keys['secondary']}"}, auth=False)
+    assert status == 401
+    status, _ = post(endpoint, [ROW], {"Authorization": f"Bearer {new['secondary']}"}, auth=False)
+    assert status == 200
+
+
+def test_keys_file_is_private(endpoint):
+    from amlkit.serving.auth import keys_path
+
+    assert (keys_path(endpoint.endpoint).stat().st_mode & 0o777) == 0o600
+
+
+def test_server_listens_on_loopback_only(endpoint):
+    from amlkit.serving.server import listening_addresses
+
+    assert listening_addresses(endpoint.port) == ["127.0.0.1"]
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.connect(("10.255.255.255", 1))  # no packet is sent: picks the outward interface
+    outward = probe.getsockname()[0]
+    probe.close()
+    if outward != "127.0.0.1":
+        with pytest.raises(OSError):
+            socket.create_connection((outward, endpoint.port), timeout=2).close()
+
+
+def test_swagger_and_health_routes_answer(endpoint):
+    conn = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=10)
+    conn.request("GET", "/")
+    assert conn.getresponse().read() == b"Healthy"
+    conn.close()
+
+
+def test_start_refuses_wide_host(service):
+    from amlkit.serving import start_server
+
+    with pytest.raises(ValueError, match=r"127\.0\.0\.1 only"):
+        start_server(service[1], host="0.0.0.0")
+
+
+def test_log_holds_every_answered_request_after_sigkill(service):
+    from amlkit.serving import start_server
+    from amlkit.serving.requestlog import read_log
+
+    root, folder = service
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AMLKIT_ROOT", str(root))
+        handle = start_server(folder, port=0, workers=2)
+    answered: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        i = 0
+        while not stop.is_set() and i < 2000:
+            rid = f"kill-{n}-{i}"
+            i += 1
+            try:
+                status, _ = post(handle, [ROW, ROW], {"x-request-id": rid})
+            except (OSError, http.client.HTTPException, json.JSONDecodeError):
+                continue
+            if status == 200:
+                with lock:
+                    answered.append(rid)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    os.killpg(handle.pid, signal.SIGKILL)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    handle.stop(timeout=5)
+    logged = {}
+    for rec in read_log(handle.request_log_dir):
+        if rec.get("status") == 200:
+            logged.setdefault(rec["request_id"], set()).add(rec["row"])
+    assert len(answered) > 20
+    missing = [rid for rid in answered if logged.get(rid) != {0, 1}]
+    assert missing == []
