@@ -28,7 +28,7 @@ def one_run() -> dict:
 
     network.set_determinism(42)
     imported = time.perf_counter()
-    params = network.cnn_params(config.load_config("model_config").get("deep_learning"))
+    params = network.cnn_params(config.ModelConfig.load().deep_learning.model_dump())
     splits = images.prepare_images()
     model, history = network.train_cnn(splits, params, seed=42)
     scores = network.evaluate_cnn(model, splits)

@@ -168,9 +168,9 @@ def child_train(case: str) -> dict[str, Any]:
     from amlkit.registry import tracking
     from amlkit.training import evaluate, search, workflow
 
-    model_config = config.load_config("model_config")
-    notebook.setup(seed=int(model_config["random_state"]))
-    tracking.configure_tracking(config.load_config("azure_config"))
+    model_config = config.ModelConfig.load()
+    notebook.setup(seed=model_config.random_state)
+    tracking.configure_tracking(config.AzureConfig.load())
     seconds: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -212,7 +212,7 @@ def child_train(case: str) -> dict[str, Any]:
     decision = workflow.champion_gate(version, processed, model_config)
     seconds["champion gate"] = time.perf_counter() - t0
 
-    metric = model_config["primary_metric"][m["task"]]
+    metric = model_config.primary_metric[m["task"]]
     from threadpoolctl import threadpool_info
 
     omp = sorted({d["num_threads"] for d in threadpool_info() if d["user_api"] == "openmp"})

@@ -9,19 +9,25 @@ from amlkit import config
 def test_committed_configs_are_valid(repo):
     loaded = config.load_all(repo / "config")
     assert set(loaded) == set(config.CONFIG_FILES)
-    assert loaded["data_config"]["default_dataset"] in loaded["data_config"]["datasets"]
+    data_config = loaded["data_config"]
+    assert isinstance(data_config, config.DataConfig)
+    assert data_config.default_dataset in data_config.datasets
 
 
 def test_blank_azure_config_means_local(repo):
-    azure = config.load_config("azure_config", repo / "config")
-    assert config.azure_workspace_configured(azure) is False
+    assert config.AzureConfig.load(repo / "config").workspace_configured is False
 
 
 def test_partly_filled_azure_config_is_refused():
     with pytest.raises(config.ConfigError, match="resource_group, workspace_name blank"):
-        config.azure_workspace_configured(
-            {"subscription_id": "x", "resource_group": "", "workspace_name": ""}
-        )
+        config.AzureConfig.from_dict({"subscription_id": "x"})
+
+
+def test_defaults_are_defined_once_in_the_models():
+    minimal = config.DeploymentConfig.from_dict({"endpoint_name": "svc-one"})
+    assert minimal.monitoring.retraining.max_quality_rates.null_value_rate == 0.1
+    assert minimal.monitoring.thresholds.normalized_wasserstein_distance == 0.1
+    assert minimal.to_dict()["local"]["host"] == "127.0.0.1"
 
 
 def _write(tmp_path, name, obj, repo):
@@ -36,7 +42,7 @@ def test_missing_file_names_the_file(tmp_path):
     folder = tmp_path / "config"
     folder.mkdir()
     with pytest.raises(config.ConfigError, match=r"config/model_config.json is missing"):
-        config.load_config("model_config", folder)
+        config.ModelConfig.load(folder)
 
 
 def test_broken_json_names_line_and_column(tmp_path):
@@ -44,24 +50,29 @@ def test_broken_json_names_line_and_column(tmp_path):
     folder.mkdir()
     (folder / "data_config.json").write_text('{"default_dataset": "x",\n  oops}')
     with pytest.raises(config.ConfigError, match=r"not valid JSON: .* line 2"):
-        config.load_config("data_config", folder)
+        config.DataConfig.load(folder)
 
 
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda c: c.update(colour="red"), r"unknown key 'colour'; expected one of"),
+        (lambda c: c.update(colour="red"), r"unknown key 'colour'; expected one of: datasets"),
         (lambda c: c["split"].update(random_state="42"), r"'split.random_state' must be integer"),
-        (lambda c: c["split"].pop("test_size"), r"missing key 'split.test_size'"),
+        (lambda c: c["split"].update(test_size="0.2"), r"'split.test_size' must be number"),
         (lambda c: c["split"].update(stratify=1), r"'split.stratify' must be true/false"),
         (lambda c: c["ingestion"].update(chunk_rows=True), r"'ingestion.chunk_rows' must be"),
+        (lambda c: c["split"].update(test_size=0.6, validation_size=0.5), "no training rows"),
         (
             lambda c: c["datasets"]["penguins"].update(task="clustering"),
             r"'datasets.penguins.task' must be one of classification, regression",
         ),
         (
             lambda c: c["datasets"]["penguins"].update(traget="species"),
-            r"unknown key 'datasets.penguins.traget'",
+            r"unknown key 'datasets.penguins.traget'; expected one of: .*target",
+        ),
+        (
+            lambda c: c["datasets"]["penguins"]["schema"]["sex"].update(type="color"),
+            r"'datasets.penguins.schema.sex.type' must be one of numeric",
         ),
     ],
 )
@@ -70,7 +81,7 @@ def test_wrong_data_config_names_file_key_and_expectation(tmp_path, edit, messag
     edit(cfg)
     folder = _write(tmp_path, "data_config", cfg, repo)
     with pytest.raises(config.ConfigError, match=r"config/data_config.json") as err:
-        config.load_config("data_config", folder)
+        config.DataConfig.load(folder)
     assert err.match(message)
 
 
@@ -79,4 +90,12 @@ def test_wrong_type_in_deployment_config(tmp_path, repo):
     cfg["instance_count"] = "two"
     folder = _write(tmp_path, "deployment_config", cfg, repo)
     with pytest.raises(config.ConfigError, match=r"'instance_count' must be integer, got str"):
-        config.load_config("deployment_config", folder)
+        config.DeploymentConfig.load(folder)
+
+
+def test_unknown_retraining_key_is_refused(tmp_path, repo):
+    cfg = json.loads((repo / "config" / "deployment_config.json").read_text())
+    cfg["monitoring"]["retraining"]["max_drift"] = 1
+    folder = _write(tmp_path, "deployment_config", cfg, repo)
+    with pytest.raises(config.ConfigError, match=r"unknown key 'monitoring.retraining.max_drift'"):
+        config.DeploymentConfig.load(folder)

@@ -1,17 +1,25 @@
-"""Load and validate the project's configuration files in ``config/``.
+"""The configuration files in ``config/``, as pydantic models with their defaults.
 
 Five JSON files configure the project: ``azure_config.json`` (Azure ML's ``config.json``
 fields; blank means local), ``data_config.json``, ``model_config.json``,
-``deployment_config.json`` and ``logging_config.json``. Each has a declared shape below; a
-missing file, an unknown key or a value of the wrong type is reported with the file, the
-key path and what is expected, before any work starts.
+``deployment_config.json`` and ``logging_config.json``. Each has one model below, which is
+the single definition of its keys, their types and their defaults. Loading a file validates
+it: a missing file, an unknown key or a value of the wrong type is reported with the file,
+the key and what is expected, before any work starts::
+
+    from amlkit import config
+    data_config = config.DataConfig.load()
+    data_config.split.test_size
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from amlkit import paths
 
@@ -28,233 +36,530 @@ class ConfigError(ValueError):
     """A configuration file is missing, unreadable, or has a wrong or unknown key."""
 
 
-# A spec is a mapping key -> field. A field is a tuple (types, required, nested) where nested
-# is a spec for dict values, ("each", spec) for a dict of named entries, or None (free form).
-Field = tuple[tuple[type, ...], bool, Any]
-NUM = (int, float)
-STR_LIST = (list,)
+class Section(BaseModel):
+    """A part of a configuration file: unknown keys are refused, types are not coerced."""
 
-DATASET_SPEC: dict[str, Field] = {
-    "source": ((str,), True, None),
-    "target": ((str,), True, None),
-    "task": ((str,), False, None),
-    "description": ((str,), False, None),
-    "id_columns": (STR_LIST, False, None),
-    "drop_columns": (STR_LIST, False, None),
-    "date_columns": (STR_LIST, False, None),
-    "schema": ((dict, type(None)), False, None),
-}
-
-SPECS: dict[str, dict[str, Field]] = {
-    "azure_config": {
-        "subscription_id": ((str,), True, None),
-        "resource_group": ((str,), True, None),
-        "workspace_name": ((str,), True, None),
-        "tenant_id": ((str,), False, None),
-        "compute_cluster": ((str,), False, None),
-    },
-    "data_config": {
-        "default_dataset": ((str,), True, None),
-        "missing_values": (STR_LIST, True, None),
-        "split": (
-            (dict,),
-            True,
-            {
-                "test_size": (NUM, True, None),
-                "validation_size": (NUM, True, None),
-                "random_state": ((int,), True, None),
-                "stratify": ((bool,), True, None),
-            },
-        ),
-        "ingestion": (
-            (dict,),
-            True,
-            {
-                "chunk_bytes": ((int,), True, None),
-                "chunk_rows": ((int,), True, None),
-                "max_failures_shown": ((int,), True, None),
-                "id_like_unique_ratio": (NUM, True, None),
-                "id_like_min_unique": ((int,), True, None),
-            },
-        ),
-        "datasets": ((dict,), True, ("each", DATASET_SPEC)),
-    },
-    "model_config": {
-        "random_state": ((int,), True, None),
-        "cv_folds": ((int,), True, None),
-        "search_iterations": ((int,), True, None),
-        "primary_metric": (
-            (dict,),
-            True,
-            {"classification": ((str,), True, None), "regression": ((str,), True, None)},
-        ),
-        "promotion_margin": (NUM, True, None),
-        "candidates": (
-            (dict,),
-            True,
-            (
-                "each",
-                {
-                    "tasks": (STR_LIST, True, None),
-                    "estimator": ((dict,), True, None),
-                    "params": ((dict,), False, None),
-                    "search_space": ((dict,), False, None),
-                },
-            ),
-        ),
-        "deep_learning": ((dict,), False, None),
-    },
-    "deployment_config": {
-        "endpoint_name": ((str,), True, None),
-        "auth_mode": ((str,), True, None),
-        "instance_type": ((str,), True, None),
-        "instance_count": ((int,), True, None),
-        "request_settings": ((dict,), True, None),
-        "liveness_probe": ((dict,), False, None),
-        "readiness_probe": ((dict,), False, None),
-        "traffic": ((dict,), True, None),
-        "local": ((dict,), True, None),
-        "limits": ((dict,), True, None),
-        "request_log": ((dict,), True, None),
-        "monitoring": ((dict,), False, None),
-    },
-    "logging_config": {
-        "version": ((int,), True, None),
-        "disable_existing_loggers": ((bool,), False, None),
-        "formatters": ((dict,), False, None),
-        "filters": ((dict,), False, None),
-        "handlers": ((dict,), False, None),
-        "loggers": ((dict,), False, None),
-        "root": ((dict,), False, None),
-    },
-}
-
-CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
-    ("data_config", "datasets", "*", "task"): ("classification", "regression"),
-    ("deployment_config", "auth_mode"): ("key", "aml_token", "none"),
-}
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def _type_names(types: tuple[type, ...]) -> str:
-    names = {int: "integer", float: "number", str: "string", bool: "true/false", list: "list"}
-    names |= {dict: "object", type(None): "null"}
-    return " or ".join(names.get(t, t.__name__) for t in types)
+Task = Literal["classification", "regression"]
 
 
-def _check(name: str, obj: Any, spec: dict[str, Field], where: tuple[str, ...]) -> None:
-    file = f"config/{name}.json"
-    for key in obj:
-        if key not in spec:
-            known = ", ".join(sorted(spec))
+# --- azure_config.json -----------------------------------------------------------------------
+
+
+class ConfigFile(Section):
+    """A whole configuration file, ``config/<file_name>.json``."""
+
+    file_name: ClassVar[str]
+
+    @classmethod
+    def load(cls, config_dir: str | Path | None = None) -> Self:
+        """Load and validate ``config/<file_name>.json``.
+
+        Args:
+            config_dir: the folder to read from; defaults to :func:`amlkit.paths.config_dir`.
+
+        Raises:
+            ConfigError: the file is missing, is not JSON, or does not match its model.
+        """
+        folder = Path(config_dir) if config_dir is not None else paths.config_dir()
+        path = folder / f"{cls.file_name}.json"
+        where = f"config/{cls.file_name}.json"
+        if not path.is_file():
             raise ConfigError(
-                f"{file}: unknown key '{'.'.join((*where, key))}'; expected one of: {known}. "
-                "Remove it or fix its spelling."
+                f"{where} is missing (looked in {folder}); restore it from git "
+                "(`git checkout config/`) or create it."
             )
-    for key, (types, required, nested) in spec.items():
-        path = (*where, key)
-        dotted = ".".join(path)
-        if key not in obj:
-            if required:
-                raise ConfigError(
-                    f"{file}: missing key '{dotted}' ({_type_names(types)}); add it to the file."
-                )
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"{where} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+            ) from exc
+        return cls.from_dict(obj)
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Self:
+        """Validate a parsed file; errors name the file, the key and what is expected."""
+        where = f"config/{cls.file_name}.json"
+        if not isinstance(obj, dict):
+            raise ConfigError(f"{where} must hold a JSON object, got {type(obj).__name__}.")
+        try:
+            return cls.model_validate(obj)
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: {_explain(exc.errors()[0], cls)}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the configuration as plain JSON values, defaults filled in."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+_TYPE_WORDS = {
+    "int": "integer",
+    "float": "number",
+    "str": "string",
+    "bool": "true/false",
+    "list": "list",
+    "dict": "object",
+    "model": "object",
+}
+
+
+def _explain(error: Any, model: type[BaseModel]) -> str:
+    """Turn one pydantic error into a sentence naming the key and what is expected."""
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc)
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        known = ", ".join(sorted(_fields_at(model, loc[:-1])))
+        return f"unknown key '{key}'; expected one of: {known}. Remove it or fix its spelling."
+    if kind == "missing":
+        return f"missing key '{key}'; add it to the file."
+    if kind == "literal_error":
+        expected = error["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
+        return f"key '{key}' must be one of {expected}; got {value!r}."
+    if kind.endswith("_type") or kind in ("model_type", "dict_type"):
+        word = _TYPE_WORDS.get(kind.removesuffix("_type").removesuffix("_parsing"), kind)
+        return f"key '{key}' must be {word}, got {type(value).__name__} {value!r}."
+    where = f"key '{key}': " if key else ""
+    if kind == "value_error":  # our own validators say what is wrong and what to do
+        return f"{where}{error['msg'].removeprefix('Value error, ')}."
+    return f"{where}{error['msg']} (got {value!r})."
+
+
+def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
+    """Return the field names of the (nested) model at ``loc``, for 'expected one of'."""
+    current: Any = model
+    for part in loc:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            args = getattr(getattr(current, "__args__", None), "__iter__", None)
+            current = current.__args__[-1] if args else current
             continue
-        value = obj[key]
-        # bool is a subclass of int: do not accept true/false where a number is expected.
-        wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
-        if wrong:
-            raise ConfigError(
-                f"{file}: key '{dotted}' must be {_type_names(types)}, "
-                f"got {type(value).__name__} {value!r}."
+        current = field.annotation
+        for arg in getattr(current, "__args__", ()):  # dict[str, Model] or Model | None
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+    fields = getattr(current, "model_fields", {})
+    return [f.alias or name for name, f in fields.items()]
+
+
+class AzureConfig(ConfigFile):
+    """``azure_config.json``: Azure ML's ``config.json`` fields; all three blank means local."""
+
+    file_name: ClassVar[str] = "azure_config"
+
+    subscription_id: str = ""
+    resource_group: str = ""
+    workspace_name: str = ""
+    tenant_id: str = ""
+    compute_cluster: str = "cpu-cluster"
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> Self:
+        filled = {k: bool(getattr(self, k).strip()) for k in WORKSPACE_KEYS}
+        if any(filled.values()) and not all(filled.values()):
+            missing = ", ".join(k for k, ok in filled.items() if not ok)
+            raise ValueError(
+                f"{missing} blank while other fields are set; fill all three to use a "
+                "workspace, or blank all three to stay local"
             )
-        choices = CHOICES.get((name, *path)) or CHOICES.get(
-            (name, *path[:-2], "*", path[-1]) if len(path) >= 3 else ("",)
+        return self
+
+    @property
+    def workspace_configured(self) -> bool:
+        """True when the file names a workspace (the three fields filled)."""
+        return all(getattr(self, k).strip() for k in WORKSPACE_KEYS)
+
+
+WORKSPACE_KEYS = ("subscription_id", "resource_group", "workspace_name")
+
+
+# --- data_config.json ------------------------------------------------------------------------
+
+
+class ColumnSchema(Section):
+    """One column of a data set's schema."""
+
+    type: Literal["numeric", "integer", "categorical", "boolean", "datetime", "text"]
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+
+
+Schema = dict[str, ColumnSchema]
+
+
+class DatasetConfig(Section):
+    """A declared data set."""
+
+    source: str
+    target: str
+    task: Task | None = None
+    description: str = ""
+    id_columns: list[str] = []
+    drop_columns: list[str] = []
+    date_columns: list[str] = []
+    columns: Schema | None = Field(default=None, alias="schema")
+
+
+class SplitConfig(Section):
+    """How 03 splits a data set (shares of all rows)."""
+
+    test_size: float = Field(0.2, gt=0, lt=1)
+    validation_size: float = Field(0.2, ge=0, lt=1)
+    random_state: int = 42
+    stratify: bool = True
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> Self:
+        if self.test_size + self.validation_size >= 1:
+            raise ValueError(
+                f"test_size {self.test_size} + validation_size {self.validation_size} leaves "
+                "no training rows; make their sum smaller than 1"
+            )
+        return self
+
+
+class IngestionConfig(Section):
+    """How 01 reads files: chunk sizes and the ID-like column rule."""
+
+    chunk_bytes: int = Field(8 * 2**20, gt=0)
+    chunk_rows: int = Field(200_000, gt=0)
+    max_failures_shown: int = Field(5, gt=0)
+    id_like_unique_ratio: float = Field(0.5, gt=0, le=1)
+    id_like_min_unique: int = Field(50, gt=0)
+
+
+class DataConfig(ConfigFile):
+    """``data_config.json``: the data sets, missing-value tokens, split and ingestion."""
+
+    file_name: ClassVar[str] = "data_config"
+
+    default_dataset: str
+    missing_values: list[str] = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "?"]
+    split: SplitConfig = SplitConfig()
+    ingestion: IngestionConfig = IngestionConfig()
+    datasets: dict[str, DatasetConfig] = {}
+
+    def dataset(self, name: str) -> DatasetConfig | None:
+        """Return the declaration of data set ``name``, or None when it is not declared."""
+        return self.datasets.get(name)
+
+
+# --- model_config.json -----------------------------------------------------------------------
+
+Distribution = dict[Literal["loguniform", "uniform", "randint", "choice"], list[Any]]
+
+ESTIMATOR_MODULES = (
+    "sklearn.linear_model", "sklearn.ensemble", "sklearn.tree", "sklearn.neighbors",
+    "sklearn.svm", "sklearn.naive_bayes", "sklearn.neural_network", "sklearn.dummy",
+    "sklearn.discriminant_analysis", "sklearn.kernel_ridge", "sklearn.gaussian_process",
+)  # fmt: skip
+"""The modules an estimator of ``model_config.json`` may come from (no arbitrary imports)."""
+
+
+def _check_distribution(name: str, spec: Distribution) -> None:
+    """Raise ValueError unless ``spec`` is one well-formed search-space entry."""
+    if len(spec) != 1:
+        raise ValueError(
+            f"{name} = {spec!r}; expected one of {{'loguniform': [lo, hi]}}, "
+            "{'uniform': [lo, hi]}, {'randint': [lo, hi]}, {'choice': [values...]}"
         )
-        if choices and value not in choices:
-            raise ConfigError(
-                f"{file}: key '{dotted}' must be one of {', '.join(choices)}; got {value!r}."
-            )
-        if isinstance(nested, dict) and isinstance(value, dict):
-            _check(name, value, nested, path)
-        elif isinstance(nested, tuple) and nested[0] == "each":
-            for entry, body in value.items():
-                if not isinstance(body, dict):
-                    raise ConfigError(
-                        f"{file}: key '{dotted}.{entry}' must be an object, "
-                        f"got {type(body).__name__}."
-                    )
-                _check(name, body, nested[1], (*path, entry))
+    kind, args = next(iter(spec.items()))
+    if kind == "choice":
+        if not args:
+            raise ValueError(f"{name}.choice must be a non-empty list")
+        return
+    numbers = len(args) == 2 and all(
+        isinstance(a, int | float) and not isinstance(a, bool) for a in args
+    )
+    if not numbers or not args[0] < args[1]:
+        raise ValueError(f"{name}.{kind} = {args!r}; expected [low, high] numbers with low < high")
+    if kind == "loguniform" and args[0] <= 0:
+        raise ValueError(f"{name}.loguniform low must be > 0, got {args[0]!r}")
+    if kind == "randint" and not all(isinstance(a, int) for a in args):
+        raise ValueError(f"{name}.randint = {args!r} must be integers")
 
 
-def validate(name: str, obj: Any) -> dict[str, Any]:
-    """Check a parsed configuration against its declared shape.
+class CandidateConfig(Section):
+    """A scikit-learn candidate: its estimator class, fixed parameters and search space.
 
-    Args:
-        name: the file's stem, one of :data:`CONFIG_FILES`.
-        obj: the parsed JSON.
-
-    Returns:
-        ``obj`` unchanged when it is valid.
-
-    Raises:
-        ConfigError: naming the file, the key and what is expected.
+    ``search_space`` entries are ``{"loguniform": [lo, hi]}``, ``{"uniform": [lo, hi]}``,
+    ``{"randint": [lo, hi]}`` (high excluded, as in scipy) or ``{"choice": [values...]}``.
     """
-    if name not in SPECS:
+
+    tasks: list[Task]
+    estimator: dict[Task, str]
+    params: dict[Task, dict[str, Any]] = {}
+    search_space: dict[Task, dict[str, Distribution]] = {}
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> Self:
+        missing = [t for t in self.tasks if t not in self.estimator]
+        if missing:
+            raise ValueError(
+                f"estimator has no entry for {missing}; add one or remove it from tasks"
+            )
+        for task, path in self.estimator.items():
+            if path.rpartition(".")[0] not in ESTIMATOR_MODULES:
+                raise ValueError(
+                    f"estimator.{task} = {path!r} is not allowed; use a class from one of "
+                    f"{', '.join(ESTIMATOR_MODULES)}"
+                )
+        for task, space in self.search_space.items():
+            for name, spec in space.items():
+                _check_distribution(f"search_space.{task}.{name}", spec)
+        return self
+
+    def estimator_for(self, task: str, random_state: int | None = None) -> Any:
+        """Return an unfitted estimator for ``task``, with the fixed params and the seed.
+
+        Raises:
+            ConfigError: the class does not exist, or the parameters do not fit it.
+        """
+        from sklearn.base import BaseEstimator
+
+        path = self.estimator[task]  # type: ignore[index]
+        module_name, _, class_name = path.rpartition(".")
+        cls = getattr(importlib.import_module(module_name), class_name, None)
+        if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
+            raise ConfigError(
+                f"config/model_config.json: estimator {path!r}: {module_name} has no estimator "
+                f"class {class_name!r}; check the spelling."
+            )
+        params = dict(self.params.get(task, {}))  # type: ignore[call-overload]
+        try:
+            estimator = cls(**params)
+        except TypeError as exc:
+            raise ConfigError(
+                f"config/model_config.json: params.{task} = {params!r} does not fit "
+                f"{class_name}: {exc}"
+            ) from exc
+        if random_state is not None and "random_state" in estimator.get_params():
+            estimator.set_params(random_state=params.get("random_state", random_state))
+        valid = estimator.get_params(deep=False)
+        for name in self.search_space.get(task, {}):  # type: ignore[call-overload]
+            if name not in valid:
+                raise ConfigError(
+                    f"config/model_config.json: search_space.{task}.{name}: {class_name} has "
+                    f"no parameter {name!r}; valid ones: {', '.join(sorted(valid))}."
+                )
+        return estimator
+
+    def distributions_for(self, task: str, prefix: str = "model__") -> dict[str, Any]:
+        """Return the search space of ``task`` as scipy distributions (lists for choices).
+
+        Args:
+            task: ``classification`` or ``regression``.
+            prefix: prepended to every parameter name (the Pipeline step of the estimator).
+        """
+        from scipy import stats
+
+        out: dict[str, Any] = {}
+        for name, spec in self.search_space.get(task, {}).items():  # type: ignore[call-overload]
+            kind, args = next(iter(spec.items()))
+            if kind == "choice":
+                out[prefix + name] = list(args)
+            elif kind == "loguniform":
+                out[prefix + name] = stats.loguniform(*args)
+            elif kind == "uniform":
+                out[prefix + name] = stats.uniform(args[0], args[1] - args[0])
+            else:
+                out[prefix + name] = stats.randint(*args)
+        return out
+
+
+class DeepLearningConfig(Section):
+    """The Keras network of notebook 05 and how it trains."""
+
+    conv_filters: list[int] = Field([16, 32], min_length=1)
+    kernel_size: int = Field(3, gt=0)
+    dense_units: int = Field(64, gt=0)
+    dropout: float = Field(0.25, ge=0, lt=1)
+    learning_rate: float = Field(0.002, gt=0)
+    epochs: int = Field(40, gt=0)
+    batch_size: int = Field(32, gt=0)
+    patience: int = Field(6, gt=0)
+
+
+class ModelConfig(ConfigFile):
+    """``model_config.json``: candidates, search, primary metrics, promotion, deep learning."""
+
+    file_name: ClassVar[str] = "model_config"
+
+    random_state: int = 42
+    cv_folds: int = Field(5, ge=2)
+    search_iterations: int = Field(8, gt=0)
+    primary_metric: dict[Task, str] = {"classification": "f1_macro", "regression": "rmse"}
+    promotion_margin: float = Field(0.0, ge=0)
+    candidates: dict[str, CandidateConfig]
+    deep_learning: DeepLearningConfig = DeepLearningConfig()
+
+    def candidates_for(self, task: str) -> dict[str, CandidateConfig]:
+        """Return the candidates that train for ``task``, in the file's order.
+
+        Raises:
+            ConfigError: no candidate lists ``task``.
+        """
+        found = {name: c for name, c in self.candidates.items() if task in c.tasks}
+        if not found:
+            raise ConfigError(
+                f"config/model_config.json has no candidate for task {task!r}; add {task!r} "
+                "to the 'tasks' of at least one candidate."
+            )
+        return found
+
+
+# --- deployment_config.json ------------------------------------------------------------------
+
+
+class RequestSettings(Section):
+    """Azure ML's online request settings."""
+
+    request_timeout_ms: int = Field(5000, gt=0)
+    max_concurrent_requests_per_instance: int = Field(1, gt=0)
+    max_queue_wait_ms: int = Field(500, ge=0)
+
+
+class ProbeSettings(Section):
+    """Azure ML's liveness or readiness probe."""
+
+    initial_delay: int = 10
+    period: int = 10
+    timeout: int = 2
+    failure_threshold: int = 30
+
+
+class LocalServer(Section):
+    """The local Azure ML inference server."""
+
+    host: Literal["127.0.0.1"] = "127.0.0.1"
+    port: int = Field(5001, ge=0, lt=65536)
+    workers: int = Field(1, gt=0)
+    startup_timeout_s: float = Field(60, gt=0)
+
+
+class Limits(Section):
+    """Request limits: larger bodies get 413, more rows 422."""
+
+    max_body_bytes: int = Field(2**20, gt=0)
+    max_rows: int = Field(1000, gt=0)
+
+
+class RequestLogSettings(Section):
+    """The request log's rotation."""
+
+    max_bytes: int = Field(10 * 2**20, gt=0)
+    backup_count: int = Field(5, ge=0)
+
+
+class Thresholds(Section):
+    """Azure ML model monitoring's metrics and default thresholds.
+
+    Distances and rates flag a column when they are above the threshold; the test metrics
+    (KS, chi-squared) are p-values, significant below it.
+    """
+
+    normalized_wasserstein_distance: float = Field(0.1, ge=0)
+    jensen_shannon_distance: float = Field(0.1, ge=0)
+    population_stability_index: float = Field(0.1, ge=0)
+    two_sample_kolmogorov_smirnov_test: float = Field(0.05, ge=0)
+    pearsons_chi_squared_test: float = Field(0.05, ge=0)
+    null_value_rate: float = Field(0.0, ge=0)
+    data_type_error_rate: float = Field(0.0, ge=0)
+    out_of_bounds_rate: float = Field(0.0, ge=0)
+
+
+class QualityLimits(Section):
+    """The retraining rule's limits on data-quality rates."""
+
+    null_value_rate: float = Field(0.1, ge=0)
+    data_type_error_rate: float = Field(0.01, ge=0)
+    out_of_bounds_rate: float = Field(0.1, ge=0)
+
+
+class RetrainingRule(Section):
+    """When monitoring recommends retraining.
+
+    Retraining fires when any check fires: the share of drifted features is above
+    ``max_drifted_share``; more than ``max_drifted_top_features`` of the ``top_n_features``
+    most important features drifted; the predictions drifted (``prediction_drift``); or a
+    feature's quality rate is above its ``max_quality_rates`` limit. Fewer than ``min_rows``
+    production rows decide nothing. With ``require_significance``, a drifted feature counts
+    only when its statistical test agrees (KS or chi-squared p-value below its threshold):
+    on small windows a distance above 0.1 can be sampling noise.
+    """
+
+    enabled: bool = True
+    min_rows: int = Field(50, ge=0)
+    max_drifted_share: float = Field(0.3, ge=0, le=1)
+    require_significance: bool = True
+    top_n_features: int = Field(3, ge=0)
+    max_drifted_top_features: int = Field(0, ge=0)
+    prediction_drift: bool = True
+    max_quality_rates: QualityLimits = QualityLimits()
+
+
+class MonitoringConfig(Section):
+    """Monitoring: thresholds, bins of the binned metrics, the retraining rule."""
+
+    thresholds: Thresholds = Thresholds()
+    bins: int = Field(10, ge=2)
+    retraining: RetrainingRule = RetrainingRule()
+
+
+class DeploymentConfig(ConfigFile):
+    """``deployment_config.json``: the endpoint, its instances, limits and monitoring."""
+
+    file_name: ClassVar[str] = "deployment_config"
+
+    endpoint_name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
+    auth_mode: Literal["key", "aml_token", "none"] = "key"
+    instance_type: str = "Standard_DS3_v2"
+    instance_count: int = Field(1, gt=0)
+    request_settings: RequestSettings = RequestSettings()
+    liveness_probe: ProbeSettings = ProbeSettings()
+    readiness_probe: ProbeSettings = ProbeSettings()
+    traffic: dict[str, int] = {"blue": 100}
+    local: LocalServer = LocalServer()
+    limits: Limits = Limits()
+    request_log: RequestLogSettings = RequestLogSettings()
+    monitoring: MonitoringConfig = MonitoringConfig()
+
+
+# --- logging_config.json ---------------------------------------------------------------------
+
+
+class LoggingConfig(ConfigFile):
+    """``logging_config.json``: a :func:`logging.config.dictConfig` dictionary."""
+
+    file_name: ClassVar[str] = "logging_config"
+
+    version: Literal[1]
+    disable_existing_loggers: bool = False
+    formatters: dict[str, dict[str, Any]] = {}
+    filters: dict[str, dict[str, Any]] = {}
+    handlers: dict[str, dict[str, Any]] = {}
+    loggers: dict[str, dict[str, Any]] = {}
+    root: dict[str, Any] = {}
+
+
+MODELS: dict[str, type[ConfigFile]] = {
+    model.file_name: model
+    for model in (AzureConfig, DataConfig, ModelConfig, DeploymentConfig, LoggingConfig)
+}
+
+
+def load_config(name: str, config_dir: str | Path | None = None) -> ConfigFile:
+    """Load and validate ``config/<name>.json`` (``name`` one of :data:`CONFIG_FILES`)."""
+    if name not in MODELS:
         raise ConfigError(f"unknown configuration '{name}'; expected one of {CONFIG_FILES}")
-    if not isinstance(obj, dict):
-        raise ConfigError(f"config/{name}.json must hold a JSON object, got {type(obj).__name__}")
-    _check(name, obj, SPECS[name], ())
-    return obj
+    return MODELS[name].load(config_dir)
 
 
-def load_config(name: str, config_dir: str | Path | None = None) -> dict[str, Any]:
-    """Load and validate ``config/<name>.json``.
-
-    Args:
-        name: the file's stem, for example ``"data_config"``.
-        config_dir: the folder to read from; defaults to :func:`amlkit.paths.config_dir`.
-
-    Returns:
-        The validated configuration.
-
-    Raises:
-        ConfigError: the file is missing, is not JSON, or does not match its shape.
-    """
-    folder = Path(config_dir) if config_dir is not None else paths.config_dir()
-    path = folder / f"{name}.json"
-    if not path.is_file():
-        raise ConfigError(
-            f"config/{name}.json is missing (looked in {folder}); restore it from git "
-            "(`git checkout config/`) or create it."
-        )
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"config/{name}.json is not valid JSON: {exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno}."
-        ) from exc
-    return validate(name, obj)
-
-
-def load_all(config_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
+def load_all(config_dir: str | Path | None = None) -> dict[str, ConfigFile]:
     """Load and validate every configuration file; the first problem is raised."""
     return {name: load_config(name, config_dir) for name in CONFIG_FILES}
-
-
-def azure_workspace_configured(azure_config: dict[str, Any]) -> bool:
-    """Return True when ``azure_config.json`` names a workspace (all three fields filled)."""
-    keys = ("subscription_id", "resource_group", "workspace_name")
-    filled = [bool(str(azure_config.get(k, "")).strip()) for k in keys]
-    if any(filled) and not all(filled):
-        missing = [k for k, ok in zip(keys, filled, strict=True) if not ok]
-        raise ConfigError(
-            f"config/azure_config.json: {', '.join(missing)} blank while other fields are set; "
-            "fill all three to use a workspace, or blank all three to stay local."
-        )
-    return all(filled)
-
-
-def dataset_config(data_config: dict[str, Any], dataset: str) -> dict[str, Any] | None:
-    """Return the entry for ``dataset`` in ``data_config.json``, or None if not declared."""
-    return data_config["datasets"].get(dataset)

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import logging
 import logging.config
-from typing import Any
 
 from amlkit import paths
-from amlkit.config import load_config
+from amlkit.config import LoggingConfig
 
 
-def setup_logging(level: str | None = None, config: dict[str, Any] | None = None) -> None:
+def setup_logging(level: str | None = None, config: LoggingConfig | None = None) -> None:
     """Configure logging from logging_config.json.
 
     Args:
         level: optional console level override (for example ``"INFO"`` for ``amlkit -v``).
         config: an already parsed logging config; loaded from config/ when None.
     """
-    cfg = config or load_config("logging_config")
+    cfg = (config or LoggingConfig.load()).to_dict()
     state = str(paths.state_dir())
     handlers = {}
     for name, handler in cfg.get("handlers", {}).items():

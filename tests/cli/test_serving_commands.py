@@ -29,7 +29,7 @@ MODEL = "penguins-classification"
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory, repo):
-    from amlkit import config
+    from amlkit.config import ModelConfig
     from amlkit.data import ingest, preprocess
     from amlkit.training import workflow
 
@@ -39,8 +39,7 @@ def root(tmp_path_factory, repo):
         mp.setenv("AMLKIT_ROOT", str(root))
         ingest.ingest("penguins", progress=False)
         processed, _ = preprocess.preprocess("penguins")
-        model_config = config.load_config("model_config")
-        model_config |= {"search_iterations": 2, "cv_folds": 3}
+        model_config = ModelConfig.load().model_copy(update={"search_iterations": 2, "cv_folds": 3})
         workflow.retrain(processed, model_config)
         yield root
 

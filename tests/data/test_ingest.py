@@ -72,10 +72,11 @@ def test_new_content_gets_a_new_version_and_keeps_the_old(project, tmp_path):
 def test_large_file_streams_in_chunks(project, tmp_path, monkeypatch):
     rows = GOOD.splitlines()[1:]
     text = GOOD.splitlines()[0] + "\n" + "\n".join(rows * 2500) + "\n"
-    from amlkit.config import load_config
+    from amlkit.config import DataConfig
 
-    cfg = load_config("data_config")
-    cfg["ingestion"] |= {"chunk_bytes": 4096, "chunk_rows": 777}
+    base = DataConfig.load()
+    ingestion = base.ingestion.model_copy(update={"chunk_bytes": 4096, "chunk_rows": 777})
+    cfg = base.model_copy(update={"ingestion": ingestion})
     result = ingest.ingest("penguins", source=_csv(tmp_path, text), data_config=cfg, progress=False)
     assert result.manifest["rows"] == 10_000
     assert result.manifest["classes"]["Adelie"] == 5000

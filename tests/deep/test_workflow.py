@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from amlkit.config import ModelConfig
 from amlkit.deep import images
 from amlkit.registry import store
 
@@ -32,7 +33,9 @@ deep_workflow = pytest.importorskip("amlkit.deep.workflow")
 deep.set_determinism(7)  # thread counts are fixed before TensorFlow's first op
 
 FAST = {"epochs": 3, "patience": 2, "conv_filters": [8, 16], "dense_units": 32}
-MODEL_CONFIG = {"primary_metric": {"classification": "f1_macro"}, "promotion_margin": 0.0}
+MODEL_CONFIG = ModelConfig.model_validate(
+    {"primary_metric": {"classification": "f1_macro", "regression": "rmse"}, "candidates": {}}
+)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +109,9 @@ def test_data_info_hashes_the_digits_arrays_and_the_npz_bytes(tmp_path, digits):
 
 
 def test_cnn_config_layers_config_then_dict_then_set_scalars():
-    config = {"deep_learning": {"epochs": 40, "dense_units": 64, "dropout": 0.25}}
+    config = ModelConfig.model_validate(
+        {"candidates": {}, "deep_learning": {"epochs": 40, "dense_units": 64, "dropout": 0.25}}
+    )
     params = deep_workflow.cnn_config(
         config, {"dropout": 0.0, "dense_units": 16}, epochs=5, batch_size=0, learning_rate=0.0
     )

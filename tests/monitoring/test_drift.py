@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from amlkit.config import MonitoringConfig
 from amlkit.monitoring import drift, quality
 
 
@@ -131,14 +132,17 @@ def test_decision_flags_only_columns_above_their_threshold():
 
 def test_thresholds_accept_the_monitoring_section_of_the_deployment_config():
     section = json.loads('{"thresholds": {"jensen_shannon_distance": 0.2}, "bins": 10}')
-    limits = drift.resolve_thresholds(section)
+    limits = drift.resolve_thresholds(MonitoringConfig.model_validate(section))
     assert limits["jensen_shannon_distance"] == 0.2
     assert limits["normalized_wasserstein_distance"] == 0.1
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [({"wasserstein": 0.1}, "unknown monitoring threshold"), ({"null_value_rate": -1}, ">= 0")],
+    [
+        ({"wasserstein": 0.1}, "threshold 'wasserstein': Extra inputs"),
+        ({"null_value_rate": -1}, "greater than or equal to 0"),
+    ],
 )
 def test_bad_thresholds_are_rejected_with_the_key(overrides, message):
     with pytest.raises(ValueError, match=message):

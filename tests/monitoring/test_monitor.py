@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from amlkit.config import DeploymentConfig, MonitoringConfig
 from amlkit.monitoring import monitor, traffic
 
 
@@ -64,12 +65,6 @@ def test_read_production_file_reads_csv_and_parquet(tmp_path, name):
     pd.testing.assert_frame_equal(monitor.read_production_file(path), frame)
 
 
-def test_retraining_rules_refuse_unknown_keys():
-    with pytest.raises(ValueError, match="unknown keys"):
-        monitor.retraining_rules({"retraining": {"max_drift": 1}})
-    assert monitor.retraining_rules(None) == monitor.RETRAINING_DEFAULTS
-
-
 def drift_frame(drifted: list[bool], p_values: list[float]) -> pd.DataFrame:
     n = len(drifted)
     return pd.DataFrame(
@@ -109,7 +104,7 @@ def test_decide_retraining_fires_on_the_configured_checks(drifted, p_values, ran
         drift_frame(drifted, p_values),
         QUALITY,
         n_rows=100,
-        rules=monitor.retraining_rules({"retraining": {"top_n_features": 1}}),
+        config=MonitoringConfig.model_validate({"retraining": {"top_n_features": 1}}),
         ranking=ranking,
     )
     assert decision.retrain is fires, decision.reasons
@@ -117,10 +112,10 @@ def test_decide_retraining_fires_on_the_configured_checks(drifted, p_values, ran
 
 def test_decide_retraining_fires_on_quality_and_needs_enough_rows():
     bad = QUALITY.assign(null_value_rate=0.5)
-    rules = monitor.retraining_rules(None)
-    fired = monitor.decide_retraining(drift_frame([False], [0.9]), bad, n_rows=100, rules=rules)
+    rules = MonitoringConfig()
+    fired = monitor.decide_retraining(drift_frame([False], [0.9]), bad, n_rows=100, config=rules)
     assert fired.retrain and fired.reasons == ["null_value_rate 0.5 > 0.1"]
-    few = monitor.decide_retraining(drift_frame([False], [0.9]), bad, n_rows=10, rules=rules)
+    few = monitor.decide_retraining(drift_frame([False], [0.9]), bad, n_rows=10, config=rules)
     assert not few.retrain and "min_rows" in few.reasons[0]
 
 
@@ -141,9 +136,7 @@ def window(processed, intensity: float, seed: int) -> pd.DataFrame:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_plain_replay_does_not_fire_and_drifted_replay_does(penguins, seed):
-    from amlkit import config
-
-    cfg = config.load_config("deployment_config")["monitoring"]
+    cfg = DeploymentConfig.load().monitoring
     target = penguins.manifest["target"]
     ranking = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]
     calm = window(penguins, 0.0, seed)

@@ -16,6 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from amlkit import config
+from amlkit.azure import workspace
 from amlkit.registry import tracking
 
 
@@ -29,7 +30,7 @@ def test_configure_tracking_uses_sqlite_store_in_state_folder(root: Path) -> Non
 
 
 def test_configure_tracking_stays_local_with_blank_azure_config(root: Path) -> None:
-    blank = config.load_config("azure_config")
+    blank = config.AzureConfig.load()
 
     assert tracking.configure_tracking(blank) == tracking.local_tracking_uri()
 
@@ -38,13 +39,13 @@ def test_configure_tracking_rejects_half_filled_azure_config(root: Path) -> None
     half = {"subscription_id": "sub", "resource_group": "", "workspace_name": "ws"}
 
     with pytest.raises(config.ConfigError, match="resource_group"):
-        tracking.configure_tracking(half)
+        tracking.configure_tracking(config.AzureConfig.from_dict(half))
 
 
 def test_azure_ml_client_is_built_offline_for_the_configured_workspace() -> None:
     azure = {"subscription_id": "0000", "resource_group": "rg-ml", "workspace_name": "ws-ml"}
 
-    client = tracking.azure_ml_client(azure)
+    client = workspace.ml_client(config.AzureConfig.from_dict(azure))
 
     assert (client.subscription_id, client.resource_group_name) == ("0000", "rg-ml")
     assert client.workspace_name == "ws-ml"
@@ -53,7 +54,7 @@ def test_azure_ml_client_is_built_offline_for_the_configured_workspace() -> None
 @pytest.mark.azure
 @pytest.mark.skip(reason="needs a live Azure ML workspace, credentials and network")
 def test_configure_tracking_uses_the_workspace_tracking_uri() -> None:
-    azure = config.load_config("azure_config")
+    azure = config.AzureConfig.load()
     assert tracking.configure_tracking(azure).startswith("azureml://")
 
 

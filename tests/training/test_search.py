@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from amlkit import config
+from amlkit.config import CandidateConfig, ConfigError, ModelConfig
 from amlkit.training import evaluate, search
 
 FEATURE_TYPES = {
@@ -19,8 +19,8 @@ FEATURE_TYPES = {
 }
 
 
-def small_config(**overrides):
-    cfg = {
+def small_raw() -> dict:
+    return {
         "random_state": 7,
         "cv_folds": 3,
         "search_iterations": 2,
@@ -56,7 +56,10 @@ def small_config(**overrides):
             },
         },
     }
-    return cfg | overrides
+
+
+def small_config(**overrides) -> ModelConfig:
+    return ModelConfig.from_dict(small_raw() | overrides)
 
 
 def synthetic(task: str, n: int = 90, n_classes: int = 2, seed: int = 0) -> pd.DataFrame:
@@ -98,40 +101,41 @@ def test_build_candidates_returns_preprocess_then_model_with_prefixed_space():
 
 
 def test_build_candidates_skips_candidates_of_other_tasks():
-    cfg = small_config()
-    cfg["candidates"]["forest"]["tasks"] = ["regression"]
-    assert list(search.build_candidates("classification", cfg, feature_types=FEATURE_TYPES)) == [
-        "linear"
-    ]
-    cfg["candidates"]["linear"]["tasks"] = []
-    with pytest.raises(ValueError, match="no candidate for task 'classification'"):
-        search.build_candidates("classification", cfg, feature_types=FEATURE_TYPES)
+    raw = small_raw()
+    raw["candidates"]["forest"]["tasks"] = ["regression"]
+    built = search.build_candidates(
+        "classification", ModelConfig.from_dict(raw), feature_types=FEATURE_TYPES
+    )
+    assert list(built) == ["linear"]
+    raw["candidates"]["linear"]["tasks"] = []
+    with pytest.raises(ConfigError, match="no candidate for task 'classification'"):
+        search.build_candidates(
+            "classification", ModelConfig.from_dict(raw), feature_types=FEATURE_TYPES
+        )
 
 
-def test_repository_model_config_builds_for_both_tasks():
-    model_config = config.load_config("model_config")
+def test_repository_model_config_builds_for_both_tasks(repo):
+    model_config = ModelConfig.load(repo / "config")
     for task in ("classification", "regression"):
         built = search.build_candidates(task, model_config, feature_types=FEATURE_TYPES)
-        assert set(built) == set(model_config["candidates"])
+        assert set(built) == set(model_config.candidates)
         assert all(k.startswith("model__") for _, space in built.values() for k in space)
 
 
 @pytest.mark.parametrize(
     ("path", "message"),
     [
-        (
-            "os.system",
-            r"candidates\.linear\.estimator\.classification = 'os\.system' is not allowed",
-        ),
+        ("os.system", r"estimator.classification = 'os\.system' is not allowed"),
         ("sklearn.linear_model.Logistic", "has no estimator class 'Logistic'"),
         ("sklearn.linear_model.enet_path", "has no estimator class 'enet_path'"),
     ],
 )
 def test_unknown_or_forbidden_estimator_is_rejected_naming_the_key(path, message):
-    cfg = small_config()
-    cfg["candidates"]["linear"]["estimator"]["classification"] = path
-    with pytest.raises(ValueError, match=message):
-        search.build_candidates("classification", cfg, feature_types=FEATURE_TYPES)
+    raw = small_raw()
+    raw["candidates"]["linear"]["estimator"]["classification"] = path
+    with pytest.raises(ConfigError, match=message):
+        model_config = ModelConfig.from_dict(raw)
+        search.build_candidates("classification", model_config, feature_types=FEATURE_TYPES)
 
 
 @pytest.mark.parametrize(
@@ -144,8 +148,14 @@ def test_unknown_or_forbidden_estimator_is_rejected_naming_the_key(path, message
     ],
 )
 def test_search_space_entries_become_distributions(spec, check):
-    dists = search.param_distributions({"C": spec}, search.resolve_estimator("sklearn.svm.SVC")())
-    dist = dists["model__C"]
+    candidate = CandidateConfig.model_validate(
+        {
+            "tasks": ["classification"],
+            "estimator": {"classification": "sklearn.svm.SVC"},
+            "search_space": {"classification": {"C": spec}},
+        }
+    )
+    dist = candidate.distributions_for("classification")["model__C"]
     assert check(dist)
     if not isinstance(dist, list):
         assert isinstance(dist, stats.distributions.rv_frozen)
@@ -154,7 +164,7 @@ def test_search_space_entries_become_distributions(spec, check):
 @pytest.mark.parametrize(
     ("space", "message"),
     [
-        ({"C": {"normal": [0, 1]}}, r"search_space\.C = \{'normal'"),
+        ({"C": {"normal": [0, 1]}}, "search_space.classification.C.normal"),
         ({"C": {"uniform": [1.0, 0.5]}}, "low < high"),
         ({"C": {"loguniform": [0.0, 1.0]}}, "low must be > 0"),
         ({"C": {"randint": [1.5, 4]}}, "must be integers"),
@@ -163,15 +173,21 @@ def test_search_space_entries_become_distributions(spec, check):
     ],
 )
 def test_malformed_search_space_is_rejected(space, message):
-    with pytest.raises(ValueError, match=message):
-        search.param_distributions(space, search.resolve_estimator("sklearn.svm.SVC")())
+    raw = small_raw()
+    raw["candidates"]["linear"]["estimator"]["classification"] = "sklearn.svm.SVC"
+    raw["candidates"]["linear"]["params"] = {}
+    raw["candidates"]["linear"]["search_space"] = {"classification": space}
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig.from_dict(raw).candidates["linear"].estimator_for("classification")
 
 
 def test_bad_fixed_params_are_reported_with_the_key():
-    cfg = small_config()
-    cfg["candidates"]["linear"]["params"]["classification"] = {"max_iterations": 5}
-    with pytest.raises(ValueError, match=r"candidates\.linear\.params\.classification"):
-        search.build_candidates("classification", cfg, feature_types=FEATURE_TYPES)
+    raw = small_raw()
+    raw["candidates"]["linear"]["params"]["classification"] = {"max_iterations": 5}
+    with pytest.raises(ConfigError, match=r"params\.classification"):
+        search.build_candidates(
+            "classification", ModelConfig.from_dict(raw), feature_types=FEATURE_TYPES
+        )
 
 
 def test_make_cv_reduces_folds_for_small_classes_with_a_warning(caplog):
@@ -415,14 +431,15 @@ def test_train_all_on_vega_cars_with_a_datetime_column():
 
 
 def test_candidate_without_search_space_is_fitted_once():
-    cfg = small_config()
-    cfg["candidates"] = {
+    raw = small_raw()
+    raw["candidates"] = {
         "baseline": {
             "tasks": ["classification"],
             "estimator": {"classification": "sklearn.dummy.DummyClassifier"},
         },
-        **cfg["candidates"],
+        **raw["candidates"],
     }
+    cfg = ModelConfig.from_dict(raw)
     df = synthetic("classification", n=60)
     result = search.train_all(
         df,

@@ -18,8 +18,9 @@ from typing import Any
 
 import yaml
 
-from amlkit import config as amlconfig
 from amlkit import io
+from amlkit.azure import workspace
+from amlkit.config import AzureConfig
 
 logger = logging.getLogger(__name__)
 
@@ -187,13 +188,12 @@ def deploy(
         RuntimeError: no workspace configured or no credentials (always the case here);
             the message says what to fill in.
     """
-    azure_cfg = amlconfig.load_config("azure_config")
-    if not amlconfig.azure_workspace_configured(azure_cfg):
+    azure_cfg = AzureConfig.load()
+    if not azure_cfg.workspace_configured:
         raise RuntimeError(
             "Azure deployment skipped: config/azure_config.json names no workspace; fill "
             "subscription_id, resource_group and workspace_name to deploy."
         )
-    from azure.ai.ml import MLClient
     from azure.identity import DefaultAzureCredential
 
     try:
@@ -201,12 +201,7 @@ def deploy(
         credential.get_token("https://management.azure.com/.default")
     except Exception as exc:
         raise RuntimeError(f"Azure deployment skipped: no usable credentials ({exc}).") from exc
-    client = MLClient(
-        credential,
-        azure_cfg["subscription_id"],
-        azure_cfg["resource_group"],
-        azure_cfg["workspace_name"],
-    )
+    client = workspace.ml_client(azure_cfg, credential)
     entities = build_entities(service_dir)
     client.online_endpoints.begin_create_or_update(entities["endpoint"]).result()
     client.online_deployments.begin_create_or_update(entities[deployment]).result()

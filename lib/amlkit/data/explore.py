@@ -14,14 +14,13 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-NUMERIC = ("numeric", "integer")
-CATEGORY = ("categorical", "boolean")
+from amlkit import kinds
 
 
-def summary(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+def summary(frame: pd.DataFrame, column_kinds: dict[str, str]) -> pd.DataFrame:
     """Return one row per column: kind, non-null count, missing share, distinct values, stats."""
     rows = []
-    for column, kind in kinds.items():
+    for column, kind in column_kinds.items():
         values = frame[column]
         row = {
             "column": column,
@@ -30,7 +29,7 @@ def summary(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
             "missing_pct": round(100 * float(values.isna().mean()), 2),
             "distinct": int(values.nunique()),
         }
-        if kind in NUMERIC:
+        if kind in kinds.NUMERIC_KINDS:
             x = pd.to_numeric(values, errors="coerce")
             row |= {
                 "mean": x.mean(),
@@ -41,7 +40,7 @@ def summary(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
             }
         elif kind == "datetime":
             row |= {"min": values.min(), "max": values.max()}
-        elif kind in CATEGORY and values.notna().any():
+        elif kind in kinds.CATEGORY_KINDS and values.notna().any():
             row["top"] = values.astype(str).mode().iloc[0]
         rows.append(row)
     return pd.DataFrame(rows).set_index("column").round(3)
@@ -80,10 +79,10 @@ def _grid(n: int, ncols: int = 3) -> tuple[Figure, np.ndarray]:
 
 
 def numeric_distributions(
-    frame: pd.DataFrame, kinds: dict[str, str], target: str, task: str
+    frame: pd.DataFrame, column_kinds: dict[str, str], target: str, task: str
 ) -> Figure | None:
     """Histograms of numeric columns, split by class for classification."""
-    columns = [c for c, k in kinds.items() if k in NUMERIC and c != target]
+    columns = [c for c, k in column_kinds.items() if k in kinds.NUMERIC_KINDS and c != target]
     if not columns:
         return None
     fig, axes = _grid(len(columns))
@@ -106,10 +105,10 @@ def numeric_distributions(
 
 
 def categorical_counts(
-    frame: pd.DataFrame, kinds: dict[str, str], target: str, *, top: int = 12
+    frame: pd.DataFrame, column_kinds: dict[str, str], target: str, *, top: int = 12
 ) -> Figure | None:
     """Counts of the most frequent values of each categorical or boolean column."""
-    columns = [c for c, k in kinds.items() if k in CATEGORY and c != target]
+    columns = [c for c, k in column_kinds.items() if k in kinds.CATEGORY_KINDS and c != target]
     if not columns:
         return None
     fig, axes = _grid(len(columns))
@@ -123,9 +122,9 @@ def categorical_counts(
     return fig
 
 
-def correlation_figure(frame: pd.DataFrame, kinds: dict[str, str]) -> Figure | None:
+def correlation_figure(frame: pd.DataFrame, column_kinds: dict[str, str]) -> Figure | None:
     """Heat map of Pearson correlations between numeric columns."""
-    columns = [c for c, k in kinds.items() if k in NUMERIC]
+    columns = [c for c, k in column_kinds.items() if k in kinds.NUMERIC_KINDS]
     if len(columns) < 2:
         return None
     corr = frame[columns].apply(pd.to_numeric, errors="coerce").corr().round(2)

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from amlkit import __version__, paths
-from amlkit.config import load_config
+from amlkit.config import DataConfig, DatasetConfig
 from amlkit.data import sources, validation
 from amlkit.io import read_json, staged_directory, write_json_atomic
 
@@ -84,14 +84,14 @@ def read_chunks(
         raise ValueError(f"unsupported format {fmt!r}")
 
 
-def _first_chunk(path: Path, fmt: str, cfg: dict[str, Any], source: str) -> pd.DataFrame:
+def _first_chunk(path: Path, fmt: str, cfg: DataConfig, source: str) -> pd.DataFrame:
     try:
         chunk = next(
             read_chunks(
                 path,
                 fmt,
-                chunk_rows=cfg["ingestion"]["chunk_rows"],
-                missing_values=cfg["missing_values"],
+                chunk_rows=cfg.ingestion.chunk_rows,
+                missing_values=cfg.missing_values,
             ),
             None,
         )
@@ -107,23 +107,23 @@ def _first_chunk(path: Path, fmt: str, cfg: dict[str, Any], source: str) -> pd.D
     return chunk
 
 
-def _schema_for(dataset: str, entry: dict[str, Any], sample: pd.DataFrame, cfg: dict[str, Any]):
+def _schema_for(
+    dataset: str, entry: DatasetConfig | None, sample: pd.DataFrame, cfg: DataConfig
+) -> tuple[dict[str, dict[str, Any]], str]:
     """Return (schema, where it came from): declared, saved for review, or inferred now."""
-    if entry.get("schema"):
-        validation.check_schema_shape(entry["schema"], "config/data_config.json")
-        return entry["schema"], "declared"
+    if entry is not None and entry.columns:
+        declared = {c: s.model_dump(exclude_none=True) for c, s in entry.columns.items()}
+        return declared, "declared"
     saved = paths.config_dir() / "schemas" / f"{dataset}.json"
     if saved.is_file():
-        schema = read_json(saved)
-        validation.check_schema_shape(schema, str(saved))
-        return schema, "saved"
-    ing = cfg["ingestion"]
+        return validation.check_schema_shape(read_json(saved), str(saved)), "saved"
+    ing = cfg.ingestion
     schema = validation.infer_schema(
-        sample, unique_ratio=ing["id_like_unique_ratio"], min_unique=ing["id_like_min_unique"]
+        sample, unique_ratio=ing.id_like_unique_ratio, min_unique=ing.id_like_min_unique
     )
-    for column in entry.get("date_columns", []):
+    for column in entry.date_columns if entry else []:
         schema[column] = {"type": "datetime", "nullable": True}
-    for column in entry.get("id_columns", []):
+    for column in entry.id_columns if entry else []:
         schema[column] = {"type": "text", "nullable": True}
     return schema, "inferred"
 
@@ -134,7 +134,7 @@ def ingest(
     source: str | None = None,
     target: str | None = None,
     task: str | None = None,
-    data_config: dict[str, Any] | None = None,
+    data_config: DataConfig | None = None,
     progress: bool = True,
 ) -> IngestResult:
     """Ingest a data set: fetch, check, and write a new raw version (or find the existing one).
@@ -155,12 +155,12 @@ def ingest(
         SourceError: the source cannot be read.
         ValueError: a parameter is missing or wrong.
     """
-    cfg = data_config or load_config("data_config")
+    cfg = data_config or DataConfig.load()
     check_name(dataset)
-    entry = cfg["datasets"].get(dataset, {})
-    source = source or entry.get("source")
-    target = target or entry.get("target")
-    task = task or entry.get("task")
+    entry = cfg.dataset(dataset)
+    source = source or (entry.source if entry else None)
+    target = target or (entry.target if entry else None)
+    task = task or (entry.task if entry else None)
     if not source:
         raise ValueError(
             f"data set {dataset!r} is not declared in config/data_config.json and no source was "
@@ -171,9 +171,7 @@ def ingest(
     if task not in (None, "", "classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
     root = paths.raw_dir() / dataset
-    fetched = sources.fetch(
-        source, root, chunk_bytes=cfg["ingestion"]["chunk_bytes"], progress=progress
-    )
+    fetched = sources.fetch(source, root, chunk_bytes=cfg.ingestion.chunk_bytes, progress=progress)
     try:
         version = fetched.sha256[:12]
         final = root / version
@@ -200,7 +198,7 @@ def ingest(
 def _check(fetched, dataset, entry, cfg, target, task):
     """Run every check on the fetched file; return (manifest, schema origin, schema)."""
     src = fetched.source
-    max_shown = cfg["ingestion"]["max_failures_shown"]
+    max_shown = cfg.ingestion.max_failures_shown
     if fetched.size_bytes == 0:
         raise validation.DataValidationError(src, ["the file is empty (0 bytes)"])
     if fetched.format in ("csv", "tsv"):
@@ -230,8 +228,8 @@ def _check(fetched, dataset, entry, cfg, target, task):
     for chunk in read_chunks(
         fetched.path,
         fetched.format,
-        chunk_rows=cfg["ingestion"]["chunk_rows"],
-        missing_values=cfg["missing_values"],
+        chunk_rows=cfg.ingestion.chunk_rows,
+        missing_values=cfg.missing_values,
     ):
         chunk.columns = [str(c).strip() for c in chunk.columns]
         good, bad = validation.validate_chunk(chunk, checker)
@@ -312,9 +310,9 @@ def get_manifest(dataset: str, version: str = "latest") -> dict[str, Any]:
     raise FileNotFoundError(f"{dataset!r} has no raw version {version!r}; it has {known}")
 
 
-def load_raw(dataset: str, version: str = "latest", data_config: dict | None = None):
+def load_raw(dataset: str, version: str = "latest", data_config: DataConfig | None = None):
     """Load a raw version, typed by its schema; return (frame, manifest)."""
-    cfg = data_config or load_config("data_config")
+    cfg = data_config or DataConfig.load()
     manifest = get_manifest(dataset, version)
     path = paths.raw_dir() / dataset / manifest["version"] / manifest["file"]
     checker = validation.build_pandera_schema(
@@ -324,8 +322,8 @@ def load_raw(dataset: str, version: str = "latest", data_config: dict | None = N
     for chunk in read_chunks(
         path,
         manifest["format"],
-        chunk_rows=cfg["ingestion"]["chunk_rows"],
-        missing_values=cfg["missing_values"],
+        chunk_rows=cfg.ingestion.chunk_rows,
+        missing_values=cfg.missing_values,
     ):
         chunk.columns = [str(c).strip() for c in chunk.columns]
         good, bad = validation.validate_chunk(chunk, checker)

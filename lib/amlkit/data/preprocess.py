@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from amlkit import paths
-from amlkit.config import load_config
+from amlkit import kinds, paths
+from amlkit.config import DataConfig
 from amlkit.data import ingest
 from amlkit.data.profile import build_profile
 from amlkit.io import (
@@ -77,7 +77,7 @@ def clean(
             features[column] = kind
     for column, kind in features.items():
         values = frame[column]
-        if kind in ("numeric", "integer"):
+        if kind in kinds.NUMERIC_KINDS:
             frame[column] = pd.to_numeric(values).astype("float64")
         elif kind in ("boolean", "categorical"):
             # The model's own normaliser, so training data and requests are cleaned alike.
@@ -86,7 +86,7 @@ def clean(
     before = len(frame)
     frame = frame[frame[target].notna()]
     dropped = before - len(frame)
-    if schema.get(target, {}).get("type") in ("numeric", "integer"):
+    if schema.get(target, {}).get("type") in kinds.NUMERIC_KINDS:
         frame[target] = pd.to_numeric(frame[target]).astype("float64")
     else:
         frame[target] = frame[target].map(lambda v: str(v).strip())
@@ -144,7 +144,7 @@ def preprocess(
     *,
     split_params: dict[str, Any] | None = None,
     drop_columns: list[str] | None = None,
-    data_config: dict[str, Any] | None = None,
+    data_config: DataConfig | None = None,
 ) -> tuple[Processed, bool]:
     """Clean and split a raw version; write it (once) with its manifest and baseline profile.
 
@@ -158,11 +158,12 @@ def preprocess(
     Returns:
         (the processed version, whether it was written now)
     """
-    cfg = data_config or load_config("data_config")
-    params = {**cfg["split"], **(split_params or {})}
+    cfg = data_config or DataConfig.load()
+    params = {**cfg.split.model_dump(), **(split_params or {})}
     frame, raw = ingest.load_raw(dataset, raw_version, cfg)
-    entry = cfg["datasets"].get(dataset, {})
-    drop = list(drop_columns if drop_columns is not None else entry.get("drop_columns", []))
+    entry = cfg.dataset(dataset)
+    configured = entry.drop_columns if entry else []
+    drop = list(drop_columns if drop_columns is not None else configured)
     missing = [c for c in drop if c not in frame.columns]
     if missing:
         raise ValueError(f"drop_columns {missing} are not columns of {dataset!r}")

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from amlkit import kinds
+
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
-NUMERIC_KINDS = ("numeric", "integer")
-CATEGORY_KINDS = ("categorical", "boolean")
 
 
 def _num(value: float) -> float | None:
@@ -30,7 +30,7 @@ def column_profile(values: pd.Series, kind: str, *, bins: int = 10) -> dict[str,
         "null_rate": round(float(values.isna().mean()), 10) if len(values) else 0.0,
     }
     present = values.dropna()
-    if kind in NUMERIC_KINDS:
+    if kind in kinds.NUMERIC_KINDS:
         x = present.to_numpy(dtype=float)
         if x.size:
             qs = np.quantile(x, QUANTILES)
@@ -45,7 +45,7 @@ def column_profile(values: pd.Series, kind: str, *, bins: int = 10) -> dict[str,
                 "bin_edges": [_num(e) for e in edges],
                 "bin_counts": [int(c) for c in counts],
             }
-    elif kind in CATEGORY_KINDS:
+    elif kind in kinds.CATEGORY_KINDS:
         freq = present.astype(str).value_counts(normalize=True).sort_index()
         entry |= {
             "n_unique": int(freq.size),
@@ -86,7 +86,7 @@ def build_profile(
     columns = {}
     for column, kind in feature_types.items():
         columns[column] = {"role": "feature", **column_profile(frame[column], kind)}
-    target_kind = "categorical" if task == "classification" else "numeric"
+    target_kind = kinds.target_kind(task)
     columns[target] = {"role": "target", **column_profile(frame[target], target_kind)}
     return {
         "dataset": dataset,

@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
+from pydantic import TypeAdapter, ValidationError
+
+from amlkit import kinds
+from amlkit.config import ColumnSchema, Schema
 
 logger = logging.getLogger(__name__)
-
-KINDS = ("numeric", "integer", "categorical", "boolean", "datetime", "text")
-BOOL_TOKENS = {"true", "false", "t", "f", "yes", "no", "y", "n", "0", "1"}
-SCHEMA_KEYS = {"type", "nullable", "min", "max", "categories"}
 
 
 class DataValidationError(ValueError):
@@ -140,7 +140,7 @@ def infer_kind(values: pd.Series, *, unique_ratio: float, min_unique: int) -> st
         as_num = s.astype(float)
     else:
         text = s.astype(str).str.strip()
-        if set(text.str.lower().unique()) <= BOOL_TOKENS and text.nunique() <= 2:
+        if set(text.str.lower().unique()) <= kinds.BOOL_TOKENS and text.nunique() <= 2:
             return "boolean" if not text.str.fullmatch(r"[01]").all() else "integer"
         as_num = pd.to_numeric(text, errors="coerce")
         if as_num.notna().mean() < 0.9:
@@ -167,26 +167,30 @@ def infer_schema(
     return schema
 
 
-def check_schema_shape(schema: dict[str, Any], where: str) -> None:
-    """Raise a clear error when a declared schema uses unknown kinds or keys."""
-    for column, spec in schema.items():
-        if not isinstance(spec, dict):
-            raise DataValidationError(where, [f"schema entry {column!r} must be an object"])
-        unknown = set(spec) - SCHEMA_KEYS
-        if unknown:
-            raise DataValidationError(
-                where,
-                [f"schema entry {column!r} has unknown keys {sorted(unknown)}; use {SCHEMA_KEYS}"],
-            )
-        if spec.get("type") not in KINDS:
-            raise DataValidationError(
-                where,
-                [f"schema entry {column!r} has type {spec.get('type')!r}; use one of {KINDS}"],
-            )
+def check_schema_shape(schema: Any, where: str) -> dict[str, dict[str, Any]]:
+    """Validate a saved schema against :class:`amlkit.config.ColumnSchema`; return it plain.
+
+    Raises:
+        DataValidationError: an entry that is not an object, an unknown key or kind.
+    """
+    try:
+        typed = TypeAdapter(Schema).validate_python(schema)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        column = ".".join(str(part) for part in error["loc"])
+        raise DataValidationError(
+            where,
+            [
+                f"schema entry {column!r}: {error['msg']} (got {error.get('input')!r}); the "
+                f"keys are {', '.join(ColumnSchema.model_fields)}, the types "
+                f"{', '.join(kinds.SCHEMA_KINDS)}"
+            ],
+        ) from None
+    return {column: spec.model_dump(exclude_none=True) for column, spec in typed.items()}
 
 
 def _is_bool_token(series: pd.Series) -> pd.Series:
-    return series.isna() | series.astype(str).str.strip().str.lower().isin(BOOL_TOKENS)
+    return series.isna() | series.astype(str).str.strip().str.lower().isin(kinds.BOOL_TOKENS)
 
 
 def _whole(series: pd.Series) -> pd.Series:
@@ -203,7 +207,7 @@ def build_pandera_schema(
         if name == target:
             nullable = True  # rows with a missing target are dropped (and counted) in 03
         checks = []
-        if kind in ("numeric", "integer"):
+        if kind in kinds.NUMERIC_KINDS:
             dtype, coerce = "float64", True
             if kind == "integer":
                 checks.append(pa.Check(_whole, error="whole numbers"))
@@ -301,7 +305,7 @@ def check_target(target_values: pd.Series, *, target: str, task: str, source: st
 
 def infer_task(target_values: pd.Series, kind: str) -> str:
     """Guess the task from the target: numeric with many distinct values is regression."""
-    if kind in ("numeric", "integer"):
+    if kind in kinds.NUMERIC_KINDS:
         numeric = pd.to_numeric(target_values, errors="coerce").dropna()
         if kind == "numeric" or numeric.nunique() > 20:
             return "regression"

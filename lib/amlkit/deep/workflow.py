@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from amlkit import io, paths
+from amlkit.config import ModelConfig
 from amlkit.deep import images, network, pyfunc
 from amlkit.deep.images import ImageSplits
 from amlkit.registry import champion, store, tracking
@@ -97,7 +98,7 @@ def data_info(source: str | Path, x: np.ndarray, y: np.ndarray) -> dict[str, str
 
 
 def cnn_config(
-    model_config: Mapping[str, Any],
+    model_config: ModelConfig,
     overrides: Mapping[str, Any] | None = None,
     **scalars: Any,
 ) -> dict[str, Any]:
@@ -114,7 +115,7 @@ def cnn_config(
     Raises:
         ValueError: an unknown key or a value out of range.
     """
-    merged = dict(model_config.get("deep_learning") or {})
+    merged = model_config.deep_learning.model_dump()
     merged |= dict(overrides or {})
     merged |= {key: value for key, value in scalars.items() if value not in (None, 0, 0.0)}
     return network.cnn_params(merged)
@@ -256,15 +257,15 @@ def _check_compatible(version: store.ModelVersion, splits: ImageSplits) -> None:
 def champion_gate(
     version: store.ModelVersion,
     splits: ImageSplits,
-    model_config: Mapping[str, Any],
+    model_config: ModelConfig,
     *,
     split: str = "test",
 ) -> champion.PromotionDecision:
     """Compare ``version`` with the champion on the same split; promote it if it wins.
 
     Both versions are loaded back from the registry (files verified against their hashes)
-    and scored on ``split`` with ``model_config["primary_metric"]["classification"]``;
-    the candidate must win by more than ``model_config["promotion_margin"]``.
+    and scored on ``split`` with ``model_config.primary_metric["classification"]``;
+    the candidate must win by more than ``model_config.promotion_margin``.
 
     Args:
         version: the new version (:func:`track_and_register`).
@@ -278,7 +279,7 @@ def champion_gate(
     Raises:
         ValueError: the champion takes images of another shape or predicts other classes.
     """
-    metric = model_config["primary_metric"][TASK]
+    metric = model_config.primary_metric[TASK]
 
     def score(candidate: store.ModelVersion) -> float:
         _check_compatible(candidate, splits)
@@ -289,7 +290,7 @@ def champion_gate(
         version,
         metric=metric,
         greater_is_better=evaluate.greater_is_better(metric),
-        margin=float(model_config.get("promotion_margin", 0.0)),
+        margin=model_config.promotion_margin,
         score=score,
     )
 

@@ -45,29 +45,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 from scipy import stats
+
+from amlkit import kinds
+from amlkit.config import MonitoringConfig, Thresholds
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLDS: dict[str, float] = {
-    "normalized_wasserstein_distance": 0.1,
-    "jensen_shannon_distance": 0.1,
-    "population_stability_index": 0.1,
-    "two_sample_kolmogorov_smirnov_test": 0.05,
-    "pearsons_chi_squared_test": 0.05,
-    "null_value_rate": 0.0,
-    "data_type_error_rate": 0.0,
-    "out_of_bounds_rate": 0.0,
-}
-"""Azure ML model monitoring's default thresholds. Distances and rates flag a column when
-they are above the threshold; the test metrics (KS, chi-squared) are p-values."""
+DEFAULT_THRESHOLDS: dict[str, float] = Thresholds().model_dump()
+"""Azure ML model monitoring's default thresholds (:class:`amlkit.config.Thresholds`)."""
 
-NUMERIC_KINDS = ("numeric", "integer", "datetime")
-CATEGORICAL_KINDS = ("categorical", "boolean")
-KINDS = (*NUMERIC_KINDS, *CATEGORICAL_KINDS, "text")
+MEASURED_KINDS = (*kinds.NUMERIC_KINDS, kinds.DATETIME)
+"""Kinds compared by the distance between values (dates as seconds since the epoch)."""
+KINDS = (*MEASURED_KINDS, *kinds.CATEGORY_KINDS, kinds.TEXT)
 DECISION_METRIC = {
-    **dict.fromkeys(NUMERIC_KINDS, "normalized_wasserstein_distance"),
-    **dict.fromkeys(CATEGORICAL_KINDS, "jensen_shannon_distance"),
+    **dict.fromkeys(MEASURED_KINDS, "normalized_wasserstein_distance"),
+    **dict.fromkeys(kinds.CATEGORY_KINDS, "jensen_shannon_distance"),
 }
 PSI_EPSILON = 1e-4
 KS_EXACT_MAX_N = 10_000  # scipy's ks_2samp "auto" switches to asymptotic above this size
@@ -92,37 +86,32 @@ RESULT_COLUMNS = [
 ]
 
 
-def resolve_thresholds(overrides: Mapping[str, Any] | None = None) -> dict[str, float]:
-    """Return the default thresholds updated with ``overrides``.
+def resolve_thresholds(
+    overrides: Thresholds | MonitoringConfig | Mapping[str, Any] | None = None,
+) -> dict[str, float]:
+    """Return every threshold as ``{metric: threshold}``, defaults filled in.
 
     Args:
-        overrides: ``{metric: threshold}``, or a whole ``"monitoring"`` section of
-            ``deployment_config.json`` holding such a mapping under ``"thresholds"``.
-
-    Returns:
-        A new ``{metric: threshold}`` dict with every metric of ``DEFAULT_THRESHOLDS``.
+        overrides: :class:`~amlkit.config.Thresholds`, a whole monitoring section, or a
+            mapping ``{metric: threshold}`` (validated like the configuration file).
 
     Raises:
-        ValueError: an unknown metric name or a threshold that is not a number >= 0.
+        ValueError: an unknown metric name or a threshold that is not a number.
     """
-    result = dict(DEFAULT_THRESHOLDS)
-    if not overrides:
-        return result
-    if "thresholds" in overrides and isinstance(overrides["thresholds"], Mapping):
-        overrides = overrides["thresholds"]
-    for name, value in overrides.items():
-        if name not in DEFAULT_THRESHOLDS:
-            known = ", ".join(DEFAULT_THRESHOLDS)
-            raise ValueError(
-                f"unknown monitoring threshold {name!r}; expected one of: {known}. "
-                "Fix the key in deployment_config.json's 'monitoring' section."
-            )
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-            raise ValueError(
-                f"monitoring threshold {name!r} is {value!r}; it must be a number >= 0"
-            )
-        result[name] = float(value)
-    return result
+    if isinstance(overrides, MonitoringConfig):
+        overrides = overrides.thresholds
+    if isinstance(overrides, Thresholds):
+        return overrides.model_dump()
+    try:
+        return Thresholds.model_validate(dict(overrides or {})).model_dump()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = ".".join(str(p) for p in error["loc"])
+        raise ValueError(
+            f"monitoring threshold {name!r}: {error['msg']} (got {error.get('input')!r}); the "
+            f"metrics are {', '.join(Thresholds.model_fields)}. Fix deployment_config.json's "
+            "'monitoring.thresholds'."
+        ) from None
 
 
 def numeric_values(values: Any, kind: str = "numeric") -> np.ndarray:
@@ -369,7 +358,7 @@ def compute_drift(
             return _row(column, kind, 0, 0, f"column missing from {' and '.join(missing)} data")
         if kind == "text":
             return _row(column, kind, len(reference), len(current), "text: not compared")
-        if kind in NUMERIC_KINDS:
+        if kind in MEASURED_KINDS:
             ref = numeric_values(reference[column], kind)
             cur = numeric_values(current[column], kind)
             return _decide(_numeric_row(column, kind, ref, cur, bins), limits)

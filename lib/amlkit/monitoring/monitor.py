@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from amlkit import paths
+from amlkit import kinds, paths
+from amlkit.config import MonitoringConfig
 from amlkit.io import sha256_file, write_text_atomic
 from amlkit.monitoring import drift as drift_mod
 from amlkit.monitoring import quality, report
@@ -32,28 +33,6 @@ from amlkit.monitoring import quality, report
 logger = logging.getLogger(__name__)
 
 LOG_FIELDS = ("request_id", "row", "time", "latency_ms", "status", "error", "prediction")
-RETRAINING_DEFAULTS: dict[str, Any] = {
-    "enabled": True,
-    "min_rows": 50,
-    "max_drifted_share": 0.3,
-    "require_significance": True,
-    "top_n_features": 3,
-    "max_drifted_top_features": 0,
-    "prediction_drift": True,
-    "max_quality_rates": {
-        "null_value_rate": 0.1,
-        "data_type_error_rate": 0.01,
-        "out_of_bounds_rate": 0.1,
-    },
-}
-"""The rule used where ``monitoring.retraining`` leaves a key out. Retraining fires when
-any check fires: the share of drifted features is above ``max_drifted_share``; more than
-``max_drifted_top_features`` of the ``top_n_features`` most important features drifted;
-the predictions drifted (``prediction_drift`` true); or a feature's quality rate is above
-its ``max_quality_rates`` limit. Fewer than ``min_rows`` production rows decide nothing.
-With ``require_significance``, a drifted feature counts only when its statistical test
-agrees (KS or chi-squared p-value below its threshold): on small windows a distance above
-0.1 can be sampling noise."""
 
 
 def request_log_dir(endpoint: str) -> Path:
@@ -138,27 +117,6 @@ def read_production_file(path: str | Path) -> pd.DataFrame:
     raise ValueError(f"{path} is not a .csv or .parquet file; convert it or pass a DataFrame")
 
 
-def retraining_rules(monitoring_config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Return ``RETRAINING_DEFAULTS`` updated with ``monitoring_config["retraining"]``.
-
-    Raises:
-        ValueError: an unknown key or quality metric.
-    """
-    given = dict((monitoring_config or {}).get("retraining") or {})
-    unknown = sorted(set(given) - set(RETRAINING_DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"unknown keys {unknown} in monitoring.retraining; known: {list(RETRAINING_DEFAULTS)}"
-        )
-    rules = {**RETRAINING_DEFAULTS, **given}
-    rates = {**RETRAINING_DEFAULTS["max_quality_rates"], **(given.get("max_quality_rates") or {})}
-    bad = sorted(set(rates) - set(quality.QUALITY_METRICS))
-    if bad:
-        raise ValueError(f"max_quality_rates has {bad}; use {list(quality.QUALITY_METRICS)}")
-    rules["max_quality_rates"] = rates
-    return rules
-
-
 @dataclass
 class RetrainingDecision:
     """The outcome of :func:`decide_retraining`: whether to retrain, why, and every check."""
@@ -181,21 +139,20 @@ def decide_retraining(
     quality_frame: pd.DataFrame,
     *,
     n_rows: int,
-    rules: Mapping[str, Any],
+    config: MonitoringConfig,
     prediction_drift: pd.DataFrame | None = None,
     ranking: Sequence[str] | None = None,
-    thresholds: Mapping[str, Any] | None = None,
 ) -> RetrainingDecision:
-    """Apply the retraining rule (see ``RETRAINING_DEFAULTS``) to one monitoring window.
+    """Apply the retraining rule (:class:`amlkit.config.RetrainingRule`) to one window.
 
     Args:
         drift: feature drift (``drift.compute_drift``).
         quality_frame: data quality (``quality.compute_quality``).
         n_rows: production rows in the window.
-        rules: the full rule, from :func:`retraining_rules`.
+        config: the monitoring section: the rule and the thresholds (for the p-values of
+            ``require_significance``).
         prediction_drift: prediction drift (``drift.prediction_drift``), if predictions exist.
         ranking: features, most important first (for the top-N check); None skips it.
-        thresholds: the monitoring thresholds (for the p-values of ``require_significance``).
 
     Returns:
         The decision with one entry per check: ``value``, ``limit``, ``fired``.
@@ -203,8 +160,9 @@ def decide_retraining(
     checks: dict[str, dict[str, Any]] = {}
     compared = drift[drift["metric"].astype(bool) & drift["value"].notna()]
     mask = compared["drifted"].to_numpy(dtype=bool)
-    if rules["require_significance"]:
-        limits = drift_mod.resolve_thresholds(thresholds)
+    rules = config.retraining
+    if rules.require_significance:
+        limits = config.thresholds.model_dump()
         ks, chi = "two_sample_kolmogorov_smirnov_test", "pearsons_chi_squared_test"
         p_value = compared[ks].where(compared[ks].notna(), compared[chi])
         mask &= p_value < compared[ks].notna().map({True: limits[ks], False: limits[chi]})
@@ -213,21 +171,21 @@ def decide_retraining(
     share = len(drifted) / len(compared) if len(compared) else 0.0
     checks["drifted_share"] = {
         "value": share,
-        "limit": rules["max_drifted_share"],
-        "fired": share > rules["max_drifted_share"],
+        "limit": rules.max_drifted_share,
+        "fired": share > rules.max_drifted_share,
         "drifted": drifted,
     }
     if ranking is not None:
-        top = list(ranking)[: int(rules["top_n_features"])]
+        top = list(ranking)[: rules.top_n_features]
         hit = [c for c in top if c in drifted]
         checks["drifted_top_features"] = {
             "value": len(hit),
-            "limit": rules["max_drifted_top_features"],
-            "fired": len(hit) > rules["max_drifted_top_features"],
+            "limit": rules.max_drifted_top_features,
+            "fired": len(hit) > rules.max_drifted_top_features,
             "top": top,
             "drifted": hit,
         }
-    if rules["prediction_drift"] and prediction_drift is not None and len(prediction_drift):
+    if rules.prediction_drift and prediction_drift is not None and len(prediction_drift):
         row = prediction_drift.iloc[0]
         checks["prediction_drift"] = {
             "value": row["value"],
@@ -235,7 +193,7 @@ def decide_retraining(
             "fired": bool(prediction_drift["drifted"].any()),
             "metric": row["metric"],
         }
-    for metric, limit in rules["max_quality_rates"].items():
+    for metric, limit in rules.max_quality_rates.model_dump().items():
         worst = quality_frame.sort_values(metric, ascending=False).head(1)
         value = float(worst[metric].iloc[0]) if len(worst) else 0.0
         checks[metric] = {
@@ -246,10 +204,10 @@ def decide_retraining(
         }
     checks = {k: {n: _round(v) for n, v in c.items()} for k, c in checks.items()}
     reasons = [f"{name} {c['value']} > {c['limit']}" for name, c in checks.items() if c["fired"]]
-    if not rules["enabled"]:
+    if not rules.enabled:
         return RetrainingDecision(False, ["retraining is disabled in the config"], checks)
-    if n_rows < int(rules["min_rows"]):
-        note = f"only {n_rows} rows, fewer than min_rows {rules['min_rows']}: no decision"
+    if n_rows < rules.min_rows:
+        note = f"only {n_rows} rows, fewer than min_rows {rules.min_rows}: no decision"
         return RetrainingDecision(False, [note], checks)
     return RetrainingDecision(bool(reasons), reasons or ["no check fired"], checks)
 
@@ -290,7 +248,7 @@ def run_monitoring(
     current: pd.DataFrame,
     processed: Any,
     *,
-    monitoring_config: Mapping[str, Any] | None = None,
+    monitoring_config: MonitoringConfig | None = None,
     predictions: Any = None,
     labels: Any = None,
     requests: pd.DataFrame | None = None,
@@ -312,21 +270,21 @@ def run_monitoring(
     Returns:
         The :class:`MonitoringResult`.
     """
-    cfg = monitoring_config or {}
+    cfg = monitoring_config or MonitoringConfig()
     manifest = processed.manifest
-    kinds = manifest["feature_types"]
+    feature_types = manifest["feature_types"]
     target = manifest["target"]
-    bins = int(cfg.get("bins", 10))
-    drift = drift_mod.compute_drift(processed.train, current, kinds, cfg, bins)
+    bins = cfg.bins
+    drift = drift_mod.compute_drift(processed.train, current, feature_types, cfg, bins)
     qual = quality.compute_quality(current, processed.profile, cfg)
-    qual = qual[qual["column"].isin(list(kinds))].reset_index(drop=True)
+    qual = qual[qual["column"].isin(list(feature_types))].reset_index(drop=True)
     if predictions is None and "prediction" in current.columns:
         predictions = current["prediction"]
     if labels is None and target in current.columns:
         labels = current[target]
     pred_drift = None
     if predictions is not None:
-        kind = "categorical" if manifest["task"] == "classification" else "numeric"
+        kind = kinds.target_kind(manifest["task"])
         reference = processed.train[target].rename("prediction")
         current_pred = pd.Series(np.asarray(predictions), name="prediction")
         pred_drift = drift_mod.prediction_drift(reference, current_pred, kind, cfg, bins)
@@ -338,10 +296,9 @@ def run_monitoring(
         drift,
         qual,
         n_rows=len(current),
-        rules=retraining_rules(cfg),
+        config=cfg,
         prediction_drift=pred_drift,
         ranking=ranking,
-        thresholds=cfg,
     )
     logger.info("monitoring: retrain=%s (%s)", decision.retrain, "; ".join(decision.reasons))
     return MonitoringResult(current, drift, pred_drift, qual, performance, usage, decision)

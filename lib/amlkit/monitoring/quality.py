@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from amlkit import kinds
 from amlkit.data.profile import column_profile
 from amlkit.monitoring.drift import (
-    CATEGORICAL_KINDS,
-    NUMERIC_KINDS,
+    MEASURED_KINDS,
     numeric_values,
     resolve_thresholds,
 )
@@ -138,9 +138,9 @@ def compute_quality(
         else:
             series = current[column]
             nulls = int(series.isna().sum())
-            if kind in NUMERIC_KINDS:
+            if kind in MEASURED_KINDS:
                 errors, out = _numeric_counts(series, kind, spec)
-            elif kind in CATEGORICAL_KINDS:
+            elif kind in kinds.CATEGORY_KINDS:
                 errors, out = _categorical_counts(series, kind, spec)
             else:
                 errors, out = 0, 0

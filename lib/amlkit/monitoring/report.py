@@ -24,10 +24,10 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from amlkit import kinds
 from amlkit.io import write_json_atomic, write_text_atomic
 from amlkit.monitoring.drift import (
-    CATEGORICAL_KINDS,
-    NUMERIC_KINDS,
+    MEASURED_KINDS,
     category_labels,
     numeric_values,
 )
@@ -170,7 +170,7 @@ def _distribution(column: str, kind: str, reference: pd.DataFrame, current: pd.D
     fig = Figure(figsize=(6, 3.2))
     ax = fig.subplots()
     discrete = kind == "integer" and reference[column].nunique() <= MAX_BARS
-    if kind in NUMERIC_KINDS and not discrete:
+    if kind in MEASURED_KINDS and not discrete:
         ref = numeric_values(_sample(reference[column]), kind)
         cur = numeric_values(_sample(current[column]), kind)
         ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
@@ -185,11 +185,11 @@ def _distribution(column: str, kind: str, reference: pd.DataFrame, current: pd.D
             ax.set_yticks([])
             fig.autofmt_xdate()
     else:
-        labels = category_labels if kind in CATEGORICAL_KINDS else _number_labels
+        labels = category_labels if kind in kinds.CATEGORY_KINDS else _number_labels
         ref = labels(reference[column], kind).value_counts(normalize=True)
         cur = labels(current[column], kind).value_counts(normalize=True)
         table = pd.DataFrame({"reference": ref, "current": cur}).fillna(0.0)
-        if kind in CATEGORICAL_KINDS:
+        if kind in kinds.CATEGORY_KINDS:
             table = table.sort_values("reference", ascending=False).head(MAX_BARS)
         else:
             table = table.loc[sorted(table.index, key=float)]

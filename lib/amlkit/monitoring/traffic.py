@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
+from amlkit import kinds
+
 logger = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -160,8 +162,8 @@ def default_drift(
         raise ValueError(f"drift intensity is {intensity}; use 0 (no drift) or more")
     if intensity == 0:
         return DriftSpec()
-    numeric = [c for c, k in feature_types.items() if k in ("numeric", "integer")]
-    categorical = [c for c, k in feature_types.items() if k in ("categorical", "boolean")]
+    numeric = [c for c, k in feature_types.items() if k in kinds.NUMERIC_KINDS]
+    categorical = [c for c, k in feature_types.items() if k in kinds.CATEGORY_KINDS]
     share = min(0.2 * intensity, 0.9)
     return DriftSpec(
         shift={c: float(intensity) for c in numeric[:2]},

@@ -25,7 +25,7 @@ import papermill as pm
 from tqdm import tqdm
 
 from amlkit import paths
-from amlkit.config import load_config
+from amlkit.config import DataConfig, load_all
 from amlkit.io import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -133,13 +133,12 @@ def run_pipeline(
     Raises:
         PipelineError: a notebook failed (the executed copy is kept).
     """
-    data_config = load_config("data_config")
-    for name in ("model_config", "deployment_config", "azure_config", "logging_config"):
-        load_config(name)  # fail on a broken config before any notebook starts
+    load_all()  # fail on a broken configuration before any notebook starts
+    data_config = DataConfig.load()
     notebooks = select(stages, discover())
     if not notebooks:
         raise ValueError(f"no notebooks found in {paths.notebooks_dir()}")
-    defaults = {"dataset": data_config["default_dataset"]}
+    defaults = {"dataset": data_config.default_dataset}
     steps = plan(notebooks, parameters or {}, defaults)
     run_id = run_id or new_run_id()
     folder = paths.runs_dir() / run_id

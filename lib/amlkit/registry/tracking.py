@@ -25,7 +25,8 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from amlkit import config, paths
+from amlkit import paths
+from amlkit.config import AzureConfig
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +35,6 @@ ARTIFACTS_NAME = "mlartifacts"
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter value
 # MLflow's own chatter on first use (alembic creating the schema) is not news to our users.
 _QUIET_LOGGERS = ("alembic", "alembic.runtime.migration", "mlflow.store.db.utils")
-
-
-class TrackingError(RuntimeError):
-    """The tracking server could not be configured or reached."""
 
 
 def local_tracking_uri() -> str:
@@ -50,69 +47,13 @@ def artifact_root() -> Path:
     return paths.state_dir() / ARTIFACTS_NAME
 
 
-def azure_ml_client(azure_config: Mapping[str, Any], credential: Any = None) -> Any:
-    """Build an ``azure.ai.ml.MLClient`` for the workspace named in ``azure_config``.
-
-    Building the client does not touch the network; calls made with it do.
-
-    Args:
-        azure_config: the content of ``config/azure_config.json`` (all three fields filled).
-        credential: an azure-identity credential; defaults to ``DefaultAzureCredential()``.
-
-    Returns:
-        The client.
-
-    Raises:
-        amlkit.config.ConfigError: the workspace fields are blank or partly filled.
-    """
-    if not config.azure_workspace_configured(dict(azure_config)):
-        raise config.ConfigError(
-            "config/azure_config.json names no workspace (subscription_id, resource_group, "
-            "workspace_name are blank); fill them to use Azure ML."
-        )
-    from azure.ai.ml import MLClient
-    from azure.identity import DefaultAzureCredential
-
-    return MLClient(
-        credential=credential or DefaultAzureCredential(),
-        subscription_id=azure_config["subscription_id"],
-        resource_group_name=azure_config["resource_group"],
-        workspace_name=azure_config["workspace_name"],
-    )
-
-
-def azure_tracking_uri(azure_config: Mapping[str, Any], credential: Any = None) -> str:
-    """Return the MLflow tracking URI of the Azure ML workspace (needs credentials, network).
-
-    Args:
-        azure_config: the content of ``config/azure_config.json``.
-        credential: an azure-identity credential; defaults to ``DefaultAzureCredential()``.
-
-    Returns:
-        The workspace's ``azureml://...`` tracking URI.
-
-    Raises:
-        TrackingError: the workspace could not be reached or read.
-    """
-    client = azure_ml_client(azure_config, credential)
-    name = azure_config["workspace_name"]
-    try:
-        return client.workspaces.get(name).mlflow_tracking_uri
-    except Exception as exc:  # the SDK raises many kinds (auth, HTTP, resource not found)
-        raise TrackingError(
-            f"could not read the tracking URI of Azure ML workspace '{name}' "
-            f"(resource group '{azure_config['resource_group']}'): {exc}. Sign in with "
-            "`az login`, check config/azure_config.json, or blank it to track locally."
-        ) from exc
-
-
 def quiet_mlflow() -> None:
     """Silence MLflow's informational start-up messages (schema creation, migrations)."""
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def configure_tracking(azure_config: Mapping[str, Any] | None = None) -> str:
+def configure_tracking(azure_config: AzureConfig | None = None) -> str:
     """Point MLflow's tracking and model registry at the local store or the Azure workspace.
 
     Args:
@@ -123,8 +64,10 @@ def configure_tracking(azure_config: Mapping[str, Any] | None = None) -> str:
         The tracking URI now in use (the registry URI is the same).
     """
     quiet_mlflow()
-    if azure_config and config.azure_workspace_configured(dict(azure_config)):
-        uri = azure_tracking_uri(azure_config)
+    if azure_config is not None and azure_config.workspace_configured:
+        from amlkit.azure import workspace
+
+        uri = workspace.tracking_uri(azure_config)
     else:
         artifact_root().mkdir(parents=True, exist_ok=True)
         uri = local_tracking_uri()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from amlkit import paths
+from amlkit import kinds, paths
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _check_chunk(chunk: Any, scorer: Any, offset: int) -> Any:
         )
     frame = chunk[scorer.feature_columns].copy()
     for col, kind in scorer.feature_types.items():
-        if kind in ("numeric", "integer"):
+        if kind in kinds.NUMERIC_KINDS:
             numbers = pd.to_numeric(frame[col], errors="coerce")
             bad = numbers.isna() & frame[col].notna()
             if bad.any():

@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from amlkit import kinds
+
 logger = logging.getLogger(__name__)
 
-NUMERIC_KINDS = ("numeric", "integer")
-STRING_KINDS = ("categorical", "boolean")
 MISSING_STRING = "\u2400amlkit-missing\u2400"  # fed for a missing category
 OPSET = {"": 17, "ai.onnx.ml": 3}
 
@@ -136,15 +136,15 @@ def convert(
     from amlkit.serving.onnx_converters import int_missing_flags, register
 
     register()
-    kinds: dict[str, str] = {}
+    input_kinds: dict[str, str] = {}
     initial_types = []
     for col in feature_columns:
         kind = feature_types.get(col, "numeric")
-        if kind in NUMERIC_KINDS:
-            kinds[col] = "double"
+        if kind in kinds.NUMERIC_KINDS:
+            input_kinds[col] = "double"
             initial_types.append((col, DoubleTensorType([None, 1])))
-        elif kind in STRING_KINDS:
-            kinds[col] = "string"
+        elif kind in kinds.CATEGORY_KINDS:
+            input_kinds[col] = "string"
             initial_types.append((col, StringTensorType([None, 1])))
         else:
             raise ValueError(
@@ -159,7 +159,7 @@ def convert(
         model = convert_sklearn(
             clone, initial_types=initial_types, options=options, target_opset=dict(OPSET)
         )
-    return _cast_tree_inputs(model).SerializeToString(), kinds, normalize
+    return _cast_tree_inputs(model).SerializeToString(), input_kinds, normalize
 
 
 def parity_frame(frame: Any, feature_columns: list[str], feature_types: dict[str, str]) -> Any:
@@ -172,7 +172,7 @@ def parity_frame(frame: Any, feature_columns: list[str], feature_types: dict[str
         part = base.copy()
         part[col] = np.nan  # the contract's missing marker, for strings too
         parts.append(part)
-    strings = [c for c in feature_columns if feature_types.get(c) in STRING_KINDS]
+    strings = [c for c in feature_columns if feature_types.get(c) in kinds.CATEGORY_KINDS]
     for change in (lambda s: f"  {s} ", str.upper, lambda s: ""):
         part = base.copy()
         for col in strings:
@@ -208,14 +208,14 @@ def convert_and_check(
     if rows is None or len(rows) == 0:
         return Conversion(False, "no parity rows supplied; serving the pickled pipeline")
     try:
-        onnx_bytes, kinds, normalize = convert(pipeline, columns, types)
+        onnx_bytes, input_kinds, normalize = convert(pipeline, columns, types)
         session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     except Exception as exc:  # skl2onnx raises many types for unsupported steps
         first = str(exc).splitlines()[0][:300] if str(exc) else ""
         reason = f"ONNX conversion failed: {type(exc).__name__}: {first}"
         return Conversion(False, reason)
     frame = parity_frame(rows, columns, types)
-    feeder = OnnxFeeder(kinds, normalize, MISSING_STRING)
+    feeder = OnnxFeeder(input_kinds, normalize, MISSING_STRING)
     try:
         outputs = session.run(None, feeder.from_frame(frame))
     except Exception as exc:
@@ -239,5 +239,5 @@ def convert_and_check(
     if not ok:
         return Conversion(False, f"ONNX parity check failed: {parity}", parity=parity)
     return Conversion(
-        True, "ONNX parity check passed", onnx_bytes, kinds, normalize, parity, classes
+        True, "ONNX parity check passed", onnx_bytes, input_kinds, normalize, parity, classes
     )

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from amlkit import config as amlconfig
 from amlkit import io, paths
+from amlkit.config import DeploymentConfig
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def package_service(
     version: int | str | None = None,
     service: str | None = None,
     parity_rows: Any = None,
-    deployment_config: dict[str, Any] | None = None,
+    deployment_config: DeploymentConfig | None = None,
     environment_file: str | Path | None = None,
     fast_path: bool = True,
 ) -> Path:
@@ -213,7 +213,7 @@ def package_service(
     if not meta_path.is_file():
         raise FileNotFoundError(f"{src} has no model_metadata.json; is it a registered version?")
     metadata = io.read_json(meta_path)
-    dep = deployment_config or amlconfig.load_config("deployment_config")
+    dep = (deployment_config or DeploymentConfig.load()).to_dict()
     service = service or dep["endpoint_name"]
     final = paths.deployed_models_dir() / service
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,8 @@ import math
 from datetime import datetime
 from typing import Any
 
-NUMERIC_KINDS = frozenset({"numeric", "integer"})
-STRING_KINDS = frozenset({"categorical", "boolean"})
+from amlkit import kinds
+
 MAX_PROBLEMS = 5
 
 
@@ -180,7 +180,7 @@ def extract_rows(payload: Any, feature_columns: list[str]) -> tuple[list[str], l
 
 def _cell_problem(col: str, kind: str, row: int, value: Any) -> str:
     want = {"datetime": "an ISO date string"}.get(
-        kind, "a number" if kind in NUMERIC_KINDS else "a string"
+        kind, "a number" if kind in kinds.NUMERIC_KINDS else "a string"
     )
     got = f"{value!r} ({type(value).__name__})"
     return f"column {col!r} ({kind}) row {row}: got {got}, need {want} or null"
@@ -250,7 +250,7 @@ def validate_rows(
         j = columns.index(col)
         kind = feature_types.get(col, "numeric")
         values = [row[j] for row in rows]
-        if kind in NUMERIC_KINDS:
+        if kind in kinds.NUMERIC_KINDS:
             clean = []
             for i, v in enumerate(values):
                 t = type(v)
@@ -265,7 +265,7 @@ def validate_rows(
                 else:
                     problems.append(_cell_problem(col, kind, i, v))
             values = clean
-        elif kind in STRING_KINDS:
+        elif kind in kinds.CATEGORY_KINDS:
             for i, v in enumerate(values):
                 if v is None or type(v) is str:
                     continue

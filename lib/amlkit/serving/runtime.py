@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from amlkit import kinds
+
 logger = logging.getLogger(__name__)
 
 SERVING_FILE = "serving.json"
@@ -123,7 +125,7 @@ class Scorer:
         for col in self.feature_columns:
             kind = self.feature_types[col]
             vals = values[col]
-            if kind in ("numeric", "integer"):
+            if kind in kinds.NUMERIC_KINDS:
                 data[col] = np.asarray(vals, dtype=np.float64)
             elif kind == "datetime":
                 data[col] = pd.to_datetime(pd.Series(vals, dtype=object), format="ISO8601")

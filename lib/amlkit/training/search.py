@@ -8,7 +8,6 @@ the same chosen model and metrics.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Mapping
@@ -17,118 +16,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from sklearn.base import BaseEstimator
 from sklearn.model_selection import KFold, RandomizedSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
+from amlkit.config import ModelConfig
 from amlkit.training import evaluate, transformers
 
 logger = logging.getLogger(__name__)
 
-# fmt: off
-ALLOWED_MODULES = (
-    "sklearn.linear_model", "sklearn.ensemble", "sklearn.tree", "sklearn.neighbors",
-    "sklearn.svm", "sklearn.naive_bayes", "sklearn.neural_network", "sklearn.dummy",
-    "sklearn.discriminant_analysis", "sklearn.kernel_ridge", "sklearn.gaussian_process",
-)
-# fmt: on
-DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice")
-
-
-def resolve_estimator(path: str, *, key: str = "estimator") -> type[BaseEstimator]:
-    """Import an estimator class from a dotted path, allowing only scikit-learn modules.
-
-    Args:
-        path: for example ``"sklearn.ensemble.RandomForestClassifier"``.
-        key: the configuration key the path came from, quoted in errors.
-
-    Returns:
-        The estimator class.
-
-    Raises:
-        ValueError: the module is not in :data:`ALLOWED_MODULES` or the class does not exist.
-    """
-    module_name, _, class_name = str(path).rpartition(".")
-    if module_name not in ALLOWED_MODULES:
-        raise ValueError(
-            f"config/model_config.json: {key} = {path!r} is not allowed; use a class from "
-            f"one of {', '.join(ALLOWED_MODULES)}."
-        )
-    module = importlib.import_module(module_name)
-    cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
-        raise ValueError(
-            f"config/model_config.json: {key} = {path!r}: {module_name} has no estimator "
-            f"class {class_name!r}; check the spelling."
-        )
-    return cls
-
-
-def _distribution(spec: Any, key: str) -> Any:
-    """Turn one search-space entry into a scipy distribution or a list of choices."""
-    if not (isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in DISTRIBUTIONS):
-        raise ValueError(
-            f"config/model_config.json: {key} = {spec!r}; expected one of "
-            '{"loguniform": [lo, hi]}, {"uniform": [lo, hi]}, {"randint": [lo, hi]}, '
-            '{"choice": [values...]}.'
-        )
-    kind, args = next(iter(spec.items()))
-    if kind == "choice":
-        if not isinstance(args, list) or not args:
-            raise ValueError(f"config/model_config.json: {key}.choice must be a non-empty list.")
-        return list(args)
-    numbers = isinstance(args, list) and len(args) == 2
-    numbers = numbers and all(isinstance(a, int | float) and not isinstance(a, bool) for a in args)
-    if not numbers or not args[0] < args[1]:
-        raise ValueError(
-            f"config/model_config.json: {key}.{kind} = {args!r}; expected [low, high] numbers "
-            "with low < high."
-        )
-    lo, hi = args
-    if kind == "loguniform":
-        if lo <= 0:
-            raise ValueError(f"config/model_config.json: {key}.loguniform low must be > 0.")
-        return stats.loguniform(lo, hi)
-    if kind == "uniform":
-        return stats.uniform(lo, hi - lo)
-    if not (isinstance(lo, int) and isinstance(hi, int)):
-        raise ValueError(f"config/model_config.json: {key}.randint = {args!r} must be integers.")
-    return stats.randint(lo, hi)  # high excluded, as in scipy
-
-
-def param_distributions(
-    space: Mapping[str, Any], estimator: BaseEstimator, *, key: str = "search_space"
-) -> dict[str, Any]:
-    """Translate a configured search space into ``model__``-prefixed distributions.
-
-    Args:
-        space: ``{param: {"loguniform" | "uniform" | "randint" | "choice": ...}}``; ``randint``
-            excludes its high end, as scipy does.
-        estimator: the estimator the parameters belong to (names are checked against it).
-        key: the configuration key of ``space``, quoted in errors.
-
-    Returns:
-        Distributions for ``RandomizedSearchCV`` keyed ``model__<param>``.
-
-    Raises:
-        ValueError: an unknown parameter or a malformed entry.
-    """
-    valid = estimator.get_params(deep=False)
-    out = {}
-    for name, spec in space.items():
-        if name not in valid:
-            raise ValueError(
-                f"config/model_config.json: {key}.{name}: {type(estimator).__name__} has no "
-                f"parameter {name!r}; valid ones: {', '.join(sorted(valid))}."
-            )
-        out[f"model__{name}"] = _distribution(spec, f"{key}.{name}")
-    return out
-
 
 def build_candidates(
     task: str,
-    model_config: Mapping[str, Any],
+    model_config: ModelConfig,
     *,
     feature_types: Mapping[str, str],
     missing_indicator: bool = True,
@@ -146,42 +45,17 @@ def build_candidates(
         the configuration's order. Estimators with a ``random_state`` get the configured one.
 
     Raises:
-        ValueError: an unknown task, no candidate for it, or a bad estimator or search space.
+        ConfigError: no candidate for the task, or a bad estimator or parameter.
     """
     evaluate.check_task(task)
-    seed = int(model_config["random_state"])
     out: dict[str, tuple[Pipeline, dict[str, Any]]] = {}
-    for name, cand in model_config["candidates"].items():
-        if task not in cand.get("tasks", []):
-            continue
-        where = f"candidates.{name}"
-        if task not in cand["estimator"]:
-            raise ValueError(
-                f"config/model_config.json: {where}.estimator has no entry for {task!r}; "
-                f"add one or remove {task!r} from {where}.tasks."
-            )
-        cls = resolve_estimator(cand["estimator"][task], key=f"{where}.estimator.{task}")
-        params = dict(cand.get("params", {}).get(task, {}))
-        try:
-            estimator = cls(**params)
-        except TypeError as exc:
-            raise ValueError(
-                f"config/model_config.json: {where}.params.{task} = {params!r} does not fit "
-                f"{cls.__name__}: {exc}"
-            ) from exc
-        if "random_state" in estimator.get_params() and "random_state" not in params:
-            estimator.set_params(random_state=seed)
-        space = cand.get("search_space", {}).get(task, {})
-        dists = param_distributions(space, estimator, key=f"{where}.search_space.{task}")
+    for name, cand in model_config.candidates_for(task).items():
+        estimator = cand.estimator_for(task, model_config.random_state)
         preprocess = transformers.build_preprocessor(
             feature_types, missing_indicator=missing_indicator
         )
-        out[name] = (Pipeline([("preprocess", preprocess), ("model", estimator)]), dists)
-    if not out:
-        raise ValueError(
-            f"config/model_config.json has no candidate for task {task!r}; add {task!r} to "
-            "the 'tasks' of at least one candidate."
-        )
+        pipeline = Pipeline([("preprocess", preprocess), ("model", estimator)])
+        out[name] = (pipeline, cand.distributions_for(task))
     return out
 
 
@@ -351,7 +225,7 @@ def train_all(
     target: str,
     feature_types: Mapping[str, str],
     task: str,
-    model_config: Mapping[str, Any],
+    model_config: ModelConfig,
     n_jobs: int = 1,
     missing_indicator: bool = True,
 ) -> TrainingResult:
@@ -373,13 +247,13 @@ def train_all(
         on validation (then CV score, then name), so ties resolve the same way every run.
     """
     evaluate.check_task(task)
-    metric = model_config["primary_metric"][task]
+    metric = model_config.primary_metric[task]
     higher = evaluate.greater_is_better(metric)
     columns = list(feature_types)
     X, y = _split(train_df, target, columns, "training")
     classes = sorted(pd.unique(y).tolist()) if task == "classification" else []
     scoring = evaluate.scoring_for(metric, n_classes=max(len(classes), 2))
-    seed = int(model_config["random_state"])
+    seed = model_config.random_state
     if validation_df is not None:
         X_val, y_val = _split(validation_df, target, columns, "validation")
     results: dict[str, CandidateResult] = {}
@@ -395,8 +269,8 @@ def train_all(
             X,
             y,
             task=task,
-            cv_folds=model_config["cv_folds"],
-            n_iter=model_config["search_iterations"],
+            cv_folds=model_config.cv_folds,
+            n_iter=model_config.search_iterations,
             random_state=seed,
             scoring=scoring,
             n_jobs=n_jobs,

@@ -29,13 +29,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from amlkit import kinds
+
 logger = logging.getLogger(__name__)
 
-FEATURE_KINDS = ("numeric", "integer", "categorical", "boolean", "datetime")
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear")
 MISSING_CATEGORY = "missing"
-_TRUE = {"true", "t", "yes", "y", "1"}
-_FALSE = {"false", "f", "no", "n", "0"}
 
 
 def _as_frame(X: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -169,9 +168,9 @@ def normalize_value(value: Any, boolean: bool) -> Any:
     text = str(value).strip()
     if boolean:
         low = text.lower()
-        if low in _TRUE:
+        if low in kinds.TRUE_TOKENS:
             return "true"
-        if low in _FALSE:
+        if low in kinds.FALSE_TOKENS:
             return "false"
     return text
 
@@ -223,7 +222,8 @@ class CategoryNormalizer(TransformerMixin, BaseEstimator):
                 text = values.astype(object).str.strip()
                 if self.boolean:
                     low = text.str.lower()
-                    text = text.mask(low.isin(_TRUE), "true").mask(low.isin(_FALSE), "false")
+                    text = text.mask(low.isin(kinds.TRUE_TOKENS), "true")
+                    text = text.mask(low.isin(kinds.FALSE_TOKENS), "false")
                 out[:, j] = text.where(values.notna(), np.nan).to_numpy(dtype=object)
             else:
                 out[:, j] = [normalize_value(v, self.boolean) for v in values.astype(object)]
@@ -256,20 +256,20 @@ def validate_feature_types(feature_types: Mapping[str, str]) -> dict[str, list[s
         ``{kind: [columns]}`` in the order of ``feature_types``.
 
     Raises:
-        ValueError: no columns, or a kind outside :data:`FEATURE_KINDS`.
+        ValueError: no columns, or a kind outside :data:`amlkit.kinds.FEATURE_KINDS`.
     """
     if not feature_types:
         raise ValueError(
             "feature_types is empty; pass {column: kind} for at least one feature column "
             "(the manifest's 'feature_types')."
         )
-    groups: dict[str, list[str]] = {kind: [] for kind in FEATURE_KINDS}
+    groups: dict[str, list[str]] = {kind: [] for kind in kinds.FEATURE_KINDS}
     for column, kind in feature_types.items():
         if kind not in groups:
             hint = " Text columns are excluded from features." if kind == "text" else ""
             raise ValueError(
                 f"feature column '{column}' has kind {kind!r}; expected one of "
-                f"{', '.join(FEATURE_KINDS)}.{hint} Fix feature_types or drop the column."
+                f"{', '.join(kinds.FEATURE_KINDS)}.{hint} Fix feature_types or drop the column."
             )
         groups[kind].append(column)
     return groups
@@ -284,7 +284,7 @@ def build_preprocessor(
     """Build the (unfitted) preprocessing step for the given feature columns.
 
     Args:
-        feature_types: ``{column: kind}`` with kinds from :data:`FEATURE_KINDS`; only these
+        feature_types: ``{column: kind}`` with kinds from :data:`amlkit.kinds.FEATURE_KINDS`; only
             columns are used, any other input column is dropped.
         missing_indicator: add a 0/1 column for each numeric column that had missing values
             in training (converted to ONNX by amlkit.serving.onnx_converters).

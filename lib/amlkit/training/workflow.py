@@ -14,6 +14,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from amlkit.config import ModelConfig
 from amlkit.data.preprocess import Processed
 from amlkit.registry import champion, store, tracking
 from amlkit.training import evaluate, search
@@ -110,11 +111,11 @@ def track_and_register(
 
 
 def champion_gate(
-    version: store.ModelVersion, processed: Processed, model_config: Mapping[str, Any]
+    version: store.ModelVersion, processed: Processed, model_config: ModelConfig
 ) -> champion.PromotionDecision:
     """Compare ``version`` with the champion on this test split; promote if it wins."""
     task = processed.manifest["task"]
-    metric = model_config["primary_metric"][task]
+    metric = model_config.primary_metric[task]
 
     def score(candidate: store.ModelVersion) -> float:
         model = store.load_model(candidate.name, candidate.version)
@@ -124,13 +125,13 @@ def champion_gate(
         version,
         metric=metric,
         greater_is_better=evaluate.greater_is_better(metric),
-        margin=float(model_config["promotion_margin"]),
+        margin=model_config.promotion_margin,
         score=score,
     )
 
 
 def retrain(
-    processed: Processed, model_config: Mapping[str, Any], *, name: str | None = None
+    processed: Processed, model_config: ModelConfig, *, name: str | None = None
 ) -> TrainedModel:
     """Train every candidate, register the best, and put it through the champion gate."""
     m = processed.manifest
