@@ -141,7 +141,7 @@ def child_ingest(case: str, source: str | None) -> dict[str, Any]:
             progress=False,
         )
     seconds = time.perf_counter() - t0
-    return {"seconds": {"ingest": seconds}, "rows": result.manifest["rows"]}
+    return {"seconds": {"ingest": seconds}, "rows": result.manifest.rows}
 
 
 def child_preprocess(case: str) -> dict[str, Any]:
@@ -153,9 +153,9 @@ def child_preprocess(case: str) -> dict[str, Any]:
     m = processed.manifest
     return {
         "seconds": {"preprocess": seconds},
-        "split_rows": m["rows"],
-        "features": len(m["feature_types"]),
-        "feature_kinds": sorted(set(m["feature_types"].values())),
+        "split_rows": m.rows,
+        "features": len(m.feature_types),
+        "feature_kinds": sorted(set(m.feature_types.values())),
     }
 
 
@@ -178,15 +178,15 @@ def child_train(case: str) -> dict[str, Any]:
     seconds["load processed"] = time.perf_counter() - t0
     rss_loaded = peak_rss_mib()
     m = processed.manifest
-    name = workflow.default_model_name(m["dataset"], m["task"])
+    name = workflow.default_model_name(m.dataset, m.task)
 
     t0 = time.perf_counter()
     result = search.train_all(
         processed.train,
         processed.validation,
-        target=m["target"],
-        feature_types=m["feature_types"],
-        task=m["task"],
+        target=m.target,
+        feature_types=m.feature_types,
+        task=m.task,
         model_config=model_config,
     )
     total = time.perf_counter() - t0
@@ -199,7 +199,7 @@ def child_train(case: str) -> dict[str, Any]:
     seconds["test scoring"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     X, y = workflow.split_xy(processed.test, m)
-    figures = evaluate.evaluation_figures(result.best.estimator, X, y, m["task"])
+    figures = evaluate.evaluation_figures(result.best.estimator, X, y, m.task)
     seconds["evaluation figures"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -212,7 +212,7 @@ def child_train(case: str) -> dict[str, Any]:
     decision = workflow.champion_gate(version, processed, model_config)
     seconds["champion gate"] = time.perf_counter() - t0
 
-    metric = model_config.primary_metric[m["task"]]
+    metric = model_config.primary_metric[m.task]
     from threadpoolctl import threadpool_info
 
     omp = sorted({d["num_threads"] for d in threadpool_info() if d["user_api"] == "openmp"})

@@ -37,13 +37,13 @@ def test_ingest_bundled_default_writes_version_with_manifest(project):
     result = ingest.ingest("penguins", progress=False)
     manifest = result.manifest
     assert result.created
-    assert manifest["rows"] == 344
-    assert manifest["version"] == manifest["sha256"][:12]
+    assert manifest.rows == 344
+    assert manifest.version == manifest.sha256[:12]
     assert (result.path / "data.csv").is_file()
-    assert manifest["classes"] == {"Adelie": 152, "Chinstrap": 68, "Gentoo": 124}
-    nulls = {c["name"]: c["null_count"] for c in manifest["columns"]}
+    assert manifest.classes == {"Adelie": 152, "Chinstrap": 68, "Gentoo": 124}
+    nulls = {c.name: c.null_count for c in manifest.columns}
     assert nulls["sex"] == 11 and nulls["bill_length_mm"] == 2
-    assert manifest["schema_origin"] == "declared"
+    assert manifest.schema_origin == "declared"
 
 
 def test_ingesting_identical_content_writes_nothing_new(project, tmp_path):
@@ -52,7 +52,7 @@ def test_ingesting_identical_content_writes_nothing_new(project, tmp_path):
     stamp = (first.path / "manifest.json").stat().st_mtime_ns
     again = ingest.ingest("penguins", source=source, progress=False)
     assert not again.created
-    assert again.manifest["version"] == first.manifest["version"]
+    assert again.manifest.version == first.manifest.version
     assert (first.path / "manifest.json").stat().st_mtime_ns == stamp
     assert len(ingest.list_versions("penguins")) == 1
 
@@ -64,8 +64,8 @@ def test_new_content_gets_a_new_version_and_keeps_the_old(project, tmp_path):
         source=_csv(tmp_path, GOOD + "Gentoo,Biscoe,50,15,220,5000,male,2009\n", "more.csv"),
         progress=False,
     )
-    assert one.manifest["version"] != two.manifest["version"]
-    assert ingest.get_manifest("penguins", "latest")["version"] == two.manifest["version"]
+    assert one.manifest.version != two.manifest.version
+    assert ingest.get_manifest("penguins", "latest").version == two.manifest.version
     assert one.path.exists() and (one.path / "data.csv").read_text() == GOOD
 
 
@@ -78,8 +78,8 @@ def test_large_file_streams_in_chunks(project, tmp_path, monkeypatch):
     ingestion = base.ingestion.model_copy(update={"chunk_bytes": 4096, "chunk_rows": 777})
     cfg = base.model_copy(update={"ingestion": ingestion})
     result = ingest.ingest("penguins", source=_csv(tmp_path, text), data_config=cfg, progress=False)
-    assert result.manifest["rows"] == 10_000
-    assert result.manifest["classes"]["Adelie"] == 5000
+    assert result.manifest.rows == 10_000
+    assert result.manifest.classes["Adelie"] == 5000
     frame, _ = ingest.load_raw("penguins", data_config=cfg)
     assert len(frame) == 10_000 and frame["bill_length_mm"].dtype == "float64"
 
@@ -89,7 +89,7 @@ def test_parquet_source(project, tmp_path):
     path = tmp_path / "penguins.parquet"
     frame.to_parquet(path)
     result = ingest.ingest("penguins", source=str(path), progress=False)
-    assert result.manifest["format"] == "parquet" and result.manifest["rows"] == 4
+    assert result.manifest.format == "parquet" and result.manifest.rows == 4
 
 
 def test_http_source_from_a_loopback_server(project, tmp_path):
@@ -103,8 +103,8 @@ def test_http_source_from_a_loopback_server(project, tmp_path):
         result = ingest.ingest("penguins", source=url, progress=False)
     finally:
         server.shutdown()
-    assert result.manifest["rows"] == 4
-    assert result.manifest["source"] == url
+    assert result.manifest.rows == 4
+    assert result.manifest.source == url
 
 
 def test_azureml_uri_without_its_package_says_what_to_install(project):
@@ -125,10 +125,10 @@ def test_unconfigured_dataset_infers_and_saves_schema_for_review(project, tmp_pa
         f"2024-01-{d:02d},{d * 1.5},{'hot' if d % 2 else 'cold'}\n" for d in range(1, 29)
     )
     result = ingest.ingest("sensors", source=_csv(tmp_path, text), target="label", progress=False)
-    kinds = {c["name"]: c["kind"] for c in result.manifest["columns"]}
+    kinds = result.manifest.kinds
     assert kinds == {"day": "datetime", "reading": "numeric", "label": "categorical"}
     assert (project / "config" / "schemas" / "sensors.json").is_file()
-    assert result.manifest["task"] == "classification"
+    assert result.manifest.task == "classification"
 
 
 BAD_INPUTS = {

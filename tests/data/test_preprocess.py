@@ -16,28 +16,28 @@ def penguins(project):
 def test_default_split_is_stratified_and_complete(penguins):
     processed, created = preprocess.preprocess("penguins")
     m = processed.manifest
-    assert created and m["stratified"]
-    assert sum(m["rows"].values()) == 344
-    assert m["rows"] == {"train": 206, "validation": 69, "test": 69}
+    assert created and m.stratified
+    assert sum(m.rows.values()) == 344
+    assert m.rows == {"train": 206, "validation": 69, "test": 69}
     shares = processed.train["species"].value_counts(normalize=True)
     test_shares = processed.test["species"].value_counts(normalize=True)
     assert (shares - test_shares).abs().max() < 0.03
-    assert set(processed.train.columns) == {*m["feature_types"], "species"}
+    assert set(processed.train.columns) == {*m.feature_types, "species"}
 
 
 def test_same_inputs_give_the_same_version_written_once(penguins):
     first, created = preprocess.preprocess("penguins")
     again, created_again = preprocess.preprocess("penguins")
     assert created and not created_again
-    assert again.manifest["version"] == first.manifest["version"]
+    assert again.manifest.version == first.manifest.version
     pd.testing.assert_frame_equal(first.test, again.test)
 
 
 def test_other_parameters_give_a_new_version_and_keep_the_old(penguins):
     first, _ = preprocess.preprocess("penguins")
     other, _ = preprocess.preprocess("penguins", split_params={"random_state": 7})
-    assert other.manifest["version"] != first.manifest["version"]
-    assert preprocess.load_processed("penguins", first.manifest["version"]).manifest == (
+    assert other.manifest.version != first.manifest.version
+    assert preprocess.load_processed("penguins", first.manifest.version).manifest == (
         first.manifest
     )
 
@@ -113,12 +113,12 @@ def test_other_real_datasets_preprocess(project, dataset):
     processed, _ = preprocess.preprocess(dataset)
     m = processed.manifest
     if dataset == "cars":
-        assert m["task"] == "regression" and m["dropped_missing_target"] == 8
-        assert m["excluded_columns"] == {"Name": "ID-like or free text (many distinct values)"}
-        assert m["feature_types"]["Year"] == "datetime"
+        assert m.task == "regression" and m.dropped_missing_target == 8
+        assert m.excluded_columns == {"Name": "ID-like or free text (many distinct values)"}
+        assert m.feature_types["Year"] == "datetime"
     else:
-        assert m["feature_types"]["date"] == "datetime"
-        assert m["classes"] == ["drizzle", "fog", "rain", "snow", "sun"]
+        assert m.feature_types["date"] == "datetime"
+        assert m.classes == ["drizzle", "fog", "rain", "snow", "sun"]
     assert str(
-        processed.train.dtypes[next(c for c, k in m["feature_types"].items() if k == "datetime")]
+        processed.train.dtypes[next(c for c, k in m.feature_types.items() if k == "datetime")]
     ).startswith("datetime64")

@@ -130,14 +130,14 @@ def penguins(project):
 
 def window(processed, intensity: float, seed: int) -> pd.DataFrame:
     rows = traffic.sample_rows(traffic.held_out_rows(processed), 300, seed=seed)
-    spec = traffic.default_drift(processed.manifest["feature_types"], processed.profile, intensity)
+    spec = traffic.default_drift(processed.manifest.feature_types, processed.profile, intensity)
     return traffic.apply_drift(rows, spec, processed.profile, seed=seed)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_plain_replay_does_not_fire_and_drifted_replay_does(penguins, seed):
     cfg = DeploymentConfig.load().monitoring
-    target = penguins.manifest["target"]
+    target = penguins.manifest.target
     ranking = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]
     calm = window(penguins, 0.0, seed)
     calm_result = monitor.run_monitoring(
@@ -167,7 +167,7 @@ def test_report_and_retraining_source_are_written(penguins, tmp_path):
     assert len(combined) == len(raw) + drifted["source_row"].nunique()
     assert (combined["island"] == traffic.NEW_CATEGORY).any()
     ingested = ingest.ingest("penguins", source=str(source), progress=False)
-    assert ingested.created and ingested.manifest["rows"] == len(combined)
+    assert ingested.created and ingested.manifest.rows == len(combined)
 
 
 @pytest.mark.slow

@@ -22,7 +22,8 @@ import pandas as pd
 from amlkit import __version__, paths
 from amlkit.config import DataConfig, DatasetConfig
 from amlkit.data import sources, validation
-from amlkit.io import read_json, staged_directory, write_json_atomic
+from amlkit.data.manifests import ColumnInfo, RawManifest
+from amlkit.io import read_json, staged_directory
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 class IngestResult:
     """The outcome of :func:`ingest`: the manifest, the version folder, whether it is new."""
 
-    manifest: dict[str, Any]
+    manifest: RawManifest
     path: Path
     created: bool
 
@@ -177,26 +178,34 @@ def ingest(
         final = root / version
         if (final / "manifest.json").is_file():
             logger.info("%s version %s already ingested; nothing written", dataset, version)
-            return IngestResult(read_json(final / "manifest.json"), final, False)
-        manifest, schema_origin, schema = _check(fetched, dataset, entry, cfg, target, task)
-        manifest["version"] = version
+            return IngestResult(RawManifest.read(final / "manifest.json"), final, False)
+        manifest = _check(fetched, dataset, entry, cfg, target, task, version)
         try:
             with staged_directory(final) as stage:
-                sources.copy_to(fetched, stage / manifest["file"])
-                write_json_atomic(stage / "manifest.json", manifest)
+                sources.copy_to(fetched, stage / manifest.file)
+                manifest.write(stage / "manifest.json")
         except FileExistsError:
             logger.info("%s version %s was ingested concurrently", dataset, version)
-            return IngestResult(read_json(final / "manifest.json"), final, False)
-        if schema_origin == "inferred":
-            validation.save_schema(paths.config_dir() / "schemas" / f"{dataset}.json", schema)
-        logger.info("ingested %s version %s: %d rows", dataset, version, manifest["rows"])
+            return IngestResult(RawManifest.read(final / "manifest.json"), final, False)
+        if manifest.schema_origin == "inferred":
+            schema_file = paths.config_dir() / "schemas" / f"{dataset}.json"
+            validation.save_schema(schema_file, manifest.schema_)
+        logger.info("ingested %s version %s: %d rows", dataset, version, manifest.rows)
         return IngestResult(manifest, final, True)
     finally:
         fetched.path.unlink(missing_ok=True)
 
 
-def _check(fetched, dataset, entry, cfg, target, task):
-    """Run every check on the fetched file; return (manifest, schema origin, schema)."""
+def _check(
+    fetched: sources.Fetched,
+    dataset: str,
+    entry: DatasetConfig | None,
+    cfg: DataConfig,
+    target: str,
+    task: str | None,
+    version: str,
+) -> RawManifest:
+    """Run every check on the fetched file; return the manifest of the version to write."""
     src = fetched.source
     max_shown = cfg.ingestion.max_failures_shown
     if fetched.size_bytes == 0:
@@ -258,43 +267,43 @@ def _check(fetched, dataset, entry, cfg, target, task):
             source=src,
         )
     ext = {"csv": "csv", "tsv": "tsv", "parquet": "parquet", "json": "json", "jsonl": "jsonl"}
-    manifest = {
-        "dataset": dataset,
-        "version": None,
-        "sha256": fetched.sha256,
-        "size_bytes": fetched.size_bytes,
-        "format": fetched.format,
-        "file": f"data.{ext[fetched.format]}",
-        "source": src,
-        "rows": rows,
-        "columns": [
-            {
-                "name": c,
-                "kind": s["type"],
-                "nullable": bool(s.get("nullable", True)),
-                "null_count": nulls.get(c, 0),
-            }
-            for c, s in schema.items()
-        ],
-        "target": target,
-        "task": task,
-        "classes": dict(sorted(classes.items())) if task == "classification" else None,
-        "schema": schema,
-        "schema_origin": origin,
-        "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "amlkit_version": __version__,
-    }
-    return manifest, origin, schema
+    columns = [
+        ColumnInfo(
+            name=c,
+            kind=s["type"],
+            nullable=bool(s.get("nullable", True)),
+            null_count=nulls.get(c, 0),
+        )
+        for c, s in schema.items()
+    ]
+    return RawManifest(
+        dataset=dataset,
+        version=version,
+        sha256=fetched.sha256,
+        size_bytes=fetched.size_bytes,
+        format=fetched.format,
+        file=f"data.{ext[fetched.format]}",
+        source=src,
+        rows=rows,
+        columns=columns,
+        target=target,
+        task=task,
+        classes=dict(sorted(classes.items())) if task == "classification" else None,
+        schema=schema,
+        schema_origin=origin,
+        ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        amlkit_version=__version__,
+    )
 
 
-def list_versions(dataset: str) -> list[dict[str, Any]]:
+def list_versions(dataset: str) -> list[RawManifest]:
     """Return the manifests of a data set's raw versions, oldest first."""
     root = paths.raw_dir() / check_name(dataset)
-    manifests = [read_json(p) for p in root.glob("*/manifest.json")]
-    return sorted(manifests, key=lambda m: (m["ingested_at"], m["version"]))
+    manifests = [RawManifest.read(p) for p in root.glob("*/manifest.json")]
+    return sorted(manifests, key=lambda m: (m.ingested_at, m.version))
 
 
-def get_manifest(dataset: str, version: str = "latest") -> dict[str, Any]:
+def get_manifest(dataset: str, version: str = "latest") -> RawManifest:
     """Return the manifest of a raw version (``latest`` = most recently ingested)."""
     versions = list_versions(dataset)
     if not versions:
@@ -304,31 +313,33 @@ def get_manifest(dataset: str, version: str = "latest") -> dict[str, Any]:
     if version == "latest":
         return versions[-1]
     for manifest in versions:
-        if manifest["version"] == version:
+        if manifest.version == version:
             return manifest
-    known = ", ".join(m["version"] for m in versions)
+    known = ", ".join(m.version for m in versions)
     raise FileNotFoundError(f"{dataset!r} has no raw version {version!r}; it has {known}")
 
 
-def load_raw(dataset: str, version: str = "latest", data_config: DataConfig | None = None):
+def load_raw(
+    dataset: str, version: str = "latest", data_config: DataConfig | None = None
+) -> tuple[pd.DataFrame, RawManifest]:
     """Load a raw version, typed by its schema; return (frame, manifest)."""
     cfg = data_config or DataConfig.load()
     manifest = get_manifest(dataset, version)
-    path = paths.raw_dir() / dataset / manifest["version"] / manifest["file"]
+    path = paths.raw_dir() / dataset / manifest.version / manifest.file
     checker = validation.build_pandera_schema(
-        manifest["schema"], target=manifest["target"], task=manifest["task"]
+        manifest.schema_, target=manifest.target, task=manifest.task
     )
     frames = []
     for chunk in read_chunks(
         path,
-        manifest["format"],
+        manifest.format,
         chunk_rows=cfg.ingestion.chunk_rows,
         missing_values=cfg.missing_values,
     ):
         chunk.columns = [str(c).strip() for c in chunk.columns]
         good, bad = validation.validate_chunk(chunk, checker)
         if bad is not None:
-            problems = validation.report_failures(bad, manifest["schema"])
+            problems = validation.report_failures(bad, manifest.schema_)
             raise validation.DataValidationError(str(path), problems)
         frames.append(good)
     return pd.concat(frames), manifest

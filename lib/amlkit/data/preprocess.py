@@ -21,6 +21,7 @@ from sklearn.model_selection import train_test_split
 from amlkit import kinds, paths
 from amlkit.config import DataConfig
 from amlkit.data import ingest
+from amlkit.data.manifests import ProcessedManifest
 from amlkit.data.profile import build_profile
 from amlkit.io import (
     canonical_json,
@@ -46,7 +47,7 @@ class Processed:
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame
-    manifest: dict[str, Any]
+    manifest: ProcessedManifest
     profile: dict[str, Any]
     path: Path
 
@@ -167,15 +168,15 @@ def preprocess(
     missing = [c for c in drop if c not in frame.columns]
     if missing:
         raise ValueError(f"drop_columns {missing} are not columns of {dataset!r}")
-    target, task = raw["target"], raw["task"]
-    key = {"raw": raw["version"], "params": params, "drop": drop, "logic": LOGIC_VERSION}
+    target, task = raw.target, raw.task
+    key = {"raw": raw.version, "params": params, "drop": drop, "logic": LOGIC_VERSION}
     version = sha256_text(canonical_json(key))[:12]
     final = paths.processed_dir() / dataset / version
     if (final / "manifest.json").is_file():
         logger.info("%s processed version %s exists; nothing written", dataset, version)
         return load_processed(dataset, version), False
     cleaned, features, excluded, dropped = clean(
-        frame, raw["schema"], target=target, drop_columns=drop
+        frame, raw.schema_, target=target, drop_columns=drop
     )
     parts, stratified = split(cleaned, target=target, task=task, **params)
     classes = sorted(cleaned[target].unique().tolist()) if task == "classification" else None
@@ -187,43 +188,44 @@ def preprocess(
         dataset=dataset,
         data_version=version,
     )
-    manifest = {
-        "dataset": dataset,
-        "version": version,
-        "raw_version": raw["version"],
-        "raw_sha256": raw["sha256"],
-        "target": target,
-        "task": task,
-        "classes": classes,
-        "feature_types": features,
-        "excluded_columns": excluded,
-        "rows": {name: len(part) for name, part in parts.items()},
-        "dropped_missing_target": dropped,
-        "duplicate_rows": int(cleaned.duplicated().sum()),
-        "stratified": stratified,
-        "params": params,
-        "files": {},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
     try:
         with staged_directory(final) as stage:
+            files = {}
             for name, part in parts.items():
                 part.to_parquet(stage / f"{name}.parquet", index=False)
-                manifest["files"][f"{name}.parquet"] = sha256_file(stage / f"{name}.parquet")
+                files[f"{name}.parquet"] = sha256_file(stage / f"{name}.parquet")
+            manifest = ProcessedManifest(
+                dataset=dataset,
+                version=version,
+                raw_version=raw.version,
+                raw_sha256=raw.sha256,
+                target=target,
+                task=task,
+                classes=classes,
+                feature_types=features,
+                excluded_columns=excluded,
+                rows={name: len(part) for name, part in parts.items()},
+                dropped_missing_target=dropped,
+                duplicate_rows=int(cleaned.duplicated().sum()),
+                stratified=stratified,
+                params=params,
+                files=files,
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
+            )
             write_json_atomic(stage / "baseline_profile.json", profile)
-            write_json_atomic(stage / "manifest.json", manifest)
+            manifest.write(stage / "manifest.json")
     except FileExistsError:
         logger.info("%s processed version %s was written concurrently", dataset, version)
         return load_processed(dataset, version), False
-    logger.info("processed %s -> %s (%s)", raw["version"], version, manifest["rows"])
+    logger.info("processed %s -> %s (%s)", raw.version, version, manifest.rows)
     return load_processed(dataset, version), True
 
 
-def list_processed(dataset: str) -> list[dict[str, Any]]:
+def list_processed(dataset: str) -> list[ProcessedManifest]:
     """Return the manifests of a data set's processed versions, oldest first."""
     root = paths.processed_dir() / ingest.check_name(dataset)
-    manifests = [read_json(p) for p in root.glob("*/manifest.json")]
-    return sorted(manifests, key=lambda m: (m["created"], m["version"]))
+    manifests = [ProcessedManifest.read(p) for p in root.glob("*/manifest.json")]
+    return sorted(manifests, key=lambda m: (m.created, m.version))
 
 
 def load_processed(dataset: str, version: str = "latest") -> Processed:
@@ -237,13 +239,13 @@ def load_processed(dataset: str, version: str = "latest") -> Processed:
     if version == "latest":
         manifest = manifests[-1]
     else:
-        found = [m for m in manifests if m["version"] == version]
+        found = [m for m in manifests if m.version == version]
         if not found:
-            known = ", ".join(m["version"] for m in manifests)
+            known = ", ".join(m.version for m in manifests)
             raise FileNotFoundError(f"{dataset!r} has no processed version {version!r}: {known}")
         manifest = found[0]
-    folder = paths.processed_dir() / dataset / manifest["version"]
-    for name, digest in manifest["files"].items():
+    folder = paths.processed_dir() / dataset / manifest.version
+    for name, digest in manifest.files.items():
         if sha256_file(folder / name) != digest:
             raise ValueError(
                 f"{folder / name} does not match the sha256 in its manifest; it was changed "

@@ -272,8 +272,8 @@ def run_monitoring(
     """
     cfg = monitoring_config or MonitoringConfig()
     manifest = processed.manifest
-    feature_types = manifest["feature_types"]
-    target = manifest["target"]
+    feature_types = manifest.feature_types
+    target = manifest.target
     bins = cfg.bins
     drift = drift_mod.compute_drift(processed.train, current, feature_types, cfg, bins)
     qual = quality.compute_quality(current, processed.profile, cfg)
@@ -284,13 +284,13 @@ def run_monitoring(
         labels = current[target]
     pred_drift = None
     if predictions is not None:
-        kind = kinds.target_kind(manifest["task"])
+        kind = kinds.target_kind(manifest.task)
         reference = processed.train[target].rename("prediction")
         current_pred = pd.Series(np.asarray(predictions), name="prediction")
         pred_drift = drift_mod.prediction_drift(reference, current_pred, kind, cfg, bins)
     performance = None
     if labels is not None and predictions is not None and pd.Series(labels).notna().any():
-        performance = quality.model_performance(labels, predictions, manifest["task"])
+        performance = quality.model_performance(labels, predictions, manifest.task)
     usage = report.usage_summary(requests, predictions) if requests is not None else None
     decision = decide_retraining(
         drift,
@@ -375,7 +375,7 @@ def write_retraining_source(
     from amlkit.io import sha256_text
 
     frame, raw = ingest.load_raw(dataset, raw_version, data_config)
-    target = raw["target"]
+    target = raw.target
     if target not in labelled.columns:
         raise ValueError(f"production rows lack the target {target!r}; attach the labels first")
     rows = labelled.dropna(subset=[target])
@@ -384,7 +384,7 @@ def write_retraining_source(
     if "source_row" in rows.columns:
         rows = rows.drop_duplicates("source_row")
     rows = rows[[c for c in frame.columns if c in rows.columns]].copy()
-    for column, spec in raw["schema"].items():
+    for column, spec in raw.schema_.items():
         if spec.get("type") == "integer" and column in rows.columns:
             rows[column] = pd.to_numeric(rows[column]).round().astype("Int64")
     text = pd.concat([frame, rows], ignore_index=True).to_csv(index=False)

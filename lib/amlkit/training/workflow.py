@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from amlkit.config import ModelConfig
+from amlkit.data.manifests import ProcessedManifest
 from amlkit.data.preprocess import Processed
 from amlkit.registry import champion, store, tracking
 from amlkit.training import evaluate, search
@@ -42,19 +43,18 @@ def default_model_name(dataset: str, task: str) -> str:
 
 def data_info(processed: Processed) -> dict[str, Any]:
     """Return {dataset, version, sha256} of a processed version (the raw file's sha256)."""
-    m = processed.manifest
-    return {"dataset": m["dataset"], "version": m["version"], "sha256": m["raw_sha256"]}
+    return processed.manifest.ref().model_dump()
 
 
-def split_xy(frame: pd.DataFrame, manifest: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.Series]:
+def split_xy(frame: pd.DataFrame, manifest: ProcessedManifest) -> tuple[pd.DataFrame, pd.Series]:
     """Return the feature columns and the target of a processed split."""
-    return frame[list(manifest["feature_types"])], frame[manifest["target"]]
+    return frame[list(manifest.feature_types)], frame[manifest.target]
 
 
 def score_on_test(model: Any, processed: Processed) -> dict[str, float]:
     """Score a model once on the held-out test split."""
     X, y = split_xy(processed.test, processed.manifest)
-    return evaluate.evaluate_model(model, X, y, processed.manifest["task"])
+    return evaluate.evaluate_model(model, X, y, processed.manifest.task)
 
 
 def track_and_register(
@@ -86,7 +86,7 @@ def track_and_register(
         experiment, run_name=f"{name}-{best.name}", tags=tags, data_info=info
     ) as run:
         tracking.log_params({"candidate": best.name, **best.best_params})
-        tracking.log_params(processed.manifest["params"], prefix="split_")
+        tracking.log_params(processed.manifest.params, prefix="split_")
         tracking.log_metrics(dict(metrics))
         tracking.log_dict(
             result.comparison.reset_index().to_dict(orient="records"), "comparison.json"
@@ -99,7 +99,7 @@ def track_and_register(
             name=name,
             task=result.task,
             target=result.target,
-            feature_types=processed.manifest["feature_types"],
+            feature_types=processed.manifest.feature_types,
             classes=result.classes or None,
             data_info=info,
             metrics=metrics,
@@ -114,7 +114,7 @@ def champion_gate(
     version: store.ModelVersion, processed: Processed, model_config: ModelConfig
 ) -> champion.PromotionDecision:
     """Compare ``version`` with the champion on this test split; promote if it wins."""
-    task = processed.manifest["task"]
+    task = processed.manifest.task
     metric = model_config.primary_metric[task]
 
     def score(candidate: store.ModelVersion) -> float:
@@ -135,19 +135,19 @@ def retrain(
 ) -> TrainedModel:
     """Train every candidate, register the best, and put it through the champion gate."""
     m = processed.manifest
-    name = name or default_model_name(m["dataset"], m["task"])
+    name = name or default_model_name(m.dataset, m.task)
     result = search.train_all(
         processed.train,
         processed.validation,
-        target=m["target"],
-        feature_types=m["feature_types"],
-        task=m["task"],
+        target=m.target,
+        feature_types=m.feature_types,
+        task=m.task,
         model_config=model_config,
     )
     scores = score_on_test(result.best.estimator, processed)
     metrics = {"validation": result.best.validation_metrics, "test": scores}
     X, y = split_xy(processed.test, m)
-    figures = evaluate.evaluation_figures(result.best.estimator, X, y, m["task"])
+    figures = evaluate.evaluation_figures(result.best.estimator, X, y, m.task)
     version, run_id = track_and_register(result, processed, metrics, name=name, figures=figures)
     for figure in figures.values():
         plt.close(figure)
