@@ -209,7 +209,7 @@ def refresh_notebooks(notebooks: list[Path], *, kernel_name: str = "python3") ->
     Returns:
         The refreshed notebooks.
     """
-    from amlkit.pipeline import notebooks
+    from amlkit.pipeline.notebooks import clean_notebook
 
     stages = discover(notebooks[0].parent) if notebooks else []
     wanted = {nb.resolve() for nb in notebooks}
@@ -231,7 +231,7 @@ def refresh_notebooks(notebooks: list[Path], *, kernel_name: str = "python3") ->
                     progress_bar=True,
                 )
                 if nb in wanted:
-                    notebooks.clean_notebook(nb)
+                    clean_notebook(nb)
         finally:
             if previous is None:
                 os.environ.pop(paths.ROOT_ENV, None)
