@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from amlkit import __version__, paths
 from amlkit.config import DataConfig, DatasetConfig
 from amlkit.data import sources, validation
 from amlkit.data.manifests import ColumnInfo, RawManifest
-from amlkit.io import read_json, staged_directory
+from amlkit.io import read_json, staged_directory, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -182,14 +183,15 @@ def ingest(
         manifest = _check(fetched, dataset, entry, cfg, target, task, version)
         try:
             with staged_directory(final) as stage:
-                sources.copy_to(fetched, stage / manifest.file)
+                shutil.move(fetched.path, stage / manifest.file)
                 manifest.write(stage / "manifest.json")
         except FileExistsError:
             logger.info("%s version %s was ingested concurrently", dataset, version)
             return IngestResult(RawManifest.read(final / "manifest.json"), final, False)
         if manifest.schema_origin == "inferred":
             schema_file = paths.config_dir() / "schemas" / f"{dataset}.json"
-            validation.save_schema(schema_file, manifest.schema_)
+            write_json_atomic(schema_file, manifest.schema_)
+            logger.info("inferred schema saved for review: %s", schema_file)
         logger.info("ingested %s version %s: %d rows", dataset, version, manifest.rows)
         return IngestResult(manifest, final, True)
     finally:
