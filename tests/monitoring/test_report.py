@@ -11,6 +11,7 @@ import pytest
 from matplotlib import image as mpimg
 
 from amlkit.monitoring import drift, quality, report
+from amlkit.monitoring.usage import usage_summary
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -20,45 +21,6 @@ needs_chromium = pytest.mark.skipif(
     reason="chromium is not installed; install it with "
     "`apt-get update && apt-get install -y chromium` to run the page-rendering test",
 )
-
-
-def _log(n=120, hours=30.0, seed=0):
-    rng = np.random.default_rng(seed)
-    start = pd.Timestamp("2024-05-01", tz="UTC")
-    return pd.DataFrame(
-        {
-            "request_id": [f"r{i}" for i in range(n)],
-            "time": start + pd.to_timedelta(np.sort(rng.uniform(0, hours * 3600, n)), unit="s"),
-            "latency_ms": np.arange(1, n + 1, dtype=float),
-            "status": [500 if i % 10 == 0 else 200 for i in range(n)],
-            "n_rows": 2,
-        }
-    )
-
-
-@pytest.mark.parametrize(("hours", "interval"), [(1.5, "minute"), (30, "hour"), (24 * 10, "day")])
-def test_usage_summary_picks_the_interval_from_the_time_span(hours, interval):
-    usage = report.usage_summary(_log(hours=hours))
-    assert usage["interval"] == interval
-    assert usage["frames"]["volume"]["requests"].sum() == 120
-
-
-def test_usage_summary_reports_latency_percentiles_errors_and_predictions():
-    usage = report.usage_summary(_log(), predictions=["a", "b", "b", "b"])
-    latency = np.arange(1, 121, dtype=float)
-    assert usage["latency_ms"]["p50"] == pytest.approx(np.percentile(latency, 50))
-    assert usage["latency_ms"]["p99"] == pytest.approx(np.percentile(latency, 99))
-    assert usage["error_rate"] == pytest.approx(12 / 120)
-    assert usage["status_counts"] == {"200": 108, "500": 12}
-    assert usage["rows_scored"] == 240
-    assert usage["prediction_distribution"] == {"a": 0.25, "b": 0.75}
-
-
-def test_usage_summary_names_missing_log_columns():
-    with pytest.raises(ValueError, match="latency_ms"):
-        report.usage_summary(
-            pd.DataFrame({"request_id": [], "time": [], "status": [], "n_rows": []})
-        )
 
 
 def _inputs():
@@ -87,14 +49,14 @@ def _inputs():
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory):
+def written(tmp_path_factory, request_log):
     ref, cur, drift_result, checks = _inputs()
     folder = tmp_path_factory.mktemp("report")
     paths = report.write_report(
         folder / "monitoring" / "report.html",
         drift=drift_result,
         quality=checks,
-        usage=report.usage_summary(_log(), predictions=["a", "b"] * 60),
+        usage=usage_summary(request_log(), predictions=["a", "b"] * 60),
         reference=ref,
         current=cur,
         decision={"retrain": True, "reason": "length drifted"},

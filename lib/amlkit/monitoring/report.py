@@ -1,4 +1,4 @@
-"""The monitoring report: usage summary, and one self-contained HTML page with a JSON twin.
+"""The monitoring report: one self-contained HTML page with a JSON twin.
 
 The page is written for business analysts: a decision box first, then drift per feature,
 reference-versus-current distributions, data quality and service usage. Plots are
@@ -31,10 +31,10 @@ from amlkit.monitoring.drift import (
     category_labels,
     numeric_values,
 )
+from amlkit.monitoring.usage import is_continuous
 
 logger = logging.getLogger(__name__)
 
-LOG_COLUMNS = ("request_id", "time", "latency_ms", "status", "n_rows")
 PLOT_SAMPLE = 50_000  # rows drawn (seeded) per distribution plot
 EXTRA_DISTRIBUTIONS = 3  # undrifted features plotted beside the drifted ones
 MAX_BARS = 15  # categories (or distinct integers) shown as bars
@@ -62,75 +62,6 @@ img{max-width:100%;height:auto;display:block;margin:.5rem 0 1.5rem}
 .cards{display:flex;gap:1rem;flex-wrap:wrap}.card{background:#f7f7f7;border-radius:6px;
 padding:.6rem 1rem;min-width:8rem}.card b{display:block;font-size:1.4rem}
 """
-
-
-def _freq(span: pd.Timedelta) -> tuple[str, str]:
-    if span <= pd.Timedelta(hours=3):
-        return "min", "minute"
-    if span <= pd.Timedelta(days=3):
-        return "h", "hour"
-    return "D", "day"
-
-
-def usage_summary(log: pd.DataFrame, predictions: Any = None) -> dict[str, Any]:
-    """Summarise a request log for the report.
-
-    Args:
-        log: request-log rows with columns ``request_id``, ``time`` (UTC), ``latency_ms``,
-            ``status`` (HTTP code) and ``n_rows``.
-        predictions: optional predictions served over the period (labels or values).
-
-    Returns:
-        A dict of plain values (``requests``, ``rows_scored``, ``start``, ``end``,
-        ``interval``, ``latency_ms`` {p50, p90, p99, mean}, ``error_rate``,
-        ``status_counts``, ``prediction_distribution``) and, under ``frames``, the
-        DataFrames the plots use (``volume``: requests and errors per interval).
-
-    Raises:
-        ValueError: a required column is missing.
-    """
-    missing = [c for c in LOG_COLUMNS if c not in log.columns]
-    if missing:
-        raise ValueError(
-            f"request log lacks columns {missing}; expected {list(LOG_COLUMNS)} "
-            "as written by the scoring script's request log"
-        )
-    times = pd.to_datetime(log["time"], utc=True, errors="coerce")
-    status = pd.to_numeric(log["status"], errors="coerce")
-    latency = pd.to_numeric(log["latency_ms"], errors="coerce").dropna()
-    errors = status >= 400
-    summary: dict[str, Any] = {"requests": len(log), "frames": {}}
-    summary["rows_scored"] = int(pd.to_numeric(log["n_rows"], errors="coerce").fillna(0).sum())
-    if len(log) and times.notna().any():
-        start, end = times.min(), times.max()
-        rule, unit = _freq(end - start)
-        frame = pd.DataFrame({"requests": 1, "errors": errors.astype(int)}).set_index(times)
-        summary["frames"]["volume"] = frame[frame.index.notna()].resample(rule).sum()
-        summary.update(start=start.isoformat(), end=end.isoformat(), interval=unit)
-    else:
-        summary.update(start=None, end=None, interval=None)
-    quantiles = latency.quantile([0.5, 0.9, 0.99]) if len(latency) else pd.Series(dtype=float)
-    summary["latency_ms"] = {
-        name: float(quantiles[q]) if len(latency) else None
-        for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
-    }
-    summary["latency_ms"]["mean"] = float(latency.mean()) if len(latency) else None
-    summary["frames"]["latency"] = latency.to_numpy()
-    summary["error_rate"] = float(errors.mean()) if len(log) else 0.0
-    counts = status.dropna().astype(int).value_counts().sort_index()
-    summary["status_counts"] = {str(k): int(v) for k, v in counts.items()}
-    summary["prediction_distribution"] = None
-    if predictions is not None:
-        pred = pd.Series(np.asarray(predictions)).dropna()
-        if pred.dtype.kind == "f" and pred.nunique() > 20:
-            summary["prediction_distribution"] = {
-                k: float(v) for k, v in pred.describe().drop("count").items()
-            }
-        else:
-            shares = pred.astype(str).value_counts(normalize=True).sort_index()
-            summary["prediction_distribution"] = {str(k): float(v) for k, v in shares.items()}
-        summary["frames"]["predictions"] = pred
-    return summary
 
 
 def _png(fig: Figure) -> str:
@@ -236,7 +167,7 @@ def _usage_charts(usage: Mapping[str, Any]) -> list[str]:
     if predictions is not None and len(predictions):
         fig = Figure(figsize=(6, 3))
         ax = fig.subplots()
-        if predictions.dtype.kind == "f" and predictions.nunique() > 20:
+        if is_continuous(predictions):
             sns.histplot(x=predictions.to_numpy(), ax=ax, bins=40, color=COLORS["current"])
         else:
             shares = predictions.astype(str).value_counts(normalize=True).sort_index()
@@ -321,7 +252,7 @@ def write_report(
         path: the HTML file to write (folders are created).
         drift: the result of ``drift.compute_drift``.
         quality: the result of ``quality.compute_quality``.
-        usage: the result of :func:`usage_summary`, or None to leave usage out.
+        usage: the result of ``usage.usage_summary``, or None to leave usage out.
         reference: the reference rows, for the distribution plots (optional).
         current: the current rows, for the distribution plots (optional).
         decision: the caller's decision, shown in the summary box (free-form mapping).
