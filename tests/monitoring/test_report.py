@@ -1,9 +1,12 @@
 import base64
+import fnmatch
 import io
 import json
 import re
 import shutil
 import subprocess
+import tomllib
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -101,6 +104,87 @@ def test_report_without_usage_or_data_still_renders(tmp_path):
     )
     assert "Service usage" not in html_path.read_text()
     assert json.loads(json_path.read_text())["usage"] is None
+
+
+class _Page(HTMLParser):
+    """The parts of a page the tests look at: tag names, image alt texts, and cell texts."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.tags, self.alts, self.cells, self._cell = [], [], [], None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.alts.append(dict(attrs).get("alt"))
+        if tag == "td":
+            self._cell = ""
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self.cells.append(self._cell)
+            self._cell = None
+
+
+def test_report_images_have_alt_texts_that_say_what_they_show(written):
+    (html_path, _), drift_result = written
+    alts = _Page(html_path.read_text()).alts
+    drifted = drift_result.sort_values("value", ascending=False)
+    drifted = list(drifted.loc[drifted["drifted"], "column"])
+    assert alts[0] == (
+        f"Drift per feature: {len(drifted)} of {len(drift_result)} above the threshold "
+        f"({', '.join(drifted)})"
+    )
+    assert alts[1].startswith(f"{drifted[0]}, reference against current")
+    assert "above the threshold 0.1" in alts[1]
+    assert "Requests per hour: 120 requests, 12 failed" in alts
+    assert "Latency per request, histogram: p50 60.5 ms, p90 108.1 ms, p99 118.8 ms" in alts
+    assert "Predictions served, share per class: a 50%, b 50%" in alts
+    assert all(alt and alt != "plot" for alt in alts)
+
+
+def test_report_shows_markup_in_the_data_as_text(tmp_path):
+    rng = np.random.default_rng(2)
+    ref = pd.DataFrame({"<script>": rng.normal(0, 1, 200)})
+    cur = pd.DataFrame({"<script>": rng.normal(3, 1, 200)})
+    drift_result = drift.compute_drift(ref, cur, {"<script>": "numeric"})
+    checks = quality.compute_quality(
+        cur, {"columns": quality.build_profile(ref, {"<script>": "numeric"})}
+    )
+    html_path, _ = report.write_report(
+        tmp_path / "r.html",
+        drift=drift_result,
+        quality=checks,
+        reference=ref,
+        current=cur,
+        decision={"<b>why</b>": "<img src=x onerror=alert(1)>"},
+        title="<i>title</i>",
+    )
+    text = html_path.read_text()
+    page = _Page(text)
+    assert "script" not in page.tags and "i" not in page.tags
+    assert page.tags.count("img") == 2  # the drift chart and one distribution, nothing injected
+    assert page.cells.count("<script>") == 2  # drift table and data-quality table
+    assert page.alts[1].startswith("<script>, reference against current")
+    assert 'alt="&lt;script&gt;, reference against current' in text
+    assert "&lt;b&gt;why&lt;/b&gt;" in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+
+
+def test_report_templates_are_packaged(repo):
+    pyproject = tomllib.loads((repo / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["amlkit"]
+    package = repo / "lib" / "amlkit"
+    templates = sorted((package / "monitoring" / "templates").iterdir())
+    assert templates
+    for path in templates:
+        name = path.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), f"{name} is not package data"
 
 
 def _render(chromium, page, tmp_path):
