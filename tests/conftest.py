@@ -1,4 +1,4 @@
-"""Shared fixtures: isolated project roots, the MLflow store, and a small penguins model.
+"""Shared fixtures: project roots, the MLflow store, a small penguins model, a small digits CNN.
 
 Tests never touch the repository's data: every fixture that writes points ``AMLKIT_ROOT`` at
 a fresh folder holding a copy of ``config/``.
@@ -157,3 +157,48 @@ def make_version(penguins_frame: pd.DataFrame) -> Callable[..., Path]:
         return target
 
     return make
+
+
+@pytest.fixture(scope="session")
+def digit_splits():
+    """400 of the bundled 8×8 digits, split and scaled (:func:`amlkit.deep.images.split_images`)."""
+    from amlkit.deep.images import load_images, split_images
+
+    x, y = load_images()
+    return split_images(x[:400], y[:400], random_state=7)
+
+
+@pytest.fixture(scope="session")
+def digit_classifier(digit_splits):
+    """A small Keras CNN trained for three epochs on :func:`digit_splits`: ``(model, history)``.
+
+    It stands for any Keras image classifier in tests of saving, registering and serving;
+    notebook 05's own network is tested by running the notebook.
+    """
+    import keras
+
+    from amlkit.deep import determinism
+
+    determinism.set_determinism(7)
+    splits = digit_splits
+    model = keras.Sequential(
+        [
+            keras.Input(splits.x_train.shape[1:]),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(len(splits.classes), activation="softmax"),
+        ],
+        name="test_cnn",
+    )
+    model.compile(
+        keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    history = model.fit(
+        splits.x_train,
+        splits.y_train,
+        validation_data=(splits.x_val, splits.y_val),
+        epochs=3,
+        verbose=0,
+    )
+    return model, history.history

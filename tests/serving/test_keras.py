@@ -6,21 +6,16 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-deep = pytest.importorskip("amlkit.deep.network")
-deep.set_determinism(7)  # before any TensorFlow op of this process
-
-TINY = {"epochs": 2, "patience": 2, "conv_filters": [8, 16], "dense_units": 32}
+pyfunc = pytest.importorskip("amlkit.deep.pyfunc")
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, new_project):
-    from amlkit.deep import images, pyfunc
+def served(tmp_path_factory, new_project, digit_splits, digit_classifier):
     from amlkit.registry import store
     from amlkit.serving import package_service, serve
 
-    x, y = images.load_images()
-    splits = images.split_images(x[:400], y[:400], random_state=7)
-    model, _ = deep.train_cnn(splits, TINY | {"learning_rate": 0.01}, seed=7)
+    splits = digit_splits
+    model, _ = digit_classifier
     with pytest.MonkeyPatch.context() as mp:
         root = new_project(tmp_path_factory.mktemp("keras") / "root", mp)
         version = store.write_version(
@@ -40,7 +35,7 @@ def served(tmp_path_factory, new_project):
                 "data": {"dataset": "digits", "version": "bundled", "sha256": ""},
             },
             metrics={},
-            hyperparameters=TINY,
+            hyperparameters={"epochs": 3},
         )
         folder = package_service(version.path, service="digits")
         with serve(folder, port=0, startup_timeout_s=120) as endpoint:
@@ -57,7 +52,7 @@ def test_keras_service_records_backend_and_reason(served):
 
 @pytest.mark.parametrize("encoding", ["nested_lists", "base64_png"])
 def test_keras_service_answers_images(served, encoding):
-    from amlkit.deep import images, pyfunc
+    from amlkit.deep import images
 
     endpoint, model, splits, _ = served
     x, _ = images.load_images()
