@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from vega_datasets import local_data
 
-from amlkit.pipeline import runner
+from amlkit.pipeline import stages
 
 pytestmark = pytest.mark.slow
 
@@ -121,11 +121,11 @@ def test_broken_config_is_refused_with_exit_2(project_with_notebooks):
 
 
 def test_stage_selection(repo):
-    notebooks = runner.discover(repo / "notebooks")
-    names = [p.name[:2] for p in runner.select(["01-02"], notebooks)]
+    notebooks = stages.discover(repo / "notebooks")
+    names = [p.name[:2] for p in stages.select(["01-02"], notebooks)]
     assert names == ["01", "02"]
     with pytest.raises(ValueError, match="matches no notebook"):
-        runner.select(["99"], notebooks)
+        stages.select(["99"], notebooks)
 
 
 def test_run_help_documents_parameters_and_exit_status():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 import shutil
 import tempfile
@@ -27,14 +26,10 @@ from tqdm import tqdm
 from amlkit import paths
 from amlkit.config import DataConfig, load_all
 from amlkit.io import write_json_atomic
+from amlkit.pipeline import PipelineError
+from amlkit.pipeline.stages import NOTEBOOK_RE, discover, select
 
 logger = logging.getLogger(__name__)
-
-NOTEBOOK_RE = re.compile(r"^(\d\d)_([a-z0-9_]+)\.ipynb$")
-
-
-class PipelineError(RuntimeError):
-    """A notebook failed; the message names it, the cell, and the kept output."""
 
 
 @dataclass
@@ -45,38 +40,6 @@ class RunResult:
     folder: Path
     notebooks: list[dict[str, Any]] = field(default_factory=list)
     status: str = "running"
-
-
-def discover(folder: Path | None = None) -> list[Path]:
-    """Return the stage notebooks (``NN_name.ipynb``) in run order."""
-    folder = folder or paths.notebooks_dir()
-    return sorted(p for p in folder.glob("*.ipynb") if NOTEBOOK_RE.match(p.name))
-
-
-def select(stages: list[str] | None, notebooks: list[Path]) -> list[Path]:
-    """Pick notebooks by number (``03``), name (``03_data_preprocessing``) or range (``01-03``).
-
-    Raises:
-        ValueError: a stage matches no notebook.
-    """
-    if not stages:
-        return notebooks
-    chosen: list[Path] = []
-    for stage in stages:
-        if re.fullmatch(r"\d\d?-\d\d?", stage):
-            lo, hi = (int(x) for x in stage.split("-"))
-            hits = [p for p in notebooks if lo <= int(p.name[:2]) <= hi]
-        else:
-            hits = [
-                p
-                for p in notebooks
-                if p.stem == stage or p.name[:2] == stage.zfill(2) or p.stem[3:] == stage
-            ]
-        if not hits:
-            names = ", ".join(p.stem for p in notebooks)
-            raise ValueError(f"stage {stage!r} matches no notebook; the stages are: {names}")
-        chosen += [p for p in hits if p not in chosen]
-    return sorted(chosen)
 
 
 def declared_parameters(notebook: Path) -> dict[str, Any]:
