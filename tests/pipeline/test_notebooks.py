@@ -1,4 +1,4 @@
-"""Cleaning notebooks' execution noise with nbstripout, outputs kept."""
+"""Committed notebooks: the project's kernel, and cleaning execution noise with nbstripout."""
 
 from __future__ import annotations
 
@@ -10,12 +10,28 @@ from pathlib import Path
 
 import papermill as pm
 import pytest
+from jupyter_client.kernelspec import KernelSpecManager
 
 from amlkit.pipeline.notebooks import clean_notebook
 
 
 def _cells(path: Path) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def test_committed_notebooks_declare_the_project_kernel(repo, project_kernelspec):
+    declared = {
+        nb.name: json.loads(nb.read_text(encoding="utf-8"))["metadata"].get("kernelspec")
+        for nb in sorted((repo / "notebooks").glob("*.ipynb"))
+    }
+    assert len(declared) >= 7
+    assert {name: spec for name, spec in declared.items() if spec != project_kernelspec} == {}
+
+
+def test_the_project_kernel_is_registered_and_runs_this_environment(project_kernelspec):
+    spec = KernelSpecManager().get_kernel_spec(project_kernelspec["name"])
+    assert spec.display_name == project_kernelspec["display_name"]
+    assert Path(spec.argv[0]).parent.resolve() == Path(sys.executable).parent.resolve()
 
 
 def test_committed_notebooks_carry_no_execution_noise(repo, tmp_path):
