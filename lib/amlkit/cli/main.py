@@ -165,9 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks = sub.add_parser(
         "notebooks",
         help="execute notebooks in place or strip their execution noise",
-        description="'execute' runs notebooks in place with their defaults, in a fresh "
-        "temporary project root (the stages before them run too, their outputs discarded), "
-        "and cleans them: this refreshes the committed outputs that nbval checks. 'clean' "
+        description="'execute' runs notebooks with their defaults in a fresh temporary "
+        "project root (the stages before them run too, their outputs discarded) and writes "
+        "them back cleaned: this refreshes the committed outputs that nbval checks. 'clean' "
         "strips execution noise with nbstripout (papermill and timing metadata, widget "
         "state, injected parameters), keeping outputs.",
     )

@@ -10,8 +10,8 @@ notebook for inspection.
 
 :func:`run_notebooks` is the same run called from Python: notebook 07 retrains by re-running
 the preprocessing and training notebooks on a new data version, and keeps the executed copies
-as the record. :func:`refresh_notebooks` re-executes notebooks in place (``amlkit notebooks
-execute``) to refresh their committed outputs.
+as the record. :func:`refresh_notebooks` (``amlkit notebooks execute``) re-executes notebooks
+in a fresh project and writes them back, to refresh their committed outputs.
 
 The run's output shows progress and real errors, not the kernels' own chatter. Papermill talks
 to each kernel over loopback TCP, which the runner asks jupyter_client to encrypt (CurveZMQ)
