@@ -13,18 +13,14 @@ the preprocessing and training notebooks on a new data version, and keeps the ex
 as the record. :func:`refresh_notebooks` (``amlkit notebooks execute``) re-executes notebooks
 in a fresh project and writes them back, to refresh their committed outputs.
 
-The run's output shows progress and real errors, not the kernels' own chatter. Papermill talks
-to each kernel over loopback TCP, which the runner asks jupyter_client to encrypt (CurveZMQ)
-when the kernel supports it, as ipykernel 7 does; unencrypted, every kernel warns about it.
-What a kernel process still writes to its stderr (not cell output, which reaches the notebook,
-but start-up and shutdown messages such as ipykernel's traceback when a socket closes during
-shutdown) goes to ``<notebook>.kernel.log`` beside the executed notebook; when a kernel dies,
-the error message quotes the end of that log.
+The run's output shows progress and real errors, not the kernels' own chatter: what a kernel
+writes to its stderr goes to ``<notebook>.kernel.log`` beside the executed notebook (see
+:mod:`amlkit.pipeline.kernels`), and a kernel that fails to start or dies is reported with the
+end of that log.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -39,36 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import papermill as pm
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError
 from tqdm import tqdm
-from traitlets import Unicode
-from traitlets.config import Config
 
 from amlkit import paths
 from amlkit.config import DataConfig, load_all
 from amlkit.io import write_json_atomic
-from amlkit.pipeline import PipelineError
+from amlkit.pipeline import PipelineError, kernels
 from amlkit.pipeline.stages import NOTEBOOK_RE, discover, select
 
 logger = logging.getLogger(__name__)
-
-PROJECT_KERNEL = "amlkit"  # the kernel `python3 dev.py setup` registers and the notebooks declare
-KERNEL_LOG_TAIL = 20  # lines of a dead kernel's log quoted in the error
-
-
-class LoggedKernelManager(AsyncKernelManager):
-    """Start each kernel with its stderr in a log file instead of the terminal."""
-
-    stderr_path = Unicode("", help="file that receives the kernel's stderr").tag(config=True)
-
-    async def start_kernel(self, **kw: Any) -> None:
-        """Start the kernel; its stderr is appended to ``stderr_path`` when set."""
-        if not self.stderr_path:
-            return await super().start_kernel(**kw)
-        with open(self.stderr_path, "ab") as log:  # the kernel process keeps its own handle
-            return await super().start_kernel(stderr=log, **kw)
 
 
 @dataclass
@@ -84,37 +60,6 @@ class RunResult:
 def declared_parameters(notebook: Path) -> dict[str, Any]:
     """Return the parameters a notebook declares (papermill's inspection of its cell)."""
     return pm.inspect_notebook(str(notebook))
-
-
-def declared_kernel(notebook: Path) -> str | None:
-    """Return the name of the Jupyter kernel a notebook declares (``metadata.kernelspec``)."""
-    metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
-    return metadata.get("kernelspec", {}).get("name")
-
-
-def check_kernels(notebooks: list[Path], kernel_name: str | None = None) -> None:
-    """Refuse to start when a notebook's kernel is not installed in this environment.
-
-    Args:
-        notebooks: the notebooks about to run.
-        kernel_name: a kernel that replaces the declared ones; None checks each declaration.
-
-    Raises:
-        ValueError: names the notebook, the kernel, and how to register the project's kernel.
-    """
-    installed = KernelSpecManager().find_kernel_specs()
-    for notebook in notebooks:
-        name = kernel_name or declared_kernel(notebook)
-        if name not in installed:
-            declares = f"the Jupyter kernel {name!r}" if name else "no Jupyter kernel"
-            raise ValueError(
-                f"{notebook.name} declares {declares}, and the kernels installed here are "
-                f"{', '.join(sorted(installed)) or 'none'}. Register the project's kernel with "
-                f"`python3 dev.py setup` (or `python -m ipykernel install --sys-prefix --name "
-                f"{PROJECT_KERNEL} --display-name 'Python ({PROJECT_KERNEL})'` in the "
-                "environment that has amlkit), and declare it in the notebook's "
-                "metadata.kernelspec."
-            )
 
 
 def new_run_id() -> str:
@@ -165,10 +110,6 @@ def execute(
             message quotes the end of the kernel's log; the executed copy is kept).
     """
     log = output.with_suffix(".kernel.log")
-    config = Config(
-        KernelManager={"transport_encryption": "auto"},
-        LoggedKernelManager={"stderr_path": str(log)},
-    )
     try:
         pm.execute_notebook(
             str(notebook),
@@ -179,8 +120,8 @@ def execute(
             progress_bar=progress,
             request_save_on_cell_execute=True,
             execution_timeout=timeout_s,
-            kernel_manager_class=LoggedKernelManager,
-            config=config,
+            kernel_manager_class=kernels.LoggedKernelManager,
+            config=kernels.launch_config(log),
         )
     except pm.PapermillExecutionError as exc:
         raise PipelineError(
@@ -189,8 +130,7 @@ def execute(
             f"The executed notebook is kept for inspection: {output}"
         ) from exc
     except (CellTimeoutError, RuntimeError) as exc:  # RuntimeError: the kernel died or failed
-        lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
-        tail = "".join(f"\n  {line}" for line in lines[-KERNEL_LOG_TAIL:])
+        tail = "".join(f"\n  {line}" for line in kernels.log_tail(log))
         kept = (
             f"\nThe executed notebook is kept for inspection: {output}" if output.is_file() else ""
         )
@@ -238,7 +178,7 @@ def run_pipeline(
         raise ValueError(f"no notebooks found in {paths.notebooks_dir()}")
     defaults = {"dataset": data_config.default_dataset}
     steps = plan(notebooks, parameters or {}, defaults)
-    check_kernels(notebooks, kernel_name)
+    kernels.check_installed(notebooks, kernel_name)
     run_id = run_id or new_run_id()
     folder = Path(output_dir) if output_dir is not None else paths.runs_dir() / run_id
     if folder.is_dir() and any(folder.iterdir()):
@@ -391,7 +331,7 @@ def refresh_notebooks(notebooks: list[Path], *, kernel_name: str | None = None) 
     last = max((int(nb.name[:2]) for nb in wanted if NOTEBOOK_RE.match(nb.name)), default=99)
     order = [nb for nb in stages if int(nb.name[:2]) <= last] or sorted(wanted)
     order += sorted(wanted - set(order))
-    check_kernels(order, kernel_name)
+    kernels.check_installed(order, kernel_name)
     work = Path(tempfile.mkdtemp(prefix="amlkit-refresh-"))
     with _project_root(fresh_root(work / "project")):
         for nb in order:
