@@ -53,8 +53,9 @@ def main() -> int:
         version = make_version(root / "models" / "trained_models")
     rows, parity_rows = request_rows(version, source_root)
     os.environ["AMLKIT_ROOT"] = str(root)
-    from amlkit.serving import package_service, serve
+    from amlkit.serving.package import package_service
     from amlkit.serving.requestlog import read_log
+    from amlkit.serving.server import serve
 
     folder = package_service(version, service="load", parity_rows=parity_rows)
     info = json.loads((folder / "service_metadata.json").read_text())

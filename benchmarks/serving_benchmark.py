@@ -143,8 +143,8 @@ def main() -> None:
         version = make_version(root / "models" / "trained_models")
     rows, parity_rows = request_rows(version, source_root)
     os.environ["AMLKIT_ROOT"] = str(root)
-    from amlkit.serving import package_service, serve
-    from amlkit.serving.server import free_port
+    from amlkit.serving.package import package_service
+    from amlkit.serving.server import free_port, serve
 
     folder = package_service(version, service="bench", parity_rows=parity_rows)
     info = json.loads((folder / "service_metadata.json").read_text())

@@ -161,18 +161,18 @@ def test_switch_traffic_between_real_inference_servers(
     tmp_path, monkeypatch, penguins_frame, penguin_features, make_version, new_project
 ):
 
-    from amlkit import serving
+    from amlkit.serving import package, server
 
     root = new_project(tmp_path / "root", monkeypatch)
     models = root / "models" / "trained_models"
     frame = penguins_frame.copy()
-    blue_dir = serving.package_service(
+    blue_dir = package.package_service(
         make_version(models), service="svc-blue", parity_rows=frame.head(40)
     )
-    green_dir = serving.package_service(
+    green_dir = package.package_service(
         make_version(models, version=2), service="svc-green", parity_rows=frame.head(40)
     )
-    blue = serving.start_server(blue_dir, port=0, workers=1)
+    blue = server.start_server(blue_dir, port=0, workers=1)
     live = blue
     try:
         with bluegreen.Router(headers=blue.headers()) as router:

@@ -326,7 +326,7 @@ def switch_traffic(
         new: the new deployment's name.
         new_service_dir: the packaged service folder to deploy.
         smoke_payload: a scoring request body for the smoke test.
-        start: starts a server for a folder (default ``amlkit.serving.start_server``).
+        start: starts a server for a folder (default :func:`amlkit.serving.server.start_server`).
         drain_timeout_s: how long to wait for in-flight requests on the old deployment.
 
     Returns:
@@ -336,7 +336,7 @@ def switch_traffic(
         RuntimeError: the smoke test failed (nothing switched).
     """
     if start is None:
-        from amlkit.serving import start_server as start
+        from amlkit.serving.server import start_server as start
     endpoint = start(new_service_dir, port=0)
     status, answer = endpoint.score(smoke_payload)
     rows = len((smoke_payload.get("input_data") or {}).get("data") or [])

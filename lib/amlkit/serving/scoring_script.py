@@ -24,7 +24,7 @@ from azureml_inference_server_http.api.aml_request import rawhttp
 from azureml_inference_server_http.api.aml_response import AMLResponse
 
 HERE = Path(__file__).resolve().parent
-if importlib.util.find_spec("amlkit") is None:  # on Azure: use the copy packaged beside us
+if importlib.util.find_spec("amlkit") is None:  # on Azure: the modules packaged beside us
     sys.path.insert(0, str(HERE))
 
 from amlkit.serving.auth import KeyChecker  # noqa: E402
