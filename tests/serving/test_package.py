@@ -192,6 +192,7 @@ def test_serving_package_init_imports_nothing():
 
 SERVICE_RUNTIME = {  # what every service imports: its scoring script's modules
     "amlkit",
+    "amlkit.io",
     "amlkit.kinds",
     "amlkit.paths",
     "amlkit.serving",
