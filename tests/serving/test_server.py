@@ -175,6 +175,11 @@ def test_swagger_and_health_routes_answer(endpoint):
     conn.close()
 
 
+def test_server_runs_the_amlkit_modules_of_the_service_folder(endpoint):
+    log = endpoint.log_path.read_text()
+    assert f"(amlkit {endpoint.service_dir / 'amlkit'})" in log
+
+
 def test_start_refuses_wide_host(penguins_service):
     from amlkit.serving.server import start_server
 

@@ -86,7 +86,8 @@ class Scorer:
         self._model: Any = None
         self._session: Any = None
         loaders[self.backend]()
-        logger.info("loaded %s model from %s", self.backend, self.model_dir)
+        amlkit_dir = Path(__file__).resolve().parents[1]  # a service folder's own copy, or lib's
+        logger.info("loaded %s model from %s (amlkit %s)", self.backend, self.model_dir, amlkit_dir)
 
     # One loader per backend, named _load_<backend>: the amlkit modules a loader imports are
     # what a service folder of that backend carries beside the scoring script's own imports
