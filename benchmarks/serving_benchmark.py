@@ -115,15 +115,15 @@ def register_default_model(root: Path) -> Path:
     manifest = processed.manifest
     X, y = workflow.split_xy(processed.train, manifest)
     forest = RandomForestClassifier(n_estimators=DEFAULT_TREES, random_state=0, n_jobs=1)
-    preprocessor = transformers.build_preprocessor(manifest["feature_types"])
+    preprocessor = transformers.build_preprocessor(manifest.feature_types)
     pipeline = Pipeline([("preprocess", preprocessor), ("model", forest)]).fit(X, y)
     version = store.register_sklearn_model(
         pipeline,
         name=DEFAULT_MODEL,
-        task=manifest["task"],
-        target=manifest["target"],
-        feature_types=manifest["feature_types"],
-        classes=sorted(y.unique().tolist()),
+        task=manifest.task,
+        target=manifest.target,
+        feature_types=manifest.feature_types,
+        classes=manifest.classes,
         data_info=workflow.data_info(processed),
         metrics={},
         hyperparameters={"n_estimators": DEFAULT_TREES},
