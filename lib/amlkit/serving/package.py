@@ -81,10 +81,10 @@ def resolve_model_dir(name: str, version: int | str | None = None) -> Path:
     Raises:
         FileNotFoundError: the model or version does not exist; lists what does.
     """
-    if version in (None, "champion"):
+    if version is None or version == "champion":
         version = "champion" if store.read_champion(name) else "latest"
     try:
-        return store.get_version(name, version).path  # type: ignore[arg-type]
+        return store.get_version(name, version).path
     except store.ModelNotFoundError as exc:
         raise FileNotFoundError(str(exc)) from None
 

@@ -91,7 +91,7 @@ class Scorer:
 
     # One loader per backend, named _load_<backend>: the amlkit modules a loader imports are
     # what a service folder of that backend carries beside the scoring script's own imports
-    # (amlkit.serving.package reads them from this file).
+    # (amlkit.serving.imports reads them from this file).
 
     def _load_sklearn(self) -> None:
         path = self.model_dir / self.metadata.get("model_file", "model.pkl")
@@ -121,6 +121,12 @@ class Scorer:
         )
         if self.serving.get("classes"):
             self.classes = list(self.serving["classes"])
+
+    def _load_keras(self) -> None:
+        from amlkit.deep import pyfunc
+
+        self._model, self._preprocessing = pyfunc.load_mlflow_model(self.model_dir)
+        self._predict_images = pyfunc.predict_images
 
     def frame(self, values: dict[str, list[Any]]) -> Any:
         """Build the pandas frame the pipeline expects from validated column values."""
@@ -167,12 +173,6 @@ class Scorer:
         if self.task == "classification" and hasattr(self._model, "predict_proba"):
             probs = self._model.predict_proba(frame).tolist()
         return [p.item() if hasattr(p, "item") else p for p in preds], probs
-
-    def _load_keras(self) -> None:
-        from amlkit.deep import pyfunc
-
-        self._model, self._preprocessing = pyfunc.load_mlflow_model(self.model_dir)
-        self._predict_images = pyfunc.predict_images
 
     def predict_images(self, images: list[Any]) -> dict[str, Any]:
         """Score images (nested lists or base64 PNG) with the Keras model."""
