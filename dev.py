@@ -5,13 +5,16 @@
     python3 dev.py test       # set up .venv, then lint, unit tests, papermill runs and nbval
 
 Both are idempotent: the virtual environment is created once and reinstalled only when
-pyproject.toml changes (a stamp file records its hash). Needs only Python 3.11, pip and venv.
+pyproject.toml changes (a stamp file records its hash), and the Jupyter kernel the notebooks
+declare, "Python (amlkit)", is registered whenever it is missing. Needs only Python 3.11,
+pip and venv.
 Extra arguments after the command go to `amlkit run` or pytest.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -23,6 +26,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".amlkit-installed"
+KERNEL_NAME, KERNEL_DISPLAY_NAME = "amlkit", "Python (amlkit)"
 
 
 def sh(*cmd: str | Path) -> None:
@@ -45,6 +49,22 @@ def setup() -> None:
         return
     sh(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     sh(BIN / "python", "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    STAMP.write_text(wanted + "\n")
+
+
+def register_kernel() -> None:
+    """Register the Jupyter kernel the notebooks declare, running .venv's Python, if needed.
+
+    The committed notebooks name this kernel in their metadata, so JupyterLab, papermill
+    (``amlkit run``) and nbval all start the project's environment. It lives in
+    .venv/share/jupyter/kernels/ and is registered again when missing or when it runs
+    another Python (a moved or re-created checkout).
+    """
+    spec = VENV / "share" / "jupyter" / "kernels" / KERNEL_NAME / "kernel.json"
+    if spec.is_file():
+        python = Path(json.loads(spec.read_text(encoding="utf-8"))["argv"][0])
+        if python.parent.resolve() == BIN.resolve():
+            return
     sh(
         BIN / "python",
         "-m",
@@ -52,11 +72,10 @@ def setup() -> None:
         "install",
         "--sys-prefix",
         "--name",
-        "amlkit",
+        KERNEL_NAME,
         "--display-name",
-        "Python (amlkit)",
+        KERNEL_DISPLAY_NAME,
     )
-    STAMP.write_text(wanted + "\n")
 
 
 def main() -> None:
@@ -65,6 +84,7 @@ def main() -> None:
         sys.exit(__doc__)
     command, extra = sys.argv[1], sys.argv[2:]
     setup()
+    register_kernel()  # before nbval, which starts the kernel each notebook declares
     env_bin = str(BIN)
     os.environ["PATH"] = env_bin + os.pathsep + os.environ.get("PATH", "")
     os.environ.pop("AMLKIT_ROOT", None)

@@ -99,3 +99,26 @@ def test_unknown_retraining_key_is_refused(tmp_path, repo):
     folder = _write(tmp_path, "deployment_config", cfg, repo)
     with pytest.raises(config.ConfigError, match=r"unknown key 'monitoring.retraining.max_drift'"):
         config.DeploymentConfig.load(folder)
+
+
+def test_deep_learning_override_applies_a_dict_then_the_set_parameters():
+    file = config.DeepLearningConfig(epochs=40, dense_units=64, dropout=0.25)
+    hparams = file.override({"dropout": 0.0, "epochs": 9}, epochs=5, batch_size=None)
+    assert hparams.epochs == 5  # a set parameter wins over the dict
+    assert hparams.dropout == 0.0 and hparams.dense_units == 64  # the dict over the file
+    assert hparams.batch_size == config.DeepLearningConfig().batch_size  # None keeps the file
+    assert file.epochs == 40  # the loaded configuration is not changed
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"layers": 3}, "unknown key 'layers'; expected one of: batch_size, conv_filters"),
+        ({"conv_filters": [16, 0]}, "key 'conv_filters.1'.*greater than 0"),
+        ({"dropout": 1.0}, "key 'dropout'.*less than 1"),
+        ({"epochs": "ten"}, "key 'epochs' must be integer"),
+    ],
+)
+def test_deep_learning_override_names_the_wrong_key(changes, message):
+    with pytest.raises(config.ConfigError, match=f"deep_learning override: {message}"):
+        config.DeepLearningConfig().override(changes)

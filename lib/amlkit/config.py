@@ -16,10 +16,18 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 from amlkit import paths
 
@@ -375,7 +383,7 @@ class CandidateConfig(Section):
 class DeepLearningConfig(Section):
     """The Keras network of notebook 05 and how it trains."""
 
-    conv_filters: list[int] = Field([16, 32], min_length=1)
+    conv_filters: list[PositiveInt] = Field([16, 32], min_length=1)
     kernel_size: int = Field(3, gt=0)
     dense_units: int = Field(64, gt=0)
     dropout: float = Field(0.25, ge=0, lt=1)
@@ -383,6 +391,28 @@ class DeepLearningConfig(Section):
     epochs: int = Field(40, gt=0)
     batch_size: int = Field(32, gt=0)
     patience: int = Field(6, gt=0)
+
+    def override(
+        self, changes: Mapping[str, Any] | None = None, /, **values: Any
+    ) -> DeepLearningConfig:
+        """Return a validated copy with ``changes``, then the ``values`` that are not None.
+
+        This is how notebook parameters override the file: a dict of any of the keys, then
+        single parameters for which None keeps what the file says.
+
+        Args:
+            changes: keys to change, such as ``{"conv_filters": [32, 64]}``.
+            **values: single keys, such as ``epochs=5``; None leaves the key as it is.
+
+        Raises:
+            ConfigError: an unknown key or a value of the wrong type or out of range.
+        """
+        update = dict(changes or {}) | {k: v for k, v in values.items() if v is not None}
+        try:
+            return DeepLearningConfig.model_validate(self.model_dump() | update)
+        except ValidationError as exc:
+            reason = _explain(exc.errors()[0], DeepLearningConfig)
+            raise ConfigError(f"deep_learning override: {reason}") from None
 
 
 class ModelConfig(ConfigFile):

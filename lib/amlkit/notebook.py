@@ -30,7 +30,8 @@ def setup(seed: int = 42, *, threads: int | None = 1, tensorflow: bool = False) 
             results then do not depend on the machine's core count. None keeps the libraries'
             defaults.
         tensorflow: also seed TensorFlow, turn on its op determinism and fix its thread
-            pools (:func:`amlkit.deep.set_determinism`). Call it before any TensorFlow op.
+            pools (:func:`amlkit.deep.determinism.set_determinism`). Call it before any
+            TensorFlow op.
 
     Returns:
         What was set, for display (with ``device``, where Keras trains, for TensorFlow).
@@ -46,11 +47,11 @@ def setup(seed: int = 42, *, threads: int | None = 1, tensorflow: bool = False) 
     np.random.seed(seed)
     device = None
     if tensorflow:
-        from amlkit.deep import network
+        from amlkit.deep import determinism
 
         pools = {"intra_op_threads": threads, "inter_op_threads": threads} if threads else {}
-        network.set_determinism(seed, **pools)
-        device = network.compute_device()
+        determinism.set_determinism(seed, **pools)
+        device = determinism.compute_device()
     setup_logging()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)

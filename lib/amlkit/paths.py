@@ -72,8 +72,14 @@ def deployed_models_dir() -> Path:
 
 
 def notebooks_dir() -> Path:
-    """Return the notebooks folder."""
-    return project_root() / "notebooks"
+    """Return the notebooks folder: the project root's, else the repository's.
+
+    A project root made for tests or nbval (``AMLKIT_ROOT`` holding only ``config/``) has no
+    notebooks of its own; the pipeline, and notebook 07 re-running 03 and 04, then run the
+    repository's.
+    """
+    own = project_root() / "notebooks"
+    return own if own.is_dir() else _find_repo_root() / "notebooks"
 
 
 def runs_dir() -> Path:

@@ -1,9 +1,12 @@
 import base64
+import fnmatch
 import io
 import json
 import re
 import shutil
 import subprocess
+import tomllib
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -11,6 +14,7 @@ import pytest
 from matplotlib import image as mpimg
 
 from amlkit.monitoring import drift, quality, report
+from amlkit.monitoring.usage import usage_summary
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -20,45 +24,6 @@ needs_chromium = pytest.mark.skipif(
     reason="chromium is not installed; install it with "
     "`apt-get update && apt-get install -y chromium` to run the page-rendering test",
 )
-
-
-def _log(n=120, hours=30.0, seed=0):
-    rng = np.random.default_rng(seed)
-    start = pd.Timestamp("2024-05-01", tz="UTC")
-    return pd.DataFrame(
-        {
-            "request_id": [f"r{i}" for i in range(n)],
-            "time": start + pd.to_timedelta(np.sort(rng.uniform(0, hours * 3600, n)), unit="s"),
-            "latency_ms": np.arange(1, n + 1, dtype=float),
-            "status": [500 if i % 10 == 0 else 200 for i in range(n)],
-            "n_rows": 2,
-        }
-    )
-
-
-@pytest.mark.parametrize(("hours", "interval"), [(1.5, "minute"), (30, "hour"), (24 * 10, "day")])
-def test_usage_summary_picks_the_interval_from_the_time_span(hours, interval):
-    usage = report.usage_summary(_log(hours=hours))
-    assert usage["interval"] == interval
-    assert usage["frames"]["volume"]["requests"].sum() == 120
-
-
-def test_usage_summary_reports_latency_percentiles_errors_and_predictions():
-    usage = report.usage_summary(_log(), predictions=["a", "b", "b", "b"])
-    latency = np.arange(1, 121, dtype=float)
-    assert usage["latency_ms"]["p50"] == pytest.approx(np.percentile(latency, 50))
-    assert usage["latency_ms"]["p99"] == pytest.approx(np.percentile(latency, 99))
-    assert usage["error_rate"] == pytest.approx(12 / 120)
-    assert usage["status_counts"] == {"200": 108, "500": 12}
-    assert usage["rows_scored"] == 240
-    assert usage["prediction_distribution"] == {"a": 0.25, "b": 0.75}
-
-
-def test_usage_summary_names_missing_log_columns():
-    with pytest.raises(ValueError, match="latency_ms"):
-        report.usage_summary(
-            pd.DataFrame({"request_id": [], "time": [], "status": [], "n_rows": []})
-        )
 
 
 def _inputs():
@@ -87,14 +52,14 @@ def _inputs():
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory):
+def written(tmp_path_factory, request_log):
     ref, cur, drift_result, checks = _inputs()
     folder = tmp_path_factory.mktemp("report")
     paths = report.write_report(
         folder / "monitoring" / "report.html",
         drift=drift_result,
         quality=checks,
-        usage=report.usage_summary(_log(), predictions=["a", "b"] * 60),
+        usage=usage_summary(request_log(), predictions=["a", "b"] * 60),
         reference=ref,
         current=cur,
         decision={"retrain": True, "reason": "length drifted"},
@@ -139,6 +104,87 @@ def test_report_without_usage_or_data_still_renders(tmp_path):
     )
     assert "Service usage" not in html_path.read_text()
     assert json.loads(json_path.read_text())["usage"] is None
+
+
+class _Page(HTMLParser):
+    """The parts of a page the tests look at: tag names, image alt texts, and cell texts."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.tags, self.alts, self.cells, self._cell = [], [], [], None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.alts.append(dict(attrs).get("alt"))
+        if tag == "td":
+            self._cell = ""
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self.cells.append(self._cell)
+            self._cell = None
+
+
+def test_report_images_have_alt_texts_that_say_what_they_show(written):
+    (html_path, _), drift_result = written
+    alts = _Page(html_path.read_text()).alts
+    drifted = drift_result.sort_values("value", ascending=False)
+    drifted = list(drifted.loc[drifted["drifted"], "column"])
+    assert alts[0] == (
+        f"Drift per feature: {len(drifted)} of {len(drift_result)} above the threshold "
+        f"({', '.join(drifted)})"
+    )
+    assert alts[1].startswith(f"{drifted[0]}, reference against current")
+    assert "above the threshold 0.1" in alts[1]
+    assert "Requests per hour: 120 requests, 12 failed" in alts
+    assert "Latency per request, histogram: p50 60.5 ms, p90 108.1 ms, p99 118.8 ms" in alts
+    assert "Predictions served, share per class: a 50%, b 50%" in alts
+    assert all(alt and alt != "plot" for alt in alts)
+
+
+def test_report_shows_markup_in_the_data_as_text(tmp_path):
+    rng = np.random.default_rng(2)
+    ref = pd.DataFrame({"<script>": rng.normal(0, 1, 200)})
+    cur = pd.DataFrame({"<script>": rng.normal(3, 1, 200)})
+    drift_result = drift.compute_drift(ref, cur, {"<script>": "numeric"})
+    checks = quality.compute_quality(
+        cur, {"columns": quality.build_profile(ref, {"<script>": "numeric"})}
+    )
+    html_path, _ = report.write_report(
+        tmp_path / "r.html",
+        drift=drift_result,
+        quality=checks,
+        reference=ref,
+        current=cur,
+        decision={"<b>why</b>": "<img src=x onerror=alert(1)>"},
+        title="<i>title</i>",
+    )
+    text = html_path.read_text()
+    page = _Page(text)
+    assert "script" not in page.tags and "i" not in page.tags
+    assert page.tags.count("img") == 2  # the drift chart and one distribution, nothing injected
+    assert page.cells.count("<script>") == 2  # drift table and data-quality table
+    assert page.alts[1].startswith("<script>, reference against current")
+    assert 'alt="&lt;script&gt;, reference against current' in text
+    assert "&lt;b&gt;why&lt;/b&gt;" in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+
+
+def test_report_templates_are_packaged(repo):
+    pyproject = tomllib.loads((repo / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["amlkit"]
+    package = repo / "lib" / "amlkit"
+    templates = sorted((package / "monitoring" / "templates").iterdir())
+    assert templates
+    for path in templates:
+        name = path.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), f"{name} is not package data"
 
 
 def _render(chromium, page, tmp_path):

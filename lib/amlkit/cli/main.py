@@ -4,6 +4,11 @@
 them in place with their defaults (to refresh committed outputs) and strips execution noise;
 ``amlkit config`` validates the configuration files. The deployment commands (``package``,
 ``serve``, ``keys``, ``score``, ``deploy``) live in :mod:`amlkit.cli.serving`.
+
+The command starts in a fraction of a second: this module and :mod:`amlkit.cli.serving` import
+only the standard library, the paths and the configuration models; papermill, nbformat, the
+data and ML libraries and the serving package are imported inside the commands that use them
+(``tests/cli/test_main.py`` checks it).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from amlkit import paths
 from amlkit.cli import serving as serving_commands
 from amlkit.config import ConfigError, load_all
 from amlkit.logs import setup_logging
-from amlkit.pipeline import runner
+from amlkit.pipeline import PipelineError
+from amlkit.pipeline.stages import discover
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +81,8 @@ def _outputs_summary() -> list[str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the pipeline."""
+    from amlkit.pipeline import runner
+
     params = {name: parse_value(value) for name, value in args.parameter}
     result = runner.run_pipeline(
         args.stages, params, run_id=args.run_id, progress=not args.no_progress
@@ -99,14 +107,16 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
     """Execute notebooks in place with their defaults, or strip their execution noise."""
-    from amlkit.pipeline import notebooks
-
-    files = [Path(f).resolve() for f in args.files] or runner.discover()
+    files = [Path(f).resolve() for f in args.files] or discover()
     if args.action == "clean":
+        from amlkit.pipeline.notebooks import clean_notebook
+
         for nb in files:
-            if notebooks.clean_notebook(nb):
+            if clean_notebook(nb):
                 print(f"cleaned {nb}")
         return 0
+    from amlkit.pipeline import runner
+
     refreshed = runner.refresh_notebooks(files)
     for nb in refreshed:
         print(f"refreshed {nb}")
@@ -155,10 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks = sub.add_parser(
         "notebooks",
         help="execute notebooks in place or strip their execution noise",
-        description="'execute' runs notebooks in place with their defaults, in a fresh "
-        "temporary project root (the stages before them run too, their outputs discarded), "
-        "and cleans them: this refreshes the committed outputs that nbval checks. 'clean' "
-        "strips papermill and execution-time metadata, keeping outputs.",
+        description="'execute' runs notebooks with their defaults in a fresh temporary "
+        "project root (the stages before them run too, their outputs discarded) and writes "
+        "them back cleaned: this refreshes the committed outputs that nbval checks. 'clean' "
+        "strips execution noise with nbstripout (papermill and timing metadata, widget "
+        "state, injected parameters), keeping outputs.",
     )
     notebooks.add_argument("action", choices=["execute", "clean"])
     notebooks.add_argument("files", nargs="*", help="notebooks (default: every stage notebook)")
@@ -177,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"amlkit: configuration error: {exc}", file=sys.stderr)
         return 2
-    except runner.PipelineError as exc:
+    except PipelineError as exc:
         print(f"amlkit: pipeline failed: {exc}", file=sys.stderr)
         return 1
     except (ValueError, FileNotFoundError) as exc:

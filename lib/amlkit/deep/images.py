@@ -1,20 +1,23 @@
-"""Image data for the deep-learning notebook: load, check, scale, split, decode for serving.
+"""Image data for the deep-learning notebook: load, version, split, encode and decode.
 
 An image set is an array ``x`` of shape N×H×W×C (N×H×W is taken as one channel) in its
 original scale, and an array ``y`` of N labels. The default source is scikit-learn's bundled
 handwritten digits (1,797 images of 8×8 pixels, values 0..16; no network); any ``.npz`` file
 holding arrays ``x`` and ``y`` works the same way.
 
-Scaling divides by the training split's maximum so values fall in [0, 1]. The scale, the image
-shape and the class labels are kept in a small ``preprocessing`` dict that travels with the
-model, so serving applies exactly the same transformation (:func:`scale_images`,
-:func:`images_to_model_input`). This module imports no TensorFlow: it is quick to import.
+:func:`data_info` gives a set its version (the hash of the file or of the arrays) for tracking
+and the registry. Scaling divides by the training split's maximum so values fall in [0, 1].
+The scale, the image shape and the class labels are kept in a small ``preprocessing`` dict
+that travels with the model, so serving applies exactly the same transformation
+(:func:`scale_images`, :func:`images_to_model_input`). This module imports neither TensorFlow
+nor scikit-learn at import time: the Keras service imports it to decode requests.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import logging
 from dataclasses import dataclass
@@ -22,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from sklearn.model_selection import train_test_split
+
+from amlkit.io import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +122,7 @@ def load_images(source: str | Path | None = None) -> tuple[np.ndarray, np.ndarra
         ValueError: the file lacks ``x`` or ``y``, lengths differ, ``x`` has the wrong number
             of dimensions or is not numeric, or ``y`` holds a single class.
     """
-    if source is None or str(source) in (DIGITS, f"bundled:{DIGITS}"):
+    if source is None or str(source) == DIGITS:
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
@@ -150,6 +153,30 @@ def load_images(source: str | Path | None = None) -> tuple[np.ndarray, np.ndarra
     except (OSError, EOFError) as exc:
         raise ValueError(f"{path.name} is not a readable .npz file: {exc}") from exc
     return _as_images(x, y, path.name)
+
+
+def data_info(source: str | Path, x: np.ndarray, y: np.ndarray) -> dict[str, str]:
+    """Return ``{dataset, version, sha256}`` of an image set, for tracking and the registry.
+
+    Args:
+        source: ``"digits"`` or the ``.npz`` path the images were loaded from.
+        x: the images as loaded (:func:`load_images`).
+        y: their labels.
+
+    Returns:
+        ``dataset`` is ``"digits"`` or the file's stem; ``sha256`` is that of the ``.npz``
+        file's bytes, or for the digits of the arrays' dtype, shape and bytes; ``version`` is
+        its first 12 characters.
+    """
+    if str(source) != DIGITS:
+        sha = sha256_file(source)
+        return {"dataset": Path(source).stem, "version": sha[:12], "sha256": sha}
+    digest = hashlib.sha256()
+    for arr in (np.ascontiguousarray(x), np.ascontiguousarray(y)):
+        digest.update(f"{arr.dtype.str}{arr.shape}".encode())
+        digest.update(arr.tobytes())
+    sha = digest.hexdigest()
+    return {"dataset": DIGITS, "version": sha[:12], "sha256": sha}
 
 
 def split_images(
@@ -190,6 +217,8 @@ def split_images(
             f"classes {small} have fewer than 3 images; a stratified train/validation/test "
             "split needs at least one per split. Add images or drop those classes."
         )
+    from sklearn.model_selection import train_test_split  # not needed for serving
+
     index = np.arange(len(y))
     try:
         rest, test = train_test_split(
@@ -240,55 +269,6 @@ def split_images(
         classes=classes.tolist(),
         preprocessing=preprocessing,
     )
-
-
-def prepare_images(
-    source: str | Path | None = None,
-    *,
-    test_size: float = 0.2,
-    validation_size: float = 0.2,
-    random_state: int = 42,
-) -> ImageSplits:
-    """Load (:func:`load_images`) and split (:func:`split_images`) an image set in one call."""
-    x, y = load_images(source)
-    name = DIGITS if source is None else Path(str(source)).name
-    return split_images(
-        x,
-        y,
-        test_size=test_size,
-        validation_size=validation_size,
-        random_state=random_state,
-        source=name,
-    )
-
-
-def split_summary(splits: ImageSplits) -> pd.DataFrame:
-    """Return one row per split: images, image shape, pixel min/max after scaling."""
-    rows = []
-    for name in SPLITS:
-        x, _ = splits.split(name)
-        rows.append(
-            {
-                "split": name,
-                "images": len(x),
-                "shape": "×".join(str(d) for d in x.shape[1:]),
-                "min": round(float(x.min()), 3),
-                "max": round(float(x.max()), 3),
-            }
-        )
-    return pd.DataFrame(rows).set_index("split")
-
-
-def class_balance(splits: ImageSplits) -> pd.DataFrame:
-    """Return the share of each class (rows) in each split (columns), rounded to 3 places."""
-    table = {
-        name: pd.Series(np.bincount(splits.split(name)[1], minlength=len(splits.classes)))
-        / len(splits.split(name)[1])
-        for name in SPLITS
-    }
-    frame = pd.DataFrame(table).round(3)
-    frame.index = pd.Index(splits.classes, name="class")
-    return frame
 
 
 def scale_images(x: Any, preprocessing: dict[str, Any]) -> np.ndarray:

@@ -8,10 +8,10 @@ An MLflow model folder written by :func:`save_mlflow_model` holds::
     artifacts/preprocessing.json    scale, height, width, channels, classes
     conda.yaml, python_env.yaml, requirements.txt
 
-The wrapper is plain code with no dependency on amlkit, so the folder loads with
-``mlflow.pyfunc.load_model`` wherever MLflow, Keras and TensorFlow are installed (an Azure ML
-environment included); ``mlflow.keras.load_model`` on the same folder returns the bare
-network. The pyfunc ``predict`` takes images in their original scale as the signature says,
+The wrapper (:mod:`amlkit.deep.keras_image_classifier`) does not import amlkit, so the folder
+loads with ``mlflow.pyfunc.load_model`` wherever MLflow, Keras and TensorFlow are installed (an
+Azure ML environment included); ``mlflow.keras.load_model`` on the same folder returns the
+bare network. The pyfunc ``predict`` takes images in their original scale as the signature says,
 a float64 array N×H×W×C (MLflow enforces dtype and rank before ``predict`` runs: convert
 nested lists with ``np.asarray(images, dtype=np.float64)``), and returns a DataFrame:
 ``prediction`` (the class label) and one ``probability_<class>`` column per class.
@@ -40,62 +40,16 @@ import keras
 import numpy as np
 
 from amlkit.deep.images import images_to_model_input
-from amlkit.deep.network import predict_proba
 
 logger = logging.getLogger(__name__)
 
 KERAS_FILE = "artifacts/model.keras"
 PREPROCESSING_FILE = "artifacts/preprocessing.json"
-CODE_FILE = "keras_image_classifier.py"
+WRAPPER = Path(__file__).with_name("keras_image_classifier.py")  # copied into each model
 PREPROCESSING_KEYS = ("scale", "height", "width", "channels", "classes")
 PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 REQUIREMENTS = ("mlflow", "tensorflow", "keras", "numpy", "pandas")
-
-PYFUNC_CODE = '''\
-"""MLflow pyfunc wrapper of a Keras image classifier, written by amlkit.deep.pyfunc."""
-
-import json
-
-import mlflow
-import numpy as np
-import pandas as pd
-
-
-class KerasImageClassifier(mlflow.pyfunc.PythonModel):
-    """Scale images as in training, run the network, return labels and probabilities."""
-
-    def load_context(self, context):
-        import keras
-
-        self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
-        with open(context.artifacts["preprocessing"], encoding="utf-8") as handle:
-            self.preprocessing = json.load(handle)
-
-    def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:
-        pre = self.preprocessing
-        shape = (pre["height"], pre["width"], pre["channels"])
-        if isinstance(model_input, pd.DataFrame):
-            if model_input.shape[1] == 1 and model_input.dtypes.iloc[0] == object:
-                x = np.stack([np.asarray(v, dtype=np.float64) for v in model_input.iloc[:, 0]])
-            else:
-                x = model_input.to_numpy(dtype=np.float64)
-        else:
-            x = np.asarray(model_input, dtype=np.float64)
-        if x.ndim < 1 or len(x) == 0 or x.size != len(x) * int(np.prod(shape)):
-            raise ValueError(
-                f"expected a batch of images of shape {shape} (or flattened), got {x.shape}"
-            )
-        x = (x.reshape((len(x), *shape)) / pre["scale"]).astype(np.float32)
-        chunks = [x[i : i + 1024] for i in range(0, len(x), 1024)]
-        proba = np.concatenate([self.model.predict_on_batch(c) for c in chunks])
-        classes = pre["classes"]
-        out = pd.DataFrame(proba, columns=[f"probability_{c}" for c in classes])
-        out.insert(0, "prediction", [classes[i] for i in proba.argmax(axis=1)])
-        return out
-
-
-mlflow.models.set_model(KerasImageClassifier())
-'''
+PREDICT_CHUNK = 1024  # images per predict_on_batch call, as in the wrapper
 
 
 def _check_preprocessing(preprocessing: dict[str, Any]) -> dict[str, Any]:
@@ -189,15 +143,13 @@ def save_mlflow_model(
         model.save(keras_file)
         pre_file = Path(tmp) / "preprocessing.json"
         pre_file.write_text(json.dumps(pre, indent=2) + "\n", encoding="utf-8")
-        code_file = Path(tmp) / CODE_FILE
-        code_file.write_text(PYFUNC_CODE, encoding="utf-8")
         with warnings.catch_warnings(), _no_progress_bars():
             # MLflow suggests an input example; the signature is explicit instead.
             warnings.simplefilter("ignore", UserWarning)
             mlflow.pyfunc.save_model(
                 path=str(path),
                 mlflow_model=_keras_flavored_model(),
-                python_model=str(code_file),
+                python_model=str(WRAPPER),
                 artifacts={"keras_model": str(keras_file), "preprocessing": str(pre_file)},
                 signature=model_signature(pre),
                 pip_requirements=_requirements(),
@@ -250,6 +202,20 @@ def load_mlflow_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
     model = keras.saving.load_model(keras_file, compile=False)
     preprocessing = json.loads(pre_file.read_text(encoding="utf-8"))
     return model, preprocessing
+
+
+def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """Return class probabilities (N×classes) for scaled images.
+
+    Uses ``predict_on_batch`` in chunks of :data:`PREDICT_CHUNK`: a compiled function, about
+    0.5 ms for one image on two cores, against about 8 ms for an eager call and 100 ms for
+    ``model.predict``.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    out = [
+        model.predict_on_batch(x[i : i + PREDICT_CHUNK]) for i in range(0, len(x), PREDICT_CHUNK)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
 def predict_images(model: Any, images: Any, *, preprocessing: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from amlkit.config import MonitoringConfig
 from amlkit.io import sha256_file, write_text_atomic
 from amlkit.monitoring import drift as drift_mod
 from amlkit.monitoring import quality, report
+from amlkit.monitoring.usage import LOG_COLUMNS, usage_summary
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +86,14 @@ def _utc(stamp: Any) -> pd.Timestamp:
 
 
 def requests_frame(log: pd.DataFrame) -> pd.DataFrame:
-    """Collapse a read log to one row per request (the shape ``report.usage_summary`` needs).
+    """Collapse a read log to one row per request (the shape ``usage.usage_summary`` needs).
 
     Returns:
         Columns ``request_id``, ``time``, ``latency_ms``, ``status``, ``n_rows`` (rows
         scored: 0 for a failed request).
     """
     if not len(log):
-        return pd.DataFrame(columns=list(report.LOG_COLUMNS))
+        return pd.DataFrame(columns=list(LOG_COLUMNS))
     scored = log.assign(scored=(log["status"] == 200).astype(int))
     grouped = scored.groupby("request_id", sort=False).agg(
         time=("time", "first"),
@@ -291,7 +292,7 @@ def run_monitoring(
     performance = None
     if labels is not None and predictions is not None and pd.Series(labels).notna().any():
         performance = quality.model_performance(labels, predictions, manifest.task)
-    usage = report.usage_summary(requests, predictions) if requests is not None else None
+    usage = usage_summary(requests, predictions) if requests is not None else None
     decision = decide_retraining(
         drift,
         qual,

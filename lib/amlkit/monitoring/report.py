@@ -1,16 +1,18 @@
-"""The monitoring report: usage summary, and one self-contained HTML page with a JSON twin.
+"""The monitoring report: one self-contained HTML page with a JSON twin beside it.
 
-The page is written for business analysts: a decision box first, then drift per feature,
-reference-versus-current distributions, data quality and service usage. Plots are
-matplotlib/seaborn PNGs embedded as base64, so the page needs no network access and no
-JavaScript. Both files are written atomically (``amlkit.io``).
+The page is written for business analysts: a decision box first, then model performance,
+drift per feature, reference-versus-current distributions, data quality and service usage.
+Its structure lives in jinja2 templates under ``templates/`` (``base.html`` the layout and
+style, ``macros.html`` tables, figures and cards, ``report.html`` one block per section),
+rendered with autoescaping, so any value from the data shows as text. This module prepares
+what they show: table rows of formatted cells with flags, headline cards, and the figures
+of :mod:`amlkit.monitoring.figures`. The page needs no network access and no JavaScript.
+Both files are written atomically (``amlkit.io``).
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
+import functools
 import logging
 import math
 import os
@@ -19,252 +21,88 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from amlkit import kinds
 from amlkit.io import write_json_atomic, write_text_atomic
-from amlkit.monitoring.drift import (
-    MEASURED_KINDS,
-    category_labels,
-    numeric_values,
-)
+from amlkit.monitoring import figures
+from amlkit.monitoring.figures import SHORT_NAMES
 
 logger = logging.getLogger(__name__)
 
-LOG_COLUMNS = ("request_id", "time", "latency_ms", "status", "n_rows")
-PLOT_SAMPLE = 50_000  # rows drawn (seeded) per distribution plot
 EXTRA_DISTRIBUTIONS = 3  # undrifted features plotted beside the drifted ones
-MAX_BARS = 15  # categories (or distinct integers) shown as bars
-SHORT_NAMES = {
-    "two_sample_kolmogorov_smirnov_test": "KS p-value",
-    "population_stability_index": "PSI",
-    "pearsons_chi_squared_test": "chi² p-value",
-    "normalized_wasserstein_distance": "normalized Wasserstein",
-    "jensen_shannon_distance": "Jensen-Shannon",
-    "null_value_rate": "null rate",
-    "data_type_error_rate": "type-error rate",
-    "out_of_bounds_rate": "out-of-bounds rate",
-}
-COLORS = {"reference": "#4c72b0", "current": "#dd8452", "ok": "#55a868", "bad": "#c44e52"}
-CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1100px;
-color:#222;padding:0 1rem}h1{margin-bottom:.2rem}.meta{color:#666;margin-top:0}
-.box{border-radius:8px;padding:1rem 1.4rem;margin:1rem 0;border:2px solid}
-.ok{background:#eef7f0;border-color:#55a868}.alert{background:#fbeeee;border-color:#c44e52}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem}
-th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}th{background:#f3f3f3}
-td:first-child,th:first-child{text-align:left}td.bad{background:#f6d5d5;font-weight:600}
-img{max-width:100%;height:auto;display:block;margin:.5rem 0 1.5rem}
-.grid{display:flex;flex-wrap:wrap;gap:0 1rem}.grid img{width:48%;min-width:320px}
-.cards{display:flex;gap:1rem;flex-wrap:wrap}.card{background:#f7f7f7;border-radius:6px;
-padding:.6rem 1rem;min-width:8rem}.card b{display:block;font-size:1.4rem}
-"""
+DRIFT_COLUMNS = ["column", "kind", "metric", "value", "threshold", "drifted"]
+DRIFT_COLUMNS += ["two_sample_kolmogorov_smirnov_test", "population_stability_index"]
+DRIFT_COLUMNS += ["pearsons_chi_squared_test", "note"]
+RATES = ("null_value_rate", "data_type_error_rate", "out_of_bounds_rate")
+QUALITY_COLUMNS = ["column", "kind", "n_rows", "nulls", "type_errors", "out_of_bounds"]
+QUALITY_COLUMNS += [*RATES, "note"]
 
 
-def _freq(span: pd.Timedelta) -> tuple[str, str]:
-    if span <= pd.Timedelta(hours=3):
-        return "min", "minute"
-    if span <= pd.Timedelta(days=3):
-        return "h", "hour"
-    return "D", "day"
+@functools.cache
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("amlkit.monitoring"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
 
 
-def usage_summary(log: pd.DataFrame, predictions: Any = None) -> dict[str, Any]:
-    """Summarise a request log for the report.
-
-    Args:
-        log: request-log rows with columns ``request_id``, ``time`` (UTC), ``latency_ms``,
-            ``status`` (HTTP code) and ``n_rows``.
-        predictions: optional predictions served over the period (labels or values).
-
-    Returns:
-        A dict of plain values (``requests``, ``rows_scored``, ``start``, ``end``,
-        ``interval``, ``latency_ms`` {p50, p90, p99, mean}, ``error_rate``,
-        ``status_counts``, ``prediction_distribution``) and, under ``frames``, the
-        DataFrames the plots use (``volume``: requests and errors per interval).
-
-    Raises:
-        ValueError: a required column is missing.
-    """
-    missing = [c for c in LOG_COLUMNS if c not in log.columns]
-    if missing:
-        raise ValueError(
-            f"request log lacks columns {missing}; expected {list(LOG_COLUMNS)} "
-            "as written by the scoring script's request log"
-        )
-    times = pd.to_datetime(log["time"], utc=True, errors="coerce")
-    status = pd.to_numeric(log["status"], errors="coerce")
-    latency = pd.to_numeric(log["latency_ms"], errors="coerce").dropna()
-    errors = status >= 400
-    summary: dict[str, Any] = {"requests": len(log), "frames": {}}
-    summary["rows_scored"] = int(pd.to_numeric(log["n_rows"], errors="coerce").fillna(0).sum())
-    if len(log) and times.notna().any():
-        start, end = times.min(), times.max()
-        rule, unit = _freq(end - start)
-        frame = pd.DataFrame({"requests": 1, "errors": errors.astype(int)}).set_index(times)
-        summary["frames"]["volume"] = frame[frame.index.notna()].resample(rule).sum()
-        summary.update(start=start.isoformat(), end=end.isoformat(), interval=unit)
-    else:
-        summary.update(start=None, end=None, interval=None)
-    quantiles = latency.quantile([0.5, 0.9, 0.99]) if len(latency) else pd.Series(dtype=float)
-    summary["latency_ms"] = {
-        name: float(quantiles[q]) if len(latency) else None
-        for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
-    }
-    summary["latency_ms"]["mean"] = float(latency.mean()) if len(latency) else None
-    summary["frames"]["latency"] = latency.to_numpy()
-    summary["error_rate"] = float(errors.mean()) if len(log) else 0.0
-    counts = status.dropna().astype(int).value_counts().sort_index()
-    summary["status_counts"] = {str(k): int(v) for k, v in counts.items()}
-    summary["prediction_distribution"] = None
-    if predictions is not None:
-        pred = pd.Series(np.asarray(predictions)).dropna()
-        if pred.dtype.kind == "f" and pred.nunique() > 20:
-            summary["prediction_distribution"] = {
-                k: float(v) for k, v in pred.describe().drop("count").items()
-            }
-        else:
-            shares = pred.astype(str).value_counts(normalize=True).sort_index()
-            summary["prediction_distribution"] = {str(k): float(v) for k, v in shares.items()}
-        summary["frames"]["predictions"] = pred
-    return summary
-
-
-def _png(fig: Figure) -> str:
-    buffer = io.BytesIO()
-    FigureCanvasAgg(fig)
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img alt="plot" src="data:image/png;base64,{data}">'
-
-
-def _drift_chart(drift: pd.DataFrame) -> str:
-    rows = drift[drift["metric"].astype(bool) & drift["value"].notna()].sort_values("value")
-    fig = Figure(figsize=(9, max(2.0, 0.32 * len(rows) + 1)))
-    ax = fig.subplots()
-    colors = [COLORS["bad"] if d else COLORS["ok"] for d in rows["drifted"]]
-    ax.barh(rows["column"], rows["value"], color=colors)
-    for threshold in sorted(set(rows["threshold"])):
-        ax.axvline(threshold, color="#333", linestyle="--", linewidth=1)
-    ax.set_xlabel("drift metric (normalized Wasserstein for numbers, Jensen-Shannon otherwise)")
-    ax.set_title("Drift per feature; dashed line: threshold; red: drifted")
-    return _png(fig)
-
-
-def _sample(values: pd.Series, seed: int = 0) -> pd.Series:
-    values = values.dropna()
-    if len(values) > PLOT_SAMPLE:
-        values = values.sample(PLOT_SAMPLE, random_state=seed)
-    return values
-
-
-def _number_labels(values: pd.Series, kind: str) -> pd.Series:
-    numbers = pd.Series(numeric_values(values, kind)).dropna()
-    return numbers.map(lambda v: f"{v:g}")
-
-
-def _distribution(column: str, kind: str, reference: pd.DataFrame, current: pd.DataFrame) -> str:
-    fig = Figure(figsize=(6, 3.2))
-    ax = fig.subplots()
-    discrete = kind == "integer" and reference[column].nunique() <= MAX_BARS
-    if kind in MEASURED_KINDS and not discrete:
-        ref = numeric_values(_sample(reference[column]), kind)
-        cur = numeric_values(_sample(current[column]), kind)
-        ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
-        both = np.concatenate([ref, cur])
-        edges = np.histogram_bin_edges(both, bins=40) if both.size else 10
-        for name, values in (("reference", ref), ("current", cur)):
-            ax.hist(values, bins=edges, density=True, alpha=0.55, label=name, color=COLORS[name])
-        if kind == "datetime":
-            ticks = ax.get_xticks()
-            ax.set_xticks(ticks, [pd.Timestamp(t, unit="s").strftime("%Y-%m-%d") for t in ticks])
-            ax.set_xlim(edges[0], edges[-1])
-            ax.set_yticks([])
-            fig.autofmt_xdate()
-    else:
-        labels = category_labels if kind in kinds.CATEGORY_KINDS else _number_labels
-        ref = labels(reference[column], kind).value_counts(normalize=True)
-        cur = labels(current[column], kind).value_counts(normalize=True)
-        table = pd.DataFrame({"reference": ref, "current": cur}).fillna(0.0)
-        if kind in kinds.CATEGORY_KINDS:
-            table = table.sort_values("reference", ascending=False).head(MAX_BARS)
-        else:
-            table = table.loc[sorted(table.index, key=float)]
-        table.plot.bar(ax=ax, color=[COLORS["reference"], COLORS["current"]], rot=30)
-        ax.set_ylabel("share")
-    ax.set_title(column)
-    ax.legend()
-    return _png(fig)
-
-
-def _usage_charts(usage: Mapping[str, Any]) -> list[str]:
-    import seaborn as sns  # imported here: only the usage plots need it
-
-    frames = usage.get("frames", {})
-    charts = []
-    volume = frames.get("volume")
-    if volume is not None and len(volume):
-        fig = Figure(figsize=(9, 3))
-        ax = fig.subplots()
-        ax.plot(volume.index, volume["requests"], marker="o", color=COLORS["reference"])
-        ax.bar(
-            volume.index,
-            volume["errors"],
-            color=COLORS["bad"],
-            label="errors",
-            width=0.8 * (volume.index[1] - volume.index[0]) if len(volume) > 1 else 0.01,
-        )
-        ax.set_title(f"Requests per {usage.get('interval')} (red: errors)")
-        fig.autofmt_xdate()
-        charts.append(_png(fig))
-    latency = frames.get("latency")
-    if latency is not None and len(latency):
-        fig = Figure(figsize=(9, 3))
-        ax = fig.subplots()
-        sns.histplot(x=latency, ax=ax, bins=40, color=COLORS["reference"])
-        for name, value in usage["latency_ms"].items():
-            if name != "mean" and value is not None:
-                ax.axvline(value, color=COLORS["bad"], linestyle="--", linewidth=1)
-                ax.annotate(name, (value, ax.get_ylim()[1] * 0.9), fontsize=8)
-        ax.set_xlabel("latency (ms)")
-        ax.set_title("Latency per request")
-        charts.append(_png(fig))
-    predictions = frames.get("predictions")
-    if predictions is not None and len(predictions):
-        fig = Figure(figsize=(6, 3))
-        ax = fig.subplots()
-        if predictions.dtype.kind == "f" and predictions.nunique() > 20:
-            sns.histplot(x=predictions.to_numpy(), ax=ax, bins=40, color=COLORS["current"])
-        else:
-            shares = predictions.astype(str).value_counts(normalize=True).sort_index()
-            ax.bar(shares.index, shares.to_numpy(), color=COLORS["current"])
-            ax.set_ylabel("share")
-        ax.set_title("Predictions served")
-        charts.append(_png(fig))
-    return charts
+def _cell(value: Any) -> str:
+    """Format one table value: floats to 4 significant digits, missing as blank."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.4g}"
+    return str(SHORT_NAMES.get(value, value) if isinstance(value, str) else value)
 
 
 def _table(
     frame: pd.DataFrame, columns: list[str] | None = None, flags: Mapping[str, str] | None = None
-) -> str:
-    """Render ``columns`` of ``frame``; a cell is marked bad where ``row[flags[column]]``."""
-    flags = flags or {}
-    columns = columns or list(frame.columns)
-    head = "".join(f"<th>{html.escape(SHORT_NAMES.get(c, c))}</th>" for c in columns)
-    body = []
-    for _, row in frame.iterrows():
-        cells = []
-        for column in columns:
-            value = SHORT_NAMES.get(row[column], row[column])
-            text = f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else value
-            text = "" if isinstance(value, float) and math.isnan(value) else text
-            bad = column in flags and bool(row[flags[column]])
-            cells.append(f"<td{' class=bad' if bad else ''}>{html.escape(str(text))}</td>")
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+) -> dict[str, list[Any]]:
+    """Return ``columns`` of ``frame`` as header and rows of (text, bad) cells.
+
+    A cell is bad where the row's ``flags[column]`` is true.
+    """
+    flags, columns = flags or {}, columns or list(frame.columns)
+    return {
+        "header": [SHORT_NAMES.get(c, c) for c in columns],
+        "rows": [
+            [(_cell(row[c]), c in flags and bool(row[flags[c]])) for c in columns]
+            for row in frame.to_dict(orient="records")
+        ],
+    }
+
+
+def _usage_section(usage: Mapping[str, Any]) -> dict[str, Any]:
+    cards = [
+        ("requests", f"{usage['requests']:,}"),
+        ("rows scored", f"{usage['rows_scored']:,}"),
+        ("error rate", f"{usage['error_rate']:.2%}"),
+    ]
+    for name, value in usage["latency_ms"].items():
+        cards.append((f"latency {name}", "n/a" if value is None else f"{value:.1f} ms"))
+    span = None
+    if usage.get("start"):
+        span = [pd.Timestamp(usage[k]).strftime("%Y-%m-%d %H:%M") for k in ("start", "end")]
+    return {"cards": cards, "span": span, "charts": figures.usage_charts(usage)}
+
+
+def _distributions(
+    drift: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFrame
+) -> dict[str, Any]:
+    ranked = drift[drift["value"].notna()].sort_values("value", ascending=False)
+    drifted = ranked["drifted"].astype(bool)
+    chosen = pd.concat([ranked[drifted], ranked[~drifted].head(EXTRA_DISTRIBUTIONS)])
+    shown = chosen["column"].isin(reference.columns) & chosen["column"].isin(current.columns)
+    images = [
+        figures.distribution_chart(row, reference, current)
+        for row in chosen[shown].to_dict("records")
+    ]
+    return {"images": images, "extra": EXTRA_DISTRIBUTIONS, "sample": f"{figures.PLOT_SAMPLE:,}"}
 
 
 def _jsonable(value: Any) -> Any:
@@ -321,7 +159,7 @@ def write_report(
         path: the HTML file to write (folders are created).
         drift: the result of ``drift.compute_drift``.
         quality: the result of ``quality.compute_quality``.
-        usage: the result of :func:`usage_summary`, or None to leave usage out.
+        usage: the result of ``usage.usage_summary``, or None to leave usage out.
         reference: the reference rows, for the distribution plots (optional).
         current: the current rows, for the distribution plots (optional).
         decision: the caller's decision, shown in the summary box (free-form mapping).
@@ -335,90 +173,20 @@ def write_report(
     json_path = html_path.with_suffix(".json")
     summary = summarize(drift, quality, decision)
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    alert = summary["status"] == "alert"
-    drifted, flagged = summary["drifted_features"], summary["quality_flagged_features"]
-    box = [
-        f"<h2>{'Attention needed' if alert else 'No drift or quality issue'}</h2><ul>",
-        f"<li>{len(drifted)} of {summary['features_compared']} features drifted"
-        f"{': ' + html.escape(', '.join(drifted)) if drifted else ''}</li>",
-        f"<li>{len(flagged)} features with data-quality issues"
-        f"{': ' + html.escape(', '.join(flagged)) if flagged else ''}</li>",
-    ]
-    for key, value in (decision or {}).items():
-        box.append(f"<li><b>{html.escape(str(key))}</b>: {html.escape(str(value))}</li>")
-    parts = [
-        f"<h1>{html.escape(title)}</h1><p class=meta>generated {created}</p>",
-        f'<div class="box {"alert" if alert else "ok"}">{"".join(box)}</ul></div>',
-    ]
-    if performance:
-        parts.append("<h2>Model performance</h2>")
-        parts.append(_table(pd.DataFrame([dict(performance)])))
-    parts.append("<h2>Drift per feature</h2>")
-    if len(drift) and drift["value"].notna().any():
-        parts.append(_drift_chart(drift))
-    shown = [
-        "column",
-        "kind",
-        "metric",
-        "value",
-        "threshold",
-        "drifted",
-        "two_sample_kolmogorov_smirnov_test",
-        "population_stability_index",
-        "pearsons_chi_squared_test",
-        "note",
-    ]
-    parts.append(_table(drift, shown, {"value": "drifted"}))
+    distributions = None
     if reference is not None and current is not None and len(drift):
-        ranked = drift[drift["value"].notna()].sort_values("value", ascending=False)
-        chosen = list(ranked.loc[ranked["drifted"], "column"])
-        chosen += list(ranked.loc[~ranked["drifted"], "column"][:EXTRA_DISTRIBUTIONS])
-        parts.append("<h2>Reference and current distributions</h2>")
-        parts.append(
-            f"<p>Drifted features, then the {EXTRA_DISTRIBUTIONS} closest to drifting; "
-            f"up to {PLOT_SAMPLE:,} rows drawn per sample.</p>"
-        )
-        kinds = dict(zip(drift["column"], drift["kind"], strict=True))
-        plots = [
-            _distribution(column, kinds[column], reference, current)
-            for column in chosen
-            if column in reference.columns and column in current.columns
-        ]
-        parts.append(f"<div class=grid>{''.join(plots)}</div>")
-    parts.append("<h2>Data quality</h2>")
-    rates = ("null_value_rate", "data_type_error_rate", "out_of_bounds_rate")
-    parts.append(
-        _table(
-            quality,
-            ["column", "kind", "n_rows", "nulls", "type_errors", "out_of_bounds", *rates, "note"],
-            {r: f"{r}_flagged" for r in rates},
-        )
-    )
-    if usage is not None:
-        lat = usage["latency_ms"]
-        cards = [
-            ("requests", f"{usage['requests']:,}"),
-            ("rows scored", f"{usage['rows_scored']:,}"),
-            ("error rate", f"{usage['error_rate']:.2%}"),
-        ]
-        cards += [(f"latency {k}", "n/a" if v is None else f"{v:.1f} ms") for k, v in lat.items()]
-        parts.append(
-            "<h2>Service usage</h2><div class=cards>"
-            + "".join(
-                f"<div class=card>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in cards
-            )
-            + "</div>"
-        )
-        if usage.get("start"):
-            span = [pd.Timestamp(usage[k]).strftime("%Y-%m-%d %H:%M") for k in ("start", "end")]
-            parts.append(f"<p>From {span[0]} to {span[1]} UTC.</p>")
-        parts.extend(_usage_charts(usage))
-    page = (
-        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-        + "\n".join(parts)
-        + "</body></html>\n"
+        distributions = _distributions(drift, reference, current)
+    template = _templates().get_template("report.html")
+    page = template.render(
+        title=title,
+        created=created,
+        summary=summary,
+        performance=_table(pd.DataFrame([dict(performance)])) if performance else None,
+        drift_chart=figures.drift_chart(drift) if drift["value"].notna().any() else None,
+        drift_table=_table(drift, DRIFT_COLUMNS, {"value": "drifted"}),
+        distributions=distributions,
+        quality_table=_table(quality, QUALITY_COLUMNS, {r: f"{r}_flagged" for r in RATES}),
+        usage=_usage_section(usage) if usage is not None else None,
     )
     record = {
         "title": title,

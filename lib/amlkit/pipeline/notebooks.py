@@ -1,42 +1,79 @@
-"""Strip execution noise from notebooks before they are committed.
+"""Strip execution noise from notebooks before they are committed, with nbstripout.
 
 Committed notebooks keep their outputs (nbval compares against them; readers see the plots),
-but not the noise that changes on every run: papermill's timing and parameter metadata, cell
-execution timestamps, and widget state. ``amlkit notebooks clean`` and the pre-commit hook call
-:func:`clean_notebook`.
+their execution counts (a top-to-bottom run numbers the cells the same way every time) and
+their cell ids, but not what changes on every run: papermill's parameter and timing metadata,
+cell execution timestamps, widget state and editor view state. nbstripout does the stripping,
+told to keep outputs, counts and ids and which metadata keys to drop (:data:`NOISE_KEYS`); a
+cell that papermill injected with run parameters (tag ``injected-parameters``) is dropped, so
+the committed notebook runs with the defaults of its ``parameters`` cell.
+
+One step nbstripout cannot express follows it: papermill gives every cell an empty ``tags``
+list, which is removed (tags that say something, such as ``parameters``, stay).
+
+``amlkit notebooks clean``, ``amlkit notebooks execute`` and the pre-commit hook call
+:func:`clean_notebook`. nbstripout is a contributor tool (the ``dev`` extra): only those who
+commit notebooks need it, not the environments that run or serve them.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+try:
+    import nbformat
+    from nbstripout import strip_output
+except ModuleNotFoundError as exc:  # pragma: no cover - depends on how amlkit was installed
+    raise ModuleNotFoundError(
+        f"cleaning notebooks needs {exc.name}, a contributor tool in amlkit's dev extra; "
+        "install it with `python3 dev.py setup` (or `pip install -e '.[dev]'`)"
+    ) from exc
 
 from amlkit.io import write_text_atomic
 
-CELL_METADATA_DROP = ("execution", "papermill", "collapsed", "scrolled", "ExecuteTime")
-NOTEBOOK_METADATA_DROP = ("papermill", "widgets", "toc", "varInspector")
+# nbstripout's own command-line defaults, then papermill's and editor extensions' keys.
+NOISE_KEYS = (
+    "metadata.signature",
+    "metadata.widgets",
+    "cell.metadata.collapsed",
+    "cell.metadata.ExecuteTime",
+    "cell.metadata.execution",
+    "cell.metadata.heading_collapsed",
+    "cell.metadata.hidden",
+    "cell.metadata.scrolled",
+    "metadata.papermill",
+    "cell.metadata.papermill",
+    "metadata.toc",
+    "metadata.varInspector",
+)
+INJECTED_TAG = "injected-parameters"
 
 
 def clean_notebook(path: str | Path) -> bool:
-    """Remove execution noise from one notebook in place; return True if it changed."""
+    """Strip execution noise from one notebook in place, keeping its outputs.
+
+    Args:
+        path: the ``.ipynb`` file.
+
+    Returns:
+        True if the file changed.
+    """
     path = Path(path)
     text = path.read_text(encoding="utf-8")
-    nb = json.loads(text)
-    for key in NOTEBOOK_METADATA_DROP:
-        nb.get("metadata", {}).pop(key, None)
-    for cell in nb.get("cells", []):
-        meta = cell.get("metadata", {})
-        for key in CELL_METADATA_DROP:
-            meta.pop(key, None)
-        tags = [t for t in meta.get("tags", []) if t != "injected-parameters"]
-        if "tags" in meta:
-            if tags:
-                meta["tags"] = tags
-            else:
-                meta.pop("tags")
-        cell.pop("id", None) if nb.get("nbformat_minor", 0) < 5 else None
-    cleaned = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-    if cleaned != text:
-        write_text_atomic(path, cleaned)
-        return True
-    return False
+    nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
+    strip_output(
+        nb,
+        keep_output=True,
+        keep_count=True,
+        keep_id=True,
+        extra_keys=list(NOISE_KEYS),
+        drop_tagged_cells=[INJECTED_TAG],
+    )
+    for cell in nb.cells:
+        if cell.metadata.get("tags") == []:
+            del cell.metadata["tags"]
+    cleaned = nbformat.writes(nb) + "\n"  # nbformat.write's layout, as Jupyter saves it
+    if cleaned == text:
+        return False
+    write_text_atomic(path, cleaned)
+    return True
