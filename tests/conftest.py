@@ -56,23 +56,16 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def execute_notebook() -> Callable[..., Path]:
-    """Run a stage notebook with papermill against the current ``AMLKIT_ROOT``.
+    """Run a stage notebook as ``amlkit run`` does, against the current ``AMLKIT_ROOT``.
 
     ``execute_notebook(name, output, **parameters)`` executes ``notebooks/<name>`` with the
-    given parameters into ``output`` and returns it; a failing cell raises papermill's error.
+    given parameters into ``output`` and returns it; a failing cell raises PipelineError.
     """
 
     def run(name: str, output: Path, **parameters: object) -> Path:
-        import papermill as pm
+        from amlkit.pipeline import runner
 
-        pm.execute_notebook(
-            str(REPO / "notebooks" / name),
-            str(output),
-            parameters=parameters,
-            cwd=str(REPO / "notebooks"),
-            kernel_name="python3",
-            progress_bar=False,
-        )
+        runner.execute(REPO / "notebooks" / name, output, parameters, progress=False)
         return output
 
     return run
