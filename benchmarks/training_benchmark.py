@@ -6,7 +6,9 @@ fresh project root (a temporary folder with a copy of ``config/``, pointed at by
 group alone:
 
 1. ``ingest``: ``amlkit.data.ingest`` (streams the source in chunks),
-2. ``preprocess``: ``amlkit.data.preprocess.preprocess`` (clean, split, write Parquet),
+2. ``preprocess``: the code cells of ``notebooks/03_data_preprocessing.ipynb`` (clean, split,
+   profile, write Parquet), run in the child's own process (no kernel) so that its peak RSS
+   is theirs,
 3. ``train``: ``search.train_all`` over the candidates (seeded RandomizedSearchCV each, scored on
    validation), ``workflow.score_on_test`` + ``evaluate.evaluation_figures``,
    ``workflow.track_and_register`` (MLflow run + model version) and ``workflow.champion_gate``,
@@ -145,12 +147,18 @@ def child_ingest(case: str, source: str | None) -> dict[str, Any]:
 
 
 def child_preprocess(case: str) -> dict[str, Any]:
-    from amlkit.data import preprocess
+    import nbformat
 
+    notebook = nbformat.read(REPO / "notebooks" / "03_data_preprocessing.ipynb", as_version=4)
+    namespace: dict[str, Any] = {"display": lambda *args, **kwargs: None}
     t0 = time.perf_counter()
-    processed, _ = preprocess.preprocess("penguins" if case == "default" else SYNTHETIC_NAME)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            exec(compile(cell.source, "03_data_preprocessing", "exec"), namespace)
+            if "parameters" in cell.metadata.get("tags", []):
+                namespace["dataset"] = "penguins" if case == "default" else SYNTHETIC_NAME
     seconds = time.perf_counter() - t0
-    m = processed.manifest
+    m = namespace["processed"].manifest
     return {
         "seconds": {"preprocess": seconds},
         "split_rows": m.rows,
@@ -234,7 +242,7 @@ def child_train(case: str) -> dict[str, Any]:
 STAGE_IMPORTS = {
     "generate": ("numpy", "pandas", "pyarrow.parquet"),
     "ingest": ("amlkit.data.ingest",),
-    "preprocess": ("amlkit.data.preprocess",),
+    "preprocess": ("amlkit.data.preprocess", "nbformat", "sklearn.model_selection"),
     "train": (
         "amlkit.training.workflow",
         "amlkit.notebook",

@@ -2,7 +2,8 @@
 CNN and a stub scoring server.
 
 Tests never touch the repository's data: every fixture that writes points ``AMLKIT_ROOT`` at
-a fresh folder holding a copy of ``config/``.
+a fresh folder holding a copy of ``config/``. Processed data comes from the real stage: notebook
+03 run by papermill.
 """
 
 from __future__ import annotations
@@ -51,6 +52,47 @@ def new_project() -> Callable[[Path, pytest.MonkeyPatch], Path]:
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh project root (config/ copied, no data) that amlkit.paths points at."""
     return make_project(tmp_path / "project", monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def execute_notebook() -> Callable[..., Path]:
+    """Run a stage notebook as ``amlkit run`` does, against the current ``AMLKIT_ROOT``.
+
+    ``execute_notebook(name, output, **parameters)`` executes ``notebooks/<name>`` with the
+    given parameters into ``output`` and returns it; a failing cell raises PipelineError.
+    """
+
+    def run(name: str, output: Path, **parameters: object) -> Path:
+        from amlkit.pipeline import runner
+
+        runner.execute(REPO / "notebooks" / name, output, parameters, progress=False)
+        return output
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def processed_penguins_data(
+    tmp_path_factory: pytest.TempPathFactory, execute_notebook: Callable[..., Path]
+) -> Path:
+    """The ``data/`` folder of a project where penguins were ingested and 03 ran (once)."""
+    from amlkit.data import ingest
+
+    folder = tmp_path_factory.mktemp("penguins-data") / "project"
+    with pytest.MonkeyPatch.context() as mp:
+        make_project(folder, mp)
+        ingest.ingest("penguins", progress=False)
+        execute_notebook("03_data_preprocessing.ipynb", folder / "03_data_preprocessing.ipynb")
+    return folder / "data"
+
+
+@pytest.fixture
+def processed_penguins(project: Path, processed_penguins_data: Path):
+    """The penguins' processed version that 03 writes by default, in a fresh project root."""
+    from amlkit.data import preprocess
+
+    shutil.copytree(processed_penguins_data, project / "data")
+    return preprocess.load_processed("penguins")
 
 
 @pytest.fixture(scope="session")

@@ -28,17 +28,17 @@ MODEL = "penguins-classification"
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory, repo):
+def root(tmp_path_factory, repo, processed_penguins_data):
     from amlkit.config import ModelConfig
-    from amlkit.data import ingest, preprocess
+    from amlkit.data import preprocess
     from amlkit.training import workflow
 
     root = tmp_path_factory.mktemp("cli") / "root"
     shutil.copytree(repo / "config", root / "config")
+    shutil.copytree(processed_penguins_data, root / "data")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AMLKIT_ROOT", str(root))
-        ingest.ingest("penguins", progress=False)
-        processed, _ = preprocess.preprocess("penguins")
+        processed = preprocess.load_processed("penguins")
         model_config = ModelConfig.load().model_copy(update={"search_iterations": 2, "cv_folds": 3})
         workflow.retrain(processed, model_config)
         yield root
