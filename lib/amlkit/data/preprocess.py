@@ -228,22 +228,40 @@ def list_processed(dataset: str) -> list[ProcessedManifest]:
     return sorted(manifests, key=lambda m: (m.created, m.version))
 
 
-def load_processed(dataset: str, version: str = "latest") -> Processed:
-    """Load a processed version (``latest`` = most recently written) and check its files."""
+def load_processed(dataset: str, data_version: str = "latest") -> Processed:
+    """Load a processed version and check its files against the manifest.
+
+    Args:
+        dataset: the data set's name.
+        data_version: a processed version; or a raw version, for the latest processed version
+            made from it; or ``latest``, the most recently written processed version.
+
+    Returns:
+        Processed: the splits, manifest, baseline profile and folder.
+
+    Raises:
+        FileNotFoundError: no processed version matches.
+        ValueError: a file was changed after it was written.
+    """
     manifests = list_processed(dataset)
     if not manifests:
         raise FileNotFoundError(
             f"no processed versions of {dataset!r} under {paths.processed_dir()}; run "
             "03_data_preprocessing first"
         )
-    if version == "latest":
-        manifest = manifests[-1]
-    else:
-        found = [m for m in manifests if m.version == version]
-        if not found:
-            known = ", ".join(m.version for m in manifests)
-            raise FileNotFoundError(f"{dataset!r} has no processed version {version!r}: {known}")
-        manifest = found[0]
+    found = manifests
+    if data_version != "latest":
+        found = [m for m in manifests if m.version == data_version] or [
+            m for m in manifests if m.raw_version == data_version
+        ]
+    if not found:
+        known = ", ".join(f"{m.version} (from raw {m.raw_version})" for m in manifests)
+        raise FileNotFoundError(
+            f"{dataset!r} has no processed version {data_version!r} and none made from a raw "
+            f"version {data_version!r}; it has {known}. Run 03_data_preprocessing with "
+            f"data_version={data_version!r} to make one"
+        )
+    manifest = found[-1]
     folder = paths.processed_dir() / dataset / manifest.version
     for name, digest in manifest.files.items():
         if sha256_file(folder / name) != digest:
