@@ -454,7 +454,7 @@ def test_register_refuses_an_unknown_task(root: Path, data: dict, fitted: dict) 
         store.register_sklearn_model(
             fitted["dummy"], name="toy", task="ranking", target="label",
             feature_types=FEATURE_TYPES, classes=None, data=DATA,
-            metrics={}, hyperparameters={},
+            metrics={}, hyperparameters={}, input_example=data["x_train"].head(3),
         )  # fmt: skip
 
 

@@ -328,11 +328,9 @@ def write_version(
     )
 
 
-class _DropPickleWarning(logging.Filter):
+def _not_skops_advice(record: logging.LogRecord) -> bool:
     """Drop MLflow's advice to use skops: we chose cloudpickle and verify hashes instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pickle or cloudpickle format" not in record.getMessage()
+    return "pickle or cloudpickle format" not in record.getMessage()
 
 
 def register_sklearn_model(
@@ -346,7 +344,7 @@ def register_sklearn_model(
     data: DataRef,
     metrics: Mapping[str, Any],
     hyperparameters: Mapping[str, Any],
-    input_example: Any = None,
+    input_example: Any,
     run_id: str | None = None,
     description: str | None = None,
     tags: Mapping[str, str] | None = None,
@@ -363,7 +361,8 @@ def register_sklearn_model(
         data: the data version it was trained on.
         metrics: ``{split: {metric: value}}``.
         hyperparameters: the estimator's chosen hyperparameters.
-        input_example: a few rows of features (pandas DataFrame) for the signature/example.
+        input_example: a few rows of the feature columns (a DataFrame, in model input
+            order), for the signature, the example and ``feature_columns``.
         run_id: the MLflow run that trained the model; defaults to the active run, if any.
         description: the MLflow model version's description.
         tags: extra tags of the MLflow model version.
@@ -375,14 +374,7 @@ def register_sklearn_model(
 
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}.")
-    signature = None
-    if input_example is not None:
-        signature = mlflow.models.infer_signature(input_example, pipeline.predict(input_example))
-        feature_columns = [str(c) for c in input_example.columns]
-    elif hasattr(pipeline, "feature_names_in_"):
-        feature_columns = [str(c) for c in pipeline.feature_names_in_]
-    else:
-        feature_columns = list(feature_types)
+    signature = mlflow.models.infer_signature(input_example, pipeline.predict(input_example))
     requirements = mlflow.sklearn.get_default_pip_requirements(include_cloudpickle=True)
 
     def write_model(folder: Path) -> None:
@@ -391,8 +383,7 @@ def register_sklearn_model(
         # the recorded sha256 of model.pkl (and of every other file) BEFORE unpickling.
         # Explicit pip requirements skip MLflow's requirement inference (a subprocess that
         # loads the model again, seconds per save).
-        drop = _DropPickleWarning()
-        logging.getLogger("mlflow.sklearn").addFilter(drop)
+        logging.getLogger("mlflow.sklearn").addFilter(_not_skops_advice)
         try:
             mlflow.sklearn.save_model(
                 pipeline,
@@ -403,14 +394,14 @@ def register_sklearn_model(
                 pip_requirements=requirements,
             )
         finally:
-            logging.getLogger("mlflow.sklearn").removeFilter(drop)
+            logging.getLogger("mlflow.sklearn").removeFilter(_not_skops_advice)
 
     final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
     meta = {
         "model_type": type(final).__name__,
         "task": task,
         "target": target,
-        "feature_columns": feature_columns,
+        "feature_columns": [str(c) for c in input_example.columns],
         "feature_types": dict(feature_types),
         "classes": list(classes) if classes is not None else None,
         "data": data,

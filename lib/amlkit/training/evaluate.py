@@ -240,14 +240,14 @@ def _one_vs_rest(classes: Sequence[Any]) -> list[tuple[int, Any]]:
 
 
 def _curve_figure(
-    y_true: Any, y_proba: Any, classes: Sequence[Any], display: Any, title: str
+    y_true: Any, y_proba: Any, classes: Sequence[Any], display: Any, title: str, **options: Any
 ) -> Figure:
     y_true = np.asarray(y_true)
     proba = np.asarray(y_proba, dtype=float)
     fig, ax = plt.subplots(figsize=(5, 4))
     for column, label in _one_vs_rest(classes):
         display.from_predictions(
-            y_true == label, proba[:, column], pos_label=True, name=str(label), ax=ax
+            y_true == label, proba[:, column], pos_label=True, name=str(label), ax=ax, **options
         )
     ax.set_title(title)
     fig.tight_layout()
@@ -277,16 +277,8 @@ def plot_calibration(
         classes: the labels; for binary only the positive (last) class is drawn.
         n_bins: number of equal-width probability bins.
     """
-    y_true = np.asarray(y_true)
-    proba = np.asarray(y_proba, dtype=float)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for column, label in _one_vs_rest(classes):
-        CalibrationDisplay.from_predictions(
-            y_true == label, proba[:, column], n_bins=n_bins, name=str(label), ax=ax
-        )
-    ax.set_title("Calibration (reliability) curves")
-    fig.tight_layout()
-    return fig
+    title = "Calibration (reliability) curves"
+    return _curve_figure(y_true, y_proba, classes, CalibrationDisplay, title, n_bins=n_bins)
 
 
 def plot_residuals(y_true: Any, y_pred: Any, *, bins: int = 30) -> Figure:
