@@ -1,10 +1,11 @@
 """Load test: N concurrent clients against the local endpoint for a fixed time.
 
 Run: .venv/bin/python benchmarks/load_test.py [--model NAME[:VERSION]] [--root PATH]
-     [--clients 16] [--seconds 30] [--workers 2]
+     [--model-dir PATH] [--clients 16] [--seconds 30] [--workers 2]
 
-Packages a registered model (``--model`` from ``--root``'s registry; by default a hand-built
-penguins RandomForest) in a temporary AMLKIT_ROOT, starts azmlinfsrv on loopback and lets
+Packages a registered model (``--model`` from ``--root``'s registry, ``--model-dir``, or by
+default the 150-tree penguins RandomForest that serving_benchmark.py registers the project's
+way) in a temporary AMLKIT_ROOT, starts azmlinfsrv on loopback and lets
 each client thread POST 1-10-row requests (with the endpoint key) until time is up. Prints
 request counts, errors, latency percentiles and the load average; exits 1 on any error.
 """
@@ -17,15 +18,10 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-from penguin_model import make_version
-from serving_benchmark import Client, request_rows
-
-REPO = Path(__file__).resolve().parents[1]
+from serving_benchmark import Client, add_model_arguments, prepare_model
 
 
 def main() -> int:
@@ -33,28 +29,14 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--model", help="registered model NAME or NAME:VERSION (champion)")
-    parser.add_argument("--root", type=Path, help="project root holding the registry")
+    add_model_arguments(parser)
     args = parser.parse_args()
     print(f"load average before: {tuple(round(x, 2) for x in os.getloadavg())}")
 
-    source_root = None
-    if args.model:
-        source_root = (args.root or Path(os.environ.get("AMLKIT_ROOT", REPO))).resolve()
-        os.environ["AMLKIT_ROOT"] = str(source_root)
-        from amlkit.serving.package import resolve_model_dir
-
-        name, _, number = args.model.partition(":")
-        version = resolve_model_dir(name, number or None)
-    root = Path(tempfile.mkdtemp(prefix="amlkit-load-"))
-    shutil.copytree(REPO / "config", root / "config")
-    if not args.model:
-        os.environ["AMLKIT_ROOT"] = str(root)
-        version = make_version(root / "models" / "trained_models")
-    rows, parity_rows = request_rows(version, source_root)
-    os.environ["AMLKIT_ROOT"] = str(root)
-    from amlkit.serving import package_service, serve
+    root, version, rows, parity_rows = prepare_model(args, "amlkit-load-")
+    from amlkit.serving.package import package_service
     from amlkit.serving.requestlog import read_log
+    from amlkit.serving.server import serve
 
     folder = package_service(version, service="load", parity_rows=parity_rows)
     info = json.loads((folder / "service_metadata.json").read_text())

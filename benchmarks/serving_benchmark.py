@@ -4,14 +4,16 @@ Run: .venv/bin/python benchmarks/serving_benchmark.py [--model NAME[:VERSION]] [
      [--model-dir PATH] [--seconds 5] [--workers 1]
 
 The model: a registered version of the project's registry (``--model``, read from
-``--root`` or the default project root; the version's processed test split gives the parity
-rows and the request rows), a version folder (``--model-dir``), or by default a hand-built
-penguins RandomForest. It is packaged in a temporary AMLKIT_ROOT (ONNX fast path when the
-parity check passes), served by azmlinfsrv on loopback and, in the same run, by `mlflow
-models serve --env-manager local` on the same version folder; 1-row and 100-row requests go
-out from a keep-alive HTTP client (http.client; azmlinfsrv's gunicorn sync workers close
-each connection, so its client reconnects as needed). Prints p50/p99 latency, throughput,
-the ratios and the machine's load average (the machine may be shared).
+``--root`` or the default project root), a version folder (``--model-dir``), or by default a
+150-tree RandomForest behind the project's preprocessing, trained by notebooks 01, 03 and 04
+(ingest the bundled penguins, preprocess, fit, register) in a temporary project root.
+The version's processed test split gives the parity rows and the request rows. It is
+packaged in a temporary AMLKIT_ROOT (ONNX fast path when the parity check passes), served by
+azmlinfsrv on loopback and, in the same run, by `mlflow models serve --env-manager local` on
+the same version folder; 1-row and 100-row requests go out from a keep-alive HTTP client
+(http.client; azmlinfsrv's gunicorn sync workers close each connection, so its client
+reconnects as needed). Prints p50/p99 latency, throughput, the ratios and the machine's load
+average (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-from penguin_model import make_version, penguins
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = "penguins-benchmark"
+DEFAULT_TREES = 150
 
 
 class Client:
@@ -93,23 +96,79 @@ def wait_http(port: int, path: str, timeout: float) -> None:
     raise RuntimeError(f"nothing answered on port {port}{path} within {timeout}s")
 
 
-def request_rows(model_dir: Path, source_root: Path | None) -> tuple[list[dict], object]:
-    """Return 100 request records and the parity rows for a version folder."""
+def register_default_model(root: Path) -> Path:
+    """Train the default model in ``root`` as users do: notebooks 01, 03 and 04 on penguins.
+
+    The root's model_config.json keeps one candidate, a random forest of ``DEFAULT_TREES``
+    trees (seed 0), so 04 registers exactly that forest behind its own preprocessing.
+
+    Returns:
+        The registered version folder.
+    """
+    os.environ["AMLKIT_ROOT"] = str(root)
+    from amlkit.pipeline import runner
+
+    path = root / "config" / "model_config.json"
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    forest = cfg["candidates"]["random_forest"]
+    forest["params"]["classification"] |= {"random_state": 0}
+    forest["search_space"]["classification"] = {"n_estimators": {"choice": [DEFAULT_TREES]}}
+    cfg["candidates"] = {"random_forest": forest}
+    path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    params = {"dataset": "penguins", "model_name": DEFAULT_MODEL, "search_iterations": 1}
+    runner.run_pipeline(["01", "03", "04"], params | {"cv_folds": 2}, progress=False)
+    return root / "models" / "trained_models" / DEFAULT_MODEL / "1"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --model, --root and --model-dir (which model to serve) to ``parser``."""
+    parser.add_argument("--model", help="registered model NAME or NAME:VERSION (champion)")
+    parser.add_argument("--root", type=Path, help="project root holding the registry")
+    parser.add_argument("--model-dir", type=Path, default=None, help="a version folder")
+
+
+def prepare_model(args: argparse.Namespace, prefix: str) -> tuple[Path, Path, list[dict], Any]:
+    """Pick the model to serve and make a fresh project root to package it in.
+
+    Returns:
+        ``(root, version folder, 100 request records, parity rows)``; ``AMLKIT_ROOT`` points
+        at ``root`` (a temporary folder with config/; the default model is registered in
+        ``root/source``).
+    """
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    source_root = args.root.resolve() if args.root else None
+    if args.model:
+        source_root = source_root or Path(os.environ.get("AMLKIT_ROOT", REPO)).resolve()
+        os.environ["AMLKIT_ROOT"] = str(source_root)
+        from amlkit.serving.package import resolve_model_dir
+
+        name, _, number = args.model.partition(":")
+        version = resolve_model_dir(name, number or None)
+    elif args.model_dir:
+        version = args.model_dir.resolve()
+    else:
+        source_root = root / "source"
+        shutil.copytree(REPO / "config", source_root / "config")
+        version = register_default_model(source_root)
+    rows, parity = request_rows(version, source_root)
+    shutil.copytree(REPO / "config", root / "config")
+    os.environ["AMLKIT_ROOT"] = str(root)
+    return root, version, rows, parity
+
+
+def request_rows(model_dir: Path, source_root: Path | None) -> tuple[list[dict], Any]:
+    """Return 100 request records and the parity rows (the version's processed test split)."""
     import pandas as pd
 
+    if source_root is None:
+        raise SystemExit(f"give --root, the project whose processed data trained {model_dir}")
     meta = json.loads((model_dir / "model_metadata.json").read_text())
-    columns = meta["feature_columns"]
-    parity = None
-    if source_root is not None:
-        os.environ["AMLKIT_ROOT"] = str(source_root)
-        from amlkit.data import preprocess
+    os.environ["AMLKIT_ROOT"] = str(source_root)
+    from amlkit.data import preprocess
 
-        data = meta.get("data") or {}
-        parity = preprocess.load_processed(data["dataset"], data.get("version", "latest")).test
-        frame = parity[columns]
-    else:
-        frame = penguins()[columns]
-        parity = penguins().head(100)
+    data = meta.get("data") or {}
+    parity = preprocess.load_processed(data["dataset"], data.get("version", "latest")).test
+    frame = parity[meta["feature_columns"]]
     frame = pd.concat([frame] * (100 // len(frame) + 1), ignore_index=True).head(100)
     return json.loads(frame.to_json(orient="records")), parity
 
@@ -118,33 +177,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--model", help="registered model NAME or NAME:VERSION (champion)")
-    parser.add_argument("--root", type=Path, help="project root holding the registry")
-    parser.add_argument("--model-dir", type=Path, default=None, help="a version folder")
+    add_model_arguments(parser)
     parser.add_argument("--skip-mlflow", action="store_true")
     args = parser.parse_args()
     print(f"load average before: {tuple(round(x, 2) for x in os.getloadavg())}")
 
-    source_root = None
-    if args.model:
-        source_root = (args.root or Path(os.environ.get("AMLKIT_ROOT", REPO))).resolve()
-        os.environ["AMLKIT_ROOT"] = str(source_root)
-        from amlkit.serving.package import resolve_model_dir
-
-        name, _, number = args.model.partition(":")
-        version = resolve_model_dir(name, number or None)
-    elif args.model_dir:
-        version = args.model_dir.resolve()
-        source_root = args.root.resolve() if args.root else None
-    root = Path(tempfile.mkdtemp(prefix="amlkit-bench-"))
-    shutil.copytree(REPO / "config", root / "config")
-    if not (args.model or args.model_dir):
-        os.environ["AMLKIT_ROOT"] = str(root)
-        version = make_version(root / "models" / "trained_models")
-    rows, parity_rows = request_rows(version, source_root)
-    os.environ["AMLKIT_ROOT"] = str(root)
-    from amlkit.serving import package_service, serve
-    from amlkit.serving.server import free_port
+    root, version, rows, parity_rows = prepare_model(args, "amlkit-bench-")
+    from amlkit.serving.package import package_service
+    from amlkit.serving.server import free_port, serve
 
     folder = package_service(version, service="bench", parity_rows=parity_rows)
     info = json.loads((folder / "service_metadata.json").read_text())

@@ -1,4 +1,5 @@
-"""Shared fixtures: project roots, the MLflow store, a small penguins model, a small digits CNN.
+"""Shared fixtures: project roots, the MLflow store, a small penguins model, a small digits
+CNN and a stub scoring server.
 
 Tests never touch the repository's data: every fixture that writes points ``AMLKIT_ROOT`` at
 a fresh folder holding a copy of ``config/``.
@@ -6,8 +7,12 @@ a fresh folder holding a copy of ``config/``.
 
 from __future__ import annotations
 
+import json
 import shutil
+import threading
+import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +257,69 @@ def digit_classifier(digit_splits):
         verbose=0,
     )
     return model, history.history
+
+
+class StubDeployment:
+    """A real HTTP/1.1 scoring server on loopback that predicts its name for every row.
+
+    It answers ``{"input_data": {"data": [...]}}`` after ``delay_s``, records each request's
+    ``x-request-id`` in ``ids``, and holds its answers while ``gate`` is cleared.
+    """
+
+    def __init__(self, name: str = "p", delay_s: float = 0.0) -> None:
+        owner = self
+        self.name = name
+        self.ids: list[str] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.ids.append(self.headers.get("x-request-id", ""))
+                owner.gate.wait(10)
+                time.sleep(delay_s)
+                rows = len(body["input_data"]["data"])
+                data = json.dumps({"predictions": [owner.name] * rows}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/score"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def headers(self) -> dict[str, str]:
+        """Headers for a scoring call."""
+        return {"Content-Type": "application/json"}
+
+    def stop(self) -> None:
+        """Stop serving (idempotent)."""
+        if self._thread.is_alive():
+            self.server.shutdown()
+            self._thread.join(5)
+        self.server.server_close()
+
+
+@pytest.fixture
+def stub_deployment() -> Callable[..., StubDeployment]:
+    """A factory of :class:`StubDeployment` servers, ``make(name="p", delay_s=0.0)``,
+    all stopped after the test."""
+    made: list[StubDeployment] = []
+
+    def make(name: str = "p", delay_s: float = 0.0) -> StubDeployment:
+        made.append(StubDeployment(name, delay_s))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.stop()

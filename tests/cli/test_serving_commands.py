@@ -71,7 +71,7 @@ def test_package_reports_folder_and_onnx_backend(service):
 def test_package_unknown_model_exits_2_naming_it(root):
     proc = amlkit(root, "package", "no-such-model")
     assert proc.returncode == 2
-    assert "no registered model 'no-such-model'" in proc.stderr
+    assert "no model named 'no-such-model'" in proc.stderr
 
 
 def stdout_lines(proc: subprocess.Popen) -> queue.Queue[str]:

@@ -175,17 +175,17 @@ def test_logged_traffic_from_a_real_server_is_read_back(
     tmp_path, monkeypatch, penguins_frame, penguin_features, make_version, new_project
 ):
 
-    from amlkit import serving
+    from amlkit.serving import package, server
 
     root = new_project(tmp_path / "root", monkeypatch)
     frame = penguins_frame.copy()
-    folder = serving.package_service(
+    folder = package.package_service(
         make_version(root / "models" / "trained_models"),
         service="svc",
         parity_rows=frame.head(40),
     )
     rows = frame.head(40)
-    with serving.serve(folder, port=0, workers=1) as endpoint:
+    with server.serve(folder, port=0, workers=1) as endpoint:
         sent = traffic.simulate_traffic(
             endpoint, rows, feature_columns=penguin_features, batch_size=2
         )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pandas as pd
@@ -25,40 +23,6 @@ def rows(n: int = 200) -> pd.DataFrame:
             "label": rng.choice(["a", "b"], n),
         }
     )
-
-
-class EchoServer:
-    """A real HTTP/1.1 server on loopback that predicts the row count and records ids."""
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.ids.append(self.headers["x-request-id"])
-                data = json.dumps({"predictions": ["p"] * len(body["input_data"]["data"])})
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data.encode())
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/score"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def headers(self) -> dict[str, str]:
-        return {"Content-Type": "application/json"}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_apply_drift_with_empty_spec_changes_nothing():
@@ -110,15 +74,12 @@ def test_simulate_traffic_refuses_addresses_beyond_loopback():
         traffic.simulate_traffic(Remote(), rows(3), feature_columns=["x"])
 
 
-def test_simulate_traffic_sends_every_row_with_request_ids():
-    server = EchoServer()
-    try:
-        frame = rows(21)
-        result = traffic.simulate_traffic(
-            server, frame, feature_columns=["x", "y", "colour"], batch_size=4, concurrency=3
-        )
-    finally:
-        server.close()
+def test_simulate_traffic_sends_every_row_with_request_ids(stub_deployment):
+    server = stub_deployment()
+    frame = rows(21)
+    result = traffic.simulate_traffic(
+        server, frame, feature_columns=["x", "y", "colour"], batch_size=4, concurrency=3
+    )
     assert result.summary() == {"requests": 6, "rows": 21, "errors": 0, "stopped_early": False}
     assert sorted(server.ids) == sorted(f"sim-{i}" for i in range(6))
     assert set(result.sent["prediction"]) == {"p"}

@@ -6,59 +6,44 @@ import pandas as pd
 import pytest
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, penguins_frame, make_version, new_project):
-    from amlkit.serving import package_service
-
-    tmp = tmp_path_factory.mktemp("batch")
-    with pytest.MonkeyPatch.context() as mp:
-        root = new_project(tmp / "root", mp)
-        version = make_version(root / "models" / "trained_models")
-        folder = package_service(version, service="svc", parity_rows=penguins_frame.copy().head(60))
-        yield root, version, folder
-
-
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_score_file_writes_predictions_beside_input(
-    service, tmp_path, suffix, penguins_frame, penguin_features
+    penguins_service, tmp_path, suffix, penguins_frame, penguin_features
 ):
-    from amlkit.serving import score_file
+    from amlkit.serving.batch import score_file
     from amlkit.serving.runtime import Scorer
 
-    _, version, folder = service
     frame = penguins_frame.copy()
     src = tmp_path / f"input{suffix}"
     frame.to_csv(src, index=False) if suffix == ".csv" else frame.to_parquet(src)
-    out = score_file(src, service=folder, chunk_rows=50, progress=False)
+    out = score_file(src, service=penguins_service.folder, chunk_rows=50, progress=False)
     assert out == tmp_path / f"input_predictions{suffix}"
     result = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
     assert len(result) == len(frame)
-    expected, _ = Scorer(version).predict_frame(frame[penguin_features])
+    expected, _ = Scorer(penguins_service.version).predict_frame(frame[penguin_features])
     assert result["prediction"].tolist() == expected
     assert {"probability_Adelie", "probability_Gentoo"} <= set(result.columns)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_score_file_names_bad_values(service, tmp_path, penguins_frame):
-    from amlkit.serving import score_file
+def test_score_file_names_bad_values(penguins_service, tmp_path, penguins_frame):
+    from amlkit.serving.batch import score_file
 
-    _, version, _ = service
     frame = penguins_frame.copy().head(30).astype({"body_mass_g": object})
     frame.loc[12, "body_mass_g"] = "heavy"
     src = tmp_path / "bad.csv"
     frame.to_csv(src, index=False)
     with pytest.raises(ValueError, match=r"'body_mass_g'.*'heavy' on row 12"):
-        score_file(src, model_dir=version, chunk_rows=10, progress=False)
+        score_file(src, model_dir=penguins_service.version, chunk_rows=10, progress=False)
     assert not (tmp_path / "bad_predictions.csv").exists()
 
 
-def test_azure_specs_round_trip_through_sdk_loaders(service):
+def test_azure_specs_round_trip_through_sdk_loaders(penguins_service):
     from azure.ai.ml import load_online_deployment, load_online_endpoint
 
     from amlkit.azure.endpoints import write_specs
 
-    _, _, folder = service
-    specs = write_specs(folder)
+    specs = write_specs(penguins_service.folder)
     endpoint = load_online_endpoint(source=specs["endpoint"])
     assert endpoint.name == "amlkit-penguins" and endpoint.traffic == {"blue": 100}
     for name in ("blue", "green"):
@@ -68,8 +53,8 @@ def test_azure_specs_round_trip_through_sdk_loaders(service):
         assert dep.environment.image.startswith("mcr.microsoft.com/azureml/")
 
 
-def test_azure_deploy_refuses_without_workspace(service):
+def test_azure_deploy_refuses_without_workspace(penguins_service):
     from amlkit.azure.endpoints import deploy
 
     with pytest.raises(RuntimeError, match="names no workspace"):
-        deploy(service[2])
+        deploy(penguins_service.folder)

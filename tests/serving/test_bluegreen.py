@@ -6,50 +6,12 @@ import http.client
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
 
 from amlkit.monitoring import traffic
 from amlkit.serving import bluegreen
-
-
-class Upstream:
-    """A real HTTP/1.1 deployment stand-in on loopback: answers its name after a delay."""
-
-    def __init__(self, name: str, delay_s: float = 0.005) -> None:
-        owner = self
-        self.name = name
-        self.gate = threading.Event()
-        self.gate.set()
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.gate.wait(10)
-                time.sleep(delay_s)
-                rows = len(body["input_data"]["data"])
-                data = json.dumps({"predictions": [owner.name] * rows}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 ROWS = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
 
@@ -69,14 +31,12 @@ def post(router: bluegreen.Router, headers: dict | None = None) -> tuple[int, di
 
 
 @pytest.fixture
-def pair():
-    blue, green = Upstream("blue"), Upstream("green")
+def pair(stub_deployment):
+    blue, green = stub_deployment("blue", delay_s=0.005), stub_deployment("green", delay_s=0.005)
     with bluegreen.Router() as router:
         router.add_deployment("blue", blue.port)
         router.add_deployment("green", green.port)
         yield router, blue, green
-    blue.stop()
-    green.stop()
 
 
 def test_router_splits_traffic_by_weight(pair):
@@ -161,18 +121,18 @@ def test_switch_traffic_between_real_inference_servers(
     tmp_path, monkeypatch, penguins_frame, penguin_features, make_version, new_project
 ):
 
-    from amlkit import serving
+    from amlkit.serving import package, server
 
     root = new_project(tmp_path / "root", monkeypatch)
     models = root / "models" / "trained_models"
     frame = penguins_frame.copy()
-    blue_dir = serving.package_service(
+    blue_dir = package.package_service(
         make_version(models), service="svc-blue", parity_rows=frame.head(40)
     )
-    green_dir = serving.package_service(
+    green_dir = package.package_service(
         make_version(models, version=2), service="svc-green", parity_rows=frame.head(40)
     )
-    blue = serving.start_server(blue_dir, port=0, workers=1)
+    blue = server.start_server(blue_dir, port=0, workers=1)
     live = blue
     try:
         with bluegreen.Router(headers=blue.headers()) as router:

@@ -11,30 +11,21 @@ pyfunc = pytest.importorskip("amlkit.deep.pyfunc")
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, new_project, digit_splits, digit_classifier):
-    from amlkit.registry import store
-    from amlkit.serving import package_service, serve
+    from amlkit.deep import workflow
+    from amlkit.serving.package import package_service
+    from amlkit.serving.server import serve
 
     splits = digit_splits
-    model, _ = digit_classifier
+    model, history = digit_classifier
     with pytest.MonkeyPatch.context() as mp:
         root = new_project(tmp_path_factory.mktemp("keras") / "root", mp)
-        version = store.write_version(
-            "digits-cnn",
-            lambda folder: pyfunc.save_mlflow_model(
-                model, folder, preprocessing=splits.preprocessing
-            ),
-            flavor="keras",
-            model_file=pyfunc.KERAS_FILE,
-            metadata={
-                "model_type": model.name,
-                "task": "classification",
-                "target": "digit",
-                "feature_columns": ["image"],
-                "feature_types": {"image": "image"},
-                "classes": splits.classes,
-                "data": {"dataset": "digits", "version": "bundled", "sha256": ""},
-            },
-            metrics={},
+        version, _ = workflow.track_and_register(
+            model,
+            history,
+            splits,
+            {},
+            name="digits-cnn",
+            data={"dataset": "digits", "version": "bundled", "sha256": ""},
             hyperparameters={"epochs": 3},
         )
         folder = package_service(version.path, service="digits")
@@ -43,7 +34,7 @@ def served(tmp_path_factory, new_project, digit_splits, digit_classifier):
 
 
 def test_keras_service_records_backend_and_reason(served):
-    from amlkit.serving import service_info
+    from amlkit.serving.package import service_info
 
     endpoint = served[0]
     info = service_info(endpoint.service_dir)
@@ -86,3 +77,19 @@ def test_keras_service_bad_images_get_422(served, images, words):
     assert status == 422, answer
     assert words in answer["error"]
     assert endpoint.alive()
+
+
+def test_keras_service_scores_with_only_its_own_amlkit_modules(served, score_isolated, tmp_path):
+    from amlkit.deep import images
+    from amlkit.serving.package import service_info
+
+    endpoint = served[0]
+    carried = set(service_info(endpoint.service_dir)["amlkit_modules"])
+    assert "amlkit.deep.pyfunc" in carried
+    assert not carried & {"amlkit.serving.onnx_inputs", "amlkit.training.transformers"}
+    x, _ = images.load_images()
+    payload = {"images": x[400:403, ..., 0].tolist()}
+    result = score_isolated(endpoint.service_dir, payload, tmp_path)
+    assert result["installed_amlkit"] is None and result["status"] == 200, result["answer"]
+    assert set(result["loaded"]) <= carried
+    assert result["answer"]["predictions"] == endpoint.score(payload)[1]["predictions"]

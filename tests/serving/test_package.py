@@ -14,7 +14,7 @@ import pytest
 def test_package_service_writes_complete_folder_with_onnx(
     root, penguins_frame, penguin_features, make_version
 ):
-    from amlkit.serving import package_service, service_info
+    from amlkit.serving.package import package_service, service_info
     from amlkit.serving.runtime import Scorer
 
     version = make_version(root / "models" / "trained_models")
@@ -39,7 +39,7 @@ def test_package_service_writes_complete_folder_with_onnx(
 
 
 def test_repackaging_replaces_folder_without_leftovers(root, make_version):
-    from amlkit.serving import package_service, service_info
+    from amlkit.serving.package import package_service, service_info
 
     version = make_version(root / "models" / "trained_models")
     package_service(version, service="svc", fast_path=False)
@@ -51,7 +51,7 @@ def test_repackaging_replaces_folder_without_leftovers(root, make_version):
 
 
 def test_package_refuses_tampered_model(root, make_version):
-    from amlkit.serving import package_service
+    from amlkit.serving.package import package_service
 
     version = make_version(root / "models" / "trained_models")
     with open(version / "model.pkl", "ab") as handle:
@@ -69,7 +69,7 @@ def test_fast_path_converts_or_records_reason(root, estimator, penguins_frame, m
     import sklearn.ensemble
     import sklearn.linear_model
 
-    from amlkit.serving import package_service, service_info
+    from amlkit.serving.package import package_service, service_info
 
     cls = getattr(sklearn.linear_model, estimator, None) or getattr(sklearn.ensemble, estimator)
     params = {"max_iter": 30} if estimator.startswith("Hist") else {}
@@ -84,7 +84,7 @@ def test_fast_path_converts_or_records_reason(root, estimator, penguins_frame, m
 
 
 def test_no_parity_rows_falls_back_with_reason(root, make_version):
-    from amlkit.serving import package_service, service_info
+    from amlkit.serving.package import package_service, service_info
 
     version = make_version(root / "models" / "trained_models")
     info = service_info(package_service(version, service="svc"))
@@ -158,7 +158,7 @@ def test_real_feature_pipelines_convert_to_onnx_with_parity(
 ):
     import importlib
 
-    from amlkit.serving import package_service, service_info
+    from amlkit.serving.package import package_service, service_info
     from amlkit.serving.runtime import Scorer
 
     module, cls = estimator.rsplit(".", 1)
@@ -186,35 +186,148 @@ def test_real_feature_pipelines_convert_to_onnx_with_parity(
     assert np.abs(np.array(fast_p) - np.array(slow_p)).max() <= 1e-5
 
 
+def test_serving_package_init_imports_nothing():
+    import ast
+
+    import amlkit.serving
+
+    tree = ast.parse(Path(amlkit.serving.__file__).read_text(encoding="utf-8"))
+    assert [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)] == []
+
+
+SERVICE_RUNTIME = {  # what every service imports: its scoring script's modules
+    "amlkit",
+    "amlkit.io",
+    "amlkit.kinds",
+    "amlkit.paths",
+    "amlkit.serving",
+    "amlkit.serving.auth",
+    "amlkit.serving.requestlog",
+    "amlkit.serving.requests",
+    "amlkit.serving.runtime",
+}
+TRANSFORMERS = {"amlkit.training", "amlkit.training.transformers"}
+
+
+@pytest.mark.parametrize(
+    ("backend", "pipeline", "backend_modules"),
+    [
+        ("onnx", "real", {"amlkit.serving.onnx_inputs", *TRANSFORMERS}),  # string normaliser
+        ("sklearn", "real", TRANSFORMERS),  # the classes the pickle refers to
+        ("sklearn", "plain", set()),  # a pickle of scikit-learn classes only
+    ],
+    ids=["onnx", "sklearn_pickle_with_amlkit_steps", "sklearn_plain_pickle"],
+)
+def test_service_folder_scores_with_only_its_own_amlkit_modules(
+    root,
+    tmp_path,
+    backend,
+    pipeline,
+    backend_modules,
+    penguins_frame,
+    penguin_features,
+    make_version,
+    score_isolated,
+    feature_preprocessor,
+):
+    from sklearn.ensemble import RandomForestClassifier
+
+    from amlkit.serving.package import package_service, service_info
+    from amlkit.serving.runtime import Scorer
+
+    models = root / "models" / "trained_models"
+    if pipeline == "real":
+        model = RandomForestClassifier(n_estimators=20, random_state=0)
+        version = make_real_version(models, model, penguins_frame, feature_preprocessor)
+        rows = real_rows(penguins_frame)[REAL_FEATURES].head(3)
+    else:
+        version = make_version(models)
+        rows = penguins_frame[penguin_features].head(3)
+    folder = package_service(
+        version, service="svc", parity_rows=real_rows(penguins_frame), fast_path=backend == "onnx"
+    )
+    info = service_info(folder)
+    assert info["backend"] == backend, info["backend_reason"]
+    files = sorted((folder / "amlkit").rglob("*.py"))
+    carried = [".".join(p.relative_to(folder).with_suffix("").parts) for p in files]
+    carried = sorted(name.removesuffix(".__init__") for name in carried)
+    assert carried == info["amlkit_modules"]
+    assert set(carried) == SERVICE_RUNTIME | backend_modules
+    result = score_isolated(folder, json.loads(rows.to_json(orient="records")), tmp_path)
+    assert result["installed_amlkit"] is None
+    assert Path(result["amlkit"]) == folder / "amlkit" / "__init__.py"
+    assert set(result["loaded"]) <= set(carried)
+    assert result["status"] == 200, result["answer"]
+    assert result["answer"]["model"]["backend"] == backend
+    assert result["answer"]["predictions"] == Scorer(folder / "model").predict_frame(rows)[0]
+
+
 @pytest.mark.parametrize("boolean", [False, True])
-def test_normalize_category_matches_category_normalizer(boolean):
-    from amlkit.serving.onnx_converters import normalize_category
+def test_onnx_feeder_normalizes_strings_as_category_normalizer(boolean):
+    from amlkit.serving.onnx_converters import MISSING_STRING
+    from amlkit.serving.onnx_inputs import OnnxFeeder
     from amlkit.training.transformers import CategoryNormalizer
 
     values = [" a ", "Yes", "NO", "0", 3.0, 2.5, 7, True, False, None, np.nan, "", "  ", "x y"]
     column = pd.DataFrame({"c": pd.Series(values, dtype=object)})
     expected = CategoryNormalizer(boolean=boolean).fit(column).transform(column)[:, 0]
-    got = [normalize_category(v, boolean) for v in values]
-    assert got == [None if isinstance(e, float) else e for e in expected]
+    kind = "boolean" if boolean else "category"
+    feeder = OnnxFeeder({"c": "string"}, {"c": kind}, MISSING_STRING)
+    got = feeder.from_frame(column)["c"].ravel().tolist()
+    assert got == [MISSING_STRING if isinstance(e, float) else e for e in expected]
 
 
-def test_nan_imputer_reproduces_simple_imputer_and_missing_indicator():
-    from sklearn.impute import MissingIndicator, SimpleImputer
+def onnx_transform(step, x: np.ndarray) -> np.ndarray:
+    """Convert a fitted step with amlkit's converters and run it in onnxruntime on ``x``."""
+    import onnxruntime as ort
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
 
-    from amlkit.serving.onnx_converters import NanImputer
+    from amlkit.serving import onnx, onnx_converters
+
+    kind = StringTensorType if x.dtype == object else DoubleTensorType
+    model = convert_sklearn(
+        step,
+        initial_types=[("x", kind([None, x.shape[1]]))],
+        target_opset=dict(onnx.OPSET),
+        **onnx_converters.overrides(),
+    )
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
+
+
+@pytest.mark.parametrize(
+    ("step", "kwargs"),
+    [
+        ("SimpleImputer", {"strategy": "median", "add_indicator": True}),
+        ("SimpleImputer", {"strategy": "mean"}),
+        ("SimpleImputer", {"strategy": "mean", "keep_empty_features": True}),
+        ("MissingIndicator", {"features": "all"}),
+    ],
+    ids=["median_indicator", "mean_drops_empty", "mean_keeps_empty", "indicator"],
+)
+def test_numeric_imputer_converters_answer_as_scikit_learn(step, kwargs):
+    import sklearn.impute
 
     train = np.array([[1.0, np.nan, np.nan], [3.0, 4.0, np.nan], [5.0, 6.0, np.nan]])
     test = np.array([[np.nan, np.nan, 1.0], [2.0, 8.0, np.nan]])
-    for step in (
-        SimpleImputer(strategy="median", add_indicator=True),
-        SimpleImputer(strategy="mean"),
-        MissingIndicator(features="all"),
-    ):
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "Skipping features without observed values"
-            expected = step.fit(train).transform(test)
-        got = NanImputer.from_step(step).transform(test)
-        np.testing.assert_array_equal(got, expected.astype(np.float64))
+    step = getattr(sklearn.impute, step)(**kwargs)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Skipping features without observed values"
+        expected = step.fit(train).transform(test)
+    np.testing.assert_array_equal(onnx_transform(step, test), expected.astype(np.float64))
+
+
+def test_string_imputer_converter_fills_the_missing_marker():
+    from sklearn.impute import SimpleImputer
+
+    from amlkit.serving.onnx_converters import MISSING_STRING
+
+    train = np.array([["a", np.nan], ["b", "c"]], dtype=object)
+    test = np.array([[np.nan, "c"], ["", np.nan]], dtype=object)
+    step = SimpleImputer(strategy="constant", fill_value="gap").fit(train)
+    fed = np.where(pd.isna(test), MISSING_STRING, test).astype(object)
+    assert onnx_transform(step, fed).tolist() == step.transform(test).tolist()
 
 
 def test_datetime_feature_falls_back_to_pickle_with_reason(
@@ -222,7 +335,7 @@ def test_datetime_feature_falls_back_to_pickle_with_reason(
 ):
     from sklearn.linear_model import LogisticRegression
 
-    from amlkit.serving import package_service, service_info
+    from amlkit.serving.package import package_service, service_info
 
     types = {"bill_length_mm": "numeric", "when": "datetime"}
     frame = penguins_frame.copy()

@@ -26,25 +26,12 @@ ROW = {
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory, penguins_frame, make_version, new_project):
-    from amlkit.serving import package_service
+def endpoint(penguins_service):
+    from amlkit.serving.server import serve
 
-    tmp = tmp_path_factory.mktemp("serving")
     with pytest.MonkeyPatch.context() as mp:
-        root = new_project(tmp / "root", mp)
-        version = make_version(root / "models" / "trained_models")
-        folder = package_service(version, service="svc", parity_rows=penguins_frame.copy().head(60))
-        yield root, folder
-
-
-@pytest.fixture(scope="module")
-def endpoint(service):
-    from amlkit.serving import serve
-
-    root, folder = service
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AMLKIT_ROOT", str(root))
-        with serve(folder, port=0, workers=1, startup_timeout_s=60) as handle:
+        mp.setenv("AMLKIT_ROOT", str(penguins_service.root))
+        with serve(penguins_service.folder, port=0, workers=1, startup_timeout_s=60) as handle:
             yield handle
 
 
@@ -149,7 +136,7 @@ def test_requests_without_valid_key_get_401(endpoint, header):
 
 
 def test_secondary_key_and_regenerated_key(endpoint):
-    from amlkit.serving import regenerate_key, show_keys
+    from amlkit.serving.auth import regenerate_key, show_keys
 
     keys = show_keys(endpoint.endpoint)
     status, _ = post(endpoint, [ROW], {"Authorization": f"Bearer {keys['secondary']}"}, auth=False)
@@ -188,21 +175,25 @@ def test_swagger_and_health_routes_answer(endpoint):
     conn.close()
 
 
-def test_start_refuses_wide_host(service):
-    from amlkit.serving import start_server
+def test_server_runs_the_amlkit_modules_of_the_service_folder(endpoint):
+    log = endpoint.log_path.read_text()
+    assert f"(amlkit {endpoint.service_dir / 'amlkit'})" in log
+
+
+def test_start_refuses_wide_host(penguins_service):
+    from amlkit.serving.server import start_server
 
     with pytest.raises(ValueError, match=r"127\.0\.0\.1 only"):
-        start_server(service[1], host="0.0.0.0")
+        start_server(penguins_service.folder, host="0.0.0.0")
 
 
-def test_log_holds_every_answered_request_after_sigkill(service):
-    from amlkit.serving import start_server
+def test_log_holds_every_answered_request_after_sigkill(penguins_service):
     from amlkit.serving.requestlog import read_log
+    from amlkit.serving.server import start_server
 
-    root, folder = service
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AMLKIT_ROOT", str(root))
-        handle = start_server(folder, port=0, workers=2)
+        mp.setenv("AMLKIT_ROOT", str(penguins_service.root))
+        handle = start_server(penguins_service.folder, port=0, workers=2)
     answered: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()

@@ -50,7 +50,7 @@ def service_dir(service: str) -> Path:
 
 def cmd_package(args: argparse.Namespace) -> int:
     """Package a registered model version as a service folder."""
-    from amlkit.serving import package_service, service_info
+    from amlkit.serving.package import package_service, service_info
 
     folder = package_service(
         model_name=args.model,
@@ -69,7 +69,7 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run a packaged service on loopback until Ctrl-C or SIGTERM."""
-    from amlkit.serving import start_server
+    from amlkit.serving.server import start_server
 
     folder = service_dir(args.service)
     endpoint = start_server(folder, port=args.port, workers=args.workers)
@@ -135,7 +135,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     """Score a CSV or Parquet file with a service or a registered model."""
-    from amlkit.serving import score_file
+    from amlkit.serving.batch import score_file
     from amlkit.serving.package import resolve_model_dir
 
     kwargs: dict[str, Any] = {}

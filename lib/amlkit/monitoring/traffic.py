@@ -228,7 +228,7 @@ def _check_loopback(url: str) -> tuple[str, int, str]:
     if parts.scheme != "http" or parts.hostname not in LOOPBACK_HOSTS:
         raise ValueError(
             f"traffic goes to loopback only; {url!r} is not http://127.0.0.1:<port>/... "
-            "Start the endpoint locally (amlkit.serving.start_server)."
+            "Start the endpoint locally (amlkit.serving.server.start_server)."
         )
     return parts.hostname, parts.port or 80, parts.path or "/score"
 

@@ -1,26 +1,14 @@
-"""Deployment: package a model version as a service, serve it locally, score files, Azure specs.
+"""Deployment (notebooks 06-07): package a model version as a service, serve it, score files.
 
-Modules: :mod:`.package` (service folders), :mod:`.server` (azmlinfsrv on loopback),
-:mod:`.requests` (request parsing), :mod:`.runtime` (model loading and scoring),
-:mod:`.onnx` (fast path) with :mod:`.onnx_converters` (skl2onnx converters for the
-amlkit.training.transformers steps), :mod:`.auth` (endpoint keys), :mod:`.requestlog`, :mod:`.batch`
-(file scoring), :mod:`.azure` (managed online endpoint specs), :mod:`.commands` (the
-``amlkit package/serve/keys/score/deploy`` subcommands).
-Heavy libraries are imported inside the functions that need them.
+Import the modules you need explicitly (``from amlkit.serving import package, server``);
+this file imports nothing, so a service folder carries only the modules its scoring script
+imports (:func:`amlkit.serving.package.runtime_modules`).
+
+Building a service: :mod:`.package` (service folders), :mod:`.onnx` (the ONNX fast path and
+its parity check) with :mod:`.onnx_converters` (skl2onnx converters). Running it:
+:mod:`.scoring_script` (Azure's ``init()``/``run()``, copied into each service folder),
+:mod:`.requests` (request parsing), :mod:`.runtime` (model loading and scoring) with
+:mod:`.onnx_inputs`, :mod:`.auth` (endpoint keys), :mod:`.requestlog`. Around it:
+:mod:`.server` (azmlinfsrv on loopback), :mod:`.bluegreen` (a local traffic router),
+:mod:`.batch` (file scoring).
 """
-
-from amlkit.serving.auth import regenerate_key, show_keys
-from amlkit.serving.batch import score_file
-from amlkit.serving.package import package_service, service_info
-from amlkit.serving.server import LocalEndpoint, serve, start_server
-
-__all__ = [
-    "LocalEndpoint",
-    "package_service",
-    "regenerate_key",
-    "score_file",
-    "serve",
-    "service_info",
-    "show_keys",
-    "start_server",
-]

@@ -4,6 +4,10 @@ The server also stops itself (SIGTERM to its gunicorn master, which stops the wo
 the process that started it goes away, even by SIGKILL: a watchdog thread notices that the
 parent process changed. No orphaned server keeps a port after its notebook or CLI died.
 
+It imports nothing of amlkit and runs as a file (:func:`amlkit.serving.server.start_server`
+starts it with ``python -P``), so the server's workers import the amlkit modules packaged in
+the service folder.
+
 gunicorn 25.1+ opens a control socket at one fixed path in the home folder, shared by every
 server of the user; it is turned off (``--no-control-socket``): the servers are managed
 through their process group instead.

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import secrets
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from amlkit import paths
+from amlkit import io, paths
 
 KEY_NAMES = ("primary", "secondary")
 KEY_BYTES = 32
@@ -37,17 +35,8 @@ def keys_path(endpoint: str) -> Path:
 
 
 def _write_keys(path: Path, keys: dict[str, str]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".keys.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(keys, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # mkstemp creates the temporary file 0600, so the keys are never readable by others
+    io.write_text_atomic(path, json.dumps(keys, indent=2), mode=0o600)
 
 
 def ensure_keys(endpoint: str) -> Path:

@@ -223,7 +223,7 @@ class Router:
         try:
             upstream = self._pick(handler.headers.get(DEPLOYMENT_HEADER))
         except LookupError as exc:
-            _reply(handler, 503, {"error": str(exc)}, {})
+            _reply_error(handler, 503, str(exc))
             return
         try:
             status, up_headers, data = self._send(
@@ -231,18 +231,12 @@ class Router:
             )
         except (OSError, http.client.HTTPException) as exc:
             logger.warning("deployment %s failed: %s", upstream.name, exc)
-            _reply(handler, 502, {"error": f"deployment {upstream.name}: {exc}"}, {})
+            _reply_error(handler, 502, f"deployment {upstream.name}: {exc}")
             return
         finally:
             self._release(upstream)
         extra = {k: v for k, v in up_headers if k.lower() not in HOP_HEADERS | {"content-length"}}
-        extra[DEPLOYMENT_HEADER] = upstream.name
-        handler.send_response(status)
-        for key, value in extra.items():
-            handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        _reply(handler, status, data, extra | {DEPLOYMENT_HEADER: upstream.name})
 
     def close(self) -> None:
         """Stop listening and close every upstream connection."""
@@ -269,15 +263,20 @@ def _close_pool(pool: queue.LifoQueue) -> None:
             return
 
 
-def _reply(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict) -> None:
-    data = json.dumps(body).encode()
+def _reply(
+    handler: BaseHTTPRequestHandler, status: int, data: bytes, headers: Mapping[str, str]
+) -> None:
     handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
     for key, value in headers.items():
         handler.send_header(key, value)
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+
+
+def _reply_error(handler: BaseHTTPRequestHandler, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    _reply(handler, status, body, {"Content-Type": "application/json"})
 
 
 @dataclass
@@ -326,7 +325,7 @@ def switch_traffic(
         new: the new deployment's name.
         new_service_dir: the packaged service folder to deploy.
         smoke_payload: a scoring request body for the smoke test.
-        start: starts a server for a folder (default ``amlkit.serving.start_server``).
+        start: starts a server for a folder (default :func:`amlkit.serving.server.start_server`).
         drain_timeout_s: how long to wait for in-flight requests on the old deployment.
 
     Returns:
@@ -336,7 +335,7 @@ def switch_traffic(
         RuntimeError: the smoke test failed (nothing switched).
     """
     if start is None:
-        from amlkit.serving import start_server as start
+        from amlkit.serving.server import start_server as start
     endpoint = start(new_service_dir, port=0)
     status, answer = endpoint.score(smoke_payload)
     rows = len((smoke_payload.get("input_data") or {}).get("data") or [])

@@ -7,12 +7,12 @@ StandardScaler on numbers) under LogisticRegression, RandomForest and HistGradie
 
 - numeric inputs are fed as doubles (float32 inputs flip tree splits: scaling in float32
   differs from scikit-learn's float64 by an ulp);
-- numeric SimpleImputers and MissingIndicators become standard double ops (IsNaN, Where,
-  Gather; see :mod:`.onnx_converters`): onnxruntime's ``Imputer`` has no double kernel;
-- CategoryNormalizer becomes an Identity; the runtime normalises strings the same way first;
-- string SimpleImputers cannot match NaN inside a string tensor: their ``missing_values``
-  becomes :data:`MISSING_STRING` and the runtime feeds missing strings as that marker
-  (an empty string stays an empty string, as in scikit-learn);
+- imputers, missing indicators and CategoryNormalizer use amlkit's converters
+  (:mod:`.onnx_converters`): the runtime normalises strings first and feeds a missing
+  string as :data:`~amlkit.serving.onnx_converters.MISSING_STRING` (an empty string stays
+  an empty string, as in scikit-learn);
+- a HistGradientBoostingClassifier gets skl2onnx's ``CastTransformer`` to float32 in front
+  (its ONNX node gives float probabilities; skl2onnx would declare double);
 - scikit-learn trees compare ``float32(x)`` with float64 thresholds, so a Cast to float and
   back is inserted in front of every TreeEnsemble node.
 
@@ -23,7 +23,6 @@ strings padded, upper-cased and emptied.
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,6 @@ from amlkit import kinds
 
 logger = logging.getLogger(__name__)
 
-MISSING_STRING = "\u2400amlkit-missing\u2400"  # fed for a missing category
 OPSET = {"": 17, "ai.onnx.ml": 3}
 
 
@@ -52,6 +50,8 @@ class Conversion:
 
     def serving_fields(self) -> dict[str, Any]:
         """Return what the runtime needs to feed the ONNX model (for ``serving.json``)."""
+        from amlkit.serving.onnx_converters import MISSING_STRING
+
         return {
             "input_kinds": self.input_kinds,
             "normalize": self.normalize,
@@ -61,43 +61,40 @@ class Conversion:
         }
 
 
-def _rewrite(step: Any, normalize: dict[str, str], columns: list[str] | None) -> Any:
-    """Return ``step`` with numeric imputers swapped for NanImputer (in place where nested)."""
+def normalized_columns(step: Any, columns: list[str] | None = None) -> dict[str, str]:
+    """Return ``{column: "category" | "boolean"}`` for columns a CategoryNormalizer cleans.
+
+    Only a CategoryNormalizer that receives the input columns themselves counts (the first
+    step of a ColumnTransformer branch): the runtime normalises those before the ONNX call.
+    """
     from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
 
-    from amlkit.serving.onnx_converters import NanImputer
     from amlkit.training.transformers import CategoryNormalizer
 
+    found: dict[str, str] = {}
     if isinstance(step, Pipeline):
-        for i, (name, inner) in enumerate(step.steps):
-            step.steps[i] = (name, _rewrite(inner, normalize, columns if i == 0 else None))
-        if isinstance(step.steps[-1][1], HistGradientBoostingClassifier):
-            # its ONNX node gives float probabilities; skl2onnx would declare double
-            from skl2onnx.sklapi import CastTransformer
+        for i, (_, inner) in enumerate(step.steps):
+            found |= normalized_columns(inner, columns if i == 0 else None)
+    elif isinstance(step, ColumnTransformer):
+        for _, inner, cols in step.transformers_:
+            if not isinstance(inner, str) and isinstance(cols, list | tuple | np.ndarray):
+                found |= normalized_columns(inner, [str(c) for c in cols])
+    elif isinstance(step, CategoryNormalizer) and columns:
+        found = dict.fromkeys(columns, "boolean" if step.boolean else "category")
+    return found
 
-            cast = CastTransformer(dtype=np.float32).fit(np.zeros((1, 1)))
-            step.steps.insert(len(step.steps) - 1, ("amlkit_float32", cast))
-        return step
-    if isinstance(step, ColumnTransformer):
-        for i, (name, inner, cols) in enumerate(step.transformers_):
-            if isinstance(inner, str):
-                continue
-            names = [str(c) for c in cols] if isinstance(cols, list | tuple | np.ndarray) else None
-            step.transformers_[i] = (name, _rewrite(inner, normalize, names), cols)
-        return step
-    if isinstance(step, CategoryNormalizer) and columns:
-        kind = "boolean" if step.boolean else "category"
-        normalize.update(dict.fromkeys(columns, kind))
-        return step
-    swapped = NanImputer.from_step(step)
-    if swapped is not None:
-        return swapped
-    if isinstance(step, SimpleImputer) and np.asarray(step.statistics_).dtype.kind == "O":
-        step.missing_values = MISSING_STRING
-    return step
+
+def _float32_before_hist_gradient_boosting(model: Any) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+
+    if not (isinstance(model, Pipeline) and isinstance(model[-1], HistGradientBoostingClassifier)):
+        return model
+    from skl2onnx.sklapi import CastTransformer
+
+    cast = CastTransformer(dtype=np.float32).fit(np.zeros((1, 1)))
+    return Pipeline([*model.steps[:-1], ("amlkit_float32", cast), model.steps[-1]])
 
 
 def _cast_tree_inputs(model: Any) -> Any:
@@ -133,9 +130,9 @@ def convert(
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
 
-    from amlkit.serving.onnx_converters import int_missing_flags, register
+    from amlkit.serving import onnx_converters
 
-    register()
+    onnx_converters.register()
     input_kinds: dict[str, str] = {}
     initial_types = []
     for col in feature_columns:
@@ -151,15 +148,18 @@ def convert(
                 f"feature {col!r} has kind {kind!r}, which the ONNX path does not take "
                 "(numeric, integer, categorical and boolean only)"
             )
-    normalize: dict[str, str] = {}
-    clone = _rewrite(copy.deepcopy(pipeline), normalize, None)
-    final = clone.steps[-1][1] if hasattr(clone, "steps") else clone
+    model = _float32_before_hist_gradient_boosting(pipeline)
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
-    with int_missing_flags():
-        model = convert_sklearn(
-            clone, initial_types=initial_types, options=options, target_opset=dict(OPSET)
-        )
-    return _cast_tree_inputs(model).SerializeToString(), input_kinds, normalize
+    onnx_model = convert_sklearn(
+        model,
+        initial_types=initial_types,
+        options=options,
+        target_opset=dict(OPSET),
+        **onnx_converters.overrides(),
+    )
+    normalize = normalized_columns(pipeline)
+    return _cast_tree_inputs(onnx_model).SerializeToString(), input_kinds, normalize
 
 
 def parity_frame(frame: Any, feature_columns: list[str], feature_types: dict[str, str]) -> Any:
@@ -201,7 +201,8 @@ def convert_and_check(
     """
     import onnxruntime as ort
 
-    from amlkit.serving.runtime import OnnxFeeder
+    from amlkit.serving.onnx_converters import MISSING_STRING
+    from amlkit.serving.onnx_inputs import OnnxFeeder
 
     columns = list(metadata["feature_columns"])
     types = {c: metadata.get("feature_types", {}).get(c, "numeric") for c in columns}

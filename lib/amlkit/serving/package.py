@@ -4,12 +4,13 @@ Layout of a service folder (the same folder serves locally and is what Azure upl
 
     scoring_script.py        Azure ML contract: init() / run()
     model/                   copy of the version folder (sha256 checked) + model.onnx, serving.json
-    amlkit/                  copy of the amlkit package, so the folder runs where amlkit is
-                             not installed (Azure); the pickled pipeline may need its transformers
+    amlkit/                  the amlkit modules this service imports, so the folder runs where
+                             amlkit is not installed (Azure): see :mod:`.imports`
     environment.yml          the project's conda spec
     deployment_config.json   endpoint, auth, instances, request settings, traffic, limits
     logging.json             quiet server logging (azmlinfsrv reads it from the app root)
-    service_metadata.json    model, backend (onnx or sklearn) and why, parity figures, file hashes
+    service_metadata.json    model, backend (onnx, sklearn or keras) and why, parity figures,
+                             file hashes, the amlkit modules carried
 
 Re-packaging policy: a service is not a version. Packaging the same service name again builds
 the new folder completely beside the old one, then swaps them with two renames (the old
@@ -21,7 +22,6 @@ deployments (see :mod:`amlkit.azure.endpoints`); locally, package a second servi
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 import os
 import shutil
@@ -32,6 +32,8 @@ from typing import Any
 
 from amlkit import io, paths
 from amlkit.config import DeploymentConfig
+from amlkit.registry import store
+from amlkit.serving import imports
 
 logger = logging.getLogger(__name__)
 
@@ -74,28 +76,17 @@ dependencies:
 
 
 def resolve_model_dir(name: str, version: int | str | None = None) -> Path:
-    """Return ``trained_models/<name>/<version>``; version None or "champion" reads champion.json.
+    """Return a version folder; version None or "champion": the champion, else the newest.
 
     Raises:
         FileNotFoundError: the model or version does not exist; lists what does.
     """
-    base = paths.trained_models_dir() / name
-    if not base.is_dir():
-        raise FileNotFoundError(f"no registered model {name!r} under {base.parent}; train first")
-    if version in (None, "champion"):
-        champion = base / "champion.json"
-        if champion.is_file():
-            version = io.read_json(champion)["version"]
-        else:
-            numbers = sorted(int(p.name) for p in base.iterdir() if p.name.isdigit())
-            if not numbers:
-                raise FileNotFoundError(f"model {name!r} has no versions in {base}")
-            version = numbers[-1]
-    folder = base / str(version)
-    if not folder.is_dir():
-        have = sorted(p.name for p in base.iterdir() if p.name.isdigit())
-        raise FileNotFoundError(f"model {name!r} has no version {version}; versions: {have}")
-    return folder
+    if version is None or version == "champion":
+        version = "champion" if store.read_champion(name) else "latest"
+    try:
+        return store.get_version(name, version).path
+    except store.ModelNotFoundError as exc:
+        raise FileNotFoundError(str(exc)) from None
 
 
 def _copy_verified(src: Path, dst: Path, metadata: dict[str, Any]) -> dict[str, str]:
@@ -162,9 +153,7 @@ def _fast_path(model_dst: Path, metadata: dict[str, Any], parity_rows: Any) -> d
 def _environment_file() -> Path:
     """Return the project's environment.yml, else the repository's (a temporary root has none)."""
     here = paths.project_root() / "environment.yml"
-    if here.is_file():
-        return here
-    return Path(importlib.resources.files("amlkit")).parents[1] / "environment.yml"  # type: ignore[arg-type]
+    return here if here.is_file() else imports.PACKAGE_DIR.parents[1] / "environment.yml"
 
 
 def _swap_into_place(stage: Path, final: Path) -> None:
@@ -224,12 +213,14 @@ def package_service(
             serving = _fast_path(stage / "model", metadata, parity_rows)
         else:
             serving = {"backend": metadata.get("flavor", "sklearn"), "reason": "fast path off"}
-        template = importlib.resources.files("amlkit") / "templates" / "scoring_script.py"
-        (stage / "scoring_script.py").write_text(template.read_text(encoding="utf-8"))
-        pkg = Path(importlib.resources.files("amlkit"))  # type: ignore[arg-type]
-        shutil.copytree(
-            pkg, stage / "amlkit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-        )
+        shutil.copyfile(imports.SCORING_SCRIPT, stage / "scoring_script.py")
+        backend = serving["backend"]
+        pickled = set()
+        if backend == "sklearn":
+            model_file = stage / "model" / metadata.get("model_file", "model.pkl")
+            pickled = imports.pickled_modules(model_file)
+        modules = imports.service_modules(backend, pickled)
+        imports.copy_modules(modules, stage)
         env_src = Path(environment_file) if environment_file else _environment_file()
         if env_src.is_file():
             shutil.copyfile(env_src, stage / "environment.yml")
@@ -252,6 +243,7 @@ def package_service(
                 "backend": serving.get("backend"),
                 "backend_reason": serving.get("reason"),
                 "parity": serving.get("parity", {}),
+                "amlkit_modules": list(modules),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "model_files": hashes,
             },

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import pickle
 from pathlib import Path
 from typing import Any
@@ -74,32 +73,38 @@ class Scorer:
         self.backend = (
             backend or serving.get("backend") or ("keras" if self.flavor == "keras" else "sklearn")
         )
+        loaders = {
+            "onnx": self._load_onnx,
+            "sklearn": self._load_sklearn,
+            "keras": self._load_keras,
+        }
+        if self.backend not in loaders:
+            raise ValueError(
+                f"backend {self.backend!r} of {self.model_dir} is not one of {list(loaders)}; "
+                "package the model again."
+            )
         self._model: Any = None
         self._session: Any = None
-        if self.backend == "onnx":
-            self._load_onnx()
-        elif self.backend == "keras":
-            from amlkit.deep import pyfunc
+        loaders[self.backend]()
+        amlkit_dir = Path(__file__).resolve().parents[1]  # a service folder's own copy, or lib's
+        logger.info("loaded %s model from %s (amlkit %s)", self.backend, self.model_dir, amlkit_dir)
 
-            self._model, self._preprocessing = pyfunc.load_mlflow_model(self.model_dir)
-        else:
-            self._load_pickle()
-        logger.info("loaded %s model from %s", self.backend, self.model_dir)
+    # One loader per backend, named _load_<backend>: the amlkit modules a loader imports are
+    # what a service folder of that backend carries beside the scoring script's own imports
+    # (amlkit.serving.imports reads them from this file).
 
-    def _load_pickle(self) -> None:
+    def _load_sklearn(self) -> None:
         path = self.model_dir / self.metadata.get("model_file", "model.pkl")
-        try:
-            import cloudpickle as loader
-        except ImportError:  # pragma: no cover - cloudpickle ships with mlflow
-            loader = pickle
-        with open(path, "rb") as handle:
-            self._model = loader.load(handle)
+        with open(path, "rb") as handle:  # a cloudpickle file is a plain pickle to load
+            self._model = pickle.load(handle)
         model_classes = getattr(self._model, "classes_", None)
         if model_classes is not None:
             self.classes = [c.item() if hasattr(c, "item") else c for c in model_classes]
 
     def _load_onnx(self) -> None:
         import onnxruntime as ort
+
+        from amlkit.serving.onnx_inputs import OnnxFeeder
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
@@ -116,6 +121,12 @@ class Scorer:
         )
         if self.serving.get("classes"):
             self.classes = list(self.serving["classes"])
+
+    def _load_keras(self) -> None:
+        from amlkit.deep import pyfunc
+
+        self._model, self._preprocessing = pyfunc.load_mlflow_model(self.model_dir)
+        self._predict_images = pyfunc.predict_images
 
     def frame(self, values: dict[str, list[Any]]) -> Any:
         """Build the pandas frame the pipeline expects from validated column values."""
@@ -165,65 +176,4 @@ class Scorer:
 
     def predict_images(self, images: list[Any]) -> dict[str, Any]:
         """Score images (nested lists or base64 PNG) with the Keras model."""
-        from amlkit.deep import pyfunc
-
-        return pyfunc.predict_images(self._model, images, preprocessing=self._preprocessing)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-class OnnxFeeder:
-    """Turn validated values or a frame into the ONNX model's inputs.
-
-    Numeric columns become ``(n, 1)`` float64 arrays (NaN for missing: the graph imputes);
-    string columns are normalised as the pipeline's ``CategoryNormalizer`` would
-    (:func:`amlkit.serving.onnx_converters.normalize_category`) and missing values become
-    the ``missing_string`` marker that the graph's string imputer replaces.
-
-    Args:
-        input_kinds: ``{column: "double" | "string"}`` in the model's input order.
-        normalize: ``{column: "category" | "boolean"}`` for normalised string columns.
-        missing_string: what a missing string is fed as.
-    """
-
-    def __init__(
-        self, input_kinds: dict[str, str], normalize: dict[str, str], missing_string: str
-    ) -> None:
-        from amlkit.serving.onnx_converters import normalize_category
-
-        self.input_kinds = dict(input_kinds)
-        self.normalize = dict(normalize)
-        self.missing = missing_string
-        self._norm = normalize_category
-
-    def _strings(self, col: str, vals: Any) -> np.ndarray:
-        kind, missing = self.normalize.get(col), self.missing
-        if kind is None:
-            out = [missing if _missing(v) else str(v) for v in vals]
-        else:
-            boolean, norm = kind == "boolean", self._norm
-            out = [missing if (t := norm(v, boolean)) is None else t for v in vals]
-        return np.array(out, dtype=object).reshape(-1, 1)
-
-    def from_values(self, values: dict[str, list[Any]]) -> dict[str, np.ndarray]:
-        """Return feeds from :func:`amlkit.serving.requests.validate_rows` output."""
-        feeds = {}
-        for col, kind in self.input_kinds.items():
-            if kind == "double":
-                feeds[col] = np.array(values[col], dtype=np.float64).reshape(-1, 1)
-            else:
-                feeds[col] = self._strings(col, values[col])
-        return feeds
-
-    def from_frame(self, frame: Any) -> dict[str, np.ndarray]:
-        """Return feeds from a pandas frame holding the feature columns."""
-        feeds = {}
-        for col, kind in self.input_kinds.items():
-            series = frame[col]
-            if kind == "double":
-                feeds[col] = series.to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 1)
-            else:
-                feeds[col] = self._strings(col, series.astype(object).tolist())
-        return feeds
+        return self._predict_images(self._model, images, preprocessing=self._preprocessing)

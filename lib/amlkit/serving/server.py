@@ -4,6 +4,9 @@
 constant ``DEFAULT_HOST``), so it would listen on every interface. We start it through
 :mod:`amlkit.serving._launch`, which sets that constant to ``127.0.0.1`` and then runs the
 server's own entry point (same arguments, same environment variables, same gunicorn app).
+The launcher runs as a file (``python -P``), not as a module of amlkit, with the service
+folder first on ``PYTHONPATH``: the service imports the amlkit modules packaged in its
+folder, the same files an Azure deployment runs, not the installed amlkit.
 After start-up the listening sockets of the port are read from ``/proc/net/tcp*`` and the
 server is stopped if anything listens beyond loopback.
 
@@ -230,6 +233,9 @@ def start_server(
             config.get("request_settings", {}).get("request_timeout_ms", 5000)
         ),
         "SERVER_VERSION_LOG_RESPONSE_ENABLED": "true",
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(service_dir), os.environ.get("PYTHONPATH", "")) if p
+        ),
         "PYTHONUNBUFFERED": "1",
         "OMP_NUM_THREADS": "1",
         **(env or {}),
@@ -241,8 +247,8 @@ def start_server(
         key = auth.show_keys(endpoint)["primary"]
     cmd = [
         sys.executable,
-        "-m",
-        "amlkit.serving._launch",
+        "-P",  # not the launcher's folder first on sys.path: it holds serving/requests.py
+        str(Path(__file__).with_name("_launch.py")),
         "--entry_script",
         str(service_dir / "scoring_script.py"),
         "--model_dir",

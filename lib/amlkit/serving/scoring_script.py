@@ -24,7 +24,7 @@ from azureml_inference_server_http.api.aml_request import rawhttp
 from azureml_inference_server_http.api.aml_response import AMLResponse
 
 HERE = Path(__file__).resolve().parent
-if importlib.util.find_spec("amlkit") is None:  # on Azure: use the copy packaged beside us
+if importlib.util.find_spec("amlkit") is None:  # on Azure: the modules packaged beside us
     sys.path.insert(0, str(HERE))
 
 from amlkit.serving.auth import KeyChecker  # noqa: E402
@@ -104,10 +104,6 @@ def _score(request, request_id, started):
             raise RequestError(422, f"{exc} Send {IMAGE_HELP}.") from None
         inputs = [{"image": i} for i in range(len(images))]
         preds, probs = result["predictions"], result.get("probabilities")
-        answer = {"predictions": preds}
-        if probs is not None:
-            answer["probabilities"] = probs
-            answer["classes"] = scorer.classes
     else:
         values, _ = parse_request(
             body,
@@ -123,10 +119,10 @@ def _score(request, request_id, started):
             dict(zip(cols, row, strict=True))
             for row in zip(*(values[c] for c in cols), strict=True)
         ]
-        answer = {"predictions": preds}
-        if probs is not None:
-            answer["probabilities"] = probs
-            answer["classes"] = scorer.classes
+    answer = {"predictions": preds}
+    if probs is not None:
+        answer["probabilities"] = probs
+        answer["classes"] = scorer.classes
     answer["request_id"] = request_id
     answer["model"] = state["model"]
     latency = round((time.perf_counter() - started) * 1000, 3)
