@@ -22,7 +22,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from amlkit import io
 from amlkit.data.manifests import DataRef
-from amlkit.registry import store
+from amlkit.registry import store, tracking
 from amlkit.registry.champion import promote_if_better, read_decisions
 
 FEATURE_TYPES = {"x1": "numeric", "x2": "numeric", "color": "categorical"}
@@ -415,6 +415,7 @@ def test_champion_gate_respects_direction_and_margin(
 def test_champion_gate_logs_the_decision_to_the_candidate_run(
     root: Path, data: dict, fitted: dict
 ) -> None:
+    tracking.set_experiment("gate")
     with mlflow.start_run(run_name="gate") as run:
         pass
     mv = register(fitted["logreg"], data, run_id=run.info.run_id)
@@ -440,6 +441,7 @@ def test_champion_gate_refuses_a_negative_margin(root: Path) -> None:
 def test_register_inside_a_run_links_the_version_to_that_run(
     root: Path, data: dict, fitted: dict
 ) -> None:
+    tracking.set_experiment("train")
     with mlflow.start_run(run_name="train") as run:
         mv = register(fitted["dummy"], data)
 
