@@ -207,6 +207,56 @@ def make_version(penguins_frame: pd.DataFrame) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
+def feature_preprocessor() -> Callable[[dict[str, str]], object]:
+    """A factory of the preprocessing ColumnTransformer notebook 04 builds by default.
+
+    ``feature_preprocessor({column: kind})`` returns it unfitted, for tests that need a model
+    as 04 trains it (serving, ONNX conversion); a notebook-04 test checks the two agree.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from amlkit.training.transformers import CategoryNormalizer, DatetimeFeatures
+
+    def categories(boolean: bool) -> Pipeline:
+        return Pipeline(
+            [
+                ("normalize", CategoryNormalizer(boolean=boolean)),
+                ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]
+        )
+
+    def build(feature_types: dict[str, str]) -> ColumnTransformer:
+        def of(*kinds: str) -> list[str]:
+            return [column for column, kind in feature_types.items() if kind in kinds]
+
+        numeric = [
+            ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+            ("scale", StandardScaler()),
+        ]
+        groups = [
+            ("num", Pipeline(numeric), of("numeric", "integer")),
+            ("cat", categories(boolean=False), of("categorical")),
+            ("bool", categories(boolean=True), of("boolean")),
+            (
+                "date",
+                Pipeline([("parts", DatetimeFeatures()), ("scale", StandardScaler())]),
+                of("datetime"),
+            ),
+        ]
+        return ColumnTransformer(
+            [group for group in groups if group[2]],
+            sparse_threshold=0.0,
+            verbose_feature_names_out=False,
+        )
+
+    return build
+
+
+@pytest.fixture(scope="session")
 def digit_splits():
     """400 of the bundled 8×8 digits, split and scaled (:func:`amlkit.deep.images.split_images`)."""
     from amlkit.deep.images import load_images, split_images

@@ -1,13 +1,14 @@
-"""The model registry: versioned model folders and integrity checks (the gate is in champion).
+"""The model registry: versioned model folders, their typed metadata, integrity and the champion.
 
 A version lives in ``models/trained_models/<name>/<version>/`` (integers 1, 2, ...). The
 folder is an MLflow model (MLmodel, model files, conda.yaml, python_env.yaml,
-requirements.txt) and holds ``model_metadata.json``, ``performance_metrics.json`` and
-``hyperparameters.yaml``. The metadata records the sha256 and size of every other file in
-the folder, so a changed, truncated or added file is refused before anything is unpickled.
-Each version is also registered in the MLflow model registry under the same name, with the
-folder as its source; the champion is ``<name>/champion.json`` and the MLflow alias
-``champion``, so ``models:/<name>@champion`` serves it.
+requirements.txt) and holds ``model_metadata.json`` (:class:`ModelMetadata`),
+``performance_metrics.json`` and ``hyperparameters.yaml``. The metadata records the sha256 and
+size of every other file in the folder, so a changed, truncated or added file is refused
+before anything is unpickled. Each version is also registered in the MLflow model registry
+under the same name, with the folder as its source. The champion is ``<name>/champion.json``
+(:class:`ChampionRecord`) and the MLflow alias ``champion``, so ``models:/<name>@champion``
+serves it; :mod:`amlkit.registry.champion` decides when it changes.
 """
 
 from __future__ import annotations
@@ -18,20 +19,21 @@ import logging
 import math
 import platform
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mlflow
 import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from pydantic import ValidationError
 
 from amlkit import io, paths
+from amlkit.data.manifests import DataRef, Record
 from amlkit.registry import tracking
 
 logger = logging.getLogger(__name__)
@@ -54,18 +56,76 @@ class ModelNotFoundError(LookupError):
     """No model, version or champion of that name."""
 
 
+class FileHash(Record):
+    """The sha256 and size of one file of a version folder."""
+
+    sha256: str
+    bytes: int
+
+
+class ModelMetadata(Record):
+    """``model_metadata.json``: what a version is, what made it, and every file's hash.
+
+    Keras image models also record ``input_shape``, ``preprocessing`` and ``compute_device``.
+    """
+
+    name: str
+    version: int
+    model_type: str
+    flavor: str
+    task: Literal["classification", "regression"]
+    target: str
+    feature_columns: list[str]
+    feature_types: dict[str, str]
+    classes: list[Any] | None
+    created: str
+    data: DataRef
+    code_commit: str
+    mlflow_run_id: str | None
+    mlflow_model_version: int | None
+    library_versions: dict[str, str]
+    model_file: str
+    model_sha256: str
+    files: dict[str, FileHash]
+    input_shape: list[int] | None = None
+    preprocessing: dict[str, Any] | None = None
+    compute_device: str | None = None
+
+    def write(self, path: str | Path) -> Path:
+        """Write the metadata as indented JSON, atomically (image fields only when set)."""
+        return io.write_json_atomic(path, self.model_dump(mode="json", exclude_defaults=True))
+
+
+class ChampionRecord(Record):
+    """``champion.json``: which version serves as ``champion``, and the score that made it."""
+
+    name: str
+    version: int
+    mlflow_model_version: int | None
+    metric: str
+    score: float
+    previous: int | None
+    decided_at: str
+
+
 @dataclass(frozen=True)
 class ModelVersion:
-    """One registered version: its folder and its ``model_metadata.json``."""
+    """One registered version: its folder and its metadata."""
 
     name: str
     version: int
     path: Path
-    metadata: dict[str, Any]
+    metadata: ModelMetadata
 
 
-def _utc_now() -> str:
+def utc_now() -> str:
+    """Return the current UTC time as ISO 8601 to the second (the registry's timestamps)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def default_model_name(dataset: str, task: str) -> str:
+    """Return the registry name used when none is given: ``<dataset>-<task>``."""
+    return f"{dataset}-{task}"
 
 
 def _check_name(name: str) -> str:
@@ -122,17 +182,20 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     return found
 
 
-def file_manifest(folder: Path) -> dict[str, dict[str, Any]]:
-    """Return ``{relative path: {"sha256", "bytes"}}`` for every file but the metadata."""
-    manifest = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        if rel != METADATA_FILE:
-            manifest[rel] = {"sha256": io.sha256_file(path), "bytes": path.stat().st_size}
-    return manifest
+def _hash_files(folder: Path) -> dict[str, FileHash]:
+    """Return ``{relative path: FileHash}`` for every file of ``folder`` but the metadata."""
+    return {
+        path.relative_to(folder).as_posix(): FileHash(
+            sha256=io.sha256_file(path), bytes=path.stat().st_size
+        )
+        for path in sorted(p for p in folder.rglob("*") if p.is_file())
+        if path.relative_to(folder).as_posix() != METADATA_FILE
+    }
 
 
-def _register_in_mlflow(name: str, source: Path, run_id: str | None, sha256: str) -> int:
+def _register_in_mlflow(
+    name: str, source: Path, meta: ModelMetadata, description: str | None, tags: Mapping[str, str]
+) -> int:
     """Register ``source`` as a new MLflow model version of ``name``; return its number."""
     tracking.ensure_tracking()
     client = MlflowClient()
@@ -141,16 +204,12 @@ def _register_in_mlflow(name: str, source: Path, run_id: str | None, sha256: str
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    tags = {"model_sha256": sha256, "amlkit_path": source.as_posix()}
-    mv = client.create_model_version(name, source=source.as_posix(), run_id=run_id, tags=tags)
+    tags = {"model_sha256": meta.model_sha256, "amlkit_path": source.as_posix()} | dict(tags)
+    tags |= {f"data.{key}": value for key, value in meta.data.model_dump().items()}
+    mv = client.create_model_version(
+        name, source.as_posix(), run_id=meta.mlflow_run_id, tags=tags, description=description
+    )
     return int(mv.version)
-
-
-CONTRACT_KEYS = (
-    "name", "version", "model_type", "flavor", "task", "target", "feature_columns",
-    "feature_types", "classes", "created", "data", "code_commit", "mlflow_run_id",
-    "mlflow_model_version", "library_versions", "model_file", "model_sha256",
-)  # fmt: skip
 
 
 def _stage_once(name: str, write_model: Callable[[Path], None], **spec: Any) -> ModelVersion:
@@ -171,30 +230,34 @@ def _stage_once(name: str, write_model: Callable[[Path], None], **spec: Any) -> 
             io.write_json_atomic(tmp / METRICS_FILE, _plain(spec["metrics"]))
             hyper = yaml.safe_dump(_plain(spec["hyperparameters"]), sort_keys=True)
             io.write_text_atomic(tmp / HYPERPARAMETERS_FILE, hyper)
-            files = file_manifest(tmp)
-            sha = files[model_file]["sha256"]
+            files = _hash_files(tmp)
+            fields = dict(spec["metadata"])
+            versions = library_versions() | dict(fields.pop("library_versions", None) or {})
+            meta = ModelMetadata(
+                **fields,
+                name=name,
+                version=number,
+                flavor=spec["flavor"],
+                created=utc_now(),
+                code_commit=tracking.code_commit(),
+                mlflow_run_id=spec["run_id"],
+                mlflow_model_version=None,
+                library_versions=versions,
+                model_file=model_file,
+                model_sha256=files[model_file].sha256,
+                files=files,
+            )
             # The MLflow version points at the final folder, which exists once the block exits.
-            mlflow_version = _register_in_mlflow(name, final, spec["run_id"], sha)
-            meta = dict.fromkeys(CONTRACT_KEYS) | dict(spec["metadata"])
-            meta |= {
-                "name": name,
-                "version": number,
-                "flavor": spec["flavor"],
-                "created": _utc_now(),
-                "code_commit": tracking.code_commit(),
-                "mlflow_run_id": spec["run_id"],
-                "mlflow_model_version": mlflow_version,
-                "library_versions": library_versions() | dict(meta["library_versions"] or {}),
-                "model_file": model_file,
-                "model_sha256": sha,
-                "files": files,
-            }
-            io.write_json_atomic(tmp / METADATA_FILE, _plain(meta))
+            mlflow_version = _register_in_mlflow(
+                name, final, meta, spec["description"], spec["tags"]
+            )
+            meta = meta.model_copy(update={"mlflow_model_version": mlflow_version})
+            meta.write(tmp / METADATA_FILE)
     except BaseException:
         if mlflow_version is not None:  # the folder never appeared: undo the MLflow version
             MlflowClient().delete_model_version(name, str(mlflow_version))
         raise
-    return ModelVersion(name, number, final, io.read_json(final / METADATA_FILE))
+    return ModelVersion(name, number, final, meta)
 
 
 def write_version(
@@ -207,6 +270,8 @@ def write_version(
     metrics: Mapping[str, Any],
     hyperparameters: Mapping[str, Any],
     run_id: str | None = None,
+    description: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> ModelVersion:
     """Write a new model version atomically and register it in MLflow under ``name``.
 
@@ -219,17 +284,22 @@ def write_version(
         write_model: writes an MLflow model into the empty folder it is given.
         flavor: ``"sklearn"`` or ``"keras"`` (an ``mlflow.<flavor>`` module loads it).
         model_file: the main model file, relative to the folder (``model.pkl``,
-            ``data/model.keras``); its sha256 is ``model_sha256``. Every file is hashed.
-        metadata: contract fields: ``model_type``, ``task``, ``target``, ``feature_columns``,
-            ``feature_types``, ``classes``, ``data`` and any extras; the rest is filled here.
+            ``artifacts/model.keras``); its sha256 is ``model_sha256``. Every file is hashed.
+        metadata: the :class:`ModelMetadata` fields that describe the model: ``model_type``,
+            ``task``, ``target``, ``feature_columns``, ``feature_types``, ``classes``,
+            ``data``, and for image models ``input_shape``, ``preprocessing``,
+            ``compute_device``; extra ``library_versions`` are added to the usual ones.
         metrics: ``{split: {metric: value}}``.
         hyperparameters: written to ``hyperparameters.yaml``.
         run_id: the MLflow run that trained the model; defaults to the active run, if any.
+        description: the MLflow model version's description.
+        tags: extra tags of the MLflow model version (``data.*`` tags are added).
 
     Returns:
         The new version.
 
     Raises:
+        pydantic.ValidationError: a metadata field is missing or has the wrong type.
         RuntimeError: no free version number after many attempts.
     """
     _check_name(name)
@@ -237,6 +307,7 @@ def write_version(
         run_id = mlflow.active_run().info.run_id
     spec = {"flavor": flavor, "model_file": model_file, "metadata": metadata, "run_id": run_id}
     spec |= {"metrics": metrics, "hyperparameters": hyperparameters}
+    spec |= {"description": description, "tags": tags or {}}
     for _ in range(MAX_WRITE_ATTEMPTS):
         try:
             version = _stage_once(name, write_model, **spec)
@@ -245,8 +316,10 @@ def write_version(
             continue
         logger.info("registered %s version %s at %s", name, version.version, version.path)
         if run_id is not None:
-            tracking.log_dict(
-                version.metadata, f"registry/{name}/v{version.version}/{METADATA_FILE}", run_id
+            MlflowClient().log_dict(
+                run_id,
+                version.metadata.model_dump(mode="json", exclude_defaults=True),
+                f"registry/{name}/v{version.version}/{METADATA_FILE}",
             )
         return version
     raise RuntimeError(
@@ -255,9 +328,9 @@ def write_version(
     )
 
 
-def _model_type(pipeline: Any) -> str:
-    final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
-    return type(final).__name__
+def _not_skops_advice(record: logging.LogRecord) -> bool:
+    """Drop MLflow's advice to use skops: we chose cloudpickle and verify hashes instead."""
+    return "pickle or cloudpickle format" not in record.getMessage()
 
 
 def register_sklearn_model(
@@ -268,11 +341,13 @@ def register_sklearn_model(
     target: str,
     feature_types: Mapping[str, str],
     classes: list[Any] | None,
-    data_info: Mapping[str, Any],
+    data: DataRef,
     metrics: Mapping[str, Any],
     hyperparameters: Mapping[str, Any],
-    input_example: Any = None,
+    input_example: Any,
     run_id: str | None = None,
+    description: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> ModelVersion:
     """Save a fitted scikit-learn pipeline as a new registered version.
 
@@ -283,11 +358,14 @@ def register_sklearn_model(
         target: the target column.
         feature_types: ``{column: kind}`` of the features.
         classes: the sorted class labels (classification), or None.
-        data_info: ``{dataset, version, sha256}`` of the training data.
+        data: the data version it was trained on.
         metrics: ``{split: {metric: value}}``.
         hyperparameters: the estimator's chosen hyperparameters.
-        input_example: a few rows of features (pandas DataFrame) for the signature/example.
+        input_example: a few rows of the feature columns (a DataFrame, in model input
+            order), for the signature, the example and ``feature_columns``.
         run_id: the MLflow run that trained the model; defaults to the active run, if any.
+        description: the MLflow model version's description.
+        tags: extra tags of the MLflow model version.
 
     Returns:
         The new version.
@@ -296,14 +374,7 @@ def register_sklearn_model(
 
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}.")
-    signature = None
-    if input_example is not None:
-        signature = mlflow.models.infer_signature(input_example, pipeline.predict(input_example))
-        feature_columns = [str(c) for c in input_example.columns]
-    elif hasattr(pipeline, "feature_names_in_"):
-        feature_columns = [str(c) for c in pipeline.feature_names_in_]
-    else:
-        feature_columns = list(feature_types)
+    signature = mlflow.models.infer_signature(input_example, pipeline.predict(input_example))
     requirements = mlflow.sklearn.get_default_pip_requirements(include_cloudpickle=True)
 
     def write_model(folder: Path) -> None:
@@ -312,7 +383,8 @@ def register_sklearn_model(
         # the recorded sha256 of model.pkl (and of every other file) BEFORE unpickling.
         # Explicit pip requirements skip MLflow's requirement inference (a subprocess that
         # loads the model again, seconds per save).
-        with _without_pickle_warning():
+        logging.getLogger("mlflow.sklearn").addFilter(_not_skops_advice)
+        try:
             mlflow.sklearn.save_model(
                 pipeline,
                 str(folder),
@@ -321,15 +393,18 @@ def register_sklearn_model(
                 input_example=input_example,
                 pip_requirements=requirements,
             )
+        finally:
+            logging.getLogger("mlflow.sklearn").removeFilter(_not_skops_advice)
 
+    final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
     meta = {
-        "model_type": _model_type(pipeline),
+        "model_type": type(final).__name__,
         "task": task,
         "target": target,
-        "feature_columns": feature_columns,
+        "feature_columns": [str(c) for c in input_example.columns],
         "feature_types": dict(feature_types),
         "classes": list(classes) if classes is not None else None,
-        "data": dict(data_info),
+        "data": data,
     }
     return write_version(
         name,
@@ -340,24 +415,9 @@ def register_sklearn_model(
         metrics=metrics,
         hyperparameters=hyperparameters,
         run_id=run_id,
+        description=description,
+        tags=tags,
     )
-
-
-class _DropPickleWarning(logging.Filter):
-    """Drop MLflow's advice to use skops: we chose cloudpickle and verify hashes instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pickle or cloudpickle format" not in record.getMessage()
-
-
-@contextmanager
-def _without_pickle_warning() -> Iterator[None]:
-    drop = _DropPickleWarning()
-    logging.getLogger("mlflow.sklearn").addFilter(drop)
-    try:
-        yield
-    finally:
-        logging.getLogger("mlflow.sklearn").removeFilter(drop)
 
 
 def _load_version(name: str, number: int) -> ModelVersion:
@@ -365,7 +425,14 @@ def _load_version(name: str, number: int) -> ModelVersion:
     meta_path = folder / METADATA_FILE
     if not meta_path.is_file():
         raise ModelIntegrityError(f"{folder} has no {METADATA_FILE}; it is not a valid version.")
-    return ModelVersion(name, number, folder, io.read_json(meta_path))
+    try:
+        meta = ModelMetadata.read(meta_path)
+    except ValidationError as exc:
+        raise ModelIntegrityError(
+            f"{meta_path} is not valid model metadata ({exc.errors()[0]['loc']}: "
+            f"{exc.errors()[0]['msg']}); re-register the model."
+        ) from None
+    return ModelVersion(name, number, folder, meta)
 
 
 def list_versions(name: str) -> list[ModelVersion]:
@@ -374,10 +441,40 @@ def list_versions(name: str) -> list[ModelVersion]:
     return [_load_version(name, n) for n in _version_numbers(folder)]
 
 
-def read_champion(name: str) -> dict[str, Any] | None:
+def read_champion(name: str) -> ChampionRecord | None:
     """Return ``champion.json`` of ``name``, or None when no version was promoted yet."""
     path = model_dir(name) / CHAMPION_FILE
-    return io.read_json(path) if path.is_file() else None
+    return ChampionRecord.read(path) if path.is_file() else None
+
+
+def set_champion(version: ModelVersion, *, metric: str, score: float) -> ChampionRecord:
+    """Make ``version`` the champion: the MLflow alias, then ``champion.json`` atomically.
+
+    Args:
+        version: the version to serve as ``champion``.
+        metric: the metric that decided.
+        score: the version's score on it.
+
+    Returns:
+        The new ``champion.json`` record (``previous`` is the champion it replaces).
+    """
+    current = read_champion(version.name)
+    record = ChampionRecord(
+        name=version.name,
+        version=version.version,
+        mlflow_model_version=version.metadata.mlflow_model_version,
+        metric=metric,
+        score=score,
+        previous=current.version if current else None,
+        decided_at=utc_now(),
+    )
+    if record.mlflow_model_version is not None:
+        tracking.ensure_tracking()
+        MlflowClient().set_registered_model_alias(
+            version.name, CHAMPION_ALIAS, str(record.mlflow_model_version)
+        )
+    record.write(model_dir(version.name) / CHAMPION_FILE)
+    return record
 
 
 def get_version(name: str, version: int | str = "latest") -> ModelVersion:
@@ -402,7 +499,7 @@ def get_version(name: str, version: int | str = "latest") -> ModelVersion:
                 f"model {name!r} has no champion yet (versions: {numbers}); promote one with "
                 "promote_if_better()."
             )
-        number = int(champion["version"])
+        number = champion.version
     elif isinstance(version, int) or (isinstance(version, str) and version.isdigit()):
         number = int(version)
     else:
@@ -418,24 +515,24 @@ def verify(version: ModelVersion) -> None:
     Raises:
         ModelIntegrityError: a file is missing, truncated, changed or unexpected.
     """
-    files = version.metadata.get("files")
+    files = version.metadata.files
     where = f"{version.name} version {version.version} ({version.path})"
-    if not isinstance(files, dict) or version.metadata.get("model_file") not in files:
+    if version.metadata.model_file not in files:
         raise ModelIntegrityError(f"{where}: {METADATA_FILE} records no file hashes; re-register.")
     for rel, record in files.items():
         path = version.path / rel
         if not path.is_file():
             raise ModelIntegrityError(f"{where}: file {rel} is missing; re-register the model.")
         size = path.stat().st_size
-        if size != record["bytes"]:
+        if size != record.bytes:
             raise ModelIntegrityError(
-                f"{where}: {rel} is {size} bytes, {record['bytes']} were written (truncated or "
+                f"{where}: {rel} is {size} bytes, {record.bytes} were written (truncated or "
                 "changed); refusing to load it. Restore the file or re-register the model."
             )
         digest = io.sha256_file(path)
-        if digest != record["sha256"]:
+        if digest != record.sha256:
             raise ModelIntegrityError(
-                f"{where}: sha256 of {rel} is {digest}, {record['sha256']} was recorded; the "
+                f"{where}: sha256 of {rel} is {digest}, {record.sha256} was recorded; the "
                 "file was changed, refusing to load it. Restore it or re-register the model."
             )
     present = {p.relative_to(version.path).as_posix() for p in version.path.rglob("*")}
@@ -464,13 +561,13 @@ def load_model(name: str, version: int | str = "latest") -> Any:
     mv = get_version(name, version)
     verify(mv)
     meta = mv.metadata
-    if meta.get("flavor") == "sklearn":
+    if meta.flavor == "sklearn":
         import cloudpickle
 
         # Hash the very bytes we unpickle, so the file cannot change between check and load.
-        data = (mv.path / meta["model_file"]).read_bytes()
-        if hashlib.sha256(data).hexdigest() != meta["model_sha256"]:
-            raise ModelIntegrityError(f"{mv.path / meta['model_file']} changed while loading.")
+        data = (mv.path / meta.model_file).read_bytes()
+        if hashlib.sha256(data).hexdigest() != meta.model_sha256:
+            raise ModelIntegrityError(f"{mv.path / meta.model_file} changed while loading.")
         return cloudpickle.loads(data)
-    module = importlib.import_module(f"mlflow.{meta.get('flavor')}")
+    module = importlib.import_module(f"mlflow.{meta.flavor}")
     return module.load_model(str(mv.path))

@@ -1,28 +1,30 @@
-"""MLflow experiment tracking: where runs go, and small helpers to log them.
+"""Where MLflow records runs and models: a local SQLite store, or the Azure ML workspace.
 
 Locally (the default) MLflow keeps runs and the model registry in one SQLite file,
 ``<state_dir>/mlflow.db``, and artifacts under ``<state_dir>/mlartifacts``. Browse them with::
 
     mlflow ui --backend-store-uri sqlite:///.amlkit/mlflow.db
 
-(from the repository root; add ``--port 5000 --host 127.0.0.1`` to choose where it listens).
-
 With ``config/azure_config.json`` filled in, :func:`configure_tracking` points MLflow at the
 workspace's tracking URI instead (azure-ai-ml + azureml-mlflow; needs credentials and network).
+
+Runs are logged with MLflow's own API (``mlflow.start_run``, ``log_params``, ``log_metrics``,
+``log_figure``, ``log_input`` ...). This module adds only what MLflow does not do for us: the
+store's location, experiments whose artifacts stay in the state folder (MLflow would put
+them in ``./mlruns`` of whatever folder the process runs in), and the notebook and the git
+commit as a run's source (in a Jupyter kernel MLflow would record the kernel's launcher).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import subprocess
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import warnings
 from pathlib import Path
-from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.environment_variables import MLFLOW_TRACKING_URI
 from mlflow.exceptions import MlflowException
 
 from amlkit import paths
@@ -32,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_NAME = "mlartifacts"
-MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter value
 # MLflow's own chatter on first use (alembic creating the schema) is not news to our users.
 _QUIET_LOGGERS = ("alembic", "alembic.runtime.migration", "mlflow.store.db.utils")
 
@@ -48,9 +49,17 @@ def artifact_root() -> Path:
 
 
 def quiet_mlflow() -> None:
-    """Silence MLflow's informational start-up messages (schema creation, migrations)."""
+    """Silence MLflow's start-up messages (schema creation, migrations) and a false alarm.
+
+    MLflow registers its local-file data set source for both the ``""`` and ``"file"`` URI
+    schemes, then warns on every local path given to ``mlflow.data.from_pandas`` that it
+    "can be interpreted in multiple ways" (both are the same ``LocalArtifactDatasetSource``).
+    """
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings(
+        "ignore", message="The specified dataset source can be interpreted in multiple ways"
+    )
 
 
 def configure_tracking(azure_config: AzureConfig | None = None) -> str:
@@ -71,32 +80,38 @@ def configure_tracking(azure_config: AzureConfig | None = None) -> str:
     else:
         artifact_root().mkdir(parents=True, exist_ok=True)
         uri = local_tracking_uri()
-        if not (paths.state_dir() / DB_NAME).exists():
-            _create_local_store(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     logger.info("MLflow tracking and registry at %s", uri)
     return uri
 
 
-def _create_local_store(uri: str) -> None:
-    """Create the SQLite schema with the default experiment's artifacts in the state folder.
-
-    Left to MLflow, the ``Default`` experiment would keep artifacts in ``./mlruns`` of
-    whatever folder the first process happened to run in.
-    """
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    SqlAlchemyStore(uri, artifact_root().as_uri())
-
-
 def ensure_tracking() -> str:
     """Configure local tracking unless a tracking URI was already chosen; return the URI."""
-    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
-
-    if is_tracking_uri_set():
+    if MLFLOW_TRACKING_URI.defined:  # mlflow.set_tracking_uri sets it too
         return mlflow.get_tracking_uri()
     return configure_tracking()
+
+
+def set_experiment(name: str) -> str:
+    """Make ``name`` the active experiment, creating it with its artifacts in the state folder.
+
+    Args:
+        name: the experiment's name.
+
+    Returns:
+        The experiment id.
+    """
+    client = MlflowClient()
+    if client.get_experiment_by_name(name) is None:
+        local = mlflow.get_tracking_uri().startswith("sqlite:")
+        location = (artifact_root() / name).as_uri() if local else None
+        try:
+            client.create_experiment(name, artifact_location=location)
+        except MlflowException:
+            if client.get_experiment_by_name(name) is None:  # not created by another process
+                raise
+    return mlflow.set_experiment(name).experiment_id
 
 
 def code_commit(folder: str | Path | None = None) -> str:
@@ -127,166 +142,19 @@ def code_commit(folder: str | Path | None = None) -> str:
     return "unknown"
 
 
-def get_or_create_experiment(name: str) -> str:
-    """Return the id of experiment ``name``, creating it (artifacts in the state folder).
+def source_tags(notebook: str) -> dict[str, str]:
+    """Return MLflow's system tags that name a notebook and the code's commit as a run's source.
 
     Args:
-        name: the experiment's name.
+        notebook: the notebook's path in the repository, such as
+            ``notebooks/04_model_training_evaluation.ipynb``.
 
     Returns:
-        The experiment id.
+        ``mlflow.source.type``, ``mlflow.source.name`` and ``mlflow.source.git.commit``, for
+        ``mlflow.start_run(tags=...)``.
     """
-    client = MlflowClient()
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    location = None
-    if mlflow.get_tracking_uri().startswith("sqlite:"):
-        location = (artifact_root() / name).as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:
-        found = client.get_experiment_by_name(name)  # created meanwhile by another process
-        if found is None:
-            raise
-        return found.experiment_id
-
-
-def data_tags(data_info: Mapping[str, Any] | None) -> dict[str, str]:
-    """Return run tags for a data version: ``data.dataset``, ``data.version``, ``data.sha256``."""
-    if not data_info:
-        return {}
-    return {f"data.{key}": str(value) for key, value in data_info.items() if value is not None}
-
-
-@contextmanager
-def start_run(
-    experiment: str,
-    run_name: str | None = None,
-    tags: Mapping[str, Any] | None = None,
-    *,
-    data_info: Mapping[str, Any] | None = None,
-    nested: bool = False,
-) -> Iterator[mlflow.ActiveRun]:
-    """Start an MLflow run tagged with the code commit and the data version.
-
-    Args:
-        experiment: the experiment's name (created if missing).
-        run_name: a readable name for the run.
-        tags: extra tags.
-        data_info: ``{dataset, version, sha256}`` of the data the run uses.
-        nested: start the run inside the active one.
-
-    Yields:
-        The active run; it ends (FINISHED, or FAILED on an exception) when the block exits.
-    """
-    ensure_tracking()
-    experiment_id = get_or_create_experiment(experiment)
-    commit = code_commit()
-    all_tags = {"code_commit": commit, "mlflow.source.git.commit": commit}
-    all_tags |= data_tags(data_info)
-    all_tags |= {key: str(value) for key, value in (tags or {}).items()}
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=run_name, tags=all_tags, nested=nested
-    ) as run:
-        yield run
-
-
-def flatten(obj: Mapping[str, Any], prefix: str = "", sep: str = "_") -> dict[str, Any]:
-    """Flatten nested mappings: ``{"test": {"accuracy": 1}}`` -> ``{"test_accuracy": 1}``.
-
-    Args:
-        obj: the nested mapping.
-        prefix: a prefix for every key.
-        sep: the separator between levels.
-
-    Returns:
-        A flat dict.
-    """
-    flat: dict[str, Any] = {}
-    for key, value in obj.items():
-        full = f"{prefix}{sep}{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            flat |= flatten(value, full, sep)
-        else:
-            flat[full] = value
-    return flat
-
-
-def _as_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def log_metrics(
-    metrics: Mapping[str, Any], prefix: str = "", step: int | None = None
-) -> dict[str, float]:
-    """Log (nested) metrics to the active run; non-numbers and NaN/inf are skipped.
-
-    Args:
-        metrics: for example ``{"test": {"accuracy": 0.9}}``, logged as ``test_accuracy``.
-        prefix: a prefix for every name.
-        step: the training step, if any.
-
-    Returns:
-        The flat metrics that were logged.
-    """
-    flat = {}
-    for key, value in flatten(metrics, prefix).items():
-        number = _as_number(value)
-        if number is None:
-            logger.debug("metric %s=%r is not a finite number; not logged", key, value)
-            continue
-        flat[key] = number
-    if flat:
-        mlflow.log_metrics(flat, step=step)
-    return flat
-
-
-def log_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Log (nested) parameters to the active run, as strings cut to MLflow's limit.
-
-    Args:
-        params: the parameters; nested levels are joined with ``.``.
-        prefix: a prefix for every name.
-
-    Returns:
-        The flat parameters that were logged.
-    """
-    flat = {
-        key: str(value)[:MAX_PARAM_CHARS] for key, value in flatten(params, prefix, ".").items()
+    return {
+        "mlflow.source.type": "NOTEBOOK",
+        "mlflow.source.name": notebook,
+        "mlflow.source.git.commit": code_commit(),
     }
-    if flat:
-        mlflow.log_params(flat)
-    return flat
-
-
-def log_dict(obj: Any, artifact_file: str, run_id: str | None = None) -> None:
-    """Log a dict as a JSON (or ``.yaml``) artifact of the active run or of ``run_id``.
-
-    Args:
-        obj: a JSON-serialisable object.
-        artifact_file: the path inside the run's artifacts, e.g. ``"metrics/test.json"``.
-        run_id: a run other than the active one.
-    """
-    if run_id is None:
-        mlflow.log_dict(obj, artifact_file)
-    else:
-        MlflowClient().log_dict(run_id, obj, artifact_file)
-
-
-def log_figure(figure: Any, artifact_file: str) -> None:
-    """Log a matplotlib figure as an image artifact of the active run.
-
-    Args:
-        figure: the matplotlib figure.
-        artifact_file: the path inside the run's artifacts; ``.png`` is added if no suffix.
-    """
-    if not Path(artifact_file).suffix:
-        artifact_file += ".png"
-    mlflow.log_figure(figure, artifact_file)

@@ -1,7 +1,7 @@
 """Convert scikit-learn pipelines to ONNX and check that they answer the same.
 
-Conversion recipe, found by testing on the penguins pipelines that
-:func:`amlkit.training.transformers.build_preprocessor` builds (CategoryNormalizer + constant
+Conversion recipe, found by testing on the penguins pipelines that notebook 04's
+preprocessing builds (CategoryNormalizer + constant
 SimpleImputer + OneHotEncoder on strings; median SimpleImputer with missing indicator +
 StandardScaler on numbers) under LogisticRegression, RandomForest and HistGradientBoosting:
 

@@ -1,4 +1,4 @@
-"""skl2onnx converters for the steps of :func:`amlkit.training.transformers.build_preprocessor`.
+"""skl2onnx converters for the amlkit steps of notebook 04's preprocessing.
 
 Everything goes through skl2onnx's public extension points; nothing of skl2onnx is patched.
 
