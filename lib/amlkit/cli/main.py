@@ -70,7 +70,7 @@ def _outputs_summary() -> list[str]:
         if items:
             latest = max(items, key=lambda p: p.stat().st_mtime)
             lines.append(f"  {label:18s} {latest.relative_to(root)}  ({len(items)} in all)")
-    reports = sorted(paths.state_dir().glob("endpoints/*/monitoring/report.html"))
+    reports = sorted(paths.state_dir().glob("endpoints/*/monitoring/index.html"))
     for report in reports:
         lines.append(f"  {'monitoring report':18s} {report.relative_to(root)}")
     mlflow_db = paths.state_dir() / "mlflow.db"

@@ -145,9 +145,17 @@ def _latency_chart(latency: np.ndarray, quantiles: Mapping[str, float | None]) -
     ax = fig.subplots()
     ax.hist(latency, bins=40, histtype="stepfilled", color=COLORS["reference"])
     marks = {k: v for k, v in quantiles.items() if k != "mean" and v is not None}
-    for name, value in marks.items():
+    top = ax.get_ylim()[1]
+    for i, (name, value) in enumerate(marks.items()):  # staggered, so the labels never overlap
         ax.axvline(value, color=COLORS["bad"], linestyle="--", linewidth=1)
-        ax.annotate(name, (value, ax.get_ylim()[1] * 0.9), fontsize=8)
+        ax.annotate(
+            name,
+            (value, top * (0.92 - 0.12 * i)),
+            fontsize=8,
+            xytext=(3, 0),
+            textcoords="offset points",
+            bbox={"fc": "white", "ec": "none", "alpha": 0.8},
+        )
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("requests")
     ax.set_title("Latency per request")
@@ -170,6 +178,46 @@ def _predictions_chart(predictions: pd.Series) -> Image:
         alt = "share per class: " + ", ".join(f"{k} {v:.0%}" for k, v in top.items())
     ax.set_title("Predictions served")
     return to_image(fig, f"Predictions served, {alt}")
+
+
+def confusion_chart(truth: Any, pred: Any, labels: list[str]) -> Image:
+    """Draw the confusion matrix of the labelled rows (counts; rows: true, columns: predicted)."""
+    from sklearn.metrics import confusion_matrix
+
+    matrix = confusion_matrix(np.asarray(truth, str), np.asarray(pred, str), labels=labels)
+    fig = Figure(figsize=(4.8, 4))
+    ax = fig.subplots()
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=30)
+    ax.set_yticks(range(len(labels)), labels)
+    for (i, j), count in np.ndenumerate(matrix):
+        dark = count > matrix.max() / 2
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if dark else "black")
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (labelled rows)")
+    wrong = matrix * (1 - np.eye(len(labels), dtype=int))
+    alt = f"Confusion matrix of {matrix.sum():,} labelled rows: {np.trace(matrix):,} correct"
+    if wrong.any():
+        i, j = np.unravel_index(wrong.argmax(), wrong.shape)
+        alt += f"; most frequent mistake: {labels[i]} predicted as {labels[j]} ({wrong[i, j]} rows)"
+    return to_image(fig, alt)
+
+
+def residual_chart(truth: Any, pred: Any) -> Image:
+    """Draw regression residuals (true - predicted) against the prediction."""
+    t, p = np.asarray(truth, dtype=float), np.asarray(pred, dtype=float)
+    residuals = t - p
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    ax.scatter(p, residuals, s=10, alpha=0.6, color=COLORS["current"])
+    ax.axhline(0, color="#333", linewidth=1)
+    ax.set(
+        xlabel="predicted", ylabel="residual (true - predicted)", title="Residuals (labelled rows)"
+    )
+    alt = (
+        f"Residuals of {len(t):,} labelled rows against the prediction: mean "
+        f"{residuals.mean():.3g}, largest absolute {np.abs(residuals).max():.3g}"
+    )
+    return to_image(fig, alt)
 
 
 def usage_charts(usage: Mapping[str, Any]) -> list[Image]:

@@ -6,18 +6,23 @@ or any batch file of production rows (CSV or Parquet), read with :func:`read_pro
 :func:`run_monitoring` compares them with the processed version's training split and
 baseline profile: data drift per feature, prediction drift (served predictions against the
 training target, as Azure ML does when the training data is the reference), data quality,
-model performance when labels arrived, and usage. :func:`decide_retraining` applies the
-rule of ``deployment_config.json``'s ``monitoring.retraining`` section; the report goes to
+model performance when labels arrived and, given the model, estimated before they do
+(:mod:`amlkit.monitoring.performance`), and usage. :func:`decide_retraining` applies the
+rule of ``deployment_config.json``'s ``monitoring.retraining`` section and states its verdict
+in a sentence (:mod:`amlkit.monitoring.verdict`). Reports go to
 ``.amlkit/endpoints/<endpoint>/monitoring/`` (:func:`report_dir`), next to the request log
-it describes.
+they describe: one page per window under ``reports/``, ``history.jsonl`` (the trends) and
+``index.html`` (every report, newest first).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +31,10 @@ import pandas as pd
 
 from amlkit import kinds, paths
 from amlkit.config import MonitoringConfig
-from amlkit.io import sha256_file, write_text_atomic
+from amlkit.io import write_text_atomic
 from amlkit.monitoring import drift as drift_mod
-from amlkit.monitoring import quality, report
+from amlkit.monitoring import performance as perf_mod
+from amlkit.monitoring import quality, report, trends, verdict
 from amlkit.monitoring.usage import LOG_COLUMNS, usage_summary
 
 logger = logging.getLogger(__name__)
@@ -125,6 +131,7 @@ class RetrainingDecision:
     retrain: bool
     reasons: list[str]
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verdict: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the decision as plain values."""
@@ -162,12 +169,13 @@ def decide_retraining(
     compared = drift[drift["metric"].astype(bool) & drift["value"].notna()]
     mask = compared["drifted"].to_numpy(dtype=bool)
     rules = config.retraining
+    limits = config.thresholds.model_dump()
+    ks, chi = "two_sample_kolmogorov_smirnov_test", "pearsons_chi_squared_test"
+    p_value = compared[ks].where(compared[ks].notna(), compared[chi])
+    limit = compared[ks].notna().map({True: limits[ks], False: limits[chi]})
+    significant = np.asarray(p_value < limit, dtype=bool)
     if rules.require_significance:
-        limits = config.thresholds.model_dump()
-        ks, chi = "two_sample_kolmogorov_smirnov_test", "pearsons_chi_squared_test"
-        p_value = compared[ks].where(compared[ks].notna(), compared[chi])
-        mask &= p_value < compared[ks].notna().map({True: limits[ks], False: limits[chi]})
-        mask = np.asarray(mask, dtype=bool)
+        mask &= significant
     drifted = list(compared.loc[mask, "column"])
     share = len(drifted) / len(compared) if len(compared) else 0.0
     checks["drifted_share"] = {
@@ -175,6 +183,9 @@ def decide_retraining(
         "limit": rules.max_drifted_share,
         "fired": share > rules.max_drifted_share,
         "drifted": drifted,
+        "compared": len(compared),
+        "significant": list(compared.loc[significant, "column"]),
+        "require_significance": rules.require_significance,
     }
     if ranking is not None:
         top = list(ranking)[: rules.top_n_features]
@@ -202,47 +213,91 @@ def decide_retraining(
             "limit": limit,
             "fired": value > limit,
             "column": worst["column"].iloc[0] if len(worst) else None,
+            "columns": list(quality_frame.loc[quality_frame[metric] > limit, "column"]),
+            "flag_at": limits[metric],
         }
     checks = {k: {n: _round(v) for n, v in c.items()} for k, c in checks.items()}
     reasons = [f"{name} {c['value']} > {c['limit']}" for name, c in checks.items() if c["fired"]]
+    retrain = bool(reasons) and rules.enabled and n_rows >= rules.min_rows
+    words = verdict.sentence(
+        checks, retrain=retrain, n_rows=n_rows, min_rows=rules.min_rows, enabled=rules.enabled
+    )
     if not rules.enabled:
-        return RetrainingDecision(False, ["retraining is disabled in the config"], checks)
-    if n_rows < rules.min_rows:
-        note = f"only {n_rows} rows, fewer than min_rows {rules.min_rows}: no decision"
-        return RetrainingDecision(False, [note], checks)
-    return RetrainingDecision(bool(reasons), reasons or ["no check fired"], checks)
+        reasons = ["retraining is disabled in the config"]
+    elif n_rows < rules.min_rows:
+        reasons = [f"only {n_rows} rows, fewer than min_rows {rules.min_rows}: no decision"]
+    return RetrainingDecision(retrain, reasons or ["no check fired"], checks, words)
 
 
 @dataclass
 class MonitoringResult:
-    """Everything one monitoring window produced."""
+    """Everything one monitoring window produced.
+
+    ``performance`` holds ``task``, ``realized`` and ``estimated``
+    (:mod:`amlkit.monitoring.performance`, None when not known) and, under ``frames``,
+    the labelled rows' ``truth`` and ``pred``.
+    """
 
     current: pd.DataFrame
     drift: pd.DataFrame
     prediction_drift: pd.DataFrame | None
     quality: pd.DataFrame
-    performance: dict[str, float] | None
+    performance: dict[str, Any]
     usage: dict[str, Any] | None
     decision: RetrainingDecision
 
+    def window(self) -> dict[str, str]:
+        """Return the window's ``start`` and ``end`` (request times, else now), ISO 8601."""
+        times = self.current["time"].dropna() if "time" in self.current else pd.Series()
+        if len(times):
+            return {"start": _utc(times.min()).isoformat(), "end": _utc(times.max()).isoformat()}
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        return {"start": now, "end": now}
+
     def summary(self) -> dict[str, Any]:
         """Return the headline numbers (rounded; no times) for a notebook or a log line."""
-        head = report.summarize(self.drift, self.quality, self.decision.to_dict())
+        head = report.summarize(self.drift, self.quality, None)
         out = {
+            "verdict": self.decision.verdict,
             "rows": len(self.current),
-            "drifted_features": head["drifted_features"],
+            "shifted_significantly": self.decision.checks["drifted_share"]["drifted"],
+            "above_distance_threshold": head["drifted_features"],
             "quality_flagged_features": head["quality_flagged_features"],
             "retrain": self.decision.retrain,
             "reasons": self.decision.reasons,
         }
         if self.prediction_drift is not None and len(self.prediction_drift):
             out["prediction_drift"] = _round(self.prediction_drift["value"].iloc[0])
-        if self.performance:
-            out["performance"] = {k: _round(v) for k, v in self.performance.items()}
+        for kind in ("realized", "estimated"):
+            if found := self.performance.get(kind):
+                values = found.get("metrics", found)
+                out[kind] = {k: _round(v) for k, v in values.items() if k in SUMMARY_METRICS}
         if self.usage:
             out["requests"] = self.usage["requests"]
             out["error_rate"] = _round(self.usage["error_rate"])
         return out
+
+
+SUMMARY_METRICS = ("accuracy", "f1_macro", "mae", "rmse", "r2")
+
+
+def _performance(
+    current: pd.DataFrame, processed: Any, predictions: Any, labels: Any, model: Any
+) -> dict[str, Any]:
+    manifest = processed.manifest
+    out: dict[str, Any] = {"task": manifest.task, "realized": None, "estimated": None}
+    if labels is not None and predictions is not None:
+        truth, pred = pd.Series(np.asarray(labels)), pd.Series(np.asarray(predictions))
+        out["realized"] = perf_mod.realized(truth, pred, manifest.task)
+        keep = (truth.notna() & pred.notna()).to_numpy()
+        out["frames"] = {"truth": truth[keep].to_numpy(), "pred": pred[keep].to_numpy()}
+    if model is not None and manifest.task == "classification" and hasattr(model, "predict_proba"):
+        features, test = list(manifest.feature_types), processed.test
+        reference = model.predict_proba(test[features])
+        calibration = perf_mod.calibrate(reference, test[manifest.target], model.classes_)
+        served = current[current["prediction"].notna()] if "prediction" in current else current
+        out["estimated"] = perf_mod.estimate(calibration, model.predict_proba(served[features]))
+    return out
 
 
 def run_monitoring(
@@ -254,6 +309,7 @@ def run_monitoring(
     labels: Any = None,
     requests: pd.DataFrame | None = None,
     ranking: Sequence[str] | None = None,
+    model: Any = None,
 ) -> MonitoringResult:
     """Compare production rows with the training baseline and decide about retraining.
 
@@ -267,6 +323,8 @@ def run_monitoring(
             its target column when there is one.
         requests: one row per request (:func:`requests_frame`) for the usage summary.
         ranking: features by importance, most important first (top-N check).
+        model: the deployed classifier (with ``predict_proba``), to estimate accuracy and
+            F1 before labels arrive; calibrated on the processed test split.
 
     Returns:
         The :class:`MonitoringResult`.
@@ -289,9 +347,7 @@ def run_monitoring(
         reference = processed.train[target].rename("prediction")
         current_pred = pd.Series(np.asarray(predictions), name="prediction")
         pred_drift = drift_mod.prediction_drift(reference, current_pred, kind, cfg, bins)
-    performance = None
-    if labels is not None and predictions is not None and pd.Series(labels).notna().any():
-        performance = quality.model_performance(labels, predictions, manifest.task)
+    performance = _performance(current, processed, predictions, labels, model)
     usage = usage_summary(requests, predictions) if requests is not None else None
     decision = decide_retraining(
         drift,
@@ -305,46 +361,115 @@ def run_monitoring(
     return MonitoringResult(current, drift, pred_drift, qual, performance, usage, decision)
 
 
+def _history_line(
+    result: MonitoringResult, watched: verdict.Watched | None, metric: str
+) -> dict[str, Any]:
+    """Return what the trends need of one window (written to ``history.jsonl``)."""
+    usage, perf = result.usage or {}, result.performance
+    real, est = perf.get("realized") or {}, perf.get("estimated") or {}
+    line: dict[str, Any] = {
+        "model": watched.model if watched else None,
+        "version": watched.version if watched else None,
+        "traffic": dict(watched.traffic) if watched else {},
+        "action": watched.action if watched else "none",
+        "verdict": result.decision.verdict,
+        "retrain": result.decision.retrain,
+        "window": result.window(),
+        "rows": len(result.current),
+        "drift": {
+            c: float(v)
+            for c, v in zip(result.drift["column"], result.drift["value"], strict=True)
+            if pd.notna(v)
+        },
+        "prediction_drift": _first_value(result.prediction_drift),
+        "requests": usage.get("requests"),
+        "errors": sum(v for k, v in usage.get("status_counts", {}).items() if int(k) >= 400),
+        "latency_ms": {k: v for k, v in usage.get("latency_ms", {}).items() if k != "mean"},
+        "performance": {
+            "metric": metric,
+            "estimated": est.get(metric),
+            "estimated_std": est.get(f"{metric}_std"),
+            "realized": (real.get("metrics") or {}).get(metric),
+            "baseline": (watched.baseline if watched else {}).get(metric),
+        },
+    }
+    return line
+
+
+def _first_value(frame: pd.DataFrame | None) -> float | None:
+    """Return the first ``value`` of a drift frame (the prediction drift), or None."""
+    return float(frame["value"].iloc[0]) if frame is not None and len(frame) else None
+
+
 def write_monitoring_report(
     result: MonitoringResult,
     processed: Any,
     folder: str | Path,
     *,
+    watched: verdict.Watched | None = None,
     title: str = "Model monitoring report",
 ) -> tuple[Path, Path]:
-    """Write ``report.html`` and ``report.json`` to ``folder`` (replacing the last ones).
+    """Write one window's report, add it to the history and rewrite the index.
 
-    The decision box shows the retraining decision, its reasons and the prediction drift.
-    A line is appended to ``history.jsonl`` in the same folder for each report.
+    The page and its JSON twin go to ``folder/reports/<time>-<random>.html`` and ``.json``;
+    a line is appended to ``folder/history.jsonl`` (the trend charts read it) and
+    ``folder/index.html`` lists every report, newest first.
+
+    Args:
+        result: the window's :class:`MonitoringResult`.
+        processed: the ``Processed`` version the model was trained on (the reference).
+        folder: the report folder (:func:`report_dir`).
+        watched: the model, deployments and traffic, the action taken and the training test
+            scores (the baseline of realized performance).
+        title: the page title.
 
     Returns:
-        The paths of the HTML page and of the JSON summary.
+        The paths of the HTML page and of the JSON twin.
     """
     folder = Path(folder)
-    decision: dict[str, Any] = {
+    name = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    metric = "accuracy" if processed.manifest.task == "classification" else "mae"
+    line = _history_line(result, watched, metric) | {"report": f"reports/{name}.html"}
+    history = folder / "history.jsonl"
+    lines = [*trends.read_history(history), line]
+    threshold = result.drift["threshold"].dropna()
+    charts = trends.trend_charts(
+        lines,
+        threshold=float(threshold.max()) if len(threshold) else 0.1,
+        metric=metric,
+        baseline=line["performance"]["baseline"],
+    )
+    checks = result.decision.checks
+    page = {
+        **{k: line[k] for k in ("model", "version", "traffic", "action", "window", "rows")},
+        "reference_rows": len(processed.train),
+        "sentence": result.decision.verdict,
         "retrain": result.decision.retrain,
-        "reasons": "; ".join(result.decision.reasons),
+        "reasons": result.decision.reasons,
+        "checks": checks,
+        "facts": verdict.facts(watched, line["window"], len(result.current), len(processed.train)),
+        "note": verdict.drift_note(checks, result.drift),
+        "quality_limits": {
+            m: (checks[m]["flag_at"], checks[m]["limit"])
+            for m in quality.QUALITY_METRICS
+            if m in checks
+        },
     }
-    if result.prediction_drift is not None and len(result.prediction_drift):
-        row = result.prediction_drift.iloc[0]
-        decision["prediction drift"] = (
-            f"{row['metric']} {row['value']:.3f} (threshold {row['threshold']:g})"
-        )
     html_path, json_path = report.write_report(
-        folder / "report.html",
+        folder / "reports" / f"{name}.html",
         drift=result.drift,
         quality=result.quality,
         usage=result.usage,
         reference=processed.train,
         current=result.current,
-        decision=decision,
+        verdict=page,
+        performance={**result.performance, "baseline": watched.baseline if watched else {}},
+        trends=charts,
         title=title,
-        performance=result.performance,
     )
-    line = json.dumps({"report_sha256": sha256_file(json_path), **result.summary()}, default=str)
-    history = folder / "history.jsonl"
     previous = history.read_text(encoding="utf-8") if history.is_file() else ""
-    write_text_atomic(history, previous + line + "\n")
+    write_text_atomic(history, previous + json.dumps(line, default=str) + "\n")
+    report.write_index(folder, [*lines], title=f"Monitoring reports: {folder.parent.name}")
     return html_path, json_path
 
 

@@ -1,4 +1,4 @@
-"""Data quality of production rows against the baseline profile, and model performance.
+"""Data quality of production rows against the baseline profile.
 
 Metric names and default thresholds (0: any bad value flags the column) are Azure ML
 model monitoring's. Every rate is a share of all current rows, so the three add up to the
@@ -20,7 +20,6 @@ profile is not at hand, :func:`build_profile` makes one from the reference rows 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -168,52 +167,3 @@ def compute_quality(
     result = pd.DataFrame(rows, columns=order)
     logger.info("quality: %d of %d columns flagged", result["flagged"].sum(), len(result))
     return result
-
-
-def model_performance(y_true: Any, y_pred: Any, task: str) -> dict[str, float]:
-    """Return model performance on labelled production rows (Azure's metric names).
-
-    Rows whose label is missing are left out.
-
-    Args:
-        y_true: the labels that arrived.
-        y_pred: the model's predictions for the same rows.
-        task: ``classification`` (accuracy, macro precision and recall) or ``regression``
-            (mean absolute error, root mean squared error).
-
-    Returns:
-        ``{metric: value}`` plus ``n`` (the number of labelled rows used).
-
-    Raises:
-        ValueError: an unknown task, different lengths, or no labelled rows.
-    """
-    from sklearn import metrics  # imported here: scikit-learn is slow to import
-
-    truth, pred = pd.Series(y_true).reset_index(drop=True), pd.Series(y_pred).reset_index(drop=True)
-    if len(truth) != len(pred):
-        raise ValueError(
-            f"y_true has {len(truth)} rows but y_pred has {len(pred)}; pass the "
-            "predictions of the labelled rows only"
-        )
-    keep = truth.notna().to_numpy()
-    truth, pred = truth[keep], pred[keep]
-    if not len(truth):
-        raise ValueError("no labelled rows (every y_true is missing); wait for labels")
-    if task == "classification":
-        truth, pred = truth.astype(str), pred.astype(str)
-        return {
-            "accuracy": float(metrics.accuracy_score(truth, pred)),
-            "precision": float(
-                metrics.precision_score(truth, pred, average="macro", zero_division=0)
-            ),
-            "recall": float(metrics.recall_score(truth, pred, average="macro", zero_division=0)),
-            "n": len(truth),
-        }
-    if task == "regression":
-        t, p = truth.to_numpy(dtype=float), pred.to_numpy(dtype=float)
-        return {
-            "mean_absolute_error": float(np.mean(np.abs(t - p))),
-            "root_mean_squared_error": float(math.sqrt(np.mean((t - p) ** 2))),
-            "n": len(truth),
-        }
-    raise ValueError(f"task is {task!r}; use 'classification' or 'regression'")

@@ -15,12 +15,25 @@ import pandas as pd
 LOG_COLUMNS = ("request_id", "time", "latency_ms", "status", "n_rows")
 
 
-def _freq(span: pd.Timedelta) -> tuple[str, str]:
-    if span <= pd.Timedelta(hours=3):
-        return "min", "minute"
-    if span <= pd.Timedelta(days=3):
-        return "h", "hour"
-    return "D", "day"
+BUCKETS = (
+    ("s", "second"),
+    ("10s", "10 seconds"),
+    ("min", "minute"),
+    ("10min", "10 minutes"),
+    ("h", "hour"),
+    ("6h", "6 hours"),
+    ("D", "day"),
+    ("7D", "week"),
+)
+MAX_BUCKETS = 60  # points a time chart shows at most
+
+
+def time_bucket(span: pd.Timedelta) -> tuple[str, str]:
+    """Return the smallest bucket (pandas frequency, its name) giving ``span`` at most 60 points."""
+    for rule, name in BUCKETS:
+        if span <= pd.to_timedelta(pd.tseries.frequencies.to_offset(rule)) * MAX_BUCKETS:
+            return rule, name
+    return BUCKETS[-1]
 
 
 def usage_summary(log: pd.DataFrame, predictions: Any = None) -> dict[str, Any]:
@@ -54,7 +67,7 @@ def usage_summary(log: pd.DataFrame, predictions: Any = None) -> dict[str, Any]:
     summary["rows_scored"] = int(pd.to_numeric(log["n_rows"], errors="coerce").fillna(0).sum())
     if len(log) and times.notna().any():
         start, end = times.min(), times.max()
-        rule, unit = _freq(end - start)
+        rule, unit = time_bucket(end - start)
         frame = pd.DataFrame({"requests": 1, "errors": errors.astype(int)}).set_index(times)
         summary["frames"]["volume"] = frame[frame.index.notna()].resample(rule).sum()
         summary.update(start=start.isoformat(), end=end.isoformat(), interval=unit)
