@@ -334,3 +334,25 @@ def test_report_renders_in_headless_chromium_with_verdict_trends_and_no_broken_i
     assert len(page.alts) >= 10
     for alt in page.alts:  # every image says what it shows, with its numbers
         assert alt and len(alt) > 30 and re.search(r"\d", alt), alt
+
+
+def test_regression_report_shows_errors_beside_the_training_score_and_residuals(tmp_path):
+    _, _, drift_result, checks = _inputs()
+    truth, pred = np.array([10.0, 12.0, 15.0, 20.0]), np.array([11.0, 12.5, 13.0, 21.0])
+    html_path, json_path = report.write_report(
+        tmp_path / "r.html",
+        drift=drift_result,
+        quality=checks,
+        performance={
+            "task": "regression",
+            "baseline": {"mae": 0.8},
+            "realized": performance.realized(truth, pred, "regression"),
+            "estimated": None,
+            "frames": {"truth": truth, "pred": pred},
+        },
+    )
+    page = _Page(html_path.read_text())
+    assert "Residuals of 4 labelled rows against the prediction: mean -0.125" in page.alts[0]
+    at = page.cells.index("mae")
+    assert page.cells[at : at + 4] == ["mae", "0.8", "1.125", "0.325"]
+    assert json.loads(json_path.read_text())["performance"]["realized"]["metrics"]["mae"] == 1.125

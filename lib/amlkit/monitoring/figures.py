@@ -94,10 +94,10 @@ def distribution_chart(
         cur = numeric_values(_sample(current[column]), kind)
         ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
         both = np.concatenate([ref, cur])
-        edges = np.histogram_bin_edges(both, bins=40) if both.size else 10
+        edges: Any = np.histogram_bin_edges(both, bins=40) if both.size else 10
         for name, values in (("reference", ref), ("current", cur)):
             # stepfilled: one polygon per sample instead of 40 bars, about a third faster
-            style = {"histtype": "stepfilled", "alpha": 0.55, "color": COLORS[name]}
+            style: dict[str, Any] = {"histtype": "stepfilled", "alpha": 0.55, "color": COLORS[name]}
             ax.hist(values, edges, density=True, label=name, **style)
         if kind == "datetime":
             ticks = ax.get_xticks()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from amlkit import kinds, paths
-from amlkit.config import MonitoringConfig
+from amlkit.config import DataConfig, MonitoringConfig
 from amlkit.io import write_text_atomic
 from amlkit.monitoring import drift as drift_mod
 from amlkit.monitoring import performance as perf_mod
@@ -333,9 +333,9 @@ def run_monitoring(
     manifest = processed.manifest
     feature_types = manifest.feature_types
     target = manifest.target
-    bins = cfg.bins
-    drift = drift_mod.compute_drift(processed.train, current, feature_types, cfg, bins)
-    qual = quality.compute_quality(current, processed.profile, cfg)
+    bins, limits = cfg.bins, cfg.thresholds.model_dump()
+    drift = drift_mod.compute_drift(processed.train, current, feature_types, limits, bins)
+    qual = quality.compute_quality(current, processed.profile, limits)
     qual = qual[qual["column"].isin(list(feature_types))].reset_index(drop=True)
     if predictions is None and "prediction" in current.columns:
         predictions = current["prediction"]
@@ -346,7 +346,7 @@ def run_monitoring(
         kind = kinds.target_kind(manifest.task)
         reference = processed.train[target].rename("prediction")
         current_pred = pd.Series(np.asarray(predictions), name="prediction")
-        pred_drift = drift_mod.prediction_drift(reference, current_pred, kind, cfg, bins)
+        pred_drift = drift_mod.prediction_drift(reference, current_pred, kind, limits, bins)
     performance = _performance(current, processed, predictions, labels, model)
     usage = usage_summary(requests, predictions) if requests is not None else None
     decision = decide_retraining(
@@ -478,7 +478,7 @@ def write_retraining_source(
     labelled: pd.DataFrame,
     *,
     raw_version: str = "latest",
-    data_config: Mapping[str, Any] | None = None,
+    data_config: DataConfig | None = None,
 ) -> Path:
     """Write the next training data: the raw rows plus the labelled production rows.
 

@@ -5,11 +5,11 @@ watched and what was done), then trends over time, model performance (realized a
 estimated), drift per feature, reference-versus-current distributions, data quality and
 service usage. :func:`write_index` lists every report of a folder, newest first.
 Its structure lives in jinja2 templates under ``templates/`` (``base.html`` the layout and
-style, ``macros.html`` tables, figures and cards, ``report.html`` one block per section, ``index.html`` the list of reports),
-rendered with autoescaping, so any value from the data shows as text. This module prepares
-what they show: table rows of formatted cells with flags, headline cards, and the figures
-of :mod:`amlkit.monitoring.figures`. The page needs no network access and no JavaScript.
-Both files are written atomically (``amlkit.io``).
+style, ``macros.html`` tables, figures and cards, ``report.html`` one block per section,
+``index.html`` the list of reports), rendered with autoescaping, so any value from the data
+shows as text. This module prepares what they show: table rows of formatted cells with flags,
+headline cards, and the figures of :mod:`amlkit.monitoring.figures`. The page needs no
+network access and no JavaScript. Files are written atomically (``amlkit.io``).
 """
 
 from __future__ import annotations
@@ -157,12 +157,12 @@ def _performance_section(perf: Mapping[str, Any]) -> dict[str, Any]:
         if real.get("per_class"):
             frame = pd.DataFrame(real["per_class"]).T.rename_axis("class").reset_index()
             out["per_class"] = _table(frame)
-        truth, pred = perf["frames"]["truth"], perf["frames"]["pred"]
-        out["images"] = (
-            [figures.confusion_chart(truth, pred, real["labels"])]
-            if "labels" in real
-            else [figures.residual_chart(truth, pred)]
-        )
+        if frames := perf.get("frames"):
+            truth, pred = frames["truth"], frames["pred"]
+            chart = (
+                figures.confusion_chart(truth, pred, real["labels"]) if "labels" in real else None
+            )
+            out["images"] = [chart or figures.residual_chart(truth, pred)]
     return out
 
 
