@@ -1,18 +1,11 @@
-"""Monitor a deployed model: production inputs against the training baseline, and when to retrain.
+"""Monitor a deployed model: production rows against the training baseline, and when to retrain.
 
-Inputs are either the endpoint's request log (the JSON-lines files the scoring script
-writes under ``.amlkit/endpoints/<endpoint>/logs/``), read with :func:`read_request_log`,
-or any batch file of production rows (CSV or Parquet), read with :func:`read_production_file`.
-:func:`run_monitoring` compares them with the processed version's training split and
-baseline profile: data drift per feature, prediction drift (served predictions against the
-training target, as Azure ML does when the training data is the reference), data quality,
-model performance when labels arrived and, given the model, estimated before they do
-(:mod:`amlkit.monitoring.performance`), and usage. :func:`decide_retraining` applies the
-rule of ``deployment_config.json``'s ``monitoring.retraining`` section and states its verdict
-in a sentence (:mod:`amlkit.monitoring.verdict`). Reports go to
-``.amlkit/endpoints/<endpoint>/monitoring/`` (:func:`report_dir`), next to the request log
-they describe: one page per window under ``reports/``, ``history.jsonl`` (the trends) and
-``index.html`` (every report, newest first).
+Rows come from the request log or a batch file; prediction drift compares with the training
+target, as Azure ML does; the retraining rule is deployment_config.json's, and its verdict is
+a sentence (:mod:`amlkit.monitoring.verdict`). Given the model, performance is estimated
+before labels arrive (:mod:`amlkit.monitoring.performance`). Reports go to
+``.amlkit/endpoints/<endpoint>/monitoring/``: a page per window under ``reports/``,
+``history.jsonl`` (the trends) and ``index.html`` (every report, newest first).
 """
 
 from __future__ import annotations
@@ -31,7 +24,7 @@ import pandas as pd
 
 from amlkit import kinds, paths
 from amlkit.config import DataConfig, MonitoringConfig
-from amlkit.io import write_text_atomic
+from amlkit.io import sha256_text, write_text_atomic
 from amlkit.monitoring import drift as drift_mod
 from amlkit.monitoring import performance as perf_mod
 from amlkit.monitoring import quality, report, trends, verdict
@@ -53,20 +46,13 @@ def report_dir(endpoint: str) -> Path:
 
 
 def read_request_log(
-    folder: str | Path, *, since: Any = None, until: Any = None, request_prefix: str | None = None
+    folder: str | Path, *, since: Any = None, request_prefix: str | None = None
 ) -> pd.DataFrame:
-    """Read every request-log file of a folder into one frame, a row per logged record.
+    """Read a request-log folder into one frame, a row per logged record, sorted by time.
 
-    Args:
-        folder: the log folder (``LocalEndpoint.request_log_dir`` or :func:`request_log_dir`).
-        since: keep records at or after this time (anything ``pd.Timestamp`` reads; UTC).
-        until: keep records before this time.
-        request_prefix: keep requests whose id starts with this (one simulated batch).
-
-    Returns:
-        Columns ``request_id``, ``row``, ``time`` (UTC), ``latency_ms``, ``status``,
-        ``error``, ``prediction``, then one column per input feature; sorted by time. A
-        failed request is one record with its ``error`` and no inputs.
+    Keeps records at or after ``since`` (UTC if naive) of requests whose id starts with
+    ``request_prefix``. Columns: ``LOG_FIELDS`` (``time`` in UTC), then the input
+    features; a failed request is one record with its ``error`` and no inputs.
     """
     from amlkit.serving.requestlog import read_log
 
@@ -75,47 +61,26 @@ def read_request_log(
     base = pd.DataFrame([{k: r.get(k) for k in LOG_FIELDS} for r in records], columns=LOG_FIELDS)
     frame = pd.concat([base, inputs.drop(columns=list(LOG_FIELDS), errors="ignore")], axis=1)
     frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
-    keep = np.ones(len(frame), dtype=bool)
     if since is not None:
-        keep &= (frame["time"] >= _utc(since)).to_numpy()
-    if until is not None:
-        keep &= (frame["time"] < _utc(until)).to_numpy()
+        frame = frame[frame["time"] >= pd.to_datetime(since, utc=True)]
     if request_prefix:
-        keep &= frame["request_id"].astype(str).str.startswith(request_prefix).to_numpy()
-    frame = frame[keep].sort_values(["time", "request_id", "row"], kind="stable")
+        frame = frame[frame["request_id"].astype(str).str.startswith(request_prefix)]
+    frame = frame.sort_values(["time", "request_id", "row"], kind="stable")
     return frame.reset_index(drop=True)
 
 
-def _utc(stamp: Any) -> pd.Timestamp:
-    stamp = pd.Timestamp(stamp)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def requests_frame(log: pd.DataFrame) -> pd.DataFrame:
-    """Collapse a read log to one row per request (the shape ``usage.usage_summary`` needs).
-
-    Returns:
-        Columns ``request_id``, ``time``, ``latency_ms``, ``status``, ``n_rows`` (rows
-        scored: 0 for a failed request).
-    """
+    """Collapse a read log to one row per request, ``usage.LOG_COLUMNS`` (``n_rows`` scored)."""
     if not len(log):
         return pd.DataFrame(columns=list(LOG_COLUMNS))
     scored = log.assign(scored=(log["status"] == 200).astype(int))
-    grouped = scored.groupby("request_id", sort=False).agg(
-        time=("time", "first"),
-        latency_ms=("latency_ms", "first"),
-        status=("status", "first"),
-        n_rows=("scored", "sum"),
-    )
+    first = {column: (column, "first") for column in ("time", "latency_ms", "status")}
+    grouped = scored.groupby("request_id", sort=False).agg(**first, n_rows=("scored", "sum"))
     return grouped.reset_index().sort_values("time", kind="stable").reset_index(drop=True)
 
 
 def read_production_file(path: str | Path) -> pd.DataFrame:
-    """Read a batch of production rows from a CSV or Parquet file.
-
-    Raises:
-        ValueError: the file is neither ``.csv`` nor ``.parquet``.
-    """
+    """Read a batch of production rows from a CSV or Parquet file (ValueError otherwise)."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
         return pd.read_csv(path)
@@ -153,18 +118,14 @@ def decide_retraining(
 ) -> RetrainingDecision:
     """Apply the retraining rule (:class:`amlkit.config.RetrainingRule`) to one window.
 
-    Args:
-        drift: feature drift (``drift.compute_drift``).
-        quality_frame: data quality (``quality.compute_quality``).
-        n_rows: production rows in the window.
-        config: the monitoring section: the rule and the thresholds (for the p-values of
-            ``require_significance``).
-        prediction_drift: prediction drift (``drift.prediction_drift``), if predictions exist.
-        ranking: features, most important first (for the top-N check); None skips it.
-
-    Returns:
-        The decision with one entry per check: ``value``, ``limit``, ``fired``.
+    ``ranking`` lists the features, most important first, for the top-N check (None skips
+    it). Each check of the decision has ``value``, ``limit`` and ``fired``.
     """
+
+    def check(value: Any, limit: Any, fired: bool | None = None, **more: Any) -> dict[str, Any]:
+        fired = value > limit if fired is None else fired
+        return {"value": value, "limit": limit, "fired": fired, **more}
+
     checks: dict[str, dict[str, Any]] = {}
     compared = drift[drift["metric"].astype(bool) & drift["value"].notna()]
     mask = compared["drifted"].to_numpy(dtype=bool)
@@ -178,44 +139,31 @@ def decide_retraining(
         mask &= significant
     drifted = list(compared.loc[mask, "column"])
     share = len(drifted) / len(compared) if len(compared) else 0.0
-    checks["drifted_share"] = {
-        "value": share,
-        "limit": rules.max_drifted_share,
-        "fired": share > rules.max_drifted_share,
-        "drifted": drifted,
-        "compared": len(compared),
-        "significant": list(compared.loc[significant, "column"]),
-        "require_significance": rules.require_significance,
-    }
+    checks["drifted_share"] = check(
+        share,
+        rules.max_drifted_share,
+        drifted=drifted,
+        compared=len(compared),
+        significant=list(compared.loc[significant, "column"]),
+        require_significance=rules.require_significance,
+    )
     if ranking is not None:
         top = list(ranking)[: rules.top_n_features]
         hit = [c for c in top if c in drifted]
-        checks["drifted_top_features"] = {
-            "value": len(hit),
-            "limit": rules.max_drifted_top_features,
-            "fired": len(hit) > rules.max_drifted_top_features,
-            "top": top,
-            "drifted": hit,
-        }
+        limit = rules.max_drifted_top_features
+        checks["drifted_top_features"] = check(len(hit), limit, top=top, drifted=hit)
     if rules.prediction_drift and prediction_drift is not None and len(prediction_drift):
         row = prediction_drift.iloc[0]
-        checks["prediction_drift"] = {
-            "value": row["value"],
-            "limit": row["threshold"],
-            "fired": bool(prediction_drift["drifted"].any()),
-            "metric": row["metric"],
-        }
+        fired = bool(prediction_drift["drifted"].any())
+        value, limit, metric = row["value"], row["threshold"], row["metric"]
+        checks["prediction_drift"] = check(value, limit, fired, metric=metric)
     for metric, limit in rules.max_quality_rates.model_dump().items():
         worst = quality_frame.sort_values(metric, ascending=False).head(1)
-        value = float(worst[metric].iloc[0]) if len(worst) else 0.0
-        checks[metric] = {
-            "value": value,
-            "limit": limit,
-            "fired": value > limit,
-            "column": worst["column"].iloc[0] if len(worst) else None,
-            "columns": list(quality_frame.loc[quality_frame[metric] > limit, "column"]),
-            "flag_at": limits[metric],
-        }
+        value, column = (
+            (float(worst[metric].iloc[0]), worst["column"].iloc[0]) if len(worst) else (0.0, None)
+        )
+        columns = list(quality_frame.loc[quality_frame[metric] > limit, "column"])
+        checks[metric] = check(value, limit, column=column, columns=columns, flag_at=limits[metric])
     checks = {k: {n: _round(v) for n, v in c.items()} for k, c in checks.items()}
     reasons = [f"{name} {c['value']} > {c['limit']}" for name, c in checks.items() if c["fired"]]
     retrain = bool(reasons) and rules.enabled and n_rows >= rules.min_rows
@@ -250,7 +198,8 @@ class MonitoringResult:
         """Return the window's ``start`` and ``end`` (request times, else now), ISO 8601."""
         times = self.current["time"].dropna() if "time" in self.current else pd.Series()
         if len(times):
-            return {"start": _utc(times.min()).isoformat(), "end": _utc(times.max()).isoformat()}
+            times = pd.to_datetime(times, utc=True)
+            return {"start": times.min().isoformat(), "end": times.max().isoformat()}
         now = datetime.now(UTC).isoformat(timespec="seconds")
         return {"start": now, "end": now}
 
@@ -313,27 +262,16 @@ def run_monitoring(
 ) -> MonitoringResult:
     """Compare production rows with the training baseline and decide about retraining.
 
-    Args:
-        current: production rows (feature columns; a read request log or a batch file).
-        processed: the ``Processed`` version the deployed model was trained on.
-        monitoring_config: ``deployment_config.json``'s ``monitoring`` section.
-        predictions: the served predictions for ``current``; default its ``prediction``
-            column when there is one.
-        labels: true labels for ``current`` once they arrived (NaN where not yet); default
-            its target column when there is one.
-        requests: one row per request (:func:`requests_frame`) for the usage summary.
-        ranking: features by importance, most important first (top-N check).
-        model: the deployed classifier (with ``predict_proba``), to estimate accuracy and
-            F1 before labels arrive; calibrated on the processed test split.
-
-    Returns:
-        The :class:`MonitoringResult`.
+    ``processed`` is the version the deployed model was trained on. ``predictions`` default
+    to ``current["prediction"]``, ``labels`` (NaN where not arrived) to the target column,
+    when present; ``requests`` (:func:`requests_frame`) give the usage summary. ``model``, a
+    classifier with ``predict_proba``, gives the estimate of accuracy and F1 before labels
+    arrive, calibrated on the processed test split.
     """
     cfg = monitoring_config or MonitoringConfig()
     manifest = processed.manifest
-    feature_types = manifest.feature_types
-    target = manifest.target
-    bins, limits = cfg.bins, cfg.thresholds.model_dump()
+    feature_types, target, bins = manifest.feature_types, manifest.target, cfg.bins
+    limits = cfg.thresholds.model_dump()
     drift = drift_mod.compute_drift(processed.train, current, feature_types, limits, bins)
     qual = quality.compute_quality(current, processed.profile, limits)
     qual = qual[qual["column"].isin(list(feature_types))].reset_index(drop=True)
@@ -350,12 +288,7 @@ def run_monitoring(
     performance = _performance(current, processed, predictions, labels, model)
     usage = usage_summary(requests, predictions) if requests is not None else None
     decision = decide_retraining(
-        drift,
-        qual,
-        n_rows=len(current),
-        config=cfg,
-        prediction_drift=pred_drift,
-        ranking=ranking,
+        drift, qual, n_rows=len(current), config=cfg, prediction_drift=pred_drift, ranking=ranking
     )
     logger.info("monitoring: retrain=%s (%s)", decision.retrain, "; ".join(decision.reasons))
     return MonitoringResult(current, drift, pred_drift, qual, performance, usage, decision)
@@ -409,19 +342,11 @@ def write_monitoring_report(
     watched: verdict.Watched | None = None,
     title: str = "Model monitoring report",
 ) -> tuple[Path, Path]:
-    """Write one window's report, add it to the history and rewrite the index.
+    """Write one window's report and JSON twin under ``folder/reports/``; update the history.
 
-    The page and its JSON twin go to ``folder/reports/<time>-<random>.html`` and ``.json``;
-    a line is appended to ``folder/history.jsonl`` (the trend charts read it) and
-    ``folder/index.html`` lists every report, newest first.
-
-    Args:
-        result: the window's :class:`MonitoringResult`.
-        processed: the ``Processed`` version the model was trained on (the reference).
-        folder: the report folder (:func:`report_dir`).
-        watched: the model, deployments and traffic, the action taken and the training test
-            scores (the baseline of realized performance).
-        title: the page title.
+    The window is appended to ``folder/history.jsonl`` (the trends) and ``folder/index.html``
+    is rewritten. ``watched``: the model, the traffic split, the action taken and the
+    training test scores.
 
     Returns:
         The paths of the HTML page and of the JSON twin.
@@ -480,25 +405,13 @@ def write_retraining_source(
     raw_version: str = "latest",
     data_config: DataConfig | None = None,
 ) -> Path:
-    """Write the next training data: the raw rows plus the labelled production rows.
+    """Write ``raw_version`` of ``dataset`` plus the labelled production rows to a new CSV.
 
-    Production rows without a label are left out; rows replayed more than once (same
-    ``source_row``) are kept once. Logged rows are put in request-id order first, so the
-    file does not depend on the order in which concurrent requests arrived. The file goes
-    to ``data/external/`` under a name made of its content hash; ingest it with
-    ``amlkit.data.ingest(dataset, source=str(path))`` to get a new raw version.
-
-    Args:
-        dataset: the data set whose raw version is extended.
-        labelled: production rows with the target column (features as logged).
-        raw_version: the raw version to extend.
-        data_config: the parsed data_config.json; loaded when None.
-
-    Returns:
-        The CSV file written.
+    Unlabelled rows are left out, a replayed ``source_row`` is kept once, and logged rows
+    go in request-id order, so the file does not depend on arrival order. The file lands in
+    ``data/external/`` under its content hash, ready for ``amlkit.data.ingest``.
     """
     from amlkit.data import ingest
-    from amlkit.io import sha256_text
 
     frame, raw = ingest.load_raw(dataset, raw_version, data_config)
     target = raw.target

@@ -1,15 +1,11 @@
-"""The monitoring report: one self-contained HTML page with a JSON twin beside it, and an index.
+"""The monitoring report: a self-contained HTML page (no network, no JavaScript), a JSON twin.
 
-The page is written for business analysts: the verdict first (one sentence, then what was
-watched and what was done), then trends over time, model performance (realized and
-estimated), drift per feature, reference-versus-current distributions, data quality and
-service usage. :func:`write_index` lists every report of a folder, newest first.
-Its structure lives in jinja2 templates under ``templates/`` (``base.html`` the layout and
-style, ``macros.html`` tables, figures and cards, ``report.html`` one block per section,
-``index.html`` the list of reports), rendered with autoescaping, so any value from the data
-shows as text. This module prepares what they show: table rows of formatted cells with flags,
-headline cards, and the figures of :mod:`amlkit.monitoring.figures`. The page needs no
-network access and no JavaScript. Files are written atomically (``amlkit.io``).
+The page leads with the verdict (one sentence, then what was watched and what was done), then
+trends, performance (realized and estimated), drift, distributions, quality and usage. Its
+sections live in the jinja2 templates under ``templates/`` (``report.html`` one block per
+section, ``macros.html`` tables, figures and cards, ``index.html`` the list of reports),
+autoescaped; this module prepares what they show: formatted table cells with flags, headline
+cards, figures.
 """
 
 from __future__ import annotations
@@ -27,7 +23,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from amlkit.io import write_json_atomic, write_text_atomic
+from amlkit.io import plain, write_json_atomic, write_text_atomic
 from amlkit.monitoring import figures
 from amlkit.monitoring.figures import SHORT_NAMES
 
@@ -114,18 +110,6 @@ def _distributions(
     return {"images": images, "extra": EXTRA_DISTRIBUTIONS, "sample": f"{figures.PLOT_SAMPLE:,}"}
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items() if k != "frames"}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _metric_name(name: str) -> str:
     return name.replace("_macro", " (macro)").replace("_weighted", " (weighted)").replace("_", " ")
 
@@ -169,17 +153,10 @@ def _performance_section(perf: Mapping[str, Any]) -> dict[str, Any]:
 def summarize(
     drift: pd.DataFrame, quality: pd.DataFrame, decision: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """Return the headline numbers of a report (also the top of its JSON summary).
+    """Return the headline numbers: ``status``, drifted and flagged columns.
 
-    Args:
-        drift: the result of ``drift.compute_drift`` (or ``prediction_drift``).
-        quality: the result of ``quality.compute_quality``.
-        decision: the verdict (``retrain``, ``sentence`` ...), or None.
-
-    Returns:
-        ``status`` (``alert`` when retraining is recommended or, without a verdict, when a
-        feature drifted or was flagged; else ``ok``), the columns above a distance
-        threshold and flagged for quality, counts, and the decision.
+    ``status`` is alert when retraining is recommended or, without a verdict, when a column
+    drifted or was flagged.
     """
     drifted = list(drift.loc[drift["drifted"], "column"]) if len(drift) else []
     flagged = list(quality.loc[quality["flagged"], "column"]) if len(quality) else []
@@ -218,22 +195,15 @@ def write_report(
     trends: list[figures.Image] | None = None,
     title: str = "Model monitoring report",
 ) -> tuple[Path, Path]:
-    """Write the HTML report to ``path`` and its JSON twin beside it (``.json``).
+    """Write the HTML report to ``path`` and its JSON twin beside it (``.json``), atomically.
 
-    Args:
-        path: the HTML file to write (folders are created).
-        drift: the result of ``drift.compute_drift``.
-        quality: the result of ``quality.compute_quality``.
-        usage: the result of ``usage.usage_summary``, or None to leave usage out.
-        reference: the reference rows, for the distribution plots (optional).
-        current: the current rows, for the distribution plots (optional).
-        verdict: ``sentence``, ``retrain``, ``facts`` (label, value pairs), ``note`` and the
-            rule's ``checks``; any other key (model, version, window, action ...) goes to
-            the JSON twin as it is.
-        performance: ``baseline`` (training test metrics), ``realized`` and ``estimated``
-            (:mod:`amlkit.monitoring.performance`), ``frames`` (``truth``, ``pred``).
-        trends: the trend charts (:func:`amlkit.monitoring.trends.trend_charts`).
-        title: the page title.
+    ``usage`` None leaves usage out; ``reference`` and ``current`` rows enable the
+    distribution plots. ``verdict``: ``sentence``, ``retrain``, ``facts`` (label, value
+    pairs), ``note``, ``quality_limits`` and the rule's ``checks``; its other keys (model,
+    version, window, action ...) go to the JSON twin as they are. ``performance``:
+    ``baseline`` (training test metrics), ``realized`` and ``estimated``
+    (:mod:`amlkit.monitoring.performance`), ``frames`` (``truth``, ``pred``) for the plots.
+    ``trends``: :func:`amlkit.monitoring.trends.trend_charts`.
 
     Returns:
         The paths of the HTML page and of the JSON twin.
@@ -284,14 +254,16 @@ def write_report(
         "created": created,
         **{k: v for k, v in verdict.items() if k not in ("facts", "note")},
         "summary": summary,
-        "performance": performance,
+        "performance": {k: v for k, v in performance.items() if k != "frames"}
+        if performance
+        else None,
         "drift": drift.to_dict(orient="records"),
         "quality": quality.to_dict(orient="records"),
-        "usage": usage,
+        "usage": {k: v for k, v in usage.items() if k != "frames"} if usage else usage,
         "html": html_path.name,
     }
     write_text_atomic(html_path, page)
-    write_json_atomic(json_path, _jsonable(record))
+    write_json_atomic(json_path, plain(record))
     logger.info("monitoring report written: %s (%s)", html_path, summary["status"])
     return html_path, json_path
 
