@@ -14,7 +14,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from tqdm import tqdm
@@ -116,7 +116,8 @@ def _open_source(source: str) -> tuple[BinaryIO, int | None]:
             raise SourceError(f"cannot download {describe_source(source)}: {exc}") from exc
         size = response.headers.get("Content-Length")
         response.raw.decode_content = True
-        return response.raw, int(size) if size and size.isdigit() else None
+        raw = cast(BinaryIO, response.raw)  # urllib3's HTTPResponse reads like a binary file
+        return raw, int(size) if size and size.isdigit() else None
     if scheme in CLOUD_SCHEMES:
         import fsspec
 
