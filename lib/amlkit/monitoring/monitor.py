@@ -294,46 +294,6 @@ def run_monitoring(
     return MonitoringResult(current, drift, pred_drift, qual, performance, usage, decision)
 
 
-def _history_line(
-    result: MonitoringResult, watched: verdict.Watched | None, metric: str
-) -> dict[str, Any]:
-    """Return what the trends need of one window (written to ``history.jsonl``)."""
-    usage, perf = result.usage or {}, result.performance
-    real, est = perf.get("realized") or {}, perf.get("estimated") or {}
-    line: dict[str, Any] = {
-        "model": watched.model if watched else None,
-        "version": watched.version if watched else None,
-        "traffic": dict(watched.traffic) if watched else {},
-        "action": watched.action if watched else "none",
-        "verdict": result.decision.verdict,
-        "retrain": result.decision.retrain,
-        "window": result.window(),
-        "rows": len(result.current),
-        "drift": {
-            c: float(v)
-            for c, v in zip(result.drift["column"], result.drift["value"], strict=True)
-            if pd.notna(v)
-        },
-        "prediction_drift": _first_value(result.prediction_drift),
-        "requests": usage.get("requests"),
-        "errors": sum(v for k, v in usage.get("status_counts", {}).items() if int(k) >= 400),
-        "latency_ms": {k: v for k, v in usage.get("latency_ms", {}).items() if k != "mean"},
-        "performance": {
-            "metric": metric,
-            "estimated": est.get(metric),
-            "estimated_std": est.get(f"{metric}_std"),
-            "realized": (real.get("metrics") or {}).get(metric),
-            "baseline": (watched.baseline if watched else {}).get(metric),
-        },
-    }
-    return line
-
-
-def _first_value(frame: pd.DataFrame | None) -> float | None:
-    """Return the first ``value`` of a drift frame (the prediction drift), or None."""
-    return float(frame["value"].iloc[0]) if frame is not None and len(frame) else None
-
-
 def write_monitoring_report(
     result: MonitoringResult,
     processed: Any,
@@ -354,7 +314,7 @@ def write_monitoring_report(
     folder = Path(folder)
     name = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     metric = "accuracy" if processed.manifest.task == "classification" else "mae"
-    line = _history_line(result, watched, metric) | {"report": f"reports/{name}.html"}
+    line = trends.history_line(result, watched, metric) | {"report": f"reports/{name}.html"}
     history = folder / "history.jsonl"
     lines = [*trends.read_history(history), line]
     threshold = result.drift["threshold"].dropna()

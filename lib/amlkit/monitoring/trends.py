@@ -24,6 +24,43 @@ from amlkit.monitoring.usage import time_bucket
 SUMMED = ("requests", "errors", "rows")
 
 
+def history_line(result: Any, watched: Any, metric: str) -> dict[str, Any]:
+    """Return what the trends need of one window (``monitor.MonitoringResult``).
+
+    ``watched`` is the ``verdict.Watched`` (or None); ``metric`` the performance metric traced.
+    """
+    usage, perf, drift = result.usage or {}, result.performance, result.drift
+    real, est = perf.get("realized") or {}, perf.get("estimated") or {}
+    pred = result.prediction_drift
+    return {
+        "model": watched.model if watched else None,
+        "version": watched.version if watched else None,
+        "traffic": dict(watched.traffic) if watched else {},
+        "action": watched.action if watched else "none",
+        "verdict": result.decision.verdict,
+        "retrain": result.decision.retrain,
+        "window": result.window(),
+        "rows": len(result.current),
+        "drift": drift.dropna(subset=["value"])
+        .set_index("column")["value"]
+        .astype(float)
+        .to_dict(),
+        "prediction_drift": float(pred["value"].iloc[0])
+        if pred is not None and len(pred)
+        else None,
+        "requests": usage.get("requests"),
+        "errors": sum(v for k, v in usage.get("status_counts", {}).items() if int(k) >= 400),
+        "latency_ms": {k: v for k, v in usage.get("latency_ms", {}).items() if k != "mean"},
+        "performance": {
+            "metric": metric,
+            "estimated": est.get(metric),
+            "estimated_std": est.get(f"{metric}_std"),
+            "realized": (real.get("metrics") or {}).get(metric),
+            "baseline": (watched.baseline if watched else {}).get(metric),
+        },
+    }
+
+
 def read_history(path: str | Path) -> list[dict[str, Any]]:
     """Return the history's lines that describe a window (older lines are skipped)."""
     path = Path(path)
