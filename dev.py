@@ -14,8 +14,9 @@ lock, and uv installs the rest.
     python3 dev.py lint       # ruff check, ruff format --check, mypy (also the start of `test`)
     python3 dev.py lock       # refresh uv.lock after a change of dependencies in pyproject.toml
 
-Extra arguments after the command go to `amlkit run`, pytest or `uv lock` (`python3 dev.py
-lock --upgrade` moves every package to its newest allowed version).
+Extra arguments after the command go to `amlkit run`, pytest or `uv lock`: `python3 dev.py
+test tests` runs the tests but not nbval, `python3 dev.py test notebooks` nbval alone, and
+`python3 dev.py lock --upgrade` moves every package to its newest allowed version.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".amlkit-installed"
 LOCK = ROOT / "uv.lock"
 KERNEL_NAME, KERNEL_DISPLAY_NAME = "amlkit", "Python (amlkit)"
+COMMANDS = ("pipeline", "test", "setup", "lint", "lock")
 # uv installs into .venv (not a .venv of its own choosing) and never fetches a Python build
 UV_ENV = {"UV_PROJECT_ENVIRONMENT": str(VENV), "UV_PYTHON_DOWNLOADS": "never"}
 
@@ -138,7 +140,7 @@ def register_kernel() -> None:
 
 def main() -> None:
     """Dispatch ``pipeline``, ``test``, ``setup``, ``lint`` or ``lock``."""
-    if len(sys.argv) < 2 or sys.argv[1] not in ("pipeline", "test", "setup", "lint", "lock"):
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         sys.exit(__doc__)
     command, extra = sys.argv[1], sys.argv[2:]
     if command == "lock":
@@ -162,12 +164,13 @@ def main() -> None:
         shutil.copytree(ROOT / "config", test_root / "config")
         os.environ["AMLKIT_ROOT"] = str(test_root)
         lint()
+        # `dev.py test tests` or `dev.py test notebooks/01_data_ingestion.ipynb` runs only those
+        chosen = [a for a in extra if not a.startswith("-") and (ROOT / a.split("::")[0]).exists()]
         sh(
             BIN / "python",
             "-m",
             "pytest",
-            "notebooks",
-            "tests",
+            *([] if chosen else ["notebooks", "tests"]),
             "--nbval",
             "--nbval-sanitize-with",
             "tests/nbval_sanitize.cfg",
