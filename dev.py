@@ -158,24 +158,28 @@ def main() -> None:
         lint()
     elif command == "test":
         # nbval executes the notebooks against a fresh project root (config/ only), so the
-        # committed outputs compare equal whatever the user's own data and registry hold.
-        test_root = ROOT / ".amlkit" / "test-project"
+        # committed outputs compare equal whatever the user's own data and registry hold; one
+        # root per run, so that a `dev.py test` started by a test leaves this one's alone.
+        test_root = ROOT / ".amlkit" / f"test-project-{os.getpid()}"
         shutil.rmtree(test_root, ignore_errors=True)
         shutil.copytree(ROOT / "config", test_root / "config")
         os.environ["AMLKIT_ROOT"] = str(test_root)
-        lint()
         # `dev.py test tests` or `dev.py test notebooks/01_data_ingestion.ipynb` runs only those
         chosen = [a for a in extra if not a.startswith("-") and (ROOT / a.split("::")[0]).exists()]
-        sh(
-            BIN / "python",
-            "-m",
-            "pytest",
-            *([] if chosen else ["notebooks", "tests"]),
-            "--nbval",
-            "--nbval-sanitize-with",
-            "tests/nbval_sanitize.cfg",
-            *extra,
-        )
+        try:
+            lint()
+            sh(
+                BIN / "python",
+                "-m",
+                "pytest",
+                *([] if chosen else ["notebooks", "tests"]),
+                "--nbval",
+                "--nbval-sanitize-with",
+                "tests/nbval_sanitize.cfg",
+                *extra,
+            )
+        finally:
+            shutil.rmtree(test_root, ignore_errors=True)
 
 
 if __name__ == "__main__":
