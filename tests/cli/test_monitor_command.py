@@ -137,3 +137,22 @@ def test_monitor_says_how_to_get_data_when_the_endpoint_has_no_request_log(
 
     assert code == 2
     assert "no request log for endpoint 'never-served'" in capsys.readouterr().err
+
+
+def test_monitor_compares_with_the_data_of_the_model_the_endpoint_serves(project):
+    from amlkit import io, paths
+    from amlkit.cli.monitor import training_data
+
+    for service, version, created in (("old", "v1", "2025-01-01"), ("new", "v2", "2025-02-01")):
+        folder = paths.deployed_models_dir() / service
+        io.write_json_atomic(
+            folder / "service_metadata.json", {"endpoint_name": ENDPOINT, "created": created}
+        )
+        io.write_json_atomic(
+            folder / "model" / "model_metadata.json",
+            {"data": {"dataset": "cars", "version": version, "sha256": "0"}},
+        )
+
+    assert training_data(ENDPOINT, None, None) == ("cars", "v2")
+    assert training_data("another-endpoint", None, None) == ("penguins", "latest")
+    assert training_data(ENDPOINT, "penguins", None) == ("penguins", "latest")
