@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from amlkit import paths
+from amlkit.cli.serving import _rel
 from amlkit.config import DataConfig, DeploymentConfig
 
 EXIT_RETRAIN = 4
@@ -36,13 +37,6 @@ training data:
 exit status:
   0 no retraining needed; 4 the retraining rule fired; 2 missing data or bad arguments.
 """
-
-
-def _rel(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(paths.project_root()))
-    except ValueError:
-        return str(path)
 
 
 def training_data(endpoint: str, dataset: str | None, version: str | None) -> tuple[str, str]:
