@@ -10,7 +10,6 @@ import sys
 import pandas as pd
 import pytest
 
-from amlkit.cli.main import main
 from amlkit.data import ingest, preprocess
 from amlkit.monitoring import monitor
 from amlkit.serving.requestlog import RequestLog
@@ -35,14 +34,19 @@ def _rows(processed, *, drifted: bool) -> pd.DataFrame:
     return rows
 
 
-def _monitor(*args: str) -> tuple[int, dict]:
-    out = subprocess.run(
-        [sys.executable, "-m", "amlkit.cli", "monitor", "--json", *args],
+def _amlkit(*args: str) -> subprocess.CompletedProcess:
+    """Run the command as a user does, in its own process (it configures logging)."""
+    return subprocess.run(
+        [sys.executable, "-m", "amlkit.cli", *args],
         capture_output=True,
         text=True,
         env=os.environ.copy(),
         check=False,
     )
+
+
+def _monitor(*args: str) -> tuple[int, dict]:
+    out = _amlkit("monitor", "--json", *args)
     assert out.returncode in (0, 4), out.stderr
     return out.returncode, json.loads(out.stdout)
 
@@ -76,7 +80,7 @@ def test_monitor_exits_0_when_production_rows_look_like_the_training_data(
 
 
 def test_monitor_reads_the_azure_data_collector_folders_and_joins_the_outputs(
-    penguins_project, tmp_path, capsys
+    penguins_project, tmp_path
 ):
     rows = _rows(penguins_project, drifted=True)
     features = list(penguins_project.manifest.feature_types)
@@ -94,15 +98,14 @@ def test_monitor_reads_the_azure_data_collector_folders_and_joins_the_outputs(
         lines = "".join(json.dumps(r) + "\n" for r in records)
         (folder / "part.jsonl").write_text(lines, encoding="utf-8")
 
-    code = main(["monitor", "--production", str(tmp_path / "collected"), "--json"])
+    code, summary = _monitor("--production", str(tmp_path / "collected"))
 
-    summary = json.loads(capsys.readouterr().out)
     assert code == 4 and summary["rows"] == len(rows)
     # the outputs joined as predictions: the served species, distributed as in training
     assert summary["prediction_drift"] < 0.1
 
 
-def test_monitor_reads_the_endpoints_request_log_by_default(penguins_project, capsys):
+def test_monitor_reads_the_endpoints_request_log_by_default(penguins_project):
     rows = _rows(penguins_project, drifted=False)
     features = list(penguins_project.manifest.feature_types)
     log = RequestLog(monitor.request_log_dir(ENDPOINT), max_bytes=10_000_000, backup_count=1)
@@ -122,21 +125,18 @@ def test_monitor_reads_the_endpoints_request_log_by_default(penguins_project, ca
     log.write(records)
     log.close()
 
-    code = main(["monitor"])
+    done = _amlkit("monitor")
 
-    out = capsys.readouterr().out
-    assert code == 0
-    assert out.startswith(f"{ENDPOINT}: no retraining needed")
-    assert f"({len(rows)} rows)" in out
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{ENDPOINT}: no retraining needed")
+    assert f"({len(rows)} rows)" in done.stdout
 
 
-def test_monitor_says_how_to_get_data_when_the_endpoint_has_no_request_log(
-    penguins_project, capsys
-):
-    code = main(["monitor", "--endpoint", "never-served"])
+def test_monitor_says_how_to_get_data_when_the_endpoint_has_no_request_log(penguins_project):
+    done = _amlkit("monitor", "--endpoint", "never-served")
 
-    assert code == 2
-    assert "no request log for endpoint 'never-served'" in capsys.readouterr().err
+    assert done.returncode == 2
+    assert "no request log for endpoint 'never-served'" in done.stderr
 
 
 def test_monitor_compares_with_the_data_of_the_model_the_endpoint_serves(project):
