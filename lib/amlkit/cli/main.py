@@ -3,7 +3,8 @@
 ``amlkit run`` executes the notebooks in order through papermill; ``amlkit notebooks`` executes
 them in place with their defaults (to refresh committed outputs) and strips execution noise;
 ``amlkit config`` validates the configuration files. The deployment commands (``package``,
-``serve``, ``keys``, ``score``, ``deploy``) live in :mod:`amlkit.cli.serving`.
+``serve``, ``keys``, ``score``, ``deploy``) live in :mod:`amlkit.cli.serving`, the Azure ML
+ones (``amlkit azure plan|submit|champion|deploy|run-local``) in :mod:`amlkit.cli.azure`.
 
 The command starts in a fraction of a second: this module and :mod:`amlkit.cli.serving` import
 only the standard library, the paths and the configuration models; papermill, nbformat, the
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from amlkit import paths
+from amlkit.cli import azure as azure_commands
 from amlkit.cli import serving as serving_commands
 from amlkit.config import ConfigError, load_all
 from amlkit.logs import setup_logging
@@ -175,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument("files", nargs="*", help="notebooks (default: every stage notebook)")
     notebooks.set_defaults(func=cmd_notebooks)
     serving_commands.add_parsers(sub)
+    azure_commands.add_parsers(sub)
     return parser
 
 
