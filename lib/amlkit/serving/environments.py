@@ -13,8 +13,9 @@ older than the one that trained its model.
 - :data:`BATCH`: what a batch deployment needs beside the backend: pandas and pyarrow to read
   CSV and Parquet files, and ``azureml-core``, which Azure ML's batch driver requires.
 
-``tests/azure/test_serving_environments.py`` runs each backend's scoring script and checks that every
-module it loads comes from these packages or their dependencies.
+``tests/azure/test_serving_environments.py`` runs each backend's scoring script with every
+other package blocked, and checks that each module it loads comes from these packages or
+their dependencies.
 """
 
 from __future__ import annotations
