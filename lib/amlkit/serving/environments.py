@@ -13,7 +13,7 @@ older than the one that trained its model.
 - :data:`BATCH`: what a batch deployment needs beside the backend: pandas and pyarrow to read
   CSV and Parquet files, and ``azureml-core``, which Azure ML's batch driver requires.
 
-``tests/azure/test_serving_environments.py`` runs each backend's scoring script with every
+``tests/serving/test_environments.py`` runs each backend's scoring script with every
 other package blocked, and checks that each module it loads comes from these packages or
 their dependencies.
 """

@@ -6,9 +6,6 @@ loads must come from the environment."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import sysconfig
 from importlib import metadata
 from pathlib import Path
@@ -16,37 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 from packaging.requirements import Requirement
-
-# init() and run() of the service's scoring script, amlkit not importable (python -S: no .pth
-# file) and the packages named in argv[3] blocked; prints every module loaded, with its file.
-SCORE_AND_LIST = """
-import importlib.util, json, sys
-from pathlib import Path
-
-folder, body, blocked = Path(sys.argv[1]), sys.argv[2].encode(), set(json.loads(sys.argv[3]))
-
-
-class Absent:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in blocked:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-
-sys.meta_path.insert(0, Absent())
-spec = importlib.util.spec_from_file_location("scoring_script", folder / "scoring_script.py")
-script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(script)
-script.init()
-from flask import Request
-from werkzeug.test import EnvironBuilder
-
-environ = EnvironBuilder(method="POST", data=body, content_type="application/json")
-response = script.run(Request(environ.get_environ()))
-print(json.dumps({
-    "status": response.status_code,
-    "modules": {name: getattr(module, "__file__", None) for name, module in sys.modules.items()},
-}))
-"""
 
 
 def _closure(requirements: list[str]) -> set[str]:
@@ -62,54 +28,18 @@ def _closure(requirements: list[str]) -> set[str]:
         except metadata.PackageNotFoundError:
             continue  # not installed here, so none of its modules can be loaded either
         name = dist.metadata["Name"].lower().replace("_", "-")
-        if name in found:
-            continue
-        found.add(name)
-        todo += [Requirement(r) for r in dist.requires or []]
+        if name not in found:
+            found.add(name)
+            todo += [Requirement(r) for r in dist.requires or []]
     return found
 
 
-def _loaded_outside(folder: Path, payload, workdir: Path) -> tuple[int, list[str]]:
-    site = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(sorted(site)),
-        "AZUREML_MODEL_DIR": str(folder / "model"),
-        "AMLKIT_AUTH": "endpoint",
-        "AMLKIT_REQUEST_LOG_DIR": str(workdir / "logs"),
-    }
+def _pip(folder: Path) -> list[str]:
     spec = yaml.safe_load((folder / "environment.yml").read_text())
-    pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
-    allowed = _closure(pip)
-    owners = metadata.packages_distributions()
-    blocked = sorted(
-        top
-        for top, dists in owners.items()
-        if top != "amlkit" and not {d.lower().replace("_", "-") for d in dists} & allowed
-    )
-    args = [str(folder), json.dumps(payload), json.dumps(blocked)]
-    done = subprocess.run(
-        [sys.executable, "-S", "-c", SCORE_AND_LIST, *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    outside = set()
-    for file in result["modules"].values():
-        top = _top_level(file, site)
-        if top is None:
-            continue
-        dists = {d.lower().replace("_", "-") for d in owners.get(top, [])}
-        if not dists & allowed:
-            outside.add(f"{top} (from {sorted(dists) or 'no distribution'})")
-    return result["status"], sorted(outside)
+    return next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
 
 
-def _top_level(file: str | None, site: set[str]) -> str | None:
+def _top_level(file: str, site: set[str]) -> str | None:
     """The top-level package of site-packages a loaded module's file lies in, else None.
 
     By file, not by name: compiled extensions register modules under names of their own.
@@ -122,6 +52,24 @@ def _top_level(file: str | None, site: set[str]) -> str | None:
     return None
 
 
+def score_in_environment(score_isolated, folder: Path, payload, workdir: Path):
+    """Score with every package outside the service's environment blocked; return the
+    response status and the packages it loaded from outside the environment (none)."""
+    allowed = _closure(_pip(folder))
+    owners = metadata.packages_distributions()
+    normal = {top: {d.lower().replace("_", "-") for d in dists} for top, dists in owners.items()}
+    blocked = [top for top, dists in normal.items() if top != "amlkit" and not dists & allowed]
+    result = score_isolated(folder, payload, workdir, blocked)
+    site = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    tops = {_top_level(file, site) for file in result["files"]} - {None}
+    outside = sorted(
+        f"{top} ({sorted(normal.get(top, []))})"
+        for top in tops
+        if not normal.get(top, set()) & allowed
+    )
+    return result["status"], outside
+
+
 @pytest.fixture(scope="module")
 def services(tmp_path_factory, new_project, penguins_frame, make_version):
     from sklearn.linear_model import LogisticRegression
@@ -130,30 +78,27 @@ def services(tmp_path_factory, new_project, penguins_frame, make_version):
 
     with pytest.MonkeyPatch.context() as mp:
         root = new_project(tmp_path_factory.mktemp("envs") / "root", mp)
-        models = root / "models" / "trained_models"
-        version = make_version(models, LogisticRegression(max_iter=500))
-        rows = penguins_frame.head(60)
+        version = make_version(root / "models" / "trained_models", LogisticRegression(max_iter=500))
         yield {
-            "onnx": package_service(version, service="onnx", parity_rows=rows),
+            "onnx": package_service(version, service="onnx", parity_rows=penguins_frame.head(60)),
             "sklearn": package_service(version, service="pickle", fast_path=False),
         }
 
 
 @pytest.mark.parametrize("backend", ["onnx", "sklearn"])
 def test_scoring_script_imports_only_its_environment(
-    services, backend, tmp_path, penguins_frame, penguin_features
+    services, backend, tmp_path, penguins_frame, penguin_features, score_isolated
 ):
     folder = services[backend]
     assert json.loads((folder / "service_metadata.json").read_text())["backend"] == backend
     rows = json.loads(penguins_frame[penguin_features].head(3).to_json(orient="records"))
-    status, outside = _loaded_outside(folder, rows, tmp_path)
+    status, outside = score_in_environment(score_isolated, folder, rows, tmp_path)
     assert status == 200
-    assert outside == [], outside
+    assert outside == []
 
 
 def test_onnx_environment_holds_no_training_library(services):
-    spec = yaml.safe_load((services["onnx"] / "environment.yml").read_text())
-    pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+    pip = _pip(services["onnx"])
     names = {Requirement(r).name for r in pip}
     assert names == {
         "azureml-inference-server-http",
@@ -166,7 +111,7 @@ def test_onnx_environment_holds_no_training_library(services):
 
 @pytest.mark.slow
 def test_keras_scoring_script_imports_only_its_environment(
-    tmp_path, tmp_path_factory, new_project, digit_splits, digit_classifier
+    tmp_path, tmp_path_factory, new_project, digit_splits, digit_classifier, score_isolated
 ):
     from amlkit.deep import images, workflow
     from amlkit.serving.package import package_service
@@ -185,6 +130,7 @@ def test_keras_scoring_script_imports_only_its_environment(
         )
         folder = package_service(version.path, service="digits")
     x, _ = images.load_images()
-    status, outside = _loaded_outside(folder, {"images": x[:2, :, :, 0].tolist()}, tmp_path)
+    payload = {"images": x[:2, :, :, 0].tolist()}
+    status, outside = score_in_environment(score_isolated, folder, payload, tmp_path)
     assert status == 200
-    assert outside == [], outside
+    assert outside == []
