@@ -52,74 +52,43 @@ def _manifests(folder: Path, model: type[Any]) -> list[Any]:
     return found
 
 
-def raw_assets(raw_dir: Path | None = None) -> list[Any]:
-    """Return a ``Data`` asset (``uri_folder``) for every raw version under ``data/raw``."""
+def _data(m: Any, kind: str, path: Path, description: str, tags: dict[str, str]) -> Any:
+    """Return the ``Data`` asset of a version's ``kind`` (a folder, or the training file)."""
     from azure.ai.ml.entities import Data
 
+    return Data(
+        name=asset_name(m.dataset, kind),
+        version=m.version,
+        type="uri_file" if path.is_file() else "uri_folder",
+        path=str(path),
+        description=description,
+        tags=tags,
+    )
+
+
+def raw_assets(raw_dir: Path | None = None) -> list[Any]:
+    """Return a ``Data`` asset (``uri_folder``) for every raw version under ``data/raw``."""
     assets = []
     for folder, m in _manifests(raw_dir or paths.raw_dir(), RawManifest):
-        tags = _tags(
-            {
-                "sha256": m.sha256,
-                "rows": m.rows,
-                "format": m.format,
-                "file": m.file,
-                "source": m.source,
-                "target": m.target,
-                "task": m.task,
-                "ingested_at": m.ingested_at,
-            }
-        )
-        assets.append(
-            Data(
-                name=asset_name(m.dataset, "raw"),
-                version=m.version,
-                type="uri_folder",
-                path=str(folder),
-                description=f"raw {m.dataset}: {m.file} as ingested by 01 ({m.rows} rows)",
-                tags=tags,
-            )
-        )
+        fields = ("sha256", "rows", "format", "file", "source", "target", "task", "ingested_at")
+        tags = _tags({name: getattr(m, name) for name in fields})
+        about = f"raw {m.dataset}: {m.file} as ingested by 01 ({m.rows} rows)"
+        assets.append(_data(m, "raw", folder, about, tags))
     return assets
 
 
 def processed_assets(processed_dir: Path | None = None) -> list[Any]:
     """Return the ``processed`` (folder) and ``train`` (file) assets of every processed version."""
-    from azure.ai.ml.entities import Data
-
     assets = []
     for folder, m in _manifests(processed_dir or paths.processed_dir(), ProcessedManifest):
-        tags = _tags(
-            {
-                "raw_version": m.raw_version,
-                "raw_sha256": m.raw_sha256,
-                "target": m.target,
-                "task": m.task,
-                "features": ",".join(m.features),
-                **{f"rows_{split}": n for split, n in m.rows.items()},
-                "created": m.created,
-            }
-        )
-        assets.append(
-            Data(
-                name=asset_name(m.dataset, "processed"),
-                version=m.version,
-                type="uri_folder",
-                path=str(folder),
-                description=f"processed {m.dataset}: train/validation/test splits made by 03",
-                tags=tags,
-            )
-        )
-        assets.append(
-            Data(
-                name=asset_name(m.dataset, "train"),
-                version=m.version,
-                type="uri_file",
-                path=str(folder / "train.parquet"),
-                description=f"training split of {m.dataset}: model monitoring's reference data",
-                tags=tags,
-            )
-        )
+        fields = ("raw_version", "raw_sha256", "target", "task", "created")
+        rows = {f"rows_{split}": n for split, n in m.rows.items()}
+        tags = _tags({name: getattr(m, name) for name in fields} | rows)
+        tags["features"] = ",".join(m.features)
+        about = f"processed {m.dataset}: train/validation/test splits made by 03"
+        assets.append(_data(m, "processed", folder, about, tags))
+        about = f"training split of {m.dataset}: model monitoring's reference data"
+        assets.append(_data(m, "train", folder / "train.parquet", about, tags))
     return assets
 
 

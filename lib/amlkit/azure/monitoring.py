@@ -37,7 +37,14 @@ def _production(deployment_config: DeploymentConfig, collection: str) -> Any:
     )
 
 
-def signals(deployment_config: DeploymentConfig, *, dataset: str, target: str, task: str) -> dict:
+def signals(
+    deployment_config: DeploymentConfig,
+    *,
+    dataset: str,
+    target: str,
+    task: str,
+    data_version: str | None = None,
+) -> dict:
     """Return the data drift, prediction drift and data quality signals.
 
     Args:
@@ -45,6 +52,7 @@ def signals(deployment_config: DeploymentConfig, *, dataset: str, target: str, t
         dataset: the data set whose training split is the reference.
         target: the target column (left out of the input signals).
         task: ``classification`` (categorical predictions) or ``regression``.
+        data_version: the processed version the deployed model trained on; None: the newest.
     """
     from azure.ai.ml import Input
     from azure.ai.ml.entities import (
@@ -63,7 +71,9 @@ def signals(deployment_config: DeploymentConfig, *, dataset: str, target: str, t
 
     limits = deployment_config.monitoring.thresholds
     reference = ReferenceData(
-        input_data=Input(type="uri_file", path=data_assets.reference(dataset, "train")),
+        input_data=Input(
+            type="uri_file", path=data_assets.reference(dataset, "train", data_version)
+        ),
         data_context="training",
         data_column_names={"target_column": target},
     )
@@ -105,9 +115,22 @@ def signals(deployment_config: DeploymentConfig, *, dataset: str, target: str, t
 
 
 def monitor_schedule(
-    deployment_config: DeploymentConfig, *, dataset: str, target: str, task: str
+    deployment_config: DeploymentConfig,
+    *,
+    dataset: str,
+    target: str,
+    task: str,
+    data_version: str | None = None,
 ) -> Any:
-    """Return the ``MonitorSchedule`` of the online endpoint's ``blue`` deployment."""
+    """Return the ``MonitorSchedule`` of the online endpoint's ``blue`` deployment.
+
+    Args:
+        deployment_config: the endpoint, thresholds, schedule and alert e-mails.
+        dataset: the data set whose training split is the reference.
+        target: its target column.
+        task: ``classification`` or ``regression``.
+        data_version: the processed version the deployed model trained on; None: the newest.
+    """
     from azure.ai.ml.entities import (
         AlertNotification,
         MonitorDefinition,
@@ -132,7 +155,9 @@ def monitor_schedule(
         monitoring_target=MonitoringTarget(
             ml_task=task, endpoint_deployment_id=f"azureml:{endpoint}:{MONITORED_DEPLOYMENT}"
         ),
-        monitoring_signals=signals(deployment_config, dataset=dataset, target=target, task=task),
+        monitoring_signals=signals(
+            deployment_config, dataset=dataset, target=target, task=task, data_version=data_version
+        ),
         alert_notification=AlertNotification(emails=emails) if emails else None,
     )
     return MonitorSchedule(

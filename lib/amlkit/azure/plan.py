@@ -177,7 +177,7 @@ def _write_plan(out: Path) -> list[Entry]:
         f"{tuning['sampling_algorithm']}, {tuning['limits']['max_total_trials']} trials, "
         f"{tuning['objective']['goal']} {tuning['objective']['primary_metric']}",
     )
-    _deployments(plan, out, azure_config, data_config, deployment_config)
+    _deployments(plan, out, assets, azure_config, data_config, deployment_config)
     io.write_json_atomic(out / PLAN_FILE, [asdict(e) for e in plan.entries])
     return plan.entries
 
@@ -185,6 +185,7 @@ def _write_plan(out: Path) -> list[Entry]:
 def _deployments(
     plan: Planner,
     out: Path,
+    assets: list[Any],
     azure_config: AzureConfig,
     data_config: DataConfig,
     deployment_config: DeploymentConfig,
@@ -202,9 +203,11 @@ def _deployments(
         pickled = pickled_modules(model_file) if backend == "sklearn" else set()
         online_code = _relative(service, online_dir)
         source = f"service {service.name} ({backend}, model v{info['model']['version']})"
+        trained_on = io.read_json(service / "model" / "model_metadata.json").get("data") or {}
     else:
         model_name = pipelines.packaged_model_name(jobs.model_name(data_config))
         model, backend, pickled = f"azureml:{model_name}@latest", "onnx", set()
+        trained_on = {}
         code = out / "code" / "online"
         write_service_code(
             code, backend, deployment_config.to_dict(), service=deployment_config.endpoint_name
@@ -265,18 +268,26 @@ def _deployments(
         ),
         f"mini-batch {settings.mini_batch_size} files, {settings.output_action}",
     )
-    dataset = data_config.default_dataset
+    dataset = trained_on.get("dataset") or data_config.default_dataset
     declared = data_config.dataset(dataset)
     if declared is None or declared.task is None:
         raise ValueError(f"data set {dataset!r} declares no task; monitoring needs it")
+    version = trained_on.get("version")  # the deployed model's training split, if planned
+    version = (
+        version if version in {a.version for a in assets if a.name.endswith("-train")} else None
+    )
     plan.add(
         f"{deployment_config.endpoint_name}-monitoring",
         "schedule",
         "monitoring/schedule.yml",
         monitoring.monitor_schedule(
-            deployment_config, dataset=dataset, target=declared.target, task=declared.task
+            deployment_config,
+            dataset=dataset,
+            target=declared.target,
+            task=declared.task,
+            data_version=version,
         ),
-        "data drift, prediction drift, data quality",
+        f"data drift, prediction drift, data quality against {dataset}-train:{version or 'latest'}",
     )
 
 

@@ -50,13 +50,14 @@ def _skipped(reason: Any) -> int:
     return SKIPPED
 
 
-def _write_plan(out: Path) -> list[Any]:
+def _write_plan(out: Path, *, table: bool = True) -> list[Any]:
     from amlkit.azure.plan import format_plan, write_plan
 
     entries = write_plan(out)
-    print(format_plan(entries))
+    if table:
+        print(format_plan(entries) + "\n")
     written = sum(1 for e in entries if e.file != "-")
-    print(f"\n{written} specs written to {out} and validated with the azure-ai-ml loaders")
+    print(f"{written} specs written to {out} and validated with the azure-ai-ml loaders")
     return entries
 
 
@@ -125,7 +126,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from amlkit.azure import specs
 
     out = default_plan_dir()
-    entries = {e.name: e for e in _write_plan(out)}
+    entries = {e.name: e for e in _write_plan(out, table=False)}
     entities = {
         kind: specs.validate(out / entries[name].file, entries[name].kind)
         for kind, name in (
