@@ -50,9 +50,9 @@ _fixed = False
 def training_strategy(worker: Worker) -> tf.distribute.Strategy:
     """Return the strategy to build, compile and train the network under.
 
-    Create it before TensorFlow runs any op that needs its runtime (at the start of the
-    notebook, after :func:`amlkit.deep.determinism.set_determinism`): collective operations are
-    configured when the strategy is made.
+    Create it before TensorFlow runs any operation (in notebook 05's Setup, after
+    :func:`amlkit.deep.determinism.set_determinism`): the multi-worker strategy configures
+    TensorFlow's collective operations, which is possible only before its runtime starts.
 
     Args:
         worker: this process (:func:`amlkit.deep.cluster.worker_from_env`).
@@ -61,11 +61,21 @@ def training_strategy(worker: Worker) -> tf.distribute.Strategy:
         ``tf.distribute.MultiWorkerMirroredStrategy`` (its cluster read from ``TF_CONFIG``)
         when ``worker.count`` is 2 or more, else the default strategy (one device, no
         distribution; training is exactly what it is without a strategy).
+
+    Raises:
+        RuntimeError: several workers, and TensorFlow already ran an operation.
     """
     if not worker.distributed:
         return tf.distribute.get_strategy()
     _fix_keras_multi_worker()
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as exc:  # "Collective ops must be configured at program startup"
+        raise RuntimeError(
+            f"worker {worker.index} of {worker.count}: cannot start multi-worker training "
+            f"({exc}). TensorFlow ran an operation before the strategy was made; call "
+            "training_strategy right after amlkit.notebook.setup, before any TensorFlow work."
+        ) from exc
     logger.info(
         "worker %d of %d: MultiWorkerMirroredStrategy, %d replicas in sync",
         worker.index,
