@@ -177,6 +177,9 @@ def local_cluster(workers: int, host: str = "127.0.0.1") -> list[str]:
 
     Returns:
         JSON strings: the same ``cluster`` (free ports on ``host``), each with its own task.
+
+    Raises:
+        ValueError: fewer than 2 workers.
     """
     if workers < 2:
         raise ValueError(
