@@ -4,12 +4,14 @@
 them in place with their defaults (to refresh committed outputs) and strips execution noise;
 ``amlkit config`` validates the configuration files. The deployment commands (``package``,
 ``serve``, ``keys``, ``score``, ``deploy``) live in :mod:`amlkit.cli.serving`, ``monitor``
-in :mod:`amlkit.cli.monitor`.
+in :mod:`amlkit.cli.monitor`, the Azure ML ones (``amlkit azure plan|submit|champion|deploy|
+run-local``) in :mod:`amlkit.cli.azure`.
 
-The command starts in a fraction of a second: this module, :mod:`amlkit.cli.serving` and
-:mod:`amlkit.cli.monitor` import only the standard library, the paths and the configuration
-models; papermill, nbformat, the data and ML libraries and the serving package are imported
-inside the commands that use them (``tests/cli/test_main.py`` checks it).
+The command starts in a fraction of a second: this module, :mod:`amlkit.cli.serving`,
+:mod:`amlkit.cli.monitor` and :mod:`amlkit.cli.azure` import only the standard library, the
+paths and the configuration models; papermill, nbformat, the data and ML libraries and the
+serving package are imported inside the commands that use them (``tests/cli/test_main.py``
+checks it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from amlkit import paths
+from amlkit.cli import azure as azure_commands
 from amlkit.cli import monitor as monitor_command
 from amlkit.cli import serving as serving_commands
 from amlkit.config import ConfigError, load_all
@@ -178,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.set_defaults(func=cmd_notebooks)
     serving_commands.add_parsers(sub)
     monitor_command.add_parser(sub)
+    azure_commands.add_parsers(sub)
     return parser
 
 

@@ -9,12 +9,15 @@ Locally (the default) MLflow keeps runs and the model registry in one SQLite fil
 
 With ``config/azure_config.json`` filled in, :func:`configure_tracking` points MLflow at the
 workspace's tracking URI instead (azure-ai-ml + azureml-mlflow; needs credentials and network).
+Inside an Azure ML job, the platform's own tracking URI (``MLFLOW_TRACKING_URI``, an
+``azureml://`` URI with the job's credentials) wins, so runs land in the job's workspace.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -61,10 +64,14 @@ def configure_tracking(azure_config: AzureConfig | None = None) -> str:
             local tracking in ``<state_dir>/mlflow.db``.
 
     Returns:
-        The tracking URI now in use (the registry URI is the same).
+        The tracking URI now in use (the registry URI is the same). Inside an Azure ML job
+        it is the job's workspace, whatever ``azure_config`` says.
     """
     quiet_mlflow()
-    if azure_config is not None and azure_config.workspace_configured:
+    job_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if job_uri.startswith("azureml:"):  # an Azure ML job: its workspace, its credentials
+        uri = job_uri
+    elif azure_config is not None and azure_config.workspace_configured:
         from amlkit.azure import workspace
 
         uri = workspace.tracking_uri(azure_config)

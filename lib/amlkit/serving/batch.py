@@ -3,7 +3,8 @@
 Rows are read ``chunk_rows`` at a time (pandas ``read_csv(chunksize=)`` or pyarrow
 ``iter_batches``), scored with the same runtime as the service (ONNX when the service has
 it), and appended to a temporary file beside the output, which is renamed into place at the
-end: a crash never leaves a half-written predictions file.
+end: a crash never leaves a half-written predictions file. :func:`scored_chunks` is the
+scoring itself, which the Azure ML batch deployment's entry script shares.
 """
 
 from __future__ import annotations
@@ -72,6 +73,46 @@ def _check_chunk(chunk: Any, scorer: Any, offset: int) -> Any:
     return frame
 
 
+def scored_chunks(path: Path, scorer: Any, chunk_rows: int = 50_000) -> Iterator[Any]:
+    """Yield each chunk of a CSV or Parquet file with its predictions, in file order.
+
+    Each frame holds the chunk's columns, ``prediction`` and, for classifiers, one
+    ``probability_<class>`` column per class. Used by :func:`score_file` and by the batch
+    deployment's entry script (:mod:`amlkit.serving.batch_driver`).
+
+    Args:
+        path: the file (.csv or .parquet).
+        scorer: a loaded :class:`amlkit.serving.runtime.Scorer`.
+        chunk_rows: rows held in memory at a time.
+
+    Raises:
+        ValueError: a column is missing or holds values of the wrong kind (named, with the
+            first bad row).
+    """
+    rows = 0
+    for chunk in _chunks(path, chunk_rows, scorer.feature_columns):
+        yield score_frame(chunk, scorer, rows)
+        rows += len(chunk)
+
+
+def score_frame(chunk: Any, scorer: Any, offset: int = 0) -> Any:
+    """Return a frame of rows with its predictions (see :func:`scored_chunks`).
+
+    Args:
+        chunk: a pandas frame holding at least the model's feature columns.
+        scorer: a loaded :class:`amlkit.serving.runtime.Scorer`.
+        offset: the row number of the frame's first row, for error messages.
+    """
+    frame = _check_chunk(chunk, scorer, offset)
+    preds, probs = scorer.predict_frame(frame)
+    result = chunk.reset_index(drop=True)
+    result["prediction"] = preds
+    if probs is not None and scorer.classes:
+        for j, cls in enumerate(scorer.classes):
+            result[f"probability_{cls}"] = [p[j] for p in probs]
+    return result
+
+
 def default_output(input_path: Path) -> Path:
     """Return ``<input stem>_predictions<suffix>`` beside the input."""
     suffix = ".parquet" if input_path.suffix.lower() in (".parquet", ".pq") else ".csv"
@@ -128,14 +169,7 @@ def score_file(
     rows = 0
     try:
         bar = tqdm(total=_count_rows(src), unit="rows", disable=not progress, desc=src.name)
-        for chunk in _chunks(src, chunk_rows, scorer.feature_columns):
-            frame = _check_chunk(chunk, scorer, rows)
-            preds, probs = scorer.predict_frame(frame)
-            result = chunk.reset_index(drop=True)
-            result["prediction"] = preds
-            if probs is not None and scorer.classes:
-                for j, cls in enumerate(scorer.classes):
-                    result[f"probability_{cls}"] = [p[j] for p in probs]
+        for result in scored_chunks(src, scorer, chunk_rows):
             if is_parquet:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
@@ -146,8 +180,8 @@ def score_file(
                 writer.write_table(table.cast(writer.schema))
             else:
                 result.to_csv(tmp, mode="a", header=rows == 0, index=False)
-            rows += len(chunk)
-            bar.update(len(chunk))
+            rows += len(result)
+            bar.update(len(result))
         bar.close()
         if writer is not None:
             writer.close()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the amlkit package folder
 SCORING_SCRIPT = Path(__file__).with_name("scoring_script.py")
+BATCH_DRIVER = Path(__file__).with_name("batch_driver.py")
 RUNTIME_MODULE = "amlkit.serving.runtime"
 
 
@@ -76,17 +77,20 @@ def pickled_modules(path: str | Path) -> set[str]:
     return {name for name in found if name != "amlkit" and module_file(name)}
 
 
-def service_modules(backend: str, extra: Iterable[str] = ()) -> dict[str, Path]:
+def service_modules(
+    backend: str, extra: Iterable[str] = (), script: Path = SCORING_SCRIPT
+) -> dict[str, Path]:
     """Return the amlkit modules a service of ``backend`` imports, with their files.
 
     Args:
         backend: ``onnx``, ``sklearn`` or ``keras`` (the runtime's ``_load_<backend>``).
         extra: more modules the service needs, such as :func:`pickled_modules` of its model.
+        script: the entry script: the online service's (default) or :data:`BATCH_DRIVER`.
 
     Returns:
         ``{dotted name: source file}``, sorted by name, packages included.
     """
-    todo = _imported(SCORING_SCRIPT, "", backend) | {n for n in extra if module_file(n)}
+    todo = _imported(script, "", backend) | {n for n in extra if module_file(n)}
     found: dict[str, Path] = {}
     while todo:
         name = todo.pop()

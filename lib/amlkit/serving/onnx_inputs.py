@@ -2,7 +2,7 @@
 
 Numeric columns become ``(n, 1)`` float64 arrays (NaN for missing: the graph imputes).
 String columns are normalised first, as the pipeline's ``CategoryNormalizer`` would
-(:func:`amlkit.training.transformers.normalize_value`, the same function), because the
+(:func:`amlkit.kinds.normalize_value`, the same function), because the
 graph keeps that step as an ``Identity``; a missing string is fed as the ``missing_string``
 marker that the graph's string imputer replaces (a string tensor cannot hold NaN).
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from amlkit.training.transformers import normalize_value
+from amlkit.kinds import normalize_value
 
 
 def _missing(value: Any) -> bool:

@@ -6,7 +6,8 @@ Layout of a service folder (the same folder serves locally and is what Azure upl
     model/                   copy of the version folder (sha256 checked) + model.onnx, serving.json
     amlkit/                  the amlkit modules this service imports, so the folder runs where
                              amlkit is not installed (Azure): see :mod:`.imports`
-    environment.yml          the project's conda spec
+    environment.yml          the lean conda spec of its backend (:mod:`.environments`): the
+                             inference server and what the runtime imports, nothing else
     deployment_config.json   endpoint, auth, instances, request settings, traffic, limits
     logging.json             quiet server logging (azmlinfsrv reads it from the app root)
     service_metadata.json    model, backend (onnx, sklearn or keras) and why, parity figures,
@@ -33,7 +34,7 @@ from typing import Any
 from amlkit import io, paths
 from amlkit.config import DeploymentConfig
 from amlkit.registry import store
-from amlkit.serving import imports
+from amlkit.serving import environments, imports
 
 logger = logging.getLogger(__name__)
 
@@ -57,22 +58,6 @@ QUIET_LOGGING = {
         "amlkit": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
     },
 }
-
-MINIMAL_ENVIRONMENT = """\
-name: amlkit
-channels:
-  - conda-forge
-dependencies:
-  - python=3.11
-  - pip
-  - pip:
-      - azureml-inference-server-http>=1.4
-      - scikit-learn>=1.5
-      - pandas>=2.2
-      - numpy>=1.26
-      - onnxruntime>=1.18
-      - cloudpickle
-"""
 
 
 def resolve_model_dir(name: str, version: int | str | None = None) -> Path:
@@ -150,10 +135,40 @@ def _fast_path(model_dst: Path, metadata: dict[str, Any], parity_rows: Any) -> d
     return info
 
 
-def _environment_file() -> Path:
-    """Return the project's environment.yml, else the repository's (a temporary root has none)."""
-    here = paths.project_root() / "environment.yml"
-    return here if here.is_file() else imports.PACKAGE_DIR.parents[1] / "environment.yml"
+def write_service_code(
+    folder: Path,
+    backend: str,
+    deployment: dict[str, Any],
+    *,
+    service: str,
+    pickled: set[str] | frozenset[str] = frozenset(),
+) -> dict[str, Path]:
+    """Write everything of a service folder but the model: the code Azure ML uploads.
+
+    ``scoring_script.py``, the amlkit modules it imports for ``backend`` (and those a pickled
+    model refers to), ``deployment_config.json``, ``logging.json`` and the backend's lean
+    ``environment.yml`` (with the data collector's client when the deployment collects data).
+
+    Args:
+        folder: the folder to write into (created).
+        backend: ``onnx``, ``sklearn`` or ``keras``.
+        deployment: ``deployment_config.json`` as JSON values.
+        service: the service name recorded in its ``deployment_config.json``.
+        pickled: amlkit modules a pickled model refers to (:func:`imports.pickled_modules`).
+
+    Returns:
+        The amlkit modules copied, ``{dotted name: source file}``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(imports.SCORING_SCRIPT, folder / "scoring_script.py")
+    modules = imports.service_modules(backend, pickled)
+    imports.copy_modules(modules, folder)
+    collect = deployment.get("data_collection", {}).get("enabled", False)
+    extras = environments.DATA_COLLECTOR if collect else ()
+    environments.write_environment_file(folder / "environment.yml", backend, extras)
+    io.write_json_atomic(folder / "deployment_config.json", {**deployment, "service": service})
+    io.write_json_atomic(folder / "logging.json", QUIET_LOGGING)
+    return modules
 
 
 def _swap_into_place(stage: Path, final: Path) -> None:
@@ -187,7 +202,9 @@ def package_service(
         parity_rows: a pandas frame of test rows for the ONNX parity check; default the
             processed test split named in the model metadata, when available.
         deployment_config: settings; default ``config/deployment_config.json``.
-        environment_file: conda spec to copy; default ``<root>/environment.yml``.
+        environment_file: conda spec to copy; default: the lean environment of the backend
+            (:mod:`amlkit.serving.environments`), with Azure ML's data collector client when
+            the deployment collects data.
         fast_path: try the ONNX conversion (False: always serve the pickled pipeline).
 
     Returns:
@@ -213,22 +230,14 @@ def package_service(
             serving = _fast_path(stage / "model", metadata, parity_rows)
         else:
             serving = {"backend": metadata.get("flavor", "sklearn"), "reason": "fast path off"}
-        shutil.copyfile(imports.SCORING_SCRIPT, stage / "scoring_script.py")
         backend = serving["backend"]
         pickled = set()
         if backend == "sklearn":
             model_file = stage / "model" / metadata.get("model_file", "model.pkl")
             pickled = imports.pickled_modules(model_file)
-        modules = imports.service_modules(backend, pickled)
-        imports.copy_modules(modules, stage)
-        env_src = Path(environment_file) if environment_file else _environment_file()
-        if env_src.is_file():
-            shutil.copyfile(env_src, stage / "environment.yml")
-        else:
-            logger.warning("%s is missing; writing a minimal environment.yml", env_src)
-            (stage / "environment.yml").write_text(MINIMAL_ENVIRONMENT, encoding="utf-8")
-        io.write_json_atomic(stage / "deployment_config.json", {**dep, "service": service})
-        io.write_json_atomic(stage / "logging.json", QUIET_LOGGING)
+        modules = write_service_code(stage, backend, dep, service=service, pickled=pickled)
+        if environment_file:
+            shutil.copyfile(environment_file, stage / "environment.yml")
         io.write_json_atomic(
             stage / "service_metadata.json",
             {

@@ -8,7 +8,10 @@ managed endpoint), and opens the per-worker request log in ``$AMLKIT_REQUEST_LOG
 
 ``run()`` gets the raw HTTP request (``@rawhttp``) so it can answer 401/413/415/422 with a
 JSON body ``{"error": ...}``. Every scored row is appended to the request log before the
-response is returned.
+response is returned. On an Azure ML deployment with a data collector (the platform sets
+``AZUREML_MDC_CONFIG_PATH`` or ``AZUREML_MDC_ENABLED``), the scored rows and their predictions
+also go to the ``model_inputs`` and ``model_outputs`` collections that Azure ML model
+monitoring reads (``azureml-ai-monitoring``, in the service's environment).
 """
 
 import importlib.util
@@ -68,10 +71,30 @@ def init():
         scorer=scorer,
         checker=checker,
         log=log,
+        collectors=_collectors(),
         max_body=int(limits.get("max_body_bytes", 2**20)),
         max_rows=int(limits.get("max_rows", 1000)),
         model={"name": meta.get("name"), "version": meta.get("version"), "backend": scorer.backend},
     )
+
+
+def _collectors():
+    """Return Azure ML's data collectors when the platform enables them, else None."""
+    enabled = os.environ.get("AZUREML_MDC_ENABLED", "").lower() == "true"
+    if not (enabled or os.environ.get("AZUREML_MDC_CONFIG_PATH")):
+        return None
+    from azureml.ai.monitoring import Collector
+
+    return {name: Collector(name=name) for name in ("model_inputs", "model_outputs")}
+
+
+def _collect(inputs, preds):
+    """Hand the scored rows and their predictions to the data collectors (Azure only)."""
+    import pandas as pd
+
+    collectors = STATE["collectors"]
+    context = collectors["model_inputs"].collect(pd.DataFrame(inputs))
+    collectors["model_outputs"].collect(pd.DataFrame({"prediction": preds}), context)
 
 
 def _answer(status, body, request_id, extra_headers=None):
@@ -119,6 +142,8 @@ def _score(request, request_id, started):
             dict(zip(cols, row, strict=True))
             for row in zip(*(values[c] for c in cols), strict=True)
         ]
+    if state["collectors"] and scorer.backend != "keras":
+        _collect(inputs, preds)
     answer = {"predictions": preds}
     if probs is not None:
         answer["probabilities"] = probs

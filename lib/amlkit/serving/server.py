@@ -192,6 +192,7 @@ def start_server(
     startup_timeout_s: float | None = None,
     host: str = LOOPBACK,
     env: dict[str, str] | None = None,
+    python: str | Path | None = None,
 ) -> LocalEndpoint:
     """Start ``azmlinfsrv`` for a service folder and wait until it answers.
 
@@ -202,6 +203,8 @@ def start_server(
         startup_timeout_s: how long to wait for the health route; default from config.
         host: must be 127.0.0.1 (the server never listens beyond loopback).
         env: extra environment variables for the server.
+        python: the Python that runs the server, such as one of a service's own lean
+            environment; default this one.
 
     Returns:
         The running :class:`LocalEndpoint`.
@@ -246,7 +249,7 @@ def start_server(
         child_env["AMLKIT_KEYS_FILE"] = str(keys_file)
         key = auth.show_keys(endpoint)["primary"]
     cmd = [
-        sys.executable,
+        str(python or sys.executable),
         "-P",  # not the launcher's folder first on sys.path: it holds serving/requests.py
         str(Path(__file__).with_name("_launch.py")),
         "--entry_script",
