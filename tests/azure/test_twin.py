@@ -1,6 +1,7 @@
 """The local twin runs the planned specs: the training pipeline gives the same champion as
 `amlkit run`, two sweep trials train their sampled settings, and the batch deployment's entry
-script scores a file through init() and run(mini_batch)."""
+script scores a file through init() and run(mini_batch). Planned where data exists, every raw
+and processed version is a data asset that round-trips through the SDK's loader."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +45,32 @@ def _champion(registry):
     metadata = json.loads((folder / "model_metadata.json").read_text())
     metrics = json.loads((folder / "performance_metrics.json").read_text())
     return metadata["model_type"], metrics["test"][champion["metric"]]
+
+
+def test_plan_makes_each_data_version_a_versioned_asset_that_round_trips(planned):
+    from amlkit.azure import specs
+    from amlkit.azure.plan import read_plan
+
+    plan = planned / "plan"
+    [raw] = [p.name for p in (planned / "data" / "raw" / "penguins").iterdir()]
+    [processed] = [p.name for p in (planned / "data" / "processed" / "penguins").iterdir()]
+    data = {e.name: e for e in read_plan(plan) if e.kind == "data"}
+    assert set(data) == {
+        f"penguins-raw:{raw}",
+        f"penguins-processed:{processed}",
+        f"penguins-train:{processed}",
+    }
+    for entry in data.values():
+        spec = yaml.safe_load((plan / entry.file).read_text())
+        assert not os.path.isabs(spec["path"]), spec["path"]
+        assert ((plan / entry.file).parent / spec["path"]).exists(), spec["path"]
+        first, second = specs.round_trip(plan / entry.file, entry.kind)
+        assert first == second, entry.file
+    raw_spec = yaml.safe_load((plan / data[f"penguins-raw:{raw}"].file).read_text())
+    assert raw_spec["type"] == "uri_folder"
+    assert raw_spec["tags"]["sha256"].startswith(raw)  # the version is the content hash
+    train_spec = yaml.safe_load((plan / data[f"penguins-train:{processed}"].file).read_text())
+    assert (train_spec["type"], Path(train_spec["path"]).name) == ("uri_file", "train.parquet")
 
 
 def test_pipeline_spec_runs_here_and_trains_the_same_champion_as_amlkit_run(planned, tmp_path):

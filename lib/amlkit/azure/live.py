@@ -138,6 +138,48 @@ def champion(model: str) -> dict[str, Any]:
     return found
 
 
+def idle_deployment(traffic: dict[str, int] | None) -> str:
+    """Return the deployment a new model goes to: the one serving under half of the traffic.
+
+    Blue/green alternates: the deployment that serves (most of) the traffic keeps serving while
+    the other one takes the new model; a canary share is under 50 percent, so during a canary
+    the idle one is still the canary, and the full switch and a rollback find it again without
+    being told. An endpoint with no traffic yet (or none at all) starts on blue.
+    """
+    from amlkit.azure.endpoints import DEPLOYMENTS
+
+    shares = {name: int((traffic or {}).get(name, 0)) for name in DEPLOYMENTS}
+    if not any(shares.values()):
+        return DEPLOYMENTS[0]
+    return min(DEPLOYMENTS, key=lambda name: shares[name])
+
+
+def traffic_split(current: dict[str, int] | None, deployment: str, share: int) -> dict[str, int]:
+    """Return the endpoint's traffic after giving ``deployment`` ``share`` percent.
+
+    The other deployment gets the rest, but only when it serves traffic now: on a new endpoint
+    (or one whose other deployment serves nothing) the deployment takes all of it, since there
+    is nothing to share with.
+    """
+    if not 0 <= share <= 100:
+        raise ValueError(f"traffic share {share} is not a percentage; give 0 to 100")
+    split = {name: 0 for name in current or {}}
+    others = [name for name, value in (current or {}).items() if name != deployment and value]
+    if not others or share == 100:
+        return {**split, deployment: 100}
+    return {**split, deployment: share, others[0]: 100 - share}
+
+
+def current_traffic(client: Any, endpoint: str) -> dict[str, int]:
+    """Return the live endpoint's traffic split, or ``{}`` when the endpoint does not exist."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return dict(client.online_endpoints.get(endpoint).traffic or {})
+    except ResourceNotFoundError:
+        return {}
+
+
 def deploy_entities(
     client: Any,
     entities: dict[str, Any],

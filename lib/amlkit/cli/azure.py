@@ -2,7 +2,7 @@
 
 :func:`add_parsers` adds the group to the ``amlkit`` parser. The command line is a contract
 with the CI/CD workflows (``plan --out DIR``, ``submit [--pipeline NAME] [--wait]``,
-``champion [--model NAME] [--json]``, ``deploy [--deployment blue|green] [--model
+``champion [--model NAME] [--json]``, ``deploy [--deployment blue|green|idle] [--model
 NAME[:VERSION]] [--traffic N] [--smoke-test] [--rollback]``, ``run-local SPEC [--out DIR]``).
 Exit status: 0 done; 1 a spec did not validate, a job failed or a local run failed; 2 bad
 arguments or configuration; 3 skipped, with a one-line ``skipped: ...`` saying why (no
@@ -118,7 +118,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         client = live.connect(AzureConfig.load())
     except live.Skipped as exc:
         return _skipped(exc)
-    other = "green" if args.deployment == "blue" else "blue"
+    current = live.current_traffic(client, dep.endpoint_name)
+    if args.deployment == "idle":
+        args.deployment = live.idle_deployment(current)
+        print(f"idle deployment of {dep.endpoint_name}: {args.deployment} (traffic {current})")
     if args.rollback:
         traffic = live.rollback(client, dep.endpoint_name, args.deployment)
         print(f"rolled back {dep.endpoint_name}: traffic {traffic}")
@@ -139,7 +142,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         model = f"azureml:{name}:{version}" if version else f"azureml:{name}@latest"
         entities[args.deployment].model = model
     share = 100 if args.traffic is None else args.traffic
-    traffic = {args.deployment: share, **({other: 100 - share} if share < 100 else {})}
+    traffic = live.traffic_split(current, args.deployment, share)
     model_ref = entities[args.deployment].model
     request = None
     if args.smoke_test:
@@ -217,7 +220,13 @@ def add_parsers(sub: Any) -> None:
     champion.set_defaults(func=cmd_champion)
 
     deploy = commands.add_parser("deploy", help="blue/green deployment of the champion")
-    deploy.add_argument("--deployment", choices=["blue", "green"], default="blue")
+    deploy.add_argument(
+        "--deployment",
+        choices=["blue", "green", "idle"],
+        default="blue",
+        help="blue, green, or idle: the one serving under half of the traffic (blue/green "
+        "alternation: a new model goes there, and a full switch or rollback finds it again)",
+    )
     deploy.add_argument("--model", help="NAME or NAME:VERSION (default the packaged champion)")
     deploy.add_argument("--traffic", type=int, help="percent of traffic to the deployment")
     deploy.add_argument("--smoke-test", action="store_true", help="score test rows first")
