@@ -5,8 +5,8 @@ Run: .venv/bin/python benchmarks/serving_benchmark.py [--model NAME[:VERSION]] [
 
 The model: a registered version of the project's registry (``--model``, read from
 ``--root`` or the default project root), a version folder (``--model-dir``), or by default a
-150-tree RandomForest behind the project's preprocessing, made the way notebooks 01-04 make
-models (ingest the bundled penguins, preprocess, fit, register) in a temporary project root.
+150-tree RandomForest behind the project's preprocessing, trained by notebooks 01, 03 and 04
+(ingest the bundled penguins, preprocess, fit, register) in a temporary project root.
 The version's processed test split gives the parity rows and the request rows. It is
 packaged in a temporary AMLKIT_ROOT (ONNX fast path when the parity check passes), served by
 azmlinfsrv on loopback and, in the same run, by `mlflow models serve --env-manager local` on
@@ -97,39 +97,27 @@ def wait_http(port: int, path: str, timeout: float) -> None:
 
 
 def register_default_model(root: Path) -> Path:
-    """Ingest and preprocess the bundled penguins in ``root``, fit and register the forest.
+    """Train the default model in ``root`` as users do: notebooks 01, 03 and 04 on penguins.
+
+    The root's model_config.json keeps one candidate, a random forest of ``DEFAULT_TREES``
+    trees (seed 0), so 04 registers exactly that forest behind its own preprocessing.
 
     Returns:
         The registered version folder.
     """
     os.environ["AMLKIT_ROOT"] = str(root)
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.pipeline import Pipeline
+    from amlkit.pipeline import runner
 
-    from amlkit.data import ingest, preprocess
-    from amlkit.registry import store
-    from amlkit.training import transformers, workflow
-
-    ingest.ingest("penguins", progress=False)
-    processed, _ = preprocess.preprocess("penguins")
-    manifest = processed.manifest
-    X, y = workflow.split_xy(processed.train, manifest)
-    forest = RandomForestClassifier(n_estimators=DEFAULT_TREES, random_state=0, n_jobs=1)
-    preprocessor = transformers.build_preprocessor(manifest.feature_types)
-    pipeline = Pipeline([("preprocess", preprocessor), ("model", forest)]).fit(X, y)
-    version = store.register_sklearn_model(
-        pipeline,
-        name=DEFAULT_MODEL,
-        task=manifest.task,
-        target=manifest.target,
-        feature_types=manifest.feature_types,
-        classes=manifest.classes,
-        data_info=workflow.data_info(processed),
-        metrics={},
-        hyperparameters={"n_estimators": DEFAULT_TREES},
-        input_example=X.head(5),
-    )
-    return version.path
+    path = root / "config" / "model_config.json"
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    forest = cfg["candidates"]["random_forest"]
+    forest["params"]["classification"] |= {"random_state": 0}
+    forest["search_space"]["classification"] = {"n_estimators": {"choice": [DEFAULT_TREES]}}
+    cfg["candidates"] = {"random_forest": forest}
+    path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    params = {"dataset": "penguins", "model_name": DEFAULT_MODEL, "search_iterations": 1}
+    runner.run_pipeline(["01", "03", "04"], params | {"cv_folds": 2}, progress=False)
+    return root / "models" / "trained_models" / DEFAULT_MODEL / "1"
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,7 +2,8 @@
 CNN and a stub scoring server.
 
 Tests never touch the repository's data: every fixture that writes points ``AMLKIT_ROOT`` at
-a fresh folder holding a copy of ``config/``.
+a fresh folder holding a copy of ``config/``. Processed data comes from the real stage: notebook
+03 run by papermill.
 """
 
 from __future__ import annotations
@@ -51,6 +52,47 @@ def new_project() -> Callable[[Path, pytest.MonkeyPatch], Path]:
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh project root (config/ copied, no data) that amlkit.paths points at."""
     return make_project(tmp_path / "project", monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def execute_notebook() -> Callable[..., Path]:
+    """Run a stage notebook as ``amlkit run`` does, against the current ``AMLKIT_ROOT``.
+
+    ``execute_notebook(name, output, **parameters)`` executes ``notebooks/<name>`` with the
+    given parameters into ``output`` and returns it; a failing cell raises PipelineError.
+    """
+
+    def run(name: str, output: Path, **parameters: object) -> Path:
+        from amlkit.pipeline import runner
+
+        runner.execute(REPO / "notebooks" / name, output, parameters, progress=False)
+        return output
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def processed_penguins_data(
+    tmp_path_factory: pytest.TempPathFactory, execute_notebook: Callable[..., Path]
+) -> Path:
+    """The ``data/`` folder of a project where penguins were ingested and 03 ran (once)."""
+    from amlkit.data import ingest
+
+    folder = tmp_path_factory.mktemp("penguins-data") / "project"
+    with pytest.MonkeyPatch.context() as mp:
+        make_project(folder, mp)
+        ingest.ingest("penguins", progress=False)
+        execute_notebook("03_data_preprocessing.ipynb", folder / "03_data_preprocessing.ipynb")
+    return folder / "data"
+
+
+@pytest.fixture
+def processed_penguins(project: Path, processed_penguins_data: Path):
+    """The penguins' processed version that 03 writes by default, in a fresh project root."""
+    from amlkit.data import preprocess
+
+    shutil.copytree(processed_penguins_data, project / "data")
+    return preprocess.load_processed("penguins")
 
 
 @pytest.fixture(scope="session")
@@ -162,6 +204,56 @@ def make_version(penguins_frame: pd.DataFrame) -> Callable[..., Path]:
         return target
 
     return make
+
+
+@pytest.fixture(scope="session")
+def feature_preprocessor() -> Callable[[dict[str, str]], object]:
+    """A factory of the preprocessing ColumnTransformer notebook 04 builds by default.
+
+    ``feature_preprocessor({column: kind})`` returns it unfitted, for tests that need a model
+    as 04 trains it (serving, ONNX conversion); a notebook-04 test checks the two agree.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from amlkit.training.transformers import CategoryNormalizer, DatetimeFeatures
+
+    def categories(boolean: bool) -> Pipeline:
+        return Pipeline(
+            [
+                ("normalize", CategoryNormalizer(boolean=boolean)),
+                ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]
+        )
+
+    def build(feature_types: dict[str, str]) -> ColumnTransformer:
+        def of(*kinds: str) -> list[str]:
+            return [column for column, kind in feature_types.items() if kind in kinds]
+
+        numeric = [
+            ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+            ("scale", StandardScaler()),
+        ]
+        groups = [
+            ("num", Pipeline(numeric), of("numeric", "integer")),
+            ("cat", categories(boolean=False), of("categorical")),
+            ("bool", categories(boolean=True), of("boolean")),
+            (
+                "date",
+                Pipeline([("parts", DatetimeFeatures()), ("scale", StandardScaler())]),
+                of("datetime"),
+            ),
+        ]
+        return ColumnTransformer(
+            [group for group in groups if group[2]],
+            sparse_threshold=0.0,
+            verbose_feature_names_out=False,
+        )
+
+    return build
 
 
 @pytest.fixture(scope="session")

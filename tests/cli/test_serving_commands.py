@@ -1,8 +1,8 @@
 """`amlkit package/serve/keys/score/deploy` as real subprocesses, on a really trained model.
 
-The module fixture runs the real stages in a temporary project root (ingest penguins,
-preprocess, train with a short search, register, champion gate), so the packaged model is
-the amlkit.training.transformers pipeline that notebook 04 registers.
+The module fixture runs the real stage notebooks 01, 03 and 04 in a temporary project root
+(ingest penguins, preprocess, train with a short search, register, champion gate), so the
+packaged model is the pipeline notebook 04 registers.
 """
 
 from __future__ import annotations
@@ -28,19 +28,16 @@ MODEL = "penguins-classification"
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory, repo):
-    from amlkit.config import ModelConfig
-    from amlkit.data import ingest, preprocess
-    from amlkit.training import workflow
+def root(tmp_path_factory, repo, processed_penguins_data):
+    from amlkit.pipeline import runner
 
     root = tmp_path_factory.mktemp("cli") / "root"
     shutil.copytree(repo / "config", root / "config")
+    shutil.copytree(processed_penguins_data, root / "data")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AMLKIT_ROOT", str(root))
-        ingest.ingest("penguins", progress=False)
-        processed, _ = preprocess.preprocess("penguins")
-        model_config = ModelConfig.load().model_copy(update={"search_iterations": 2, "cv_folds": 3})
-        workflow.retrain(processed, model_config)
+        small = {"dataset": "penguins", "search_iterations": 2, "cv_folds": 3}
+        runner.run_pipeline(["04"], small, run_id="train", progress=False)
         yield root
 
 

@@ -84,11 +84,11 @@ def test_track_and_register_writes_a_keras_version_and_a_full_mlflow_run(
     plt.close(figure)
 
     meta = version.metadata
-    assert (meta["name"], meta["version"], meta["flavor"]) == ("digits-cnn", 1, "keras")
-    assert meta["model_file"] == pyfunc.KERAS_FILE
-    assert meta["input_shape"] == [8, 8, 1] and meta["classes"] == list(range(10))
-    assert meta["data"]["version"] == "abc123abc123" and meta["mlflow_run_id"] == run_id
-    assert {"tensorflow", "keras"} <= set(meta["library_versions"])
+    assert (meta.name, meta.version, meta.flavor) == ("digits-cnn", 1, "keras")
+    assert meta.model_file == pyfunc.KERAS_FILE
+    assert meta.input_shape == [8, 8, 1] and meta.classes == list(range(10))
+    assert meta.data.version == "abc123abc123" and meta.mlflow_run_id == run_id
+    assert {"tensorflow", "keras"} <= set(meta.library_versions)
     for file in ("MLmodel", "performance_metrics.json", "hyperparameters.yaml"):
         assert (version.path / file).is_file()
     stored = json.loads((version.path / "performance_metrics.json").read_text())
@@ -98,7 +98,9 @@ def test_track_and_register_writes_a_keras_version_and_a_full_mlflow_run(
     run = client.get_run(run_id)
     assert run.data.params["conv_filters"] == "[8]"
     assert run.data.metrics["test_accuracy"] == stored["test"]["accuracy"]
-    assert run.data.tags["data.sha256"].startswith("abc123") and "code_commit" in run.data.tags
+    assert run.data.tags["data.sha256"].startswith("abc123")
+    assert run.data.tags["mlflow.source.name"] == "notebooks/05_deep_learning.ipynb"
+    assert "mlflow.source.git.commit" in run.data.tags
     assert run.data.tags["data.source"] == "digits"
     curve = client.get_metric_history(run_id, "epoch_val_loss")
     assert [m.step for m in curve] == [1, 2, 3]
@@ -128,7 +130,7 @@ def test_champion_gate_promotes_the_first_and_keeps_it_against_an_equal_model(
     again = workflow.champion_gate(second, digit_splits, MODEL_CONFIG)
     assert not again.promoted and again.champion_version == 1
     assert again.champion_score == pytest.approx(again.candidate_score)
-    assert store.read_champion("digits-cnn")["version"] == 1
+    assert store.read_champion("digits-cnn").version == 1
     alias = MlflowClient().get_model_version_by_alias("digits-cnn", "champion")
     assert int(alias.version) == 1
 

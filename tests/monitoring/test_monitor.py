@@ -120,12 +120,8 @@ def test_decide_retraining_fires_on_quality_and_needs_enough_rows():
 
 
 @pytest.fixture
-def penguins(project):
-    from amlkit.data import ingest, preprocess
-
-    ingest.ingest("penguins", progress=False)
-    processed, _ = preprocess.preprocess("penguins")
-    return processed
+def penguins(processed_penguins):
+    return processed_penguins
 
 
 def window(processed, intensity: float, seed: int) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from amlkit import paths
+from amlkit.data.manifests import DataRef
 from amlkit.registry import store, tracking
 from amlkit.registry.champion import promote_if_better
 
@@ -53,7 +54,8 @@ def champion(root: Path, frames) -> tuple[Pipeline, store.ModelVersion]:
         ]
     )
     pipeline = Pipeline([("pre", pre), ("model", LogisticRegression())]).fit(x_train, y_train)
-    with tracking.start_run("serve-test", "train") as run:
+    tracking.set_experiment("serve-test")
+    with mlflow.start_run(run_name="train") as run:
         pass
     mv = store.register_sklearn_model(
         pipeline,
@@ -62,7 +64,7 @@ def champion(root: Path, frames) -> tuple[Pipeline, store.ModelVersion]:
         target="label",
         feature_types={"x1": "numeric", "x2": "numeric", "color": "categorical"},
         classes=["no", "yes"],
-        data_info={"dataset": "toy", "version": "v1", "sha256": "1" * 64},
+        data=DataRef(dataset="toy", version="v1", sha256="1" * 64),
         metrics={"train": {"accuracy": float(pipeline.score(x_train, y_train))}},
         hyperparameters={"C": 1.0},
         input_example=x_train.head(3),

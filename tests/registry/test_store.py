@@ -1,4 +1,4 @@
-"""Tests for amlkit.registry: versions, integrity, safe loading and the champion gate."""
+"""Tests for amlkit.registry: versions, typed metadata, integrity, loading, the champion gate."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pickle
 import threading
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,11 +21,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from amlkit import io
+from amlkit.data.manifests import DataRef
 from amlkit.registry import store, tracking
-from amlkit.registry.champion import promote_if_better
+from amlkit.registry.champion import promote_if_better, read_decisions
 
 FEATURE_TYPES = {"x1": "numeric", "x2": "numeric", "color": "categorical"}
-DATA_INFO = {"dataset": "toy", "version": "v1", "sha256": "0" * 64}
+DATA = DataRef(dataset="toy", version="v1", sha256="0" * 64)
 MODEL_FOLDER_FILES = [
     "MLmodel", "model.pkl", "conda.yaml", "python_env.yaml", "requirements.txt",
     "model_metadata.json", "performance_metrics.json", "hyperparameters.yaml",
@@ -85,11 +87,13 @@ def register(pipeline: Pipeline, data: dict, name: str = "toy", run_id: str | No
         target="label",
         feature_types=FEATURE_TYPES,
         classes=["no", "yes"],
-        data_info=DATA_INFO,
+        data=DATA,
         metrics={"test": {"accuracy": accuracy}},
         hyperparameters=pipeline.named_steps["model"].get_params(),
         input_example=data["x_train"].head(3),
         run_id=run_id,
+        description="a toy model",
+        tags={"data.raw_version": "r1"},
     )
 
 
@@ -106,7 +110,8 @@ def test_register_writes_an_mlflow_model_folder_with_contract_metadata(
     assert meta["model_type"] == "LogisticRegression"
     assert meta["flavor"] == "sklearn"
     assert meta["feature_columns"] == ["x1", "x2", "color"]
-    assert meta["data"] == DATA_INFO
+    assert meta["data"] == DATA.model_dump()
+    assert "input_shape" not in meta  # image fields only for image models
     assert meta["model_sha256"] == io.sha256_file(mv.path / "model.pkl")
     assert {"python", "scikit-learn", "mlflow", "pandas", "numpy"} <= set(meta["library_versions"])
     assert yaml.safe_load((mv.path / "hyperparameters.yaml").read_text())["C"] == 10.0
@@ -116,6 +121,9 @@ def test_register_writes_an_mlflow_model_folder_with_contract_metadata(
     mlflow_mv = MlflowClient().get_model_version("toy", meta["mlflow_model_version"])
     assert Path(mlflow_mv.source) == mv.path
     assert mlflow_mv.tags["model_sha256"] == meta["model_sha256"]
+    assert mlflow_mv.description == "a toy model"
+    assert (mlflow_mv.tags["data.version"], mlflow_mv.tags["data.raw_version"]) == ("v1", "r1")
+    assert mv.metadata == store.get_version("toy", 1).metadata  # typed, read back the same
 
 
 def test_versions_count_up_and_resolve_latest(root: Path, data: dict, fitted: dict) -> None:
@@ -125,7 +133,7 @@ def test_versions_count_up_and_resolve_latest(root: Path, data: dict, fitted: di
     assert (first.version, second.version) == (1, 2)
     assert [v.version for v in store.list_versions("toy")] == [1, 2]
     assert store.get_version("toy").version == 2
-    assert store.get_version("toy", "1").metadata["model_type"] == "DummyClassifier"
+    assert store.get_version("toy", "1").metadata.model_type == "DummyClassifier"
     assert store.list_models() == ["toy"]
 
 
@@ -174,13 +182,20 @@ def write_keras_like(folder: Path) -> None:
     (folder / "data" / "keras_module.txt").write_text("keras\n")
 
 
+IMAGE_MODEL = {
+    "model_type": "keras.Sequential", "task": "classification", "target": "label",
+    "feature_columns": ["image"], "feature_types": {"image": "image"}, "classes": [0, 1],
+    "data": DATA, "input_shape": [8, 8, 1],
+}  # fmt: skip
+
+
 def keras_version(name: str = "deep"):
     return store.write_version(
         name,
         write_keras_like,
         flavor="keras",
         model_file="data/model.keras",
-        metadata={"model_type": "Sequential", "task": "classification", "target": "label"},
+        metadata=IMAGE_MODEL,
         metrics={"test": {"accuracy": 0.5}},
         hyperparameters={"epochs": 2},
     )
@@ -189,9 +204,10 @@ def keras_version(name: str = "deep"):
 def test_write_version_hashes_every_file_of_a_model_folder(root: Path) -> None:
     mv = keras_version()
 
-    files = mv.metadata["files"]
-    assert mv.metadata["model_file"] == "data/model.keras"
-    assert mv.metadata["model_sha256"] == io.sha256_file(mv.path / "data" / "model.keras")
+    files = mv.metadata.files
+    assert mv.metadata.model_file == "data/model.keras"
+    assert mv.metadata.model_sha256 == io.sha256_file(mv.path / "data" / "model.keras")
+    assert mv.metadata.input_shape == [8, 8, 1]
     assert {"MLmodel", "data/keras_module.txt", "performance_metrics.json"} <= set(files)
     store.verify(mv)
     (mv.path / "data" / "keras_module.txt").write_text("evil\n")
@@ -206,7 +222,7 @@ def test_write_version_refuses_a_writer_that_skips_the_model_file(root: Path) ->
             lambda folder: (folder / "other.bin").write_bytes(b"x"),
             flavor="sklearn",
             model_file="model.pkl",
-            metadata={},
+            metadata=IMAGE_MODEL,
             metrics={},
             hyperparameters={},
         )
@@ -233,7 +249,7 @@ def test_concurrent_writers_get_distinct_versions(root: Path) -> None:
                     write_model,
                     flavor="raw",
                     model_file="model.bin",
-                    metadata={},
+                    metadata=IMAGE_MODEL,
                     metrics={},
                     hyperparameters={},
                 )
@@ -249,13 +265,13 @@ def test_concurrent_writers_get_distinct_versions(root: Path) -> None:
 
     assert errors == []
     assert sorted(v.version for v in results) == [1, 2]
-    mlflow_versions = {v.metadata["mlflow_model_version"] for v in results}
+    mlflow_versions = {v.metadata.mlflow_model_version for v in results}
     assert len(mlflow_versions) == 2
     # the loser's MLflow version, registered before its rename failed, was removed again
     assert len(MlflowClient().search_model_versions("name='race'")) == 2
     assert len(waited) == 2
     for mv in results:
-        source = MlflowClient().get_model_version("race", mv.metadata["mlflow_model_version"])
+        source = MlflowClient().get_model_version("race", str(mv.metadata.mlflow_model_version))
         assert Path(source.source) == mv.path
 
 
@@ -351,14 +367,13 @@ def test_champion_gate_promotes_better_and_rejects_worse(
     assert "does not beat" in worse.reason
     assert calls == [1, 2, 1, 3, 2]
     champion = store.read_champion("toy")
-    assert {k: champion[k] for k in ["name", "version", "metric", "previous"]} == {
-        "name": "toy", "version": 2, "metric": "accuracy", "previous": 1,
-    }  # fmt: skip
+    assert (champion.name, champion.version, champion.metric, champion.previous) == (
+        "toy", 2, "accuracy", 1,
+    )  # fmt: skip
     assert store.get_version("toy", "champion").version == 2
     alias = MlflowClient().get_model_version_by_alias("toy", "champion")
-    assert alias.version == logreg.metadata["mlflow_model_version"]
-    lines = (store.model_dir("toy") / "decisions.jsonl").read_text().splitlines()
-    assert [json.loads(line)["promoted"] for line in lines] == [True, True, False]
+    assert int(alias.version) == logreg.metadata.mlflow_model_version
+    assert read_decisions("toy") == [first, better, worse]
 
 
 @pytest.mark.parametrize(
@@ -400,7 +415,8 @@ def test_champion_gate_respects_direction_and_margin(
 def test_champion_gate_logs_the_decision_to_the_candidate_run(
     root: Path, data: dict, fitted: dict
 ) -> None:
-    with tracking.start_run("gate") as run:
+    tracking.set_experiment("gate")
+    with mlflow.start_run(run_name="gate") as run:
         pass
     mv = register(fitted["logreg"], data, run_id=run.info.run_id)
     score, _ = accuracy_on(data)
@@ -425,10 +441,11 @@ def test_champion_gate_refuses_a_negative_margin(root: Path) -> None:
 def test_register_inside_a_run_links_the_version_to_that_run(
     root: Path, data: dict, fitted: dict
 ) -> None:
-    with tracking.start_run("train") as run:
+    tracking.set_experiment("train")
+    with mlflow.start_run(run_name="train") as run:
         mv = register(fitted["dummy"], data)
 
-    assert mv.metadata["mlflow_run_id"] == run.info.run_id
+    assert mv.metadata.mlflow_run_id == run.info.run_id
     assert MlflowClient().get_model_version("toy", "1").run_id == run.info.run_id
     logged = MlflowClient().list_artifacts(run.info.run_id, "registry/toy/v1")
     assert [f.path for f in logged] == ["registry/toy/v1/model_metadata.json"]
@@ -438,6 +455,20 @@ def test_register_refuses_an_unknown_task(root: Path, data: dict, fitted: dict) 
     with pytest.raises(ValueError, match="task must be 'classification' or 'regression'"):
         store.register_sklearn_model(
             fitted["dummy"], name="toy", task="ranking", target="label",
-            feature_types=FEATURE_TYPES, classes=None, data_info=DATA_INFO,
-            metrics={}, hyperparameters={},
+            feature_types=FEATURE_TYPES, classes=None, data=DATA,
+            metrics={}, hyperparameters={}, input_example=data["x_train"].head(3),
         )  # fmt: skip
+
+
+def test_a_version_with_broken_metadata_is_refused_naming_the_file(
+    root: Path, data: dict, fitted: dict
+) -> None:
+    mv = register(fitted["dummy"], data)
+    meta = json.loads((mv.path / "model_metadata.json").read_text())
+    del meta["files"]
+    (mv.path / "model_metadata.json").write_text(json.dumps(meta))
+
+    with pytest.raises(
+        store.ModelIntegrityError, match=r"model_metadata\.json is not valid.*files"
+    ):
+        store.get_version("toy", 1)

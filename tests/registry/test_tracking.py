@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import mlflow
 import pytest
 from mlflow import MlflowClient
@@ -58,32 +52,34 @@ def test_configure_tracking_uses_the_workspace_tracking_uri() -> None:
     assert tracking.configure_tracking(azure).startswith("azureml://")
 
 
-def test_start_run_tags_commit_and_data_and_keeps_artifacts_in_state_folder(root: Path) -> None:
-    data = {"dataset": "penguins", "version": "v3", "sha256": "ab" * 32}
+def test_set_experiment_keeps_artifacts_in_the_state_folder(root: Path) -> None:
+    experiment_id = tracking.set_experiment("exp-a")
 
-    with tracking.start_run("exp-a", "first", {"stage": "train"}, data_info=data) as run:
-        tracking.log_dict({"a": 1}, "extra/info.json")
+    with mlflow.start_run() as run:
+        mlflow.log_dict({"a": 1}, "extra/info.json")
 
-    got = MlflowClient().get_run(run.info.run_id)
-    assert got.info.status == "FINISHED"
-    assert got.data.tags["code_commit"] == tracking.code_commit()
-    assert got.data.tags["data.version"] == "v3"
-    assert got.data.tags["data.sha256"] == "ab" * 32
-    assert got.data.tags["stage"] == "train"
-    assert (root / ".amlkit" / "mlartifacts" / "exp-a").is_dir()
-    assert list((root / ".amlkit" / "mlartifacts").rglob("info.json"))
+    assert run.info.experiment_id == experiment_id == tracking.set_experiment("exp-a")
+    assert list((root / ".amlkit" / "mlartifacts" / "exp-a").rglob("info.json"))
     assert not (root / "mlruns").exists()
 
 
-def test_start_run_reuses_the_experiment_and_marks_failures(root: Path) -> None:
-    with tracking.start_run("exp-b") as first:
-        pass
-    with pytest.raises(ZeroDivisionError), tracking.start_run("exp-b") as second:
-        1 / 0  # noqa: B018
+def test_source_tags_name_the_notebook_and_the_commit(root: Path) -> None:
+    tracking.set_experiment("exp-s")
 
-    client = MlflowClient()
-    assert first.info.experiment_id == second.info.experiment_id
-    assert client.get_run(second.info.run_id).info.status == "FAILED"
+    with mlflow.start_run(tags=tracking.source_tags("notebooks/04_x.ipynb")) as run:
+        pass
+
+    tags = MlflowClient().get_run(run.info.run_id).data.tags
+    assert tags["mlflow.source.name"] == "notebooks/04_x.ipynb"
+    assert tags["mlflow.source.type"] == "NOTEBOOK"
+    assert tags["mlflow.source.git.commit"] == tracking.code_commit()
+
+
+def test_ensure_tracking_keeps_a_tracking_uri_chosen_before(root: Path, tmp_path: Path) -> None:
+    chosen = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    mlflow.set_tracking_uri(chosen)
+
+    assert tracking.ensure_tracking() == chosen
 
 
 def test_code_commit_reads_git_head_or_says_unknown(tmp_path: Path) -> None:
@@ -102,74 +98,3 @@ def test_code_commit_reads_git_head_or_says_unknown(tmp_path: Path) -> None:
 
     assert tracking.code_commit(plain) == "unknown"
     assert tracking.code_commit(repo) == head
-
-
-def test_log_metrics_flattens_nested_splits_and_skips_non_numbers(root: Path) -> None:
-    metrics = {
-        "test": {"accuracy": 0.75, "f1_macro": 0.5, "confusion": [[1, 2], [3, 4]]},
-        "train": {"accuracy": 1, "loss": float("nan")},
-    }
-
-    with tracking.start_run("exp-m") as run:
-        logged = tracking.log_metrics(metrics)
-
-    stored = MlflowClient().get_run(run.info.run_id).data.metrics
-    assert logged == {"test_accuracy": 0.75, "test_f1_macro": 0.5, "train_accuracy": 1.0}
-    assert stored == logged
-
-
-def test_log_params_flattens_with_dots_and_cuts_long_values(root: Path) -> None:
-    params = {"model": {"C": 0.1, "penalty": "l2"}, "notes": "x" * 7000}
-
-    with tracking.start_run("exp-p") as run:
-        tracking.log_params(params)
-
-    stored = MlflowClient().get_run(run.info.run_id).data.params
-    assert stored["model.C"] == "0.1"
-    assert stored["model.penalty"] == "l2"
-    assert len(stored["notes"]) == tracking.MAX_PARAM_CHARS
-
-
-def test_log_figure_and_log_dict_store_artifacts(root: Path) -> None:
-    fig, ax = plt.subplots(figsize=(2, 2))
-    ax.plot([0, 1], [1, 0])
-
-    with tracking.start_run("exp-f") as run:
-        tracking.log_figure(fig, "plots/curve")
-        tracking.log_dict({"classes": ["a", "b"]}, "meta/classes.json")
-    plt.close(fig)
-
-    client = MlflowClient()
-    run_id = run.info.run_id
-    assert [f.path for f in client.list_artifacts(run_id, "plots")] == ["plots/curve.png"]
-    assert mlflow.artifacts.load_dict(f"runs:/{run_id}/meta/classes.json") == {
-        "classes": ["a", "b"]
-    }
-
-
-@pytest.mark.parametrize(
-    ("nested", "prefix", "expected"),
-    [
-        ({"a": {"b": 1}}, "", {"a_b": 1}),
-        ({"a": {"b": {"c": 2}}, "d": 3}, "", {"a_b_c": 2, "d": 3}),
-        ({"acc": 1}, "val", {"val_acc": 1}),
-    ],
-)
-def test_flatten_joins_levels_with_prefixes(nested: dict, prefix: str, expected: dict) -> None:
-    assert tracking.flatten(nested, prefix) == expected
-
-
-def test_a_new_store_keeps_default_experiment_artifacts_in_state_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo
-) -> None:
-    shutil.copytree(repo / "config", tmp_path / "config")
-    monkeypatch.setenv("AMLKIT_ROOT", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    tracking.configure_tracking()
-
-    with mlflow.start_run() as run:
-        mlflow.log_dict({"a": 1}, "a.json")
-
-    assert run.info.experiment_id == "0"
-    assert list((tmp_path / ".amlkit" / "mlartifacts" / "0").rglob("a.json"))
-    assert not (tmp_path / "mlruns").exists()

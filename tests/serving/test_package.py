@@ -92,7 +92,7 @@ def test_no_parity_rows_falls_back_with_reason(root, make_version):
     assert "parity rows" in info["backend_reason"]
 
 
-# --- the real amlkit.training.transformers pipelines ---
+# --- the pipelines notebook 04 trains (its preprocessing: the feature_preprocessor fixture) ---
 
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 REAL_TYPES = dict.fromkeys(NUMERIC, "numeric") | {"island": "categorical", "sex": "categorical"}
@@ -100,20 +100,21 @@ REAL_TYPES |= {"year": "integer"}
 REAL_FEATURES = list(REAL_TYPES)
 
 
-def make_real_version(folder: Path, estimator, penguins_frame, *, types=None, frame=None) -> Path:
-    """A version whose pipeline is build_preprocessor + ``estimator``."""
+def make_real_version(
+    folder: Path, estimator, penguins_frame, preprocessor, *, types=None, frame=None
+) -> Path:
+    """A version whose pipeline is 04's preprocessing (``preprocessor(types)``) + ``estimator``."""
     import mlflow.sklearn
     from sklearn.pipeline import Pipeline
 
     from amlkit import io
-    from amlkit.training import transformers
 
     name = "real"
     types = types or REAL_TYPES
     frame = real_rows(penguins_frame, None) if frame is None else frame
-    pipeline = Pipeline(
-        [("preprocess", transformers.build_preprocessor(types)), ("model", estimator)]
-    ).fit(frame[list(types)], frame["species"])
+    pipeline = Pipeline([("preprocess", preprocessor(types)), ("model", estimator)]).fit(
+        frame[list(types)], frame["species"]
+    )
     target = folder / name / "1"
     mlflow.sklearn.save_model(
         pipeline, target, serialization_format="cloudpickle", pip_requirements=["scikit-learn"]
@@ -152,7 +153,9 @@ def real_rows(penguins_frame: pd.DataFrame, n: int | None = 80) -> pd.DataFrame:
         "sklearn.ensemble.HistGradientBoostingClassifier",
     ],
 )
-def test_real_feature_pipelines_convert_to_onnx_with_parity(root, estimator, penguins_frame):
+def test_real_feature_pipelines_convert_to_onnx_with_parity(
+    root, estimator, penguins_frame, feature_preprocessor
+):
     import importlib
 
     from amlkit.serving.package import package_service, service_info
@@ -161,7 +164,9 @@ def test_real_feature_pipelines_convert_to_onnx_with_parity(root, estimator, pen
     module, cls = estimator.rsplit(".", 1)
     params = {"max_iter": 30} if cls.startswith("Hist") else {}
     model = getattr(importlib.import_module(module), cls)(random_state=0, **params)
-    version = make_real_version(root / "models" / "trained_models", model, penguins_frame)
+    version = make_real_version(
+        root / "models" / "trained_models", model, penguins_frame, feature_preprocessor
+    )
     folder = package_service(version, service="svc", parity_rows=real_rows(penguins_frame))
     info = service_info(folder)
     assert info["backend"] == "onnx", info["backend_reason"]
@@ -223,6 +228,7 @@ def test_service_folder_scores_with_only_its_own_amlkit_modules(
     penguin_features,
     make_version,
     score_isolated,
+    feature_preprocessor,
 ):
     from sklearn.ensemble import RandomForestClassifier
 
@@ -232,7 +238,7 @@ def test_service_folder_scores_with_only_its_own_amlkit_modules(
     models = root / "models" / "trained_models"
     if pipeline == "real":
         model = RandomForestClassifier(n_estimators=20, random_state=0)
-        version = make_real_version(models, model, penguins_frame)
+        version = make_real_version(models, model, penguins_frame, feature_preprocessor)
         rows = real_rows(penguins_frame)[REAL_FEATURES].head(3)
     else:
         version = make_version(models)
@@ -324,7 +330,9 @@ def test_string_imputer_converter_fills_the_missing_marker():
     assert onnx_transform(step, fed).tolist() == step.transform(test).tolist()
 
 
-def test_datetime_feature_falls_back_to_pickle_with_reason(root, penguins_frame):
+def test_datetime_feature_falls_back_to_pickle_with_reason(
+    root, penguins_frame, feature_preprocessor
+):
     from sklearn.linear_model import LogisticRegression
 
     from amlkit.serving.package import package_service, service_info
@@ -334,7 +342,7 @@ def test_datetime_feature_falls_back_to_pickle_with_reason(root, penguins_frame)
     frame["when"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(frame.index, unit="D")
     folder = root / "models" / "trained_models"
     version = make_real_version(
-        folder, LogisticRegression(), penguins_frame, types=types, frame=frame
+        folder, LogisticRegression(), penguins_frame, feature_preprocessor, types=types, frame=frame
     )
     info = service_info(package_service(version, service="svc", parity_rows=frame.head(20)))
     assert info["backend"] == "sklearn"

@@ -1,3 +1,10 @@
+"""The transformers that travel inside every model, alone and in notebook 04's preprocessing.
+
+The preprocessing tests use ``feature_preprocessor``, the ColumnTransformer notebook 04 builds:
+what the web service receives (unseen categories, numbers as strings, ISO dates) must encode
+as training did.
+"""
+
 import cloudpickle
 import numpy as np
 import pandas as pd
@@ -32,61 +39,35 @@ def frame() -> pd.DataFrame:
     )
 
 
-def test_preprocessor_names_every_output_column(frame):
-    pre = transformers.build_preprocessor(FEATURE_TYPES).fit(frame)
-    assert transformers.feature_names(pre) == [
-        "x",
-        "n",
-        "missingindicator_x",
-        "color_blue",
-        "color_green",
-        "color_missing",
-        "color_red",
-        "flag_false",
-        "flag_missing",
-        "flag_true",
-        "when_year",
-        "when_month",
-        "when_day",
-        "when_dayofweek",
-        "when_dayofyear",
-    ]
-    assert pre.transform(frame).shape == (6, 15)
+@pytest.fixture
+def fitted(feature_preprocessor, frame):
+    return feature_preprocessor(FEATURE_TYPES).fit(frame)
 
 
-def test_preprocessor_adds_missing_indicator_only_for_columns_with_gaps(frame):
-    names = transformers.feature_names(transformers.build_preprocessor(FEATURE_TYPES).fit(frame))
-    assert "missingindicator_x" in names
-    assert "missingindicator_n" not in names
-
-
-def test_preprocessor_output_is_dense_float_without_nan(frame):
-    out = transformers.build_preprocessor(FEATURE_TYPES).fit_transform(frame)
-    assert isinstance(out, np.ndarray)
-    assert out.dtype == np.float64
+def test_preprocessing_output_is_dense_float_without_nan(fitted, frame):
+    out = fitted.transform(frame)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float64
     assert not np.isnan(out).any()
 
 
-def test_preprocessor_ignores_unseen_categories_and_imputes_missing(frame):
-    pre = transformers.build_preprocessor(FEATURE_TYPES).fit(frame)
-    names = transformers.feature_names(pre)
+def test_preprocessing_ignores_unseen_categories_and_imputes_missing(fitted, frame):
+    names = fitted.get_feature_names_out()
     request = pd.DataFrame(
         {"x": [np.nan], "n": [None], "color": ["purple"], "flag": [None], "when": [None]}
     )
-    out = pd.Series(pre.transform(request)[0], index=names)
+    out = pd.Series(fitted.transform(request)[0], index=names)
     assert not out.isna().any()
     assert (out[["color_blue", "color_green", "color_missing", "color_red"]] == 0).all()
     assert out["flag_missing"] == 1.0
     # The indicator is scaled with the numeric block: compare with the training row lacking x.
-    trained = pd.Series(pre.transform(frame)[1], index=names)
+    trained = pd.Series(fitted.transform(frame)[1], index=names)
     assert out["missingindicator_x"] == trained["missingindicator_x"] > 0
     # Missing x is imputed with the training median (4.0), then scaled.
-    scaler = pre.named_transformers_["num"].named_steps["scale"]
+    scaler = fitted.named_transformers_["num"].named_steps["scale"]
     assert out["x"] == pytest.approx((4.0 - scaler.mean_[0]) / scaler.scale_[0])
 
 
-def test_preprocessor_accepts_request_types_that_differ_from_training(frame):
-    pre = transformers.build_preprocessor(FEATURE_TYPES).fit(frame)
+def test_preprocessing_accepts_request_types_that_differ_from_training(fitted, frame):
     trained = frame.drop(columns="ignored").iloc[[0, 1]].copy()
     request = pd.DataFrame(
         {
@@ -97,13 +78,18 @@ def test_preprocessor_accepts_request_types_that_differ_from_training(frame):
             "when": ["2020-01-01", "2020-02-03T00:00:00"],
         }
     )
-    np.testing.assert_allclose(pre.transform(request), pre.transform(trained))
+    np.testing.assert_allclose(fitted.transform(request), fitted.transform(trained))
 
 
-def test_preprocessor_columns_order_and_extra_columns_do_not_matter(frame):
-    pre = transformers.build_preprocessor(FEATURE_TYPES).fit(frame)
+def test_preprocessing_ignores_column_order_and_extra_columns(fitted, frame):
     shuffled = frame[["when", "ignored", "flag", "color", "n", "x"]]
-    np.testing.assert_allclose(pre.transform(shuffled), pre.transform(frame))
+    np.testing.assert_allclose(fitted.transform(shuffled), fitted.transform(frame))
+
+
+def test_fitted_preprocessing_survives_a_cloudpickle_round_trip(fitted, frame):
+    restored = cloudpickle.loads(cloudpickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.transform(frame), fitted.transform(frame))
+    assert list(restored.get_feature_names_out()) == list(fitted.get_feature_names_out())
 
 
 @pytest.mark.parametrize(
@@ -135,9 +121,8 @@ def test_category_normalizer_keeps_missing_values_missing(missing):
     assert pd.isna(out[1, 0])
 
 
-def test_categorical_numbers_encode_like_their_training_strings():
-    types = {"cyl": "categorical"}
-    pre = transformers.build_preprocessor(types).fit(pd.DataFrame({"cyl": ["4", "6", "8"]}))
+def test_categorical_numbers_encode_like_their_training_strings(feature_preprocessor):
+    pre = feature_preprocessor({"cyl": "categorical"}).fit(pd.DataFrame({"cyl": ["4", "6", "8"]}))
     as_numbers = pre.transform(pd.DataFrame({"cyl": [4, 6.0, 8]}))
     np.testing.assert_array_equal(as_numbers, np.eye(3))
 
@@ -194,56 +179,3 @@ def test_datetime_features_rejects_a_different_number_of_columns():
     tfm = transformers.DatetimeFeatures().fit(pd.DataFrame({"a": ["2020-01-01"]}))
     with pytest.raises(ValueError, match="fitted on 1 columns"):
         tfm.transform(pd.DataFrame({"a": ["2020-01-01"], "b": ["2020-01-01"]}))
-
-
-@pytest.mark.parametrize(
-    ("feature_types", "message"),
-    [
-        ({}, "feature_types is empty"),
-        ({"notes": "text"}, "Text columns are excluded"),
-        ({"x": "float"}, "feature column 'x' has kind 'float'"),
-    ],
-)
-def test_build_preprocessor_rejects_bad_feature_types(feature_types, message):
-    with pytest.raises(ValueError, match=message):
-        transformers.build_preprocessor(feature_types)
-
-
-def test_fitted_preprocessor_survives_a_cloudpickle_round_trip(frame):
-    pre = transformers.build_preprocessor(FEATURE_TYPES).fit(frame)
-    restored = cloudpickle.loads(cloudpickle.dumps(pre))
-    np.testing.assert_array_equal(restored.transform(frame), pre.transform(frame))
-    assert transformers.feature_names(restored) == transformers.feature_names(pre)
-
-
-def test_verbose_feature_names_prefix_the_group(frame):
-    pre = transformers.build_preprocessor(FEATURE_TYPES, verbose_feature_names=True).fit(frame)
-    names = transformers.feature_names(pre)
-    assert names[0] == "num__x"
-    assert "date__when_year" in names
-
-
-def test_numeric_preprocessor_without_indicator_converts_to_onnx():
-    onnxruntime = pytest.importorskip("onnxruntime")
-    skl2onnx = pytest.importorskip("skl2onnx")
-    from skl2onnx.common.data_types import FloatTensorType
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.pipeline import Pipeline
-
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
-    X.loc[::5, "b"] = np.nan
-    y = (X["a"] > 0).astype(np.int64)
-    types = {"a": "numeric", "b": "numeric"}
-    model = Pipeline(
-        [
-            ("preprocess", transformers.build_preprocessor(types, missing_indicator=False)),
-            ("model", RandomForestClassifier(n_estimators=5, random_state=0)),
-        ]
-    ).fit(X, y)
-    inputs = [(c, FloatTensorType([None, 1])) for c in types]
-    onx = skl2onnx.to_onnx(model, initial_types=inputs, options={"zipmap": False})
-    session = onnxruntime.InferenceSession(onx.SerializeToString())
-    feeds = {c: X[[c]].to_numpy(np.float32) for c in types}
-    labels = session.run(None, feeds)[0]
-    np.testing.assert_array_equal(labels, model.predict(X))

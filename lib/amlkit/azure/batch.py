@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from amlkit.config import AzureConfig, DeploymentConfig
-from amlkit.serving import imports
+from amlkit.serving import package
 
 ENTRY_SCRIPT = "batch_driver.py"
 
@@ -36,8 +36,8 @@ def write_code(
     """
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    shutil.copyfile(imports.BATCH_DRIVER, folder / ENTRY_SCRIPT)
-    imports.copy_modules(imports.service_modules(backend, pickled, imports.BATCH_DRIVER), folder)
+    shutil.copyfile(package.BATCH_DRIVER, folder / ENTRY_SCRIPT)
+    package.copy_modules(package.service_modules(backend, pickled, package.BATCH_DRIVER), folder)
     return folder
 
 

@@ -159,7 +159,7 @@ def build_entities(
 
 
 def write_specs(service_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write ``endpoint.yml``, ``blue.yml``, ``green.yml`` and validate them offline.
+    """Write ``endpoint.yml``, ``blue.yml``, ``green.yml`` (default in ``<service_dir>/azure``).
 
     Args:
         service_dir: a packaged service folder.
@@ -194,9 +194,7 @@ def deploy(
 ) -> dict[str, Any]:
     """Deploy a packaged service to Azure ML: endpoint, one deployment, smoke test, traffic.
 
-    Raises:
-        RuntimeError: no workspace configured or no credentials (always the case here);
-            the message says what to fill in.
+    RuntimeError, saying which, without a configured workspace or credentials.
     """
     from amlkit.azure import live
 

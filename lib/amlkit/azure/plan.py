@@ -191,8 +191,7 @@ def _deployments(
     deployment_config: DeploymentConfig,
 ) -> None:
     """Plan the online endpoint, the batch endpoint and the monitoring schedule."""
-    from amlkit.serving.imports import pickled_modules
-    from amlkit.serving.package import write_service_code
+    from amlkit.serving.package import pickled_modules, write_service_code
 
     service = paths.deployed_models_dir() / deployment_config.endpoint_name
     online_dir = out / "endpoints" / "online"

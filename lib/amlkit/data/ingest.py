@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from amlkit import __version__, paths
 from amlkit.config import DataConfig, DatasetConfig
 from amlkit.data import sources, validation
 from amlkit.data.manifests import ColumnInfo, RawManifest
-from amlkit.io import read_json, staged_directory
+from amlkit.io import read_json, staged_directory, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -182,14 +183,15 @@ def ingest(
         manifest = _check(fetched, dataset, entry, cfg, target, task, version)
         try:
             with staged_directory(final) as stage:
-                sources.copy_to(fetched, stage / manifest.file)
+                shutil.move(fetched.path, stage / manifest.file)
                 manifest.write(stage / "manifest.json")
         except FileExistsError:
             logger.info("%s version %s was ingested concurrently", dataset, version)
             return IngestResult(RawManifest.read(final / "manifest.json"), final, False)
         if manifest.schema_origin == "inferred":
             schema_file = paths.config_dir() / "schemas" / f"{dataset}.json"
-            validation.save_schema(schema_file, manifest.schema_)
+            write_json_atomic(schema_file, manifest.schema_)
+            logger.info("inferred schema saved for review: %s", schema_file)
         logger.info("ingested %s version %s: %d rows", dataset, version, manifest.rows)
         return IngestResult(manifest, final, True)
     finally:
@@ -291,7 +293,7 @@ def _check(
         classes=dict(sorted(classes.items())) if task == "classification" else None,
         schema=schema,
         schema_origin=origin,
-        ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        ingested_at=datetime.now(UTC).isoformat(timespec="microseconds"),
         amlkit_version=__version__,
     )
 
@@ -303,28 +305,32 @@ def list_versions(dataset: str) -> list[RawManifest]:
     return sorted(manifests, key=lambda m: (m.ingested_at, m.version))
 
 
-def get_manifest(dataset: str, version: str = "latest") -> RawManifest:
+def get_manifest(dataset: str, data_version: str = "latest") -> RawManifest:
     """Return the manifest of a raw version (``latest`` = most recently ingested)."""
     versions = list_versions(dataset)
     if not versions:
         raise FileNotFoundError(
             f"no raw versions of {dataset!r} under {paths.raw_dir()}; run 01_data_ingestion first"
         )
-    if version == "latest":
+    if data_version == "latest":
         return versions[-1]
     for manifest in versions:
-        if manifest.version == version:
+        if manifest.version == data_version:
             return manifest
     known = ", ".join(m.version for m in versions)
-    raise FileNotFoundError(f"{dataset!r} has no raw version {version!r}; it has {known}")
+    raise FileNotFoundError(f"{dataset!r} has no raw version {data_version!r}; it has {known}")
 
 
 def load_raw(
-    dataset: str, version: str = "latest", data_config: DataConfig | None = None
+    dataset: str, data_version: str = "latest", data_config: DataConfig | None = None
 ) -> tuple[pd.DataFrame, RawManifest]:
-    """Load a raw version, typed by its schema; return (frame, manifest)."""
+    """Load a raw version (``latest`` = most recently ingested), typed by its schema.
+
+    Returns:
+        (the rows, the version's manifest)
+    """
     cfg = data_config or DataConfig.load()
-    manifest = get_manifest(dataset, version)
+    manifest = get_manifest(dataset, data_version)
     path = paths.raw_dir() / dataset / manifest.version / manifest.file
     checker = validation.build_pandera_schema(
         manifest.schema_, target=manifest.target, task=manifest.task

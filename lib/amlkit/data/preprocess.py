@@ -1,43 +1,62 @@
-"""Preprocessing: clean a raw version, split it, and write ``data/processed/<dataset>/<version>/``.
+"""Preprocessing plumbing for 03: the cleaning rules, and processed versions written once.
 
-Cleaning trims text, normalises booleans to ``"true"``/``"false"``, drops (and counts) rows whose
-target is missing, and excludes ID-like text columns and configured drop columns. The split is
-seeded: stratified train/validation/test for classification, a plain shuffled split for
-regression. The processed version is derived from the raw version and the parameters, so the
-same inputs always give the same folder, which is written once, atomically.
+``03_data_preprocessing`` tells the stage: it cleans the rows with :func:`clean` and shows what
+each rule did, splits them itself with scikit-learn, shows the baseline profile, and writes the
+version with :func:`write_processed`. The cleaning rules live here, in one place, because every
+chunk of a file too large for memory must be cleaned by the same rules; which columns are kept
+is decided from the raw manifest (kinds and null counts over the whole file), not from a chunk.
+
+A processed version is named by its content: the first 12 hex digits of a sha256 over the
+splits (columns, dtypes, values, row order), the feature kinds, the split parameters and the
+raw version. The same inputs give the same version, changed cleaning or split logic gives a new
+one, and a version once written is never changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from amlkit import kinds, paths
-from amlkit.config import DataConfig
 from amlkit.data import ingest
-from amlkit.data.manifests import ProcessedManifest
-from amlkit.data.profile import build_profile
-from amlkit.io import (
-    canonical_json,
-    read_json,
-    sha256_file,
-    sha256_text,
-    staged_directory,
-    write_json_atomic,
-)
+from amlkit.data.manifests import ProcessedManifest, RawManifest
+from amlkit.io import canonical_json, read_json, sha256_file, staged_directory, write_json_atomic
 from amlkit.kinds import normalize_value
 
 logger = logging.getLogger(__name__)
 
-# Bump when the cleaning or split logic changes, so new outputs get a new version.
-LOGIC_VERSION = 1
 SPLITS = ("train", "validation", "test")
+TRIM = "trimmed spaces"
+BOOLEANS = "true/false spelled out"
+LABELS = "labels made text"
+NO_TARGET = "rows dropped: no target"
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """Cleaned rows and what the rules did.
+
+    Attributes:
+        frame: the feature columns, then the target; rows without a target dropped.
+        feature_types: ``{column: kind}`` of the features kept, in file order.
+        excluded: ``{column: reason}`` of the columns left out.
+        effects: one row per cleaned column, one column per rule: how many values it changed
+            (rows dropped, for the target).
+        dropped_missing_target: rows dropped because their target is missing.
+    """
+
+    frame: pd.DataFrame
+    feature_types: dict[str, str]
+    excluded: dict[str, str]
+    effects: pd.DataFrame
+    dropped_missing_target: int
 
 
 @dataclass(frozen=True)
@@ -52,172 +71,201 @@ class Processed:
     path: Path
 
 
-def clean(
-    frame: pd.DataFrame, schema: dict[str, dict], *, target: str, drop_columns: list[str]
-) -> tuple[pd.DataFrame, dict[str, str], dict[str, str], int]:
-    """Clean typed raw rows.
-
-    Returns:
-        (cleaned frame, feature types, excluded columns with reasons, rows dropped for a
-        missing target)
-    """
-    frame = frame.copy()
-    excluded: dict[str, str] = {}
-    features: dict[str, str] = {}
-    for column, spec in schema.items():
-        kind = spec["type"]
-        if column == target:
-            continue
-        if column in drop_columns:
-            excluded[column] = "listed in drop_columns"
-        elif kind == "text":
-            excluded[column] = "ID-like or free text (many distinct values)"
-        elif frame[column].isna().all():
-            excluded[column] = "all values missing"
-        else:
-            features[column] = kind
-    for column, kind in features.items():
-        values = frame[column]
-        if kind in kinds.NUMERIC_KINDS:
-            frame[column] = pd.to_numeric(values).astype("float64")
-        elif kind in ("boolean", "categorical"):
-            # The model's own normaliser, so training data and requests are cleaned alike.
-            boolean = kind == "boolean"
-            frame[column] = values.map(lambda v, b=boolean: normalize_value(v, b)).astype(object)
-    before = len(frame)
-    frame = frame[frame[target].notna()]
-    dropped = before - len(frame)
-    if schema.get(target, {}).get("type") in kinds.NUMERIC_KINDS:
-        frame[target] = pd.to_numeric(frame[target]).astype("float64")
-    else:
-        frame[target] = frame[target].map(lambda v: str(v).strip())
-    frame = frame[[*features, target]].reset_index(drop=True)
-    return frame, features, excluded, dropped
-
-
-def split(
-    frame: pd.DataFrame,
-    *,
-    target: str,
-    task: str,
-    test_size: float,
-    validation_size: float,
-    random_state: int,
-    stratify: bool,
-) -> tuple[dict[str, pd.DataFrame], bool]:
-    """Split rows into train/validation/test; return the splits and whether they are stratified.
-
-    ``validation_size`` is a share of all rows, like ``test_size``.
-    """
-    if not 0 < test_size < 1 or not 0 < validation_size < 1 or test_size + validation_size >= 1:
-        raise ValueError(
-            f"test_size={test_size} and validation_size={validation_size} must be in (0, 1) and "
-            "sum to less than 1; fix split in data_config.json or the notebook parameters"
-        )
-    counts = frame[target].value_counts() if task == "classification" else None
-    stratified = bool(stratify and counts is not None and counts.min() >= 3)
-    if stratify and counts is not None and not stratified:
-        logger.warning(
-            "class %r has only %d rows: split without stratification",
-            counts.idxmin(),
-            counts.min(),
-        )
-    rest, test = train_test_split(
-        frame,
-        test_size=test_size,
-        random_state=random_state,
-        stratify=frame[target] if stratified else None,
-    )
-    share = validation_size / (1 - test_size)
-    train, validation = train_test_split(
-        rest,
-        test_size=share,
-        random_state=random_state,
-        stratify=rest[target] if stratified else None,
-    )
-    parts = {"train": train, "validation": validation, "test": test}
-    return {k: v.reset_index(drop=True) for k, v in parts.items()}, stratified
-
-
-def preprocess(
-    dataset: str,
-    raw_version: str = "latest",
-    *,
-    split_params: dict[str, Any] | None = None,
-    drop_columns: list[str] | None = None,
-    data_config: DataConfig | None = None,
-) -> tuple[Processed, bool]:
-    """Clean and split a raw version; write it (once) with its manifest and baseline profile.
+def choose_columns(
+    raw: RawManifest, drop_columns: Sequence[str] = ()
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Decide which columns of a raw version become features.
 
     Args:
-        dataset: the data set's name.
-        raw_version: the raw version to read, or ``latest``.
-        split_params: overrides of data_config.json's ``split`` section.
-        drop_columns: columns to leave out; defaults to the data set's configured list.
-        data_config: the parsed data_config.json; loaded when None.
+        raw: the raw version's manifest (kinds and null counts of the whole file).
+        drop_columns: columns to leave out on purpose.
+
+    Returns:
+        (``{feature: kind}`` in file order, ``{left-out column: reason}``)
+
+    Raises:
+        ValueError: a column in ``drop_columns`` is not a column of the data set.
+    """
+    unknown = [c for c in drop_columns if c not in raw.kinds]
+    if unknown:
+        raise ValueError(
+            f"drop_columns {unknown} are not columns of {raw.dataset!r} (its columns are "
+            f"{list(raw.kinds)}); fix drop_columns in data_config.json or the notebook parameters"
+        )
+    features: dict[str, str] = {}
+    excluded: dict[str, str] = {}
+    for column in raw.columns:
+        if column.name == raw.target:
+            continue
+        if column.name in drop_columns:
+            excluded[column.name] = "listed in drop_columns"
+        elif column.kind == kinds.TEXT:
+            excluded[column.name] = "ID-like or free text (many distinct values)"
+        elif column.null_count == raw.rows:
+            excluded[column.name] = "all values missing"
+        else:
+            features[column.name] = column.kind
+    return features, excluded
+
+
+def _clean_labels(values: pd.Series, *, boolean: bool) -> tuple[pd.Series, dict[str, int]]:
+    """Clean labels with the model's own normaliser, so training rows and requests agree."""
+    present = values.notna()
+    text = values.astype(str)
+    trimmed = text.str.strip()
+    cleaned = values.map(lambda v: normalize_value(v, boolean)).astype(object)
+    renamed = int((present & cleaned.ne(trimmed)).sum())
+    counts = {
+        TRIM: int((present & text.ne(trimmed)).sum()),
+        BOOLEANS if boolean else LABELS: renamed,
+    }
+    return cleaned, counts
+
+
+def clean(frame: pd.DataFrame, raw: RawManifest, drop_columns: Sequence[str] = ()) -> Cleaned:
+    """Clean typed raw rows (a whole version, or one chunk of it).
+
+    The rules, in order: keep the columns :func:`choose_columns` picks; trim the spaces around
+    labels (categorical and boolean features, a categorical target); spell true/false as
+    ``"true"``/``"false"`` and write other labels as text (``3.0`` becomes ``"3"``), as the
+    model's ``CategoryNormalizer`` does with requests; make numbers float64; drop the rows
+    whose target is missing, since they cannot be learned from.
+
+    Args:
+        frame: rows as :func:`amlkit.data.ingest.load_raw` returns them.
+        raw: the raw version's manifest.
+        drop_columns: columns to leave out on purpose.
+
+    Returns:
+        Cleaned: the rows, the features and left-out columns, and the effect of each rule.
+    """
+    features, excluded = choose_columns(raw, drop_columns)
+    target, target_kind = raw.target, raw.kinds[raw.target]
+    out = pd.DataFrame(index=frame.index)
+    effects: dict[str, dict[str, int]] = {}
+    for column, kind in {**features, target: target_kind}.items():
+        if kind in kinds.NUMERIC_KINDS:
+            out[column] = pd.to_numeric(frame[column]).astype("float64")
+        elif kind in kinds.CATEGORY_KINDS:
+            out[column], effects[column] = _clean_labels(
+                frame[column], boolean=kind == kinds.BOOLEAN
+            )
+        else:
+            out[column] = frame[column]
+    keep = out[target].notna()
+    effects.setdefault(target, {})[NO_TARGET] = int((~keep).sum())
+    table = pd.DataFrame.from_dict(effects, orient="index")
+    return Cleaned(
+        frame=out[keep].reset_index(drop=True),
+        feature_types=features,
+        excluded=excluded,
+        effects=table.reindex(columns=[TRIM, BOOLEANS, LABELS, NO_TARGET]).astype("Int64"),
+        dropped_missing_target=effects[target][NO_TARGET],
+    )
+
+
+def content_version(
+    splits: Mapping[str, pd.DataFrame],
+    *,
+    raw_version: str,
+    feature_types: Mapping[str, str],
+    params: Mapping[str, Any],
+) -> str:
+    """Name a processed version by its content: 12 hex digits of a sha256.
+
+    The hash covers each split's columns, dtypes and values in row order (pandas' own row
+    hashing, so it does not depend on how Parquet encodes them), the feature kinds, the
+    parameters and the raw version.
+    """
+    digest = hashlib.sha256()
+    head = {"raw_version": raw_version, "feature_types": feature_types, "params": params}
+    head["columns"] = {
+        name: [[str(c), str(t)] for c, t in splits[name].dtypes.items()] for name in SPLITS
+    }
+    digest.update(canonical_json(head).encode())
+    for name in SPLITS:
+        rows = pd.util.hash_pandas_object(splits[name], index=False)
+        digest.update(rows.to_numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def write_processed(
+    splits: Mapping[str, pd.DataFrame],
+    *,
+    raw: RawManifest,
+    cleaned: Cleaned,
+    params: Mapping[str, Any],
+    stratified: bool,
+    profile: Mapping[str, Any],
+) -> tuple[Processed, bool]:
+    """Write a processed version once, atomically; find it if the same content exists.
+
+    The folder ``data/processed/<dataset>/<version>/`` is filled under a temporary name and
+    renamed into place: ``train``/``validation``/``test.parquet``, ``manifest.json`` and
+    ``baseline_profile.json``.
+
+    Args:
+        splits: the ``train``, ``validation`` and ``test`` rows.
+        raw: the raw version they were made from.
+        cleaned: the cleaning result (features, left-out columns, dropped rows).
+        params: the split parameters, recorded in the manifest and part of the version.
+        stratified: whether the split kept the class shares.
+        profile: the training split's profile (:func:`amlkit.data.profile.build_profile`).
 
     Returns:
         (the processed version, whether it was written now)
+
+    Raises:
+        ValueError: a split is missing or its columns differ from the cleaned rows'.
     """
-    cfg = data_config or DataConfig.load()
-    params = {**cfg.split.model_dump(), **(split_params or {})}
-    frame, raw = ingest.load_raw(dataset, raw_version, cfg)
-    entry = cfg.dataset(dataset)
-    configured = entry.drop_columns if entry else []
-    drop = list(drop_columns if drop_columns is not None else configured)
-    missing = [c for c in drop if c not in frame.columns]
-    if missing:
-        raise ValueError(f"drop_columns {missing} are not columns of {dataset!r}")
-    target, task = raw.target, raw.task
-    key = {"raw": raw.version, "params": params, "drop": drop, "logic": LOGIC_VERSION}
-    version = sha256_text(canonical_json(key))[:12]
+    columns = list(cleaned.frame.columns)
+    for name in SPLITS:
+        if name not in splits or list(splits[name].columns) != columns:
+            raise ValueError(
+                f"split {name!r} is missing or its columns are not {columns}; pass the train, "
+                "validation and test parts of the cleaned rows"
+            )
+    dataset, params = raw.dataset, dict(params)
+    version = content_version(
+        splits, raw_version=raw.version, feature_types=cleaned.feature_types, params=params
+    )
     final = paths.processed_dir() / dataset / version
     if (final / "manifest.json").is_file():
         logger.info("%s processed version %s exists; nothing written", dataset, version)
         return load_processed(dataset, version), False
-    cleaned, features, excluded, dropped = clean(
-        frame, raw.schema_, target=target, drop_columns=drop
-    )
-    parts, stratified = split(cleaned, target=target, task=task, **params)
-    classes = sorted(cleaned[target].unique().tolist()) if task == "classification" else None
-    profile = build_profile(
-        parts["train"],
-        feature_types=features,
-        target=target,
-        task=task,
-        dataset=dataset,
-        data_version=version,
-    )
+    rows = pd.concat([splits[name] for name in SPLITS], ignore_index=True)
     try:
         with staged_directory(final) as stage:
             files = {}
-            for name, part in parts.items():
-                part.to_parquet(stage / f"{name}.parquet", index=False)
+            for name in SPLITS:
+                splits[name].to_parquet(stage / f"{name}.parquet", index=False)
                 files[f"{name}.parquet"] = sha256_file(stage / f"{name}.parquet")
-            manifest = ProcessedManifest(
+            stamp = {"dataset": dataset, "data_version": version, "reference": "train.parquet"}
+            write_json_atomic(stage / "baseline_profile.json", {**stamp, **profile})
+            ProcessedManifest(
                 dataset=dataset,
                 version=version,
                 raw_version=raw.version,
                 raw_sha256=raw.sha256,
-                target=target,
-                task=task,
-                classes=classes,
-                feature_types=features,
-                excluded_columns=excluded,
-                rows={name: len(part) for name, part in parts.items()},
-                dropped_missing_target=dropped,
-                duplicate_rows=int(cleaned.duplicated().sum()),
+                target=raw.target,
+                task=raw.task,
+                classes=sorted(rows[raw.target].unique().tolist())
+                if raw.task == kinds.CLASSIFICATION
+                else None,
+                feature_types=cleaned.feature_types,
+                excluded_columns=cleaned.excluded,
+                rows={name: len(splits[name]) for name in SPLITS},
+                dropped_missing_target=cleaned.dropped_missing_target,
+                duplicate_rows=int(rows.duplicated().sum()),
                 stratified=stratified,
                 params=params,
                 files=files,
-                created=datetime.now(UTC).isoformat(timespec="seconds"),
-            )
-            write_json_atomic(stage / "baseline_profile.json", profile)
-            manifest.write(stage / "manifest.json")
+                created=datetime.now(UTC).isoformat(timespec="microseconds"),
+            ).write(stage / "manifest.json")
     except FileExistsError:
         logger.info("%s processed version %s was written concurrently", dataset, version)
         return load_processed(dataset, version), False
-    logger.info("processed %s -> %s (%s)", raw.version, version, manifest.rows)
+    logger.info("processed %s version %s -> %s", dataset, raw.version, version)
     return load_processed(dataset, version), True
 
 
@@ -228,22 +276,40 @@ def list_processed(dataset: str) -> list[ProcessedManifest]:
     return sorted(manifests, key=lambda m: (m.created, m.version))
 
 
-def load_processed(dataset: str, version: str = "latest") -> Processed:
-    """Load a processed version (``latest`` = most recently written) and check its files."""
+def load_processed(dataset: str, data_version: str = "latest") -> Processed:
+    """Load a processed version and check its files against the manifest.
+
+    Args:
+        dataset: the data set's name.
+        data_version: a processed version; or a raw version, for the latest processed version
+            made from it; or ``latest``, the most recently written processed version.
+
+    Returns:
+        Processed: the splits, manifest, baseline profile and folder.
+
+    Raises:
+        FileNotFoundError: no processed version matches.
+        ValueError: a file was changed after it was written.
+    """
     manifests = list_processed(dataset)
     if not manifests:
         raise FileNotFoundError(
             f"no processed versions of {dataset!r} under {paths.processed_dir()}; run "
             "03_data_preprocessing first"
         )
-    if version == "latest":
-        manifest = manifests[-1]
-    else:
-        found = [m for m in manifests if m.version == version]
-        if not found:
-            known = ", ".join(m.version for m in manifests)
-            raise FileNotFoundError(f"{dataset!r} has no processed version {version!r}: {known}")
-        manifest = found[0]
+    found = manifests
+    if data_version != "latest":
+        found = [m for m in manifests if m.version == data_version] or [
+            m for m in manifests if m.raw_version == data_version
+        ]
+    if not found:
+        known = ", ".join(f"{m.version} (from raw {m.raw_version})" for m in manifests)
+        raise FileNotFoundError(
+            f"{dataset!r} has no processed version {data_version!r} and none made from a raw "
+            f"version {data_version!r}; it has {known}. Run 03_data_preprocessing with "
+            f"data_version={data_version!r} to make one"
+        )
+    manifest = found[-1]
     folder = paths.processed_dir() / dataset / manifest.version
     for name, digest in manifest.files.items():
         if sha256_file(folder / name) != digest:

@@ -60,60 +60,23 @@ def column_profile(values: pd.Series, kind: str, *, bins: int = 10) -> dict[str,
 
 
 def build_profile(
-    frame: pd.DataFrame,
-    *,
-    feature_types: dict[str, str],
-    target: str,
-    task: str,
-    dataset: str,
-    data_version: str,
-    reference: str = "train.parquet",
+    frame: pd.DataFrame, *, feature_types: dict[str, str], target: str, task: str
 ) -> dict[str, Any]:
-    """Build the baseline profile of ``frame`` (features and target).
+    """Build the baseline profile of ``frame``: every feature, then the target.
 
     Args:
         frame: the training split.
-        feature_types: {column: kind} of the features.
+        feature_types: ``{column: kind}`` of the features.
         target: the target column.
         task: classification or regression.
-        dataset: the data set's name.
-        data_version: the processed version it belongs to.
-        reference: the file (beside the profile) that holds the reference rows.
 
     Returns:
-        The profile as a JSON-ready dict.
+        The profile as a JSON-ready dict; :func:`amlkit.data.preprocess.write_processed` adds
+        the data set, the version and the reference file when it writes it.
     """
     columns = {}
     for column, kind in feature_types.items():
         columns[column] = {"role": "feature", **column_profile(frame[column], kind)}
     target_kind = kinds.target_kind(task)
     columns[target] = {"role": "target", **column_profile(frame[target], target_kind)}
-    return {
-        "dataset": dataset,
-        "data_version": data_version,
-        "target": target,
-        "task": task,
-        "rows": len(frame),
-        "reference": reference,
-        "columns": columns,
-    }
-
-
-def profile_table(profile: dict[str, Any]) -> pd.DataFrame:
-    """Return a readable one-row-per-column summary of a profile."""
-    rows = []
-    for column, entry in profile["columns"].items():
-        cats = entry.get("categories")
-        rows.append(
-            {
-                "column": column,
-                "role": entry["role"],
-                "kind": entry["kind"],
-                "null_rate": entry["null_rate"],
-                "min": entry.get("min"),
-                "median": (entry.get("quantiles") or {}).get("0.5"),
-                "max": entry.get("max"),
-                "categories": ", ".join(cats) if cats else None,
-            }
-        )
-    return pd.DataFrame(rows).set_index("column")
+    return {"target": target, "task": task, "rows": len(frame), "columns": columns}

@@ -20,7 +20,6 @@ import hashlib
 import importlib.resources
 import logging
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,8 +217,3 @@ def fetch(source: str, dest_dir: Path, *, chunk_bytes: int = 8 << 20, progress: 
         raise
     logger.info("fetched %s: %d bytes", describe_source(source), written)
     return Fetched(Path(tmp), digest.hexdigest(), written, fmt, describe_source(source))
-
-
-def copy_to(fetched: Fetched, dest: Path) -> None:
-    """Move a fetched temporary file to ``dest``."""
-    shutil.move(fetched.path, dest)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import codecs
 import csv
-import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +25,6 @@ from pydantic import TypeAdapter, ValidationError
 from amlkit import kinds
 from amlkit.config import ColumnSchema, Schema
 
-logger = logging.getLogger(__name__)
-
 
 class DataValidationError(ValueError):
     """Input data broke its contract; ``problems`` lists each finding in words."""
@@ -38,15 +34,6 @@ class DataValidationError(ValueError):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source} failed validation; nothing was written:\n{lines}")
-
-
-@dataclass
-class StructureReport:
-    """What the structural pass learned about a delimited text file."""
-
-    columns: list[str]
-    rows: int
-    problems: list[str] = field(default_factory=list)
 
 
 def _decoded_lines(path: Path, source: str, chunk_bytes: int) -> Iterator[str]:
@@ -83,7 +70,7 @@ def _decoded_lines(path: Path, source: str, chunk_bytes: int) -> Iterator[str]:
 
 def check_structure(
     path: Path, source: str, *, delimiter: str = ",", chunk_bytes: int = 1 << 20, max_shown: int = 5
-) -> StructureReport:
+) -> None:
     """Stream a CSV/TSV once: encoding, empty file, header, duplicated names, ragged rows.
 
     Raises:
@@ -124,7 +111,6 @@ def check_structure(
         problems.append("the file has a header but no data rows")
     if problems:
         raise DataValidationError(source, problems)
-    return StructureReport(columns=header, rows=rows)
 
 
 def infer_kind(values: pd.Series, *, unique_ratio: float, min_unique: int) -> str:
@@ -310,11 +296,3 @@ def infer_task(target_values: pd.Series, kind: str) -> str:
         if kind == "numeric" or numeric.nunique() > 20:
             return "regression"
     return "classification"
-
-
-def save_schema(path: Path, schema: dict[str, dict]) -> None:
-    """Save an inferred schema for review (atomic)."""
-    from amlkit.io import write_json_atomic
-
-    write_json_atomic(path, schema)
-    logger.info("inferred schema saved for review: %s", path)

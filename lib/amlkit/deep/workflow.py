@@ -1,7 +1,7 @@
 """Track, register and champion-gate a Keras image classifier, as the scikit-learn side does.
 
 ``05_deep_learning`` builds and trains the network; these steps give it the same record as
-the scikit-learn models of :mod:`amlkit.training.workflow`: an MLflow run with parameters,
+the scikit-learn models of notebook 04: an MLflow run with parameters,
 metrics (per split and per epoch), figures, the data version and hash and the code commit; a
 registry version that is an MLflow model (Keras format inside) carrying
 ``model_metadata.json``, ``performance_metrics.json`` and ``hyperparameters.yaml``; and
@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import keras
+import mlflow
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric
@@ -36,6 +37,7 @@ TASK = "classification"
 TARGET = "label"
 NAME_SUFFIX = "-cnn"
 LIBRARIES = ("tensorflow", "keras", "pillow")
+NOTEBOOK = "notebooks/05_deep_learning.ipynb"
 
 
 def default_model_name(dataset: str) -> str:
@@ -124,14 +126,23 @@ def track_and_register(
         "data.source": pre.get("source", ""),
     }
     run_name = f"{name}-{model.name}"
-    with tracking.start_run(experiment, run_name=run_name, tags=tags, data_info=data) as run:
+    tags |= {f"data.{key}": str(value) for key, value in data.items()}
+    tags |= tracking.source_tags(NOTEBOOK)
+    tracking.set_experiment(experiment)
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
         run_id = run.info.run_id
-        tracking.log_params(hyperparameters)
-        tracking.log_metrics(dict(metrics))
+        mlflow.log_params(hyperparameters)
+        mlflow.log_metrics(
+            {
+                f"{split}_{key}": value
+                for split, scores in metrics.items()
+                for key, value in scores.items()
+            }
+        )
         MlflowClient().log_batch(run_id, metrics=_epoch_metrics(history))
-        tracking.log_dict(pre, "preprocessing.json")
+        mlflow.log_dict(pre, "preprocessing.json")
         for stem, figure in (figures or {}).items():
-            tracking.log_figure(figure, f"figures/{stem}.png")
+            mlflow.log_figure(figure, f"figures/{stem}.png")
         metadata = {
             "model_type": f"keras.{type(model).__name__}",
             "task": TASK,
@@ -154,6 +165,7 @@ def track_and_register(
             metrics=metrics,
             hyperparameters=hyperparameters,
             run_id=run_id,
+            description=f"Keras image classifier {model.name} for {data['dataset']}",
         )
     return version, run_id
 
@@ -164,15 +176,15 @@ def _check_compatible(version: store.ModelVersion, splits: ImageSplits) -> None:
     meta = version.metadata
     expected = [pre["height"], pre["width"], pre["channels"]]
     where = f"{version.name} version {version.version}"
-    if meta.get("flavor") != "keras" or meta.get("input_shape") != expected:
+    if meta.flavor != "keras" or meta.input_shape != expected:
         raise ValueError(
-            f"{where} is a {meta.get('flavor')} model for input {meta.get('input_shape')}, "
+            f"{where} is a {meta.flavor} model for input {meta.input_shape}, "
             f"not a Keras network for images {expected}; it cannot be scored on this data. "
             "Register under another name (model_name parameter)."
         )
-    if meta.get("classes") != list(splits.classes):
+    if meta.classes != list(splits.classes):
         raise ValueError(
-            f"{where} predicts classes {meta.get('classes')}, this data has "
+            f"{where} predicts classes {meta.classes}, this data has "
             f"{list(splits.classes)}; register under another name (model_name parameter)."
         )
 

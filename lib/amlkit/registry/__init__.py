@@ -1,1 +1,1 @@
-"""The model registry (notebooks 04-05): version folders, MLflow tracking, the champion gate."""
+"""The model registry (notebooks 04, 05, 07): versions, MLflow tracking, the champion gate."""

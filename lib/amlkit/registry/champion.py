@@ -1,9 +1,6 @@
 """The champion gate: promote a new version only when it beats the current champion.
 
-Both versions are scored with the same function on the same test data. A promotion sets the
-MLflow registry alias ``champion`` and rewrites ``<name>/champion.json`` atomically; every
-decision, promoted or not, is appended to ``<name>/decisions.jsonl`` and logged to the
-candidate's MLflow run.
+Every decision is appended to ``<name>/decisions.jsonl`` and logged to the candidate's run.
 """
 
 from __future__ import annotations
@@ -12,32 +9,22 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
 
 from mlflow import MlflowClient
+from pydantic import ConfigDict
 
-from amlkit import io
-from amlkit.registry import tracking
-from amlkit.registry.store import (
-    CHAMPION_ALIAS,
-    CHAMPION_FILE,
-    ModelVersion,
-    _plain,
-    _utc_now,
-    get_version,
-    model_dir,
-    read_champion,
-)
+from amlkit.data.manifests import Record
+from amlkit.registry import store
 
 logger = logging.getLogger(__name__)
 
 DECISIONS_FILE = "decisions.jsonl"
 
 
-@dataclass(frozen=True)
-class PromotionDecision:
-    """The outcome of :func:`promote_if_better`, as written to ``decisions.jsonl``."""
+class PromotionDecision(Record):
+    """The outcome of :func:`promote_if_better`: one line of ``decisions.jsonl``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", ser_json_inf_nan="constants")
 
     name: str
     promoted: bool
@@ -51,51 +38,45 @@ class PromotionDecision:
     reason: str
     decided_at: str
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the decision as a plain dict."""
-        return asdict(self)
+
+def read_decisions(name: str) -> list[PromotionDecision]:
+    """Return every decision of the gate for model ``name``, oldest first."""
+    path = store.model_dir(name) / DECISIONS_FILE
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [PromotionDecision.model_validate_json(line) for line in lines if line.strip()]
 
 
-def _append_decision(name: str, decision: PromotionDecision) -> None:
-    line = io.canonical_json(decision.to_dict()) + "\n"
-    with open(model_dir(name) / DECISIONS_FILE, "a", encoding="utf-8") as handle:
+def _append_decision(decision: PromotionDecision) -> None:
+    line = decision.model_dump_json() + "\n"
+    with open(store.model_dir(decision.name) / DECISIONS_FILE, "a", encoding="utf-8") as handle:
         handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())
 
 
 def promote_if_better(
-    candidate: ModelVersion,
+    candidate: store.ModelVersion,
     *,
     metric: str,
     greater_is_better: bool,
     margin: float,
-    score: Callable[[ModelVersion], float],
+    score: Callable[[store.ModelVersion], float],
 ) -> PromotionDecision:
-    """Promote ``candidate`` to champion when it beats the current one by more than ``margin``.
+    """Promote ``candidate`` when it beats the champion by more than ``margin`` (metric units).
 
-    Both the candidate and the current champion are scored with the same ``score`` function
-    (the caller evaluates them on the same data). The first version is always promoted.
-
-    Args:
-        candidate: the new version.
-        metric: the metric's name, for the record.
-        greater_is_better: True for accuracy-like metrics, False for errors.
-        margin: how much better (in metric units, >= 0) the candidate must be.
-        score: returns the metric of a version.
-
-    Returns:
-        The decision, also appended to ``decisions.jsonl`` and logged to the candidate's run.
+    Both are scored by ``score`` (on the same data); the first version is always promoted.
     """
     if margin < 0 or not math.isfinite(margin):
         raise ValueError(f"margin must be a finite number >= 0, got {margin!r}.")
-    current = read_champion(candidate.name)
-    champion = get_version(candidate.name, int(current["version"])) if current else None
+    current = store.read_champion(candidate.name)
+    champion = store.get_version(candidate.name, current.version) if current else None
     cand_score = float(score(candidate))
     champ_score = float(score(champion)) if champion is not None else None
     if not math.isfinite(cand_score):
         promoted, reason = False, f"candidate {metric} is {cand_score}, not a finite number"
-    elif champion is None:
+    elif champion is None or champ_score is None:
         promoted, reason = True, "no champion yet: the first model is promoted"
     elif champion.version == candidate.version:
         promoted, reason = False, "the candidate is already the champion"
@@ -107,37 +88,16 @@ def promote_if_better(
             f"candidate {metric}={cand_score:.6g} {word} champion {champ_score:.6g} "
             f"by more than margin {margin:g} (gain {gain:.6g})"
         )
-    decision = PromotionDecision(
-        name=candidate.name,
-        promoted=promoted,
-        candidate_version=candidate.version,
-        champion_version=champion.version if champion else None,
-        candidate_score=cand_score,
-        champion_score=champ_score,
-        metric=metric,
-        greater_is_better=greater_is_better,
-        margin=float(margin),
-        reason=reason,
-        decided_at=_utc_now(),
-    )
+    fields = {"name": candidate.name, "promoted": promoted, "reason": reason, "metric": metric}
+    fields |= {"candidate_version": candidate.version, "candidate_score": cand_score}
+    fields |= {"champion_version": champion.version if champion else None}
+    fields |= {"champion_score": champ_score, "greater_is_better": greater_is_better}
+    decision = PromotionDecision(**fields, margin=float(margin), decided_at=store.utc_now())
     if promoted:
-        tracking.ensure_tracking()
-        MlflowClient().set_registered_model_alias(
-            candidate.name, CHAMPION_ALIAS, candidate.metadata["mlflow_model_version"]
-        )
-        record = {
-            "name": candidate.name,
-            "version": candidate.version,
-            "mlflow_model_version": candidate.metadata["mlflow_model_version"],
-            "metric": metric,
-            "score": cand_score,
-            "previous": decision.champion_version,
-            "decided_at": decision.decided_at,
-        }
-        io.write_json_atomic(model_dir(candidate.name) / CHAMPION_FILE, _plain(record))
-    _append_decision(candidate.name, decision)
+        store.set_champion(candidate, metric=metric, score=cand_score)
+    _append_decision(decision)
     logger.info("champion gate for %s: %s", candidate.name, reason)
-    run_id = candidate.metadata.get("mlflow_run_id")
+    run_id = candidate.metadata.mlflow_run_id
     if run_id:
         _log_decision(run_id, decision)
     return decision
@@ -147,6 +107,6 @@ def _log_decision(run_id: str, decision: PromotionDecision) -> None:
     client = MlflowClient()
     stamp = decision.decided_at.replace(":", "").replace("-", "")
     path = f"champion_gate/decision-v{decision.candidate_version}-{stamp}.json"
-    client.log_dict(run_id, _plain(decision.to_dict()), path)
+    client.log_dict(run_id, decision.model_dump(mode="json"), path)
     client.set_tag(run_id, "champion_gate.promoted", str(decision.promoted).lower())
     client.set_tag(run_id, "champion_gate.reason", decision.reason[:5000])

@@ -1,13 +1,8 @@
-"""The model registry: versioned model folders and integrity checks (the gate is in champion).
+"""The model registry: immutable version folders, their metadata, integrity and the champion.
 
-A version lives in ``models/trained_models/<name>/<version>/`` (integers 1, 2, ...). The
-folder is an MLflow model (MLmodel, model files, conda.yaml, python_env.yaml,
-requirements.txt) and holds ``model_metadata.json``, ``performance_metrics.json`` and
-``hyperparameters.yaml``. The metadata records the sha256 and size of every other file in
-the folder, so a changed, truncated or added file is refused before anything is unpickled.
-Each version is also registered in the MLflow model registry under the same name, with the
-folder as its source; the champion is ``<name>/champion.json`` and the MLflow alias
-``champion``, so ``models:/<name>@champion`` serves it.
+``trained_models/<name>/<version>/`` is an MLflow model version's source, plus metadata
+that records every file's sha256 and size, so a changed file is refused before unpickling.
+The champion is ``<name>/champion.json`` and the MLflow alias ``champion``.
 """
 
 from __future__ import annotations
@@ -15,23 +10,23 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
-import math
 import platform
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mlflow
 import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from pydantic import ValidationError
 
 from amlkit import io, paths
+from amlkit.data.manifests import DataRef, Record
 from amlkit.registry import tracking
 
 logger = logging.getLogger(__name__)
@@ -54,18 +49,76 @@ class ModelNotFoundError(LookupError):
     """No model, version or champion of that name."""
 
 
+class FileHash(Record):
+    """The sha256 and size of one file of a version folder."""
+
+    sha256: str
+    bytes: int
+
+
+class ModelMetadata(Record):
+    """``model_metadata.json``: what a version is, what made it, and every file's hash.
+
+    The last three fields are for Keras image models.
+    """
+
+    name: str
+    version: int
+    model_type: str
+    flavor: str
+    task: Literal["classification", "regression"]
+    target: str
+    feature_columns: list[str]
+    feature_types: dict[str, str]
+    classes: list[Any] | None
+    created: str
+    data: DataRef
+    code_commit: str
+    mlflow_run_id: str | None
+    mlflow_model_version: int | None
+    library_versions: dict[str, str]
+    model_file: str
+    model_sha256: str
+    files: dict[str, FileHash]
+    input_shape: list[int] | None = None
+    preprocessing: dict[str, Any] | None = None
+    compute_device: str | None = None
+
+    def write(self, path: str | Path) -> Path:
+        """Write the metadata as indented JSON, atomically (image fields only when set)."""
+        return io.write_json_atomic(path, self.model_dump(mode="json", exclude_defaults=True))
+
+
+class ChampionRecord(Record):
+    """``champion.json``: which version serves as ``champion``, and the score that made it."""
+
+    name: str
+    version: int
+    mlflow_model_version: int | None
+    metric: str
+    score: float
+    previous: int | None
+    decided_at: str
+
+
 @dataclass(frozen=True)
 class ModelVersion:
-    """One registered version: its folder and its ``model_metadata.json``."""
+    """One registered version: its folder and its metadata."""
 
     name: str
     version: int
     path: Path
-    metadata: dict[str, Any]
+    metadata: ModelMetadata
 
 
-def _utc_now() -> str:
+def utc_now() -> str:
+    """Return the current UTC time as ISO 8601 to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def default_model_name(dataset: str, task: str) -> str:
+    """Return the default registry name, ``<dataset>-<task>``."""
+    return f"{dataset}-{task}"
 
 
 def _check_name(name: str) -> str:
@@ -83,32 +136,15 @@ def model_dir(name: str) -> Path:
 
 
 def list_models() -> list[str]:
-    """Return the names of the models that have at least one version, sorted."""
+    """Return the names of the models with at least one version, sorted."""
     root = paths.trained_models_dir()
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and _version_numbers(p))
+    found = root.iterdir() if root.is_dir() else []
+    return sorted(p.name for p in found if p.is_dir() and _version_numbers(p))
 
 
 def _version_numbers(folder: Path) -> list[int]:
-    if not folder.is_dir():
-        return []
-    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def _plain(obj: Any) -> Any:
-    """Convert numpy scalars, tuples, paths and non-finite floats to JSON/YAML-safe values."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | set):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", None) == 0:
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
-    return str(obj)
+    found = folder.iterdir() if folder.is_dir() else []
+    return sorted(int(p.name) for p in found if p.is_dir() and p.name.isdigit())
 
 
 def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
@@ -122,17 +158,20 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     return found
 
 
-def file_manifest(folder: Path) -> dict[str, dict[str, Any]]:
-    """Return ``{relative path: {"sha256", "bytes"}}`` for every file but the metadata."""
-    manifest = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        if rel != METADATA_FILE:
-            manifest[rel] = {"sha256": io.sha256_file(path), "bytes": path.stat().st_size}
-    return manifest
+def _hash_files(folder: Path) -> dict[str, FileHash]:
+    """Return ``{relative path: FileHash}`` for every file of ``folder`` but the metadata."""
+    return {
+        path.relative_to(folder).as_posix(): FileHash(
+            sha256=io.sha256_file(path), bytes=path.stat().st_size
+        )
+        for path in sorted(p for p in folder.rglob("*") if p.is_file())
+        if path.relative_to(folder).as_posix() != METADATA_FILE
+    }
 
 
-def _register_in_mlflow(name: str, source: Path, run_id: str | None, sha256: str) -> int:
+def _register_in_mlflow(
+    name: str, source: Path, meta: ModelMetadata, spec: Mapping[str, Any]
+) -> int:
     """Register ``source`` as a new MLflow model version of ``name``; return its number."""
     tracking.ensure_tracking()
     client = MlflowClient()
@@ -141,19 +180,16 @@ def _register_in_mlflow(name: str, source: Path, run_id: str | None, sha256: str
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    tags = {"model_sha256": sha256, "amlkit_path": source.as_posix()}
-    mv = client.create_model_version(name, source=source.as_posix(), run_id=run_id, tags=tags)
+    tags = {"model_sha256": meta.model_sha256, "amlkit_path": source.as_posix()} | dict(
+        spec["tags"]
+    )
+    tags |= {f"data.{key}": value for key, value in meta.data.model_dump().items()}
+    run_id, description = meta.mlflow_run_id, spec["description"]
+    mv = client.create_model_version(name, source.as_posix(), run_id, tags, description=description)
     return int(mv.version)
 
 
-CONTRACT_KEYS = (
-    "name", "version", "model_type", "flavor", "task", "target", "feature_columns",
-    "feature_types", "classes", "created", "data", "code_commit", "mlflow_run_id",
-    "mlflow_model_version", "library_versions", "model_file", "model_sha256",
-)  # fmt: skip
-
-
-def _stage_once(name: str, write_model: Callable[[Path], None], **spec: Any) -> ModelVersion:
+def _stage_once(name: str, write_model: Callable[[Path], object], **spec: Any) -> ModelVersion:
     """Write one version under the next free number; FileExistsError when it was taken."""
     numbers = _version_numbers(model_dir(name))
     number = (numbers[-1] if numbers else 0) + 1
@@ -168,38 +204,31 @@ def _stage_once(name: str, write_model: Callable[[Path], None], **spec: Any) -> 
                     f"write_model did not write the model file {model_file!r} (it wrote "
                     f"{written}); pass the model_file it writes."
                 )
-            io.write_json_atomic(tmp / METRICS_FILE, _plain(spec["metrics"]))
-            hyper = yaml.safe_dump(_plain(spec["hyperparameters"]), sort_keys=True)
+            io.write_json_atomic(tmp / METRICS_FILE, io.plain(spec["metrics"]))
+            hyper = yaml.safe_dump(io.plain(spec["hyperparameters"]), sort_keys=True)
             io.write_text_atomic(tmp / HYPERPARAMETERS_FILE, hyper)
-            files = file_manifest(tmp)
-            sha = files[model_file]["sha256"]
+            files = _hash_files(tmp)
+            fields = dict(spec["metadata"])
+            versions = library_versions() | dict(fields.pop("library_versions", None) or {})
+            fields |= {"name": name, "version": number, "flavor": spec["flavor"]}
+            fields |= {"created": utc_now(), "code_commit": tracking.code_commit()}
+            fields |= {"mlflow_run_id": spec["run_id"], "mlflow_model_version": None}
+            fields |= {"library_versions": versions, "model_file": model_file, "files": files}
+            meta = ModelMetadata(**fields, model_sha256=files[model_file].sha256)
             # The MLflow version points at the final folder, which exists once the block exits.
-            mlflow_version = _register_in_mlflow(name, final, spec["run_id"], sha)
-            meta = dict.fromkeys(CONTRACT_KEYS) | dict(spec["metadata"])
-            meta |= {
-                "name": name,
-                "version": number,
-                "flavor": spec["flavor"],
-                "created": _utc_now(),
-                "code_commit": tracking.code_commit(),
-                "mlflow_run_id": spec["run_id"],
-                "mlflow_model_version": mlflow_version,
-                "library_versions": library_versions() | dict(meta["library_versions"] or {}),
-                "model_file": model_file,
-                "model_sha256": sha,
-                "files": files,
-            }
-            io.write_json_atomic(tmp / METADATA_FILE, _plain(meta))
+            mlflow_version = _register_in_mlflow(name, final, meta, spec)
+            meta = meta.model_copy(update={"mlflow_model_version": mlflow_version})
+            meta.write(tmp / METADATA_FILE)
     except BaseException:
         if mlflow_version is not None:  # the folder never appeared: undo the MLflow version
             MlflowClient().delete_model_version(name, str(mlflow_version))
         raise
-    return ModelVersion(name, number, final, io.read_json(final / METADATA_FILE))
+    return ModelVersion(name, number, final, meta)
 
 
 def write_version(
     name: str,
-    write_model: Callable[[Path], None],
+    write_model: Callable[[Path], object],
     *,
     flavor: str,
     model_file: str,
@@ -207,36 +236,26 @@ def write_version(
     metrics: Mapping[str, Any],
     hyperparameters: Mapping[str, Any],
     run_id: str | None = None,
+    description: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> ModelVersion:
     """Write a new model version atomically and register it in MLflow under ``name``.
 
-    The version number is the highest existing folder + 1. The folder is filled under a
-    temporary name and renamed; when another writer took the number meanwhile, the whole
-    version is written again under the next number.
+    The number is the highest existing + 1; when another writer takes it meanwhile, the
+    whole version is written again under the next one.
 
-    Args:
-        name: the model's name (folder and MLflow registered model).
-        write_model: writes an MLflow model into the empty folder it is given.
-        flavor: ``"sklearn"`` or ``"keras"`` (an ``mlflow.<flavor>`` module loads it).
-        model_file: the main model file, relative to the folder (``model.pkl``,
-            ``data/model.keras``); its sha256 is ``model_sha256``. Every file is hashed.
-        metadata: contract fields: ``model_type``, ``task``, ``target``, ``feature_columns``,
-            ``feature_types``, ``classes``, ``data`` and any extras; the rest is filled here.
-        metrics: ``{split: {metric: value}}``.
-        hyperparameters: written to ``hyperparameters.yaml``.
-        run_id: the MLflow run that trained the model; defaults to the active run, if any.
-
-    Returns:
-        The new version.
-
-    Raises:
-        RuntimeError: no free version number after many attempts.
+    ``write_model`` writes an MLflow model, loaded by ``mlflow.<flavor>``, into the folder it
+    is given; ``model_file`` is its main file. ``metadata`` holds the :class:`ModelMetadata`
+    fields that describe the model (pydantic.ValidationError when wrong), ``metrics`` are
+    ``{split: {metric: value}}``; ``run_id`` defaults to the active run; ``description`` and
+    ``tags`` go to the MLflow model version.
     """
     _check_name(name)
-    if run_id is None and mlflow.active_run() is not None:
-        run_id = mlflow.active_run().info.run_id
+    if run_id is None and (active := mlflow.active_run()) is not None:
+        run_id = active.info.run_id
     spec = {"flavor": flavor, "model_file": model_file, "metadata": metadata, "run_id": run_id}
     spec |= {"metrics": metrics, "hyperparameters": hyperparameters}
+    spec |= {"description": description, "tags": tags or {}}
     for _ in range(MAX_WRITE_ATTEMPTS):
         try:
             version = _stage_once(name, write_model, **spec)
@@ -245,9 +264,9 @@ def write_version(
             continue
         logger.info("registered %s version %s at %s", name, version.version, version.path)
         if run_id is not None:
-            tracking.log_dict(
-                version.metadata, f"registry/{name}/v{version.version}/{METADATA_FILE}", run_id
-            )
+            record = version.metadata.model_dump(mode="json", exclude_defaults=True)
+            where = f"registry/{name}/v{version.version}/{METADATA_FILE}"
+            MlflowClient().log_dict(run_id, record, where)
         return version
     raise RuntimeError(
         f"could not find a free version number for model {name!r} after "
@@ -255,9 +274,9 @@ def write_version(
     )
 
 
-def _model_type(pipeline: Any) -> str:
-    final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
-    return type(final).__name__
+def _not_skops_advice(record: logging.LogRecord) -> bool:
+    """Drop MLflow's advice to use skops: we chose cloudpickle and verify hashes instead."""
+    return "pickle or cloudpickle format" not in record.getMessage()
 
 
 def register_sklearn_model(
@@ -268,42 +287,25 @@ def register_sklearn_model(
     target: str,
     feature_types: Mapping[str, str],
     classes: list[Any] | None,
-    data_info: Mapping[str, Any],
+    data: DataRef,
     metrics: Mapping[str, Any],
     hyperparameters: Mapping[str, Any],
-    input_example: Any = None,
+    input_example: Any,
     run_id: str | None = None,
+    description: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> ModelVersion:
-    """Save a fitted scikit-learn pipeline as a new registered version.
+    """Save a fitted scikit-learn pipeline (preprocessing included) as a new version.
 
-    Args:
-        pipeline: the fitted estimator or pipeline (preprocessing included).
-        name: the model's name.
-        task: ``"classification"`` or ``"regression"``.
-        target: the target column.
-        feature_types: ``{column: kind}`` of the features.
-        classes: the sorted class labels (classification), or None.
-        data_info: ``{dataset, version, sha256}`` of the training data.
-        metrics: ``{split: {metric: value}}``.
-        hyperparameters: the estimator's chosen hyperparameters.
-        input_example: a few rows of features (pandas DataFrame) for the signature/example.
-        run_id: the MLflow run that trained the model; defaults to the active run, if any.
-
-    Returns:
-        The new version.
+    ``input_example``, a few rows of the features in model input order, gives the
+    signature, the example and ``feature_columns``; ``classes`` are the sorted labels or
+    None; the other arguments are those of :func:`write_version`.
     """
     import mlflow.sklearn
 
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}.")
-    signature = None
-    if input_example is not None:
-        signature = mlflow.models.infer_signature(input_example, pipeline.predict(input_example))
-        feature_columns = [str(c) for c in input_example.columns]
-    elif hasattr(pipeline, "feature_names_in_"):
-        feature_columns = [str(c) for c in pipeline.feature_names_in_]
-    else:
-        feature_columns = list(feature_types)
+    signature = mlflow.models.infer_signature(input_example, pipeline.predict(input_example))
     requirements = mlflow.sklearn.get_default_pip_requirements(include_cloudpickle=True)
 
     def write_model(folder: Path) -> None:
@@ -312,7 +314,8 @@ def register_sklearn_model(
         # the recorded sha256 of model.pkl (and of every other file) BEFORE unpickling.
         # Explicit pip requirements skip MLflow's requirement inference (a subprocess that
         # loads the model again, seconds per save).
-        with _without_pickle_warning():
+        logging.getLogger("mlflow.sklearn").addFilter(_not_skops_advice)
+        try:
             mlflow.sklearn.save_model(
                 pipeline,
                 str(folder),
@@ -321,43 +324,17 @@ def register_sklearn_model(
                 input_example=input_example,
                 pip_requirements=requirements,
             )
+        finally:
+            logging.getLogger("mlflow.sklearn").removeFilter(_not_skops_advice)
 
-    meta = {
-        "model_type": _model_type(pipeline),
-        "task": task,
-        "target": target,
-        "feature_columns": feature_columns,
-        "feature_types": dict(feature_types),
-        "classes": list(classes) if classes is not None else None,
-        "data": dict(data_info),
-    }
-    return write_version(
-        name,
-        write_model,
-        flavor="sklearn",
-        model_file="model.pkl",
-        metadata=meta,
-        metrics=metrics,
-        hyperparameters=hyperparameters,
-        run_id=run_id,
-    )
-
-
-class _DropPickleWarning(logging.Filter):
-    """Drop MLflow's advice to use skops: we chose cloudpickle and verify hashes instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pickle or cloudpickle format" not in record.getMessage()
-
-
-@contextmanager
-def _without_pickle_warning() -> Iterator[None]:
-    drop = _DropPickleWarning()
-    logging.getLogger("mlflow.sklearn").addFilter(drop)
-    try:
-        yield
-    finally:
-        logging.getLogger("mlflow.sklearn").removeFilter(drop)
+    final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
+    meta = {"model_type": type(final).__name__, "task": task, "target": target, "data": data}
+    meta |= {"feature_columns": [str(c) for c in input_example.columns]}
+    meta |= {"feature_types": dict(feature_types)}
+    meta |= {"classes": None if classes is None else list(classes)}
+    rest: dict[str, Any] = {"metrics": metrics, "hyperparameters": hyperparameters}
+    rest |= {"run_id": run_id, "description": description, "tags": tags, "metadata": meta}
+    return write_version(name, write_model, flavor="sklearn", model_file="model.pkl", **rest)
 
 
 def _load_version(name: str, number: int) -> ModelVersion:
@@ -365,7 +342,14 @@ def _load_version(name: str, number: int) -> ModelVersion:
     meta_path = folder / METADATA_FILE
     if not meta_path.is_file():
         raise ModelIntegrityError(f"{folder} has no {METADATA_FILE}; it is not a valid version.")
-    return ModelVersion(name, number, folder, io.read_json(meta_path))
+    try:
+        meta = ModelMetadata.read(meta_path)
+    except ValidationError as exc:
+        raise ModelIntegrityError(
+            f"{meta_path} is not valid model metadata ({exc.errors()[0]['loc']}: "
+            f"{exc.errors()[0]['msg']}); re-register the model."
+        ) from None
+    return ModelVersion(name, number, folder, meta)
 
 
 def list_versions(name: str) -> list[ModelVersion]:
@@ -374,18 +358,33 @@ def list_versions(name: str) -> list[ModelVersion]:
     return [_load_version(name, n) for n in _version_numbers(folder)]
 
 
-def read_champion(name: str) -> dict[str, Any] | None:
+def read_champion(name: str) -> ChampionRecord | None:
     """Return ``champion.json`` of ``name``, or None when no version was promoted yet."""
     path = model_dir(name) / CHAMPION_FILE
-    return io.read_json(path) if path.is_file() else None
+    return ChampionRecord.read(path) if path.is_file() else None
+
+
+def set_champion(version: ModelVersion, *, metric: str, score: float) -> ChampionRecord:
+    """Make ``version`` the champion: the MLflow alias, then ``champion.json`` atomically.
+
+    The record keeps ``metric``, ``score`` and the ``previous`` champion.
+    """
+    current = read_champion(version.name)
+    fields = {"name": version.name, "version": version.version, "metric": metric, "score": score}
+    fields |= {"mlflow_model_version": version.metadata.mlflow_model_version}
+    fields |= {"previous": current.version if current else None, "decided_at": utc_now()}
+    record = ChampionRecord(**fields)
+    if record.mlflow_model_version is not None:
+        tracking.ensure_tracking()
+        MlflowClient().set_registered_model_alias(
+            version.name, CHAMPION_ALIAS, str(record.mlflow_model_version)
+        )
+    record.write(model_dir(version.name) / CHAMPION_FILE)
+    return record
 
 
 def get_version(name: str, version: int | str = "latest") -> ModelVersion:
-    """Return one version of ``name``: a number, ``"latest"`` or ``"champion"``.
-
-    Raises:
-        ModelNotFoundError: naming what exists.
-    """
+    """Return a version: a number, ``"latest"`` or ``"champion"``; else ModelNotFoundError."""
     numbers = _version_numbers(model_dir(name))
     if not numbers:
         known = ", ".join(list_models()) or "none"
@@ -402,7 +401,7 @@ def get_version(name: str, version: int | str = "latest") -> ModelVersion:
                 f"model {name!r} has no champion yet (versions: {numbers}); promote one with "
                 "promote_if_better()."
             )
-        number = int(champion["version"])
+        number = champion.version
     elif isinstance(version, int) or (isinstance(version, str) and version.isdigit()):
         number = int(version)
     else:
@@ -413,64 +412,44 @@ def get_version(name: str, version: int | str = "latest") -> ModelVersion:
 
 
 def verify(version: ModelVersion) -> None:
-    """Check every file of a version against the sizes and sha256 recorded at writing.
-
-    Raises:
-        ModelIntegrityError: a file is missing, truncated, changed or unexpected.
-    """
-    files = version.metadata.get("files")
+    """Check each file's size and sha256; ModelIntegrityError for a missing, changed, added one."""
+    files = version.metadata.files
     where = f"{version.name} version {version.version} ({version.path})"
-    if not isinstance(files, dict) or version.metadata.get("model_file") not in files:
+    if version.metadata.model_file not in files:
         raise ModelIntegrityError(f"{where}: {METADATA_FILE} records no file hashes; re-register.")
+    found = _hash_files(version.path)
     for rel, record in files.items():
-        path = version.path / rel
-        if not path.is_file():
+        if rel not in found:
             raise ModelIntegrityError(f"{where}: file {rel} is missing; re-register the model.")
-        size = path.stat().st_size
-        if size != record["bytes"]:
+        if found[rel].bytes != record.bytes:
             raise ModelIntegrityError(
-                f"{where}: {rel} is {size} bytes, {record['bytes']} were written (truncated or "
-                "changed); refusing to load it. Restore the file or re-register the model."
+                f"{where}: {rel} is {found[rel].bytes} bytes, {record.bytes} were written "
+                "(truncated or changed); refusing to load it. Restore the file or re-register "
+                "the model."
             )
-        digest = io.sha256_file(path)
-        if digest != record["sha256"]:
+        if found[rel].sha256 != record.sha256:
             raise ModelIntegrityError(
-                f"{where}: sha256 of {rel} is {digest}, {record['sha256']} was recorded; the "
-                "file was changed, refusing to load it. Restore it or re-register the model."
+                f"{where}: sha256 of {rel} is {found[rel].sha256}, {record.sha256} was recorded; "
+                "the file was changed, refusing to load it. Restore it or re-register the model."
             )
-    present = {p.relative_to(version.path).as_posix() for p in version.path.rglob("*")}
-    extra = sorted(
-        rel for rel in present - set(files) - {METADATA_FILE} if (version.path / rel).is_file()
-    )
-    if extra:
+    if extra := sorted(set(found) - set(files)):
         raise ModelIntegrityError(
             f"{where}: unexpected files {extra} were added after writing; remove them."
         )
 
 
 def load_model(name: str, version: int | str = "latest") -> Any:
-    """Verify a version's files, then load its model (a scikit-learn pipeline for sklearn).
-
-    Args:
-        name: the model's name.
-        version: a number, ``"latest"`` or ``"champion"``.
-
-    Returns:
-        The model, loaded only after its hashes matched.
-
-    Raises:
-        ModelIntegrityError: a file differs from what was recorded.
-    """
+    """Verify a version's files (ModelIntegrityError), then load its model."""
     mv = get_version(name, version)
     verify(mv)
     meta = mv.metadata
-    if meta.get("flavor") == "sklearn":
+    if meta.flavor == "sklearn":
         import cloudpickle
 
         # Hash the very bytes we unpickle, so the file cannot change between check and load.
-        data = (mv.path / meta["model_file"]).read_bytes()
-        if hashlib.sha256(data).hexdigest() != meta["model_sha256"]:
-            raise ModelIntegrityError(f"{mv.path / meta['model_file']} changed while loading.")
+        data = (mv.path / meta.model_file).read_bytes()
+        if hashlib.sha256(data).hexdigest() != meta.model_sha256:
+            raise ModelIntegrityError(f"{mv.path / meta.model_file} changed while loading.")
         return cloudpickle.loads(data)
-    module = importlib.import_module(f"mlflow.{meta.get('flavor')}")
+    module = importlib.import_module(f"mlflow.{meta.flavor}")
     return module.load_model(str(mv.path))

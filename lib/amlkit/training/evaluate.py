@@ -21,21 +21,10 @@ from sklearn import metrics as skm
 from sklearn.calibration import CalibrationDisplay
 from sklearn.inspection import permutation_importance
 
+from amlkit import kinds
+
 logger = logging.getLogger(__name__)
 
-CLASSIFICATION_METRICS = (
-    "accuracy",
-    "balanced_accuracy",
-    "precision_macro",
-    "recall_macro",
-    "f1_macro",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "roc_auc",
-    "log_loss",
-)
-REGRESSION_METRICS = ("mae", "rmse", "r2", "mape")
 LOWER_IS_BETTER = frozenset({"mae", "rmse", "mse", "mape", "log_loss", "brier"})
 # Project metric name -> scikit-learn scoring string (the scorer is always greater-is-better).
 SCORING = {
@@ -55,7 +44,6 @@ SCORING = {
     "mape": "neg_mean_absolute_percentage_error",
     "r2": "r2",
 }
-TASKS = ("classification", "regression")
 
 
 def _check_metric(metric: str) -> None:
@@ -68,8 +56,8 @@ def _check_metric(metric: str) -> None:
 
 def check_task(task: str) -> str:
     """Return ``task`` if it is ``classification`` or ``regression``, else raise ValueError."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}.")
+    if task not in kinds.TASKS:
+        raise ValueError(f"task must be one of {', '.join(kinds.TASKS)}; got {task!r}.")
     return task
 
 
@@ -252,14 +240,14 @@ def _one_vs_rest(classes: Sequence[Any]) -> list[tuple[int, Any]]:
 
 
 def _curve_figure(
-    y_true: Any, y_proba: Any, classes: Sequence[Any], display: Any, title: str
+    y_true: Any, y_proba: Any, classes: Sequence[Any], display: Any, title: str, **options: Any
 ) -> Figure:
     y_true = np.asarray(y_true)
     proba = np.asarray(y_proba, dtype=float)
     fig, ax = plt.subplots(figsize=(5, 4))
     for column, label in _one_vs_rest(classes):
         display.from_predictions(
-            y_true == label, proba[:, column], pos_label=True, name=str(label), ax=ax
+            y_true == label, proba[:, column], pos_label=True, name=str(label), ax=ax, **options
         )
     ax.set_title(title)
     fig.tight_layout()
@@ -289,16 +277,8 @@ def plot_calibration(
         classes: the labels; for binary only the positive (last) class is drawn.
         n_bins: number of equal-width probability bins.
     """
-    y_true = np.asarray(y_true)
-    proba = np.asarray(y_proba, dtype=float)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for column, label in _one_vs_rest(classes):
-        CalibrationDisplay.from_predictions(
-            y_true == label, proba[:, column], n_bins=n_bins, name=str(label), ax=ax
-        )
-    ax.set_title("Calibration (reliability) curves")
-    fig.tight_layout()
-    return fig
+    title = "Calibration (reliability) curves"
+    return _curve_figure(y_true, y_proba, classes, CalibrationDisplay, title, n_bins=n_bins)
 
 
 def plot_residuals(y_true: Any, y_pred: Any, *, bins: int = 30) -> Figure:
@@ -374,28 +354,6 @@ def plot_permutation_importance(importance: pd.DataFrame, *, top: int = 20) -> F
     ax.barh(shown["feature"], shown["importance_mean"], xerr=shown["importance_std"])
     ax.axvline(0.0, color="black", linewidth=1)
     ax.set(xlabel="drop in score when the column is shuffled", title="Permutation importance")
-    fig.tight_layout()
-    return fig
-
-
-def plot_comparison(comparison: pd.DataFrame, metric: str) -> Figure:
-    """Bar plot of the candidates' validation (and cross-validation) scores for ``metric``.
-
-    Args:
-        comparison: the candidate comparison table from :func:`amlkit.training.search.train_all`
-            (index: candidate; columns ``validation_<metric>`` and ``cv_<metric>``).
-        metric: the metric to show, usually the primary metric.
-    """
-    columns = [c for c in (f"cv_{metric}", f"validation_{metric}") if c in comparison.columns]
-    if not columns:
-        raise ValueError(
-            f"comparison table has no column for metric {metric!r} "
-            f"(columns: {list(comparison.columns)}); pass the primary metric."
-        )
-    fig, ax = plt.subplots(figsize=(6, 0.5 * len(comparison) + 1.5))
-    comparison[columns].iloc[::-1].plot.barh(ax=ax)
-    arrow = "higher" if greater_is_better(metric) else "lower"
-    ax.set(xlabel=f"{metric} ({arrow} is better)", ylabel="", title="Candidate comparison")
     fig.tight_layout()
     return fig
 

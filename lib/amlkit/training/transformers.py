@@ -1,41 +1,30 @@
-"""Feature preprocessing: one scikit-learn ``ColumnTransformer`` built from column kinds.
+"""The scikit-learn transformers of amlkit that travel inside every trained model.
 
-The preprocessor travels inside every trained model (the first step of its ``Pipeline``), so
-the web service applies exactly what training applied. It accepts what a request carries:
-datetimes as ISO strings, categories as numbers or booleans, and values never seen in training.
+Notebook 04 builds the preprocessing ``ColumnTransformer`` from these and scikit-learn's own
+steps; the pickled models reference them, so the web service imports this module to unpickle
+them, and the ONNX fast path converts them (:mod:`amlkit.serving.onnx_converters`). They accept
+what a request carries: datetimes as ISO strings, categories as numbers or booleans.
 
-Column kinds (see ``docs/contracts.md``) map to steps:
-
-- ``numeric``, ``integer``: median imputation (plus a missing-value indicator for columns that
-  had gaps in training), then standard scaling.
-- ``categorical``, ``boolean``: values normalised to strings (:class:`CategoryNormalizer`),
-  constant imputation (``"missing"``), then one-hot encoding that ignores unseen categories.
-- ``datetime``: :class:`DatetimeFeatures` (year, month, day, day of week, day of year), then
-  scaling.
+- :class:`CategoryNormalizer`: categorical and boolean values as clean strings
+  (:func:`normalize_value`), so ``3``, ``3.0`` and ``"3"`` are one category.
+- :class:`DatetimeFeatures`: datetime columns as numeric calendar parts (year, month, day,
+  day of week, day of year), missing dates filled with the training medians.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from amlkit import kinds
 from amlkit.kinds import normalize_value
 
-logger = logging.getLogger(__name__)
-
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear")
-MISSING_CATEGORY = "missing"
 
 
 def _as_frame(X: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -215,95 +204,3 @@ class CategoryNormalizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "n_features_in_")
         columns = self.feature_names_in_ if input_features is None else input_features
         return np.asarray(list(columns), dtype=object)
-
-
-def _categorical_pipeline(boolean: bool) -> Pipeline:
-    return Pipeline(
-        [
-            ("normalize", CategoryNormalizer(boolean=boolean)),
-            ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
-            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-        ]
-    )
-
-
-def validate_feature_types(feature_types: Mapping[str, str]) -> dict[str, list[str]]:
-    """Group feature columns by kind, rejecting unknown kinds.
-
-    Args:
-        feature_types: ``{column: kind}`` as in the processed data's manifest.
-
-    Returns:
-        ``{kind: [columns]}`` in the order of ``feature_types``.
-
-    Raises:
-        ValueError: no columns, or a kind outside :data:`amlkit.kinds.FEATURE_KINDS`.
-    """
-    if not feature_types:
-        raise ValueError(
-            "feature_types is empty; pass {column: kind} for at least one feature column "
-            "(the manifest's 'feature_types')."
-        )
-    groups: dict[str, list[str]] = {kind: [] for kind in kinds.FEATURE_KINDS}
-    for column, kind in feature_types.items():
-        if kind not in groups:
-            hint = " Text columns are excluded from features." if kind == "text" else ""
-            raise ValueError(
-                f"feature column '{column}' has kind {kind!r}; expected one of "
-                f"{', '.join(kinds.FEATURE_KINDS)}.{hint} Fix feature_types or drop the column."
-            )
-        groups[kind].append(column)
-    return groups
-
-
-def build_preprocessor(
-    feature_types: Mapping[str, str],
-    *,
-    missing_indicator: bool = True,
-    verbose_feature_names: bool = False,
-) -> ColumnTransformer:
-    """Build the (unfitted) preprocessing step for the given feature columns.
-
-    Args:
-        feature_types: ``{column: kind}`` with kinds from :data:`amlkit.kinds.FEATURE_KINDS`; only
-            columns are used, any other input column is dropped.
-        missing_indicator: add a 0/1 column for each numeric column that had missing values
-            in training (converted to ONNX by amlkit.serving.onnx_converters).
-        verbose_feature_names: prefix output names with the group (``num__age``) instead of
-            the plain ``age``, ``island_Biscoe``, ``date_month``.
-
-    Returns:
-        A ``ColumnTransformer`` producing a dense float matrix.
-
-    Raises:
-        ValueError: ``feature_types`` is empty or names an unknown kind.
-    """
-    groups = validate_feature_types(feature_types)
-    transformers: list[tuple[str, Any, list[str]]] = []
-    numeric = groups["numeric"] + groups["integer"]
-    if numeric:
-        steps = [
-            ("impute", SimpleImputer(strategy="median", add_indicator=missing_indicator)),
-            ("scale", StandardScaler()),
-        ]
-        transformers.append(("num", Pipeline(steps), numeric))
-    if groups["categorical"]:
-        transformers.append(("cat", _categorical_pipeline(False), groups["categorical"]))
-    if groups["boolean"]:
-        transformers.append(("bool", _categorical_pipeline(True), groups["boolean"]))
-    if groups["datetime"]:
-        steps = [("parts", DatetimeFeatures()), ("scale", StandardScaler())]
-        transformers.append(("date", Pipeline(steps), groups["datetime"]))
-    logger.debug("preprocessor groups: %s", {k: v for k, v in groups.items() if v})
-    return ColumnTransformer(
-        transformers,
-        remainder="drop",
-        sparse_threshold=0.0,
-        verbose_feature_names_out=verbose_feature_names,
-    )
-
-
-def feature_names(preprocessor: ColumnTransformer) -> list[str]:
-    """Return the output feature names of a fitted preprocessor as a list of str."""
-    check_is_fitted(preprocessor)
-    return [str(name) for name in preprocessor.get_feature_names_out()]
