@@ -22,6 +22,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from azureml_inference_server_http.api.aml_request import rawhttp
 from azureml_inference_server_http.api.aml_response import AMLResponse
@@ -40,7 +41,7 @@ from amlkit.serving.requests import (  # noqa: E402
 )
 from amlkit.serving.runtime import Scorer  # noqa: E402
 
-STATE = {}
+STATE: dict[str, Any] = {}
 IMAGE_HELP = '{"images": [...]} with nested lists of pixels or base64 PNG strings'
 JSON_HEADERS = {"Content-Type": "application/json"}
 
