@@ -57,7 +57,7 @@ def normalize_value(value: Any, boolean: bool) -> Any:
         if math.isnan(value):
             return math.nan
         if float(value).is_integer():
-            value = int(value)
+            value = int(float(value))
     text = str(value).strip()
     if boolean:
         low = text.lower()

@@ -27,7 +27,7 @@ DEPLOYMENTS = ("blue", "green")
 COLLECTIONS = ("model_inputs", "model_outputs")
 
 
-def collected_data(endpoint: str, deployment: str, collection: str) -> dict[str, str]:
+def collected_data(endpoint: str, deployment: str, collection: str) -> dict[str, Any]:
     """Return the data asset a deployment's data collector writes a collection to."""
     return {
         "name": f"{endpoint}-{deployment}-{collection}",

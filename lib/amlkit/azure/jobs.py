@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,9 @@ def step_command(
     inputs: dict[str, str],
     outputs: dict[str, str],
     *,
-    parameters: list[str] = (),
+    parameters: Sequence[str] = (),
     executed: bool = True,
-    extra: list[str] = (),
+    extra: Sequence[str] = (),
 ) -> str:
     """Return the ``python -m amlkit.azure.step`` command line of a step.
 

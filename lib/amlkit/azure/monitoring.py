@@ -26,6 +26,7 @@ MONITORED_DEPLOYMENT = "blue"
 
 def _production(deployment_config: DeploymentConfig, collection: str) -> Any:
     from azure.ai.ml import Input
+    from azure.ai.ml.constants import MonitorDatasetContext
     from azure.ai.ml.entities import ProductionData
 
     asset = endpoints.collected_data(
@@ -33,7 +34,7 @@ def _production(deployment_config: DeploymentConfig, collection: str) -> Any:
     )
     return ProductionData(
         input_data=Input(type="uri_folder", path=f"azureml:{asset['name']}:{asset['version']}"),
-        data_context=collection,
+        data_context=MonitorDatasetContext(collection),
     )
 
 
@@ -55,6 +56,7 @@ def signals(
         data_version: the processed version the deployed model trained on; None: the newest.
     """
     from azure.ai.ml import Input
+    from azure.ai.ml.constants import MonitorDatasetContext
     from azure.ai.ml.entities import (
         CategoricalDriftMetrics,
         DataDriftMetricThreshold,
@@ -74,7 +76,7 @@ def signals(
         input_data=Input(
             type="uri_file", path=data_assets.reference(dataset, "train", data_version)
         ),
-        data_context="training",
+        data_context=MonitorDatasetContext.TRAINING,
         data_column_names={"target_column": target},
     )
     numeric = NumericalDriftMetrics(

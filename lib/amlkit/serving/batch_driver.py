@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 if importlib.util.find_spec("amlkit") is None:  # on Azure: the modules packaged beside us
@@ -26,7 +27,7 @@ from amlkit.serving.batch import score_frame, scored_chunks  # noqa: E402
 from amlkit.serving.runtime import Scorer  # noqa: E402
 
 logger = logging.getLogger("amlkit.serving.batch_driver")
-STATE = {}
+STATE: dict[str, Any] = {}
 CHUNK_ROWS = int(os.environ.get("AMLKIT_BATCH_CHUNK_ROWS", "50000"))
 
 
