@@ -10,7 +10,6 @@ import sys
 import pandas as pd
 import pytest
 
-from amlkit.data import ingest, preprocess
 from amlkit.monitoring import monitor
 from amlkit.serving.requestlog import RequestLog
 
@@ -18,11 +17,9 @@ ENDPOINT = "amlkit-penguins"
 
 
 @pytest.fixture
-def penguins_project(project):
+def penguins_project(processed_penguins):
     """A project root holding one processed penguins version (no model, no endpoint)."""
-    ingest.ingest("penguins", progress=False)
-    processed, _ = preprocess.preprocess("penguins")
-    return processed
+    return processed_penguins
 
 
 def _rows(processed, *, drifted: bool) -> pd.DataFrame:

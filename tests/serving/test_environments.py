@@ -114,11 +114,13 @@ def test_keras_scoring_script_imports_only_its_environment(
     tmp_path, tmp_path_factory, new_project, digit_splits, digit_classifier, score_isolated
 ):
     from amlkit.deep import images, workflow
+    from amlkit.registry import tracking
     from amlkit.serving.package import package_service
 
     model, history = digit_classifier
     with pytest.MonkeyPatch.context() as mp:
         new_project(tmp_path_factory.mktemp("keras-env") / "root", mp)
+        tracking.configure_tracking()  # this root's store, as a notebook's setup does
         version, _ = workflow.track_and_register(
             model,
             history,
