@@ -68,9 +68,9 @@ def notebook_parameters(notebook: Path, values: dict[str, Any] | None = None) ->
     notebooks and are left to the notebook; then ``values`` for the names it declares, when
     it works on the tabular data set (declares ``dataset``).
     """
-    from amlkit.pipeline.runner import declared_parameters
+    import papermill as pm
 
-    declared = declared_parameters(notebook)
+    declared = pm.inspect_notebook(str(notebook))
     found = {}
     for name, spec in declared.items():
         try:

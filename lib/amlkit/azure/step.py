@@ -201,15 +201,17 @@ def _run_target(args: argparse.Namespace, code_dir: Path) -> int:
         from amlkit.cli.main import main as amlkit_main
 
         return amlkit_main(args.rest)
+    import papermill as pm
+
     from amlkit.pipeline import kernels, runner
 
     notebook = (code_dir / args.target).resolve()
-    params = _parameters(args.rest, runner.declared_parameters(notebook))
+    params = _parameters(args.rest, pm.inspect_notebook(str(notebook)))
     executed = args.executed or Path(tempfile.mkdtemp(prefix="amlkit-executed-"))
     executed.mkdir(parents=True, exist_ok=True)
-    kernel = kernels.ensure_project_kernel()
+    kernels.ensure_project_kernel()  # the kernel the notebooks declare, in the job's environment
     logger.info("running %s with %s", notebook.name, params)
-    runner.execute(notebook, executed / notebook.name, params, kernel_name=kernel, progress=False)
+    runner.execute(notebook, executed / notebook.name, params, progress=False)
     print(f"executed {notebook.name} -> {executed / notebook.name}", flush=True)
     return 0
 
