@@ -21,7 +21,7 @@ from amlkit import kinds, paths
 from amlkit.data import ingest
 from amlkit.data.manifests import ProcessedManifest, RawManifest
 from amlkit.io import canonical_json, read_json, sha256_file, staged_directory, write_json_atomic
-from amlkit.training.transformers import normalize_value
+from amlkit.kinds import normalize_value
 
 logger = logging.getLogger(__name__)
 
