@@ -10,6 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
+from amlkit import paths
 from amlkit.monitoring import monitor
 from amlkit.serving.requestlog import RequestLog
 
@@ -59,9 +60,11 @@ def test_monitor_exits_4_and_writes_the_report_when_production_rows_drift(
     assert code == 4
     assert summary["retrain"] is True
     assert summary["training_data"]["version"] == penguins_project.manifest.version
-    assert len(summary["drifted_features"]) >= 3
-    report = monitor.report_dir(ENDPOINT) / "report.html"
-    assert report.is_file() and summary["report"].endswith("monitoring/report.html")
+    assert len(summary["shifted_significantly"]) >= 3
+    assert summary["verdict"].startswith("Retraining recommended:")
+    report = paths.project_root() / summary["report"]
+    assert report.is_file() and report.parent == monitor.report_dir(ENDPOINT) / "reports"
+    assert (monitor.report_dir(ENDPOINT) / "index.html").is_file()
 
 
 def test_monitor_exits_0_when_production_rows_look_like_the_training_data(
@@ -125,7 +128,7 @@ def test_monitor_reads_the_endpoints_request_log_by_default(penguins_project):
     done = _amlkit("monitor")
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"{ENDPOINT}: no retraining needed")
+    assert done.stdout.startswith(f"{ENDPOINT}: No action needed")
     assert f"({len(rows)} rows)" in done.stdout
 
 
@@ -138,18 +141,21 @@ def test_monitor_says_how_to_get_data_when_the_endpoint_has_no_request_log(pengu
 
 def test_monitor_compares_with_the_data_of_the_model_the_endpoint_serves(project):
     from amlkit import io, paths
-    from amlkit.cli.monitor import training_data
+    from amlkit.cli.monitor import newest_service, training_data
 
     for service, version, created in (("old", "v1", "2025-01-01"), ("new", "v2", "2025-02-01")):
         folder = paths.deployed_models_dir() / service
         io.write_json_atomic(
-            folder / "service_metadata.json", {"endpoint_name": ENDPOINT, "created": created}
+            folder / "service_metadata.json",
+            {"service": service, "endpoint_name": ENDPOINT, "created": created},
         )
         io.write_json_atomic(
             folder / "model" / "model_metadata.json",
             {"data": {"dataset": "cars", "version": version, "sha256": "0"}},
         )
 
-    assert training_data(ENDPOINT, None, None) == ("cars", "v2")
-    assert training_data("another-endpoint", None, None) == ("penguins", "latest")
-    assert training_data(ENDPOINT, "penguins", None) == ("penguins", "latest")
+    served = newest_service(ENDPOINT)
+    assert training_data(served, None, None) == ("cars", "v2")
+    assert newest_service("another-endpoint") is None
+    assert training_data(None, None, None) == ("penguins", "latest")
+    assert training_data(served, "penguins", None) == ("penguins", "latest")

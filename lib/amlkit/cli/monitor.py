@@ -39,24 +39,58 @@ exit status:
 """
 
 
-def training_data(endpoint: str, dataset: str | None, version: str | None) -> tuple[str, str]:
+def newest_service(endpoint: str) -> dict[str, Any] | None:
+    """Return the endpoint's newest service_metadata.json (its model's under ``model_metadata``).
+
+    None when the endpoint has no packaged service.
+    """
+    services = []
+    for meta in paths.deployed_models_dir().glob("*/service_metadata.json"):
+        info = json.loads(meta.read_text(encoding="utf-8"))
+        model_meta = meta.parent / "model" / "model_metadata.json"
+        if info.get("endpoint_name") == endpoint and model_meta.is_file():
+            info["model_metadata"] = json.loads(model_meta.read_text(encoding="utf-8"))
+            services.append((info.get("created", ""), info))
+    return max(services, key=lambda pair: pair[0])[1] if services else None
+
+
+def training_data(
+    service: dict[str, Any] | None, dataset: str | None, version: str | None
+) -> tuple[str, str]:
     """Return the (dataset, processed version) to compare the endpoint's traffic with.
 
     Explicit arguments win; then the data of the model that the endpoint's newest packaged
     service serves; then data_config.json's default data set, latest version.
     """
-    if dataset is None and version is None:
-        services = []
-        for meta in paths.deployed_models_dir().glob("*/service_metadata.json"):
-            info = json.loads(meta.read_text(encoding="utf-8"))
-            model_meta = meta.parent / "model" / "model_metadata.json"
-            if info.get("endpoint_name") == endpoint and model_meta.is_file():
-                services.append((info.get("created", ""), model_meta))
-        if services:
-            data = json.loads(max(services)[1].read_text(encoding="utf-8")).get("data", {})
-            if data.get("dataset") and data.get("version"):
-                return data["dataset"], data["version"]
+    if dataset is None and version is None and service is not None:
+        data = service["model_metadata"].get("data", {})
+        if data.get("dataset") and data.get("version"):
+            return data["dataset"], data["version"]
     return dataset or DataConfig.load().default_dataset, version or "latest"
+
+
+def watched(service: dict[str, Any] | None, current: Any) -> Any:
+    """Return what the report says it watched: the served model and the traffic split.
+
+    The split is the one seen in the production rows' ``deployment`` field when logged. The
+    action is "none": exit status 4 asks the caller (the monitor workflow) to act.
+    """
+    from amlkit.monitoring import verdict
+
+    if service is None:
+        return None
+    model = service.get("model", {})
+    traffic = {service["service"]: 100}
+    if "deployment" in getattr(current, "columns", ()):
+        shares = current["deployment"].dropna().value_counts(normalize=True)
+        traffic = {str(name): round(100 * share) for name, share in shares.items()} or traffic
+    baseline: dict[str, float] = {}
+    metrics = Path(str(model.get("source", ""))) / "performance_metrics.json"
+    if metrics.is_file():
+        baseline = json.loads(metrics.read_text(encoding="utf-8")).get("test", {})
+    return verdict.Watched(
+        model.get("name", "?"), model.get("version", "?"), traffic, "none", baseline
+    )
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -67,7 +101,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     config = DeploymentConfig.load()
     endpoint = args.endpoint or config.endpoint_name
-    dataset, version = training_data(endpoint, args.dataset, args.data_version)
+    service = newest_service(endpoint)
+    dataset, version = training_data(service, args.dataset, args.data_version)
     processed = load_processed(dataset, version)
     requests = None
     if args.production:
@@ -86,7 +121,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         current, processed, monitoring_config=config.monitoring, requests=requests
     )
     html, summary_json = monitor.write_monitoring_report(
-        result, processed, monitor.report_dir(endpoint), title=f"{endpoint}: monitoring report"
+        result,
+        processed,
+        monitor.report_dir(endpoint),
+        watched=watched(service, current),
+        title=f"{endpoint}: monitoring report",
     )
     summary: dict[str, Any] = {
         "endpoint": endpoint,
@@ -99,11 +138,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
-        verdict = "retraining recommended" if result.decision.retrain else "no retraining needed"
-        print(f"{endpoint}: {verdict} ({'; '.join(result.decision.reasons)})")
+        print(f"{endpoint}: {summary['verdict']}")
         print(f"  production     {summary['production']}  ({summary['rows']} rows)")
         print(f"  training data  {dataset} {processed.manifest.version}")
-        print(f"  drifted        {summary['drifted_features']}")
+        print(f"  shifted        {summary['shifted_significantly']}")
         print(f"  report         {summary['report']}")
     return EXIT_RETRAIN if result.decision.retrain else 0
 
