@@ -212,3 +212,27 @@ def test_live_commands_skip_without_a_workspace(project, args):
     assert done.returncode == 3, done.stderr
     assert done.stdout.startswith("skipped: config/azure_config.json names no workspace")
     assert len(done.stdout.strip().splitlines()) == 1
+
+
+def test_specs_round_trip_wherever_the_plan_is_written(repo, new_project, tmp_path):
+    """A plan inside the repository (as in `dev.py test`'s project) keeps ``code`` in place."""
+    import shutil
+    import tempfile
+
+    from amlkit.azure import specs
+    from amlkit.azure.plan import write_plan
+
+    (repo / ".amlkit").mkdir(exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="plan-", dir=repo / ".amlkit"))
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            new_project(tmp_path / "root", mp)
+            jobs = [e for e in write_plan(out) if e.file.startswith("jobs/")]
+            assert jobs
+            for entry in jobs:
+                first, second = specs.round_trip(out / entry.file, entry.kind)
+                assert first == second, entry.file
+                assert Path(first["code"]).resolve() == repo.resolve(), entry.file
+        assert not list(out.rglob(".*.roundtrip*")), "the round trip leaves its dump behind"
+    finally:
+        shutil.rmtree(out, ignore_errors=True)

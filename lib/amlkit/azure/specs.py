@@ -248,13 +248,20 @@ def round_trip(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[str, A
         one loaded from its dump; equal when the spec survives the SDK both ways.
     """
     first = validate(path, kind)
-    with tempfile.TemporaryDirectory(prefix="amlkit-roundtrip-") as tmp:
-        again = Path(tmp) / Path(path).name
-        content = entity_dict(first, again.parent)
+    # The dump sits beside the original: relative paths the SDK keeps verbatim (``code``)
+    # then resolve to the same place as they did from the original.
+    folder = Path(path).parent
+    again = folder / f".{Path(path).stem}.roundtrip.yml"
+    job = again.with_suffix(".job.yml")
+    try:
+        content = entity_dict(first, folder)
         if isinstance(content.get("create_job"), dict):  # a JobSchedule dumps its job inline
-            job = again.with_suffix(".job.yml")  # in a form its loader refuses: write it apart
-            job.write_text(yaml.safe_dump(entity_dict(first.create_job, again.parent)))
+            # in a form its loader refuses: write it apart
+            job.write_text(yaml.safe_dump(entity_dict(first.create_job, folder)))
             content["create_job"] = f"./{job.name}"
         again.write_text(yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
         second = validate(again, kind)
-        return plain_dict(first, Path(path).parent), plain_dict(second, again.parent)
+        return plain_dict(first, folder), plain_dict(second, folder)
+    finally:
+        again.unlink(missing_ok=True)
+        job.unlink(missing_ok=True)
