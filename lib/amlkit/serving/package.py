@@ -14,14 +14,16 @@ Layout of a service folder (the same folder serves locally and is what Azure upl
 
 Re-packaging policy: a service is not a version. Packaging the same service name again builds
 the new folder completely beside the old one, then swaps them with two renames (the old
-folder is moved aside, the new one moved in, the old one deleted); readers see either the
-old or the new complete folder, never a half-written one. Blue/green lives in Azure
+folder is moved aside, the new one moved in, the old one deleted) under the service's file
+lock; readers see either the old or the new complete folder, never a half-written one, and
+the next packaging of the service cleans up after one that was killed. Blue/green lives in Azure
 deployments (see :mod:`amlkit.azure.endpoints`); locally, package a second service name
 (for example ``<endpoint>-green``) to run two side by side.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import shutil
@@ -156,6 +158,21 @@ def _environment_file() -> Path:
     return here if here.is_file() else imports.PACKAGE_DIR.parents[1] / "environment.yml"
 
 
+def _recover(final: Path) -> None:
+    """Undo what a killed packaging of ``final`` left (the caller holds the service's lock).
+
+    A swap stopped between its two renames left the old folder aside and none in place: it
+    goes back. Half-built and set-aside folders are deleted.
+    """
+    temporaries = f".{glob.escape(final.name)}.????????"
+    for old in sorted(final.parent.glob(temporaries + ".old")):
+        if not final.exists() and (old / final.name).is_dir():
+            logger.warning("restoring %s, moved aside by a packaging that was killed", final)
+            os.rename(old / final.name, final)
+    io.reclaim(final.parent, temporaries + ".old")
+    io.reclaim(final.parent, temporaries + ".partial")
+
+
 def _swap_into_place(stage: Path, final: Path) -> None:
     old = None
     if final.exists():
@@ -206,6 +223,21 @@ def package_service(
     service = service or dep["endpoint_name"]
     final = paths.deployed_models_dir() / service
     final.parent.mkdir(parents=True, exist_ok=True)
+    with io.locked(f"service-{service}"):
+        _recover(final)
+        return _write_service(src, final, metadata, dep, parity_rows, environment_file, fast_path)
+
+
+def _write_service(
+    src: Path,
+    final: Path,
+    metadata: dict[str, Any],
+    dep: dict[str, Any],
+    parity_rows: Any,
+    environment_file: str | Path | None,
+    fast_path: bool,
+) -> Path:
+    service = final.name
     stage = Path(tempfile.mkdtemp(prefix=f".{service}.", suffix=".partial", dir=final.parent))
     try:
         hashes = _copy_verified(src, stage / "model", metadata)
