@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
 import re
 import shutil
@@ -69,12 +70,13 @@ def read_chunks(
 
 
 def _give_back_freed_memory() -> None:
-    """Return the C heap's free pages to the system (glibc only; elsewhere nothing).
+    """Free the last chunk's frames now, and return the C heap's free pages to the system.
 
-    A chunk of text cells is millions of small strings; glibc keeps the pages they leave, and
-    the heap grows chunk after chunk: 1M rows x 20 columns in 50,000-row chunks peaked at
-    1.1 GiB without this and stays at 0.4 GiB with it.
+    Frames caught in reference cycles wait for Python's rare full collections, and glibc keeps
+    the pages of a chunk's millions of small strings: without this, memory grows chunk after
+    chunk (measured: 1M rows x 20 columns peaked at 1.1 GiB instead of 0.4 GiB).
     """
+    gc.collect()
     trim = getattr(_LIBC, "malloc_trim", None)
     if trim is not None:
         trim(0)
