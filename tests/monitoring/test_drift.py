@@ -230,32 +230,6 @@ def test_build_profile_follows_the_contract_format():
     json.dumps(columns)
 
 
-@pytest.mark.parametrize(
-    ("task", "truth", "pred", "expected"),
-    [
-        (
-            "classification",
-            ["a", "a", "b", None],
-            ["a", "b", "b", "a"],
-            {"accuracy": 2 / 3, "precision": 0.75, "recall": 0.75, "n": 3},
-        ),
-        (
-            "regression",
-            [1.0, 2.0, 4.0],
-            [1.0, 3.0, 2.0],
-            {"mean_absolute_error": 1.0, "root_mean_squared_error": np.sqrt(5 / 3), "n": 3},
-        ),
-    ],
-)
-def test_model_performance_uses_labelled_rows(task, truth, pred, expected):
-    assert quality.model_performance(truth, pred, task) == pytest.approx(expected)
-
-
-def test_model_performance_rejects_unknown_task():
-    with pytest.raises(ValueError, match="'ranking'"):
-        quality.model_performance([1], [1], "ranking")
-
-
 def test_boolean_profile_from_python_bools_accepts_text_labels():
     profile = {
         "columns": quality.build_profile(pd.DataFrame({"b": [True, False]}), {"b": "boolean"})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from amlkit.config import DeploymentConfig, MonitoringConfig
-from amlkit.monitoring import monitor, traffic
+from amlkit.monitoring import monitor, traffic, verdict
 
 
 def write_log(folder):
@@ -140,22 +142,75 @@ def test_plain_replay_does_not_fire_and_drifted_replay_does(penguins, seed):
         calm, penguins, monitoring_config=cfg, predictions=calm[target], ranking=ranking
     )
     assert not calm_result.decision.retrain, calm_result.decision.checks
-    assert calm_result.performance["accuracy"] == 1.0
+    assert calm_result.performance["realized"]["metrics"]["accuracy"] == 1.0
     drifted = window(penguins, 1.0, seed)
     result = monitor.run_monitoring(drifted, penguins, monitoring_config=cfg, ranking=ranking)
     assert result.decision.retrain
     assert result.decision.checks["drifted_top_features"]["value"] == 3
 
 
-def test_report_and_retraining_source_are_written(penguins, tmp_path):
+@pytest.fixture
+def forest(penguins, feature_preprocessor):
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+
+    types = penguins.manifest.feature_types
+    model = Pipeline(
+        [
+            ("preprocess", feature_preprocessor(types)),
+            ("model", RandomForestClassifier(n_estimators=30, random_state=0, n_jobs=1)),
+        ]
+    )
+    return model.fit(penguins.train[list(types)], penguins.train["species"])
+
+
+def test_reports_history_and_index_are_written(penguins, forest, tmp_path):
+    folder = tmp_path / "m"
+    watched = verdict.Watched(
+        "penguins-classification", 4, {"blue": 100}, "none", {"accuracy": 0.98}
+    )
+    for seed, intensity in enumerate((0.0, 1.0)):
+        rows = window(penguins, intensity, seed)
+        rows["prediction"] = forest.predict(rows[list(penguins.manifest.feature_types)])
+        rows["time"] = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(
+            np.arange(len(rows)) + 3600 * seed, unit="s"
+        )
+        result = monitor.run_monitoring(rows, penguins, model=forest)
+        html_path, json_path = monitor.write_monitoring_report(
+            result, penguins, folder, watched=watched
+        )
+    twin = json.loads(json_path.read_text())
+    assert html_path.parent == folder / "reports" and json_path == html_path.with_suffix(".json")
+    assert twin["sentence"].startswith("Retraining recommended: 4 of 7 inputs shifted")
+    assert (twin["model"], twin["version"], twin["action"]) == (
+        "penguins-classification",
+        4,
+        "none",
+    )
+    assert twin["window"] == {
+        "start": "2026-01-01T01:00:00+00:00",
+        "end": "2026-01-01T01:04:59+00:00",
+    }
+    assert twin["reference_rows"] == len(penguins.train) and twin["rows"] == 300
+    realized = twin["performance"]["realized"]["metrics"]["accuracy"]
+    estimated = twin["performance"]["estimated"]["accuracy"]
+    assert realized < 0.99 and 0.5 < estimated <= 1.0
+    assert twin["performance"]["baseline"] == {"accuracy": 0.98}
+    history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+    assert [h["retrain"] for h in history] == [False, True]
+    assert history[1]["performance"]["realized"] == pytest.approx(realized)
+    assert history[1]["report"] == f"reports/{html_path.name}"
+    index = (folder / "index.html").read_text()
+    assert index.index(history[1]["report"]) < index.index(history[0]["report"])  # newest first
+    assert "Retraining recommended: 4 of 7" in index and "No action needed" in index
+    assert "Trends over time" in html_path.read_text()
+
+
+def test_retraining_source_is_written(penguins):
     from amlkit import paths
     from amlkit.data import ingest
 
     drifted = window(penguins, 1.0, 0)
-    result = monitor.run_monitoring(drifted, penguins, predictions=drifted["species"])
-    html_path, json_path = monitor.write_monitoring_report(result, penguins, tmp_path / "m")
-    assert "retrain" in html_path.read_text() and json_path.is_file()
-    assert len((tmp_path / "m" / "history.jsonl").read_text().splitlines()) == 1
     source = monitor.write_retraining_source("penguins", drifted)
     assert source.parent == paths.data_dir() / "external"
     combined = pd.read_csv(source)

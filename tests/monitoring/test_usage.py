@@ -5,7 +5,10 @@ import pytest
 from amlkit.monitoring.usage import usage_summary
 
 
-@pytest.mark.parametrize(("hours", "interval"), [(1.5, "minute"), (30, "hour"), (24 * 10, "day")])
+@pytest.mark.parametrize(
+    ("hours", "interval"),
+    [(0.01, "second"), (0.5, "minute"), (1.5, "10 minutes"), (30, "hour"), (24 * 10, "6 hours")],
+)
 def test_usage_summary_picks_the_interval_from_the_time_span(request_log, hours, interval):
     usage = usage_summary(request_log(hours=hours))
     assert usage["interval"] == interval

@@ -1,8 +1,6 @@
-"""The monitoring report's figures: matplotlib PNGs embedded as data URIs, with alt texts.
+"""The monitoring report's figures: PNG data URIs with alt texts that give their numbers.
 
-Each chart comes with an alt text that says what it shows (the numbers a reader would take
-from it), so the page reads without the images too. Figures are drawn on ``Figure`` objects
-with the Agg canvas (no pyplot state, safe in threads and notebooks alike).
+Drawn on ``Figure`` objects with the Agg canvas: no pyplot state, safe in threads.
 """
 
 from __future__ import annotations
@@ -60,8 +58,8 @@ def drift_chart(drift: pd.DataFrame) -> Image:
     ax.barh(rows["column"], rows["value"], color=[COLORS["bad" if d else "ok"] for d in drifted])
     for threshold in sorted(set(rows["threshold"])):
         ax.axvline(threshold, color="#333", linestyle="--", linewidth=1)
-    ax.set_xlabel("drift metric (normalized Wasserstein for numbers, Jensen-Shannon otherwise)")
     ax.set_title("Drift per feature; dashed line: threshold; red: drifted")
+    ax.set_xlabel("drift metric (normalized Wasserstein for numbers, Jensen-Shannon otherwise)")
     names = list(rows.loc[drifted, "column"][::-1])
     alt = f"Drift per feature: {len(names)} of {len(rows)} above the threshold"
     return to_image(fig, alt + (f" ({', '.join(names)})" if names else ""))
@@ -81,8 +79,8 @@ def distribution_chart(
 ) -> Image:
     """Draw one feature's reference and current distributions (``row``: its drift result).
 
-    Measured kinds get overlaid histograms of up to ``PLOT_SAMPLE`` seeded rows each;
-    categories, and integers with few distinct values, bars of the share per value.
+    Histograms of up to ``PLOT_SAMPLE`` seeded rows each; bars of the share per value for
+    categories and integers with few distinct values.
     """
     column, kind = row["column"], row["kind"]
     fig = Figure(figsize=(6, 3.2))
@@ -94,16 +92,23 @@ def distribution_chart(
         cur = numeric_values(_sample(current[column]), kind)
         ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
         both = np.concatenate([ref, cur])
-        edges = np.histogram_bin_edges(both, bins=40) if both.size else 10
+        edges = np.histogram_bin_edges(both, bins=40) if both.size else np.linspace(0, 1, 11)
         for name, values in (("reference", ref), ("current", cur)):
             # stepfilled: one polygon per sample instead of 40 bars, about a third faster
-            style = {"histtype": "stepfilled", "alpha": 0.55, "color": COLORS[name]}
-            ax.hist(values, edges, density=True, label=name, **style)
+            color = COLORS[name]
+            ax.hist(
+                values,
+                list(edges),
+                density=True,
+                label=name,
+                histtype="stepfilled",
+                alpha=0.55,
+                color=color,
+            )
         if kind == "datetime":
             ticks = ax.get_xticks()
             ax.set_xticks(ticks, [pd.Timestamp(t, unit="s").strftime("%Y-%m-%d") for t in ticks])
-            ax.set_xlim(edges[0], edges[-1])
-            ax.set_yticks([])
+            ax.set(xlim=(edges[0], edges[-1]), yticks=[])
             fig.autofmt_xdate()
     else:
         shape = "bars of the share per value"
@@ -145,12 +150,18 @@ def _latency_chart(latency: np.ndarray, quantiles: Mapping[str, float | None]) -
     ax = fig.subplots()
     ax.hist(latency, bins=40, histtype="stepfilled", color=COLORS["reference"])
     marks = {k: v for k, v in quantiles.items() if k != "mean" and v is not None}
-    for name, value in marks.items():
+    top = ax.get_ylim()[1]
+    for i, (name, value) in enumerate(marks.items()):  # staggered, so the labels never overlap
         ax.axvline(value, color=COLORS["bad"], linestyle="--", linewidth=1)
-        ax.annotate(name, (value, ax.get_ylim()[1] * 0.9), fontsize=8)
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("requests")
-    ax.set_title("Latency per request")
+        ax.annotate(
+            name,
+            (value, top * (0.92 - 0.12 * i)),
+            fontsize=8,
+            xytext=(3, 0),
+            textcoords="offset points",
+            bbox={"fc": "white", "ec": "none", "alpha": 0.8},
+        )
+    ax.set(xlabel="latency (ms)", ylabel="requests", title="Latency per request")
     text = ", ".join(f"{k} {v:.1f} ms" for k, v in marks.items())
     return to_image(fig, f"Latency per request, histogram: {text}")
 
@@ -170,6 +181,46 @@ def _predictions_chart(predictions: pd.Series) -> Image:
         alt = "share per class: " + ", ".join(f"{k} {v:.0%}" for k, v in top.items())
     ax.set_title("Predictions served")
     return to_image(fig, f"Predictions served, {alt}")
+
+
+def confusion_chart(truth: Any, pred: Any, labels: list[str]) -> Image:
+    """Draw the confusion matrix of the labelled rows (counts; rows: true, columns: predicted)."""
+    from sklearn.metrics import confusion_matrix
+
+    matrix = confusion_matrix(np.asarray(truth, str), np.asarray(pred, str), labels=labels)
+    fig = Figure(figsize=(4.8, 4))
+    ax = fig.subplots()
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=30)
+    ax.set_yticks(range(len(labels)), labels)
+    for (i, j), count in np.ndenumerate(matrix):
+        dark = count > matrix.max() / 2
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if dark else "black")
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (labelled rows)")
+    wrong = matrix * (1 - np.eye(len(labels), dtype=int))
+    alt = f"Confusion matrix of {matrix.sum():,} labelled rows: {np.trace(matrix):,} correct"
+    if wrong.any():
+        i, j = np.unravel_index(wrong.argmax(), wrong.shape)
+        alt += f"; most frequent mistake: {labels[i]} predicted as {labels[j]} ({wrong[i, j]} rows)"
+    return to_image(fig, alt)
+
+
+def residual_chart(truth: Any, pred: Any) -> Image:
+    """Draw regression residuals (true - predicted) against the prediction."""
+    t, p = np.asarray(truth, dtype=float), np.asarray(pred, dtype=float)
+    residuals = t - p
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    ax.scatter(p, residuals, s=10, alpha=0.6, color=COLORS["current"])
+    ax.axhline(0, color="#333", linewidth=1)
+    ax.set(
+        xlabel="predicted", ylabel="residual (true - predicted)", title="Residuals (labelled rows)"
+    )
+    alt = (
+        f"Residuals of {len(t):,} labelled rows against the prediction: mean "
+        f"{residuals.mean():.3g}, largest absolute {np.abs(residuals).max():.3g}"
+    )
+    return to_image(fig, alt)
 
 
 def usage_charts(usage: Mapping[str, Any]) -> list[Image]:

@@ -1,23 +1,21 @@
-"""Monitor a deployed model: production inputs against the training baseline, and when to retrain.
+"""Monitor a deployed model: production rows against the training baseline, and when to retrain.
 
-Inputs are either the endpoint's request log (the JSON-lines files the scoring script
-writes under ``.amlkit/endpoints/<endpoint>/logs/``), read with :func:`read_request_log`,
-or any batch file of production rows (CSV or Parquet), read with :func:`read_production_file`.
-:func:`run_monitoring` compares them with the processed version's training split and
-baseline profile: data drift per feature, prediction drift (served predictions against the
-training target, as Azure ML does when the training data is the reference), data quality,
-model performance when labels arrived, and usage. :func:`decide_retraining` applies the
-rule of ``deployment_config.json``'s ``monitoring.retraining`` section; the report goes to
-``.amlkit/endpoints/<endpoint>/monitoring/`` (:func:`report_dir`), next to the request log
-it describes.
+Rows come from the request log or a batch file; prediction drift compares with the training
+target, as Azure ML does; the retraining rule is deployment_config.json's, and its verdict is
+a sentence (:mod:`amlkit.monitoring.verdict`). Given the model, performance is estimated
+before labels arrive (:mod:`amlkit.monitoring.performance`). Reports go to
+``.amlkit/endpoints/<endpoint>/monitoring/``: a page per window under ``reports/``,
+``history.jsonl`` (the trends) and ``index.html`` (every report, newest first).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import secrets
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +23,11 @@ import numpy as np
 import pandas as pd
 
 from amlkit import kinds, paths
-from amlkit.config import MonitoringConfig
-from amlkit.io import sha256_file, write_text_atomic
+from amlkit.config import DataConfig, MonitoringConfig
+from amlkit.io import sha256_text, write_text_atomic
 from amlkit.monitoring import drift as drift_mod
-from amlkit.monitoring import quality, report
+from amlkit.monitoring import performance as perf_mod
+from amlkit.monitoring import quality, report, trends, verdict
 from amlkit.monitoring.usage import LOG_COLUMNS, usage_summary
 
 logger = logging.getLogger(__name__)
@@ -47,20 +46,13 @@ def report_dir(endpoint: str) -> Path:
 
 
 def read_request_log(
-    folder: str | Path, *, since: Any = None, until: Any = None, request_prefix: str | None = None
+    folder: str | Path, *, since: Any = None, request_prefix: str | None = None
 ) -> pd.DataFrame:
-    """Read every request-log file of a folder into one frame, a row per logged record.
+    """Read a request-log folder into one frame, a row per logged record, sorted by time.
 
-    Args:
-        folder: the log folder (``LocalEndpoint.request_log_dir`` or :func:`request_log_dir`).
-        since: keep records at or after this time (anything ``pd.Timestamp`` reads; UTC).
-        until: keep records before this time.
-        request_prefix: keep requests whose id starts with this (one simulated batch).
-
-    Returns:
-        Columns ``request_id``, ``row``, ``time`` (UTC), ``latency_ms``, ``status``,
-        ``error``, ``prediction``, then one column per input feature; sorted by time. A
-        failed request is one record with its ``error`` and no inputs.
+    Keeps records at or after ``since`` (UTC if naive) of requests whose id starts with
+    ``request_prefix``. Columns: ``LOG_FIELDS`` (``time`` in UTC), then the input
+    features; a failed request is one record with its ``error`` and no inputs.
     """
     from amlkit.serving.requestlog import read_log
 
@@ -69,47 +61,26 @@ def read_request_log(
     base = pd.DataFrame([{k: r.get(k) for k in LOG_FIELDS} for r in records], columns=LOG_FIELDS)
     frame = pd.concat([base, inputs.drop(columns=list(LOG_FIELDS), errors="ignore")], axis=1)
     frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
-    keep = np.ones(len(frame), dtype=bool)
     if since is not None:
-        keep &= (frame["time"] >= _utc(since)).to_numpy()
-    if until is not None:
-        keep &= (frame["time"] < _utc(until)).to_numpy()
+        frame = frame[frame["time"] >= pd.to_datetime(since, utc=True)]
     if request_prefix:
-        keep &= frame["request_id"].astype(str).str.startswith(request_prefix).to_numpy()
-    frame = frame[keep].sort_values(["time", "request_id", "row"], kind="stable")
+        frame = frame[frame["request_id"].astype(str).str.startswith(request_prefix)]
+    frame = frame.sort_values(["time", "request_id", "row"], kind="stable")
     return frame.reset_index(drop=True)
 
 
-def _utc(stamp: Any) -> pd.Timestamp:
-    stamp = pd.Timestamp(stamp)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def requests_frame(log: pd.DataFrame) -> pd.DataFrame:
-    """Collapse a read log to one row per request (the shape ``usage.usage_summary`` needs).
-
-    Returns:
-        Columns ``request_id``, ``time``, ``latency_ms``, ``status``, ``n_rows`` (rows
-        scored: 0 for a failed request).
-    """
+    """Collapse a read log to one row per request, ``usage.LOG_COLUMNS`` (``n_rows`` scored)."""
     if not len(log):
         return pd.DataFrame(columns=list(LOG_COLUMNS))
     scored = log.assign(scored=(log["status"] == 200).astype(int))
-    grouped = scored.groupby("request_id", sort=False).agg(
-        time=("time", "first"),
-        latency_ms=("latency_ms", "first"),
-        status=("status", "first"),
-        n_rows=("scored", "sum"),
-    )
+    first = {column: (column, "first") for column in ("time", "latency_ms", "status")}
+    grouped = scored.groupby("request_id", sort=False).agg(**first, n_rows=("scored", "sum"))
     return grouped.reset_index().sort_values("time", kind="stable").reset_index(drop=True)
 
 
 def read_production_file(path: str | Path) -> pd.DataFrame:
-    """Read a batch of production rows from a CSV or Parquet file.
-
-    Raises:
-        ValueError: the file is neither ``.csv`` nor ``.parquet``.
-    """
+    """Read a batch of production rows from a CSV or Parquet file (ValueError otherwise)."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
         return pd.read_csv(path)
@@ -125,6 +96,7 @@ class RetrainingDecision:
     retrain: bool
     reasons: list[str]
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verdict: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the decision as plain values."""
@@ -146,103 +118,135 @@ def decide_retraining(
 ) -> RetrainingDecision:
     """Apply the retraining rule (:class:`amlkit.config.RetrainingRule`) to one window.
 
-    Args:
-        drift: feature drift (``drift.compute_drift``).
-        quality_frame: data quality (``quality.compute_quality``).
-        n_rows: production rows in the window.
-        config: the monitoring section: the rule and the thresholds (for the p-values of
-            ``require_significance``).
-        prediction_drift: prediction drift (``drift.prediction_drift``), if predictions exist.
-        ranking: features, most important first (for the top-N check); None skips it.
-
-    Returns:
-        The decision with one entry per check: ``value``, ``limit``, ``fired``.
+    ``ranking`` lists the features, most important first, for the top-N check (None skips
+    it). Each check of the decision has ``value``, ``limit`` and ``fired``.
     """
+
+    def check(value: Any, limit: Any, fired: bool | None = None, **more: Any) -> dict[str, Any]:
+        fired = value > limit if fired is None else fired
+        return {"value": value, "limit": limit, "fired": fired, **more}
+
     checks: dict[str, dict[str, Any]] = {}
     compared = drift[drift["metric"].astype(bool) & drift["value"].notna()]
     mask = compared["drifted"].to_numpy(dtype=bool)
     rules = config.retraining
+    limits = config.thresholds.model_dump()
+    ks, chi = "two_sample_kolmogorov_smirnov_test", "pearsons_chi_squared_test"
+    p_value = compared[ks].where(compared[ks].notna(), compared[chi])
+    limit = compared[ks].notna().map({True: limits[ks], False: limits[chi]})
+    significant = np.asarray(p_value < limit, dtype=bool)
     if rules.require_significance:
-        limits = config.thresholds.model_dump()
-        ks, chi = "two_sample_kolmogorov_smirnov_test", "pearsons_chi_squared_test"
-        p_value = compared[ks].where(compared[ks].notna(), compared[chi])
-        mask &= p_value < compared[ks].notna().map({True: limits[ks], False: limits[chi]})
-        mask = np.asarray(mask, dtype=bool)
+        mask &= significant
     drifted = list(compared.loc[mask, "column"])
     share = len(drifted) / len(compared) if len(compared) else 0.0
-    checks["drifted_share"] = {
-        "value": share,
-        "limit": rules.max_drifted_share,
-        "fired": share > rules.max_drifted_share,
-        "drifted": drifted,
-    }
+    checks["drifted_share"] = check(
+        share,
+        rules.max_drifted_share,
+        drifted=drifted,
+        compared=len(compared),
+        significant=list(compared.loc[significant, "column"]),
+        require_significance=rules.require_significance,
+    )
     if ranking is not None:
         top = list(ranking)[: rules.top_n_features]
         hit = [c for c in top if c in drifted]
-        checks["drifted_top_features"] = {
-            "value": len(hit),
-            "limit": rules.max_drifted_top_features,
-            "fired": len(hit) > rules.max_drifted_top_features,
-            "top": top,
-            "drifted": hit,
-        }
+        limit = rules.max_drifted_top_features
+        checks["drifted_top_features"] = check(len(hit), limit, top=top, drifted=hit)
     if rules.prediction_drift and prediction_drift is not None and len(prediction_drift):
         row = prediction_drift.iloc[0]
-        checks["prediction_drift"] = {
-            "value": row["value"],
-            "limit": row["threshold"],
-            "fired": bool(prediction_drift["drifted"].any()),
-            "metric": row["metric"],
-        }
+        fired = bool(prediction_drift["drifted"].any())
+        value, limit, metric = row["value"], row["threshold"], row["metric"]
+        checks["prediction_drift"] = check(value, limit, fired, metric=metric)
     for metric, limit in rules.max_quality_rates.model_dump().items():
         worst = quality_frame.sort_values(metric, ascending=False).head(1)
-        value = float(worst[metric].iloc[0]) if len(worst) else 0.0
-        checks[metric] = {
-            "value": value,
-            "limit": limit,
-            "fired": value > limit,
-            "column": worst["column"].iloc[0] if len(worst) else None,
-        }
+        value, column = (
+            (float(worst[metric].iloc[0]), worst["column"].iloc[0]) if len(worst) else (0.0, None)
+        )
+        columns = list(quality_frame.loc[quality_frame[metric] > limit, "column"])
+        checks[metric] = check(value, limit, column=column, columns=columns, flag_at=limits[metric])
     checks = {k: {n: _round(v) for n, v in c.items()} for k, c in checks.items()}
     reasons = [f"{name} {c['value']} > {c['limit']}" for name, c in checks.items() if c["fired"]]
+    retrain = bool(reasons) and rules.enabled and n_rows >= rules.min_rows
+    words = verdict.sentence(
+        checks, retrain=retrain, n_rows=n_rows, min_rows=rules.min_rows, enabled=rules.enabled
+    )
     if not rules.enabled:
-        return RetrainingDecision(False, ["retraining is disabled in the config"], checks)
-    if n_rows < rules.min_rows:
-        note = f"only {n_rows} rows, fewer than min_rows {rules.min_rows}: no decision"
-        return RetrainingDecision(False, [note], checks)
-    return RetrainingDecision(bool(reasons), reasons or ["no check fired"], checks)
+        reasons = ["retraining is disabled in the config"]
+    elif n_rows < rules.min_rows:
+        reasons = [f"only {n_rows} rows, fewer than min_rows {rules.min_rows}: no decision"]
+    return RetrainingDecision(retrain, reasons or ["no check fired"], checks, words)
 
 
 @dataclass
 class MonitoringResult:
-    """Everything one monitoring window produced."""
+    """Everything one monitoring window produced.
+
+    ``performance`` holds ``task``, ``realized`` and ``estimated``
+    (:mod:`amlkit.monitoring.performance`, None when not known) and, under ``frames``,
+    the labelled rows' ``truth`` and ``pred``.
+    """
 
     current: pd.DataFrame
     drift: pd.DataFrame
     prediction_drift: pd.DataFrame | None
     quality: pd.DataFrame
-    performance: dict[str, float] | None
+    performance: dict[str, Any]
     usage: dict[str, Any] | None
     decision: RetrainingDecision
 
+    def window(self) -> dict[str, str]:
+        """Return the window's ``start`` and ``end`` (request times, else now), ISO 8601."""
+        times = self.current["time"].dropna() if "time" in self.current else pd.Series()
+        if len(times):
+            times = pd.to_datetime(times, utc=True)
+            return {"start": times.min().isoformat(), "end": times.max().isoformat()}
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        return {"start": now, "end": now}
+
     def summary(self) -> dict[str, Any]:
         """Return the headline numbers (rounded; no times) for a notebook or a log line."""
-        head = report.summarize(self.drift, self.quality, self.decision.to_dict())
+        head = report.summarize(self.drift, self.quality, None)
         out = {
+            "verdict": self.decision.verdict,
             "rows": len(self.current),
-            "drifted_features": head["drifted_features"],
+            "shifted_significantly": self.decision.checks["drifted_share"]["drifted"],
+            "above_distance_threshold": head["drifted_features"],
             "quality_flagged_features": head["quality_flagged_features"],
             "retrain": self.decision.retrain,
             "reasons": self.decision.reasons,
         }
         if self.prediction_drift is not None and len(self.prediction_drift):
             out["prediction_drift"] = _round(self.prediction_drift["value"].iloc[0])
-        if self.performance:
-            out["performance"] = {k: _round(v) for k, v in self.performance.items()}
+        for kind in ("realized", "estimated"):
+            if found := self.performance.get(kind):
+                values = found.get("metrics", found)
+                out[kind] = {k: _round(v) for k, v in values.items() if k in SUMMARY_METRICS}
         if self.usage:
             out["requests"] = self.usage["requests"]
             out["error_rate"] = _round(self.usage["error_rate"])
         return out
+
+
+SUMMARY_METRICS = ("accuracy", "f1_macro", "mae", "rmse", "r2")
+
+
+def _performance(
+    current: pd.DataFrame, processed: Any, predictions: Any, labels: Any, model: Any
+) -> dict[str, Any]:
+    manifest = processed.manifest
+    out: dict[str, Any] = {"task": manifest.task, "realized": None, "estimated": None}
+    if labels is not None and predictions is not None:
+        truth, pred = pd.Series(np.asarray(labels)), pd.Series(np.asarray(predictions))
+        out["realized"] = perf_mod.realized(truth, pred, manifest.task)
+        keep = (truth.notna() & pred.notna()).to_numpy()
+        out["frames"] = {"truth": truth[keep].to_numpy(), "pred": pred[keep].to_numpy()}
+    if model is not None and manifest.task == "classification" and hasattr(model, "predict_proba"):
+        features, test = list(manifest.feature_types), processed.test
+        reference = model.predict_proba(test[features])
+        calibration = perf_mod.calibrate(reference, test[manifest.target], model.classes_)
+        served = current[current["prediction"].notna()] if "prediction" in current else current
+        out["estimated"] = perf_mod.estimate(calibration, model.predict_proba(served[features]))
+    return out
 
 
 def run_monitoring(
@@ -254,30 +258,22 @@ def run_monitoring(
     labels: Any = None,
     requests: pd.DataFrame | None = None,
     ranking: Sequence[str] | None = None,
+    model: Any = None,
 ) -> MonitoringResult:
     """Compare production rows with the training baseline and decide about retraining.
 
-    Args:
-        current: production rows (feature columns; a read request log or a batch file).
-        processed: the ``Processed`` version the deployed model was trained on.
-        monitoring_config: ``deployment_config.json``'s ``monitoring`` section.
-        predictions: the served predictions for ``current``; default its ``prediction``
-            column when there is one.
-        labels: true labels for ``current`` once they arrived (NaN where not yet); default
-            its target column when there is one.
-        requests: one row per request (:func:`requests_frame`) for the usage summary.
-        ranking: features by importance, most important first (top-N check).
-
-    Returns:
-        The :class:`MonitoringResult`.
+    ``processed`` is the version the deployed model was trained on. ``predictions`` default
+    to ``current["prediction"]``, ``labels`` (NaN where not arrived) to the target column,
+    when present; ``requests`` (:func:`requests_frame`) give the usage summary. ``model``, a
+    classifier with ``predict_proba``, gives the estimate of accuracy and F1 before labels
+    arrive, calibrated on the processed test split.
     """
     cfg = monitoring_config or MonitoringConfig()
     manifest = processed.manifest
-    feature_types = manifest.feature_types
-    target = manifest.target
-    bins = cfg.bins
-    drift = drift_mod.compute_drift(processed.train, current, feature_types, cfg, bins)
-    qual = quality.compute_quality(current, processed.profile, cfg)
+    feature_types, target, bins = manifest.feature_types, manifest.target, cfg.bins
+    limits = cfg.thresholds.model_dump()
+    drift = drift_mod.compute_drift(processed.train, current, feature_types, limits, bins)
+    qual = quality.compute_quality(current, processed.profile, limits)
     qual = qual[qual["column"].isin(list(feature_types))].reset_index(drop=True)
     if predictions is None and "prediction" in current.columns:
         predictions = current["prediction"]
@@ -288,18 +284,11 @@ def run_monitoring(
         kind = kinds.target_kind(manifest.task)
         reference = processed.train[target].rename("prediction")
         current_pred = pd.Series(np.asarray(predictions), name="prediction")
-        pred_drift = drift_mod.prediction_drift(reference, current_pred, kind, cfg, bins)
-    performance = None
-    if labels is not None and predictions is not None and pd.Series(labels).notna().any():
-        performance = quality.model_performance(labels, predictions, manifest.task)
+        pred_drift = drift_mod.prediction_drift(reference, current_pred, kind, limits, bins)
+    performance = _performance(current, processed, predictions, labels, model)
     usage = usage_summary(requests, predictions) if requests is not None else None
     decision = decide_retraining(
-        drift,
-        qual,
-        n_rows=len(current),
-        config=cfg,
-        prediction_drift=pred_drift,
-        ranking=ranking,
+        drift, qual, n_rows=len(current), config=cfg, prediction_drift=pred_drift, ranking=ranking
     )
     logger.info("monitoring: retrain=%s (%s)", decision.retrain, "; ".join(decision.reasons))
     return MonitoringResult(current, drift, pred_drift, qual, performance, usage, decision)
@@ -310,41 +299,62 @@ def write_monitoring_report(
     processed: Any,
     folder: str | Path,
     *,
+    watched: verdict.Watched | None = None,
     title: str = "Model monitoring report",
 ) -> tuple[Path, Path]:
-    """Write ``report.html`` and ``report.json`` to ``folder`` (replacing the last ones).
+    """Write one window's report and JSON twin under ``folder/reports/``; update the history.
 
-    The decision box shows the retraining decision, its reasons and the prediction drift.
-    A line is appended to ``history.jsonl`` in the same folder for each report.
+    The window is appended to ``folder/history.jsonl`` (the trends) and ``folder/index.html``
+    is rewritten. ``watched``: the model, the traffic split, the action taken and the
+    training test scores.
 
     Returns:
-        The paths of the HTML page and of the JSON summary.
+        The paths of the HTML page and of the JSON twin.
     """
     folder = Path(folder)
-    decision: dict[str, Any] = {
+    name = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    metric = "accuracy" if processed.manifest.task == "classification" else "mae"
+    line = trends.history_line(result, watched, metric) | {"report": f"reports/{name}.html"}
+    history = folder / "history.jsonl"
+    lines = [*trends.read_history(history), line]
+    threshold = result.drift["threshold"].dropna()
+    charts = trends.trend_charts(
+        lines,
+        threshold=float(threshold.max()) if len(threshold) else 0.1,
+        metric=metric,
+        baseline=line["performance"]["baseline"],
+    )
+    checks = result.decision.checks
+    page = {
+        **{k: line[k] for k in ("model", "version", "traffic", "action", "window", "rows")},
+        "reference_rows": len(processed.train),
+        "sentence": result.decision.verdict,
         "retrain": result.decision.retrain,
-        "reasons": "; ".join(result.decision.reasons),
+        "reasons": result.decision.reasons,
+        "checks": checks,
+        "facts": verdict.facts(watched, line["window"], len(result.current), len(processed.train)),
+        "note": verdict.drift_note(checks, result.drift),
+        "quality_limits": {
+            m: (checks[m]["flag_at"], checks[m]["limit"])
+            for m in quality.QUALITY_METRICS
+            if m in checks
+        },
     }
-    if result.prediction_drift is not None and len(result.prediction_drift):
-        row = result.prediction_drift.iloc[0]
-        decision["prediction drift"] = (
-            f"{row['metric']} {row['value']:.3f} (threshold {row['threshold']:g})"
-        )
     html_path, json_path = report.write_report(
-        folder / "report.html",
+        folder / "reports" / f"{name}.html",
         drift=result.drift,
         quality=result.quality,
         usage=result.usage,
         reference=processed.train,
         current=result.current,
-        decision=decision,
+        verdict=page,
+        performance={**result.performance, "baseline": watched.baseline if watched else {}},
+        trends=charts,
         title=title,
-        performance=result.performance,
     )
-    line = json.dumps({"report_sha256": sha256_file(json_path), **result.summary()}, default=str)
-    history = folder / "history.jsonl"
     previous = history.read_text(encoding="utf-8") if history.is_file() else ""
-    write_text_atomic(history, previous + line + "\n")
+    write_text_atomic(history, previous + json.dumps(line, default=str) + "\n")
+    report.write_index(folder, [*lines], title=f"Monitoring reports: {folder.parent.name}")
     return html_path, json_path
 
 
@@ -353,27 +363,15 @@ def write_retraining_source(
     labelled: pd.DataFrame,
     *,
     raw_version: str = "latest",
-    data_config: Mapping[str, Any] | None = None,
+    data_config: DataConfig | None = None,
 ) -> Path:
-    """Write the next training data: the raw rows plus the labelled production rows.
+    """Write ``raw_version`` of ``dataset`` plus the labelled production rows to a new CSV.
 
-    Production rows without a label are left out; rows replayed more than once (same
-    ``source_row``) are kept once. Logged rows are put in request-id order first, so the
-    file does not depend on the order in which concurrent requests arrived. The file goes
-    to ``data/external/`` under a name made of its content hash; ingest it with
-    ``amlkit.data.ingest(dataset, source=str(path))`` to get a new raw version.
-
-    Args:
-        dataset: the data set whose raw version is extended.
-        labelled: production rows with the target column (features as logged).
-        raw_version: the raw version to extend.
-        data_config: the parsed data_config.json; loaded when None.
-
-    Returns:
-        The CSV file written.
+    Unlabelled rows are left out, a replayed ``source_row`` is kept once, and logged rows
+    go in request-id order, so the file does not depend on arrival order. The file lands in
+    ``data/external/`` under its content hash, ready for ``amlkit.data.ingest``.
     """
     from amlkit.data import ingest
-    from amlkit.io import sha256_text
 
     frame, raw = ingest.load_raw(dataset, raw_version, data_config)
     target = raw.target

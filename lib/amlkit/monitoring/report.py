@@ -1,13 +1,11 @@
-"""The monitoring report: one self-contained HTML page with a JSON twin beside it.
+"""The monitoring report: a self-contained HTML page (no network, no JavaScript), a JSON twin.
 
-The page is written for business analysts: a decision box first, then model performance,
-drift per feature, reference-versus-current distributions, data quality and service usage.
-Its structure lives in jinja2 templates under ``templates/`` (``base.html`` the layout and
-style, ``macros.html`` tables, figures and cards, ``report.html`` one block per section),
-rendered with autoescaping, so any value from the data shows as text. This module prepares
-what they show: table rows of formatted cells with flags, headline cards, and the figures
-of :mod:`amlkit.monitoring.figures`. The page needs no network access and no JavaScript.
-Both files are written atomically (``amlkit.io``).
+The page leads with the verdict (one sentence, then what was watched and what was done), then
+trends, performance (realized and estimated), drift, distributions, quality and usage. Its
+sections live in the jinja2 templates under ``templates/`` (``report.html`` one block per
+section, ``macros.html`` tables, figures and cards, ``index.html`` the list of reports),
+autoescaped; this module prepares what they show: formatted table cells with flags, headline
+cards, figures.
 """
 
 from __future__ import annotations
@@ -25,19 +23,24 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from amlkit.io import write_json_atomic, write_text_atomic
+from amlkit.io import plain, write_json_atomic, write_text_atomic
 from amlkit.monitoring import figures
 from amlkit.monitoring.figures import SHORT_NAMES
 
 logger = logging.getLogger(__name__)
 
 EXTRA_DISTRIBUTIONS = 3  # undrifted features plotted beside the drifted ones
-DRIFT_COLUMNS = ["column", "kind", "metric", "value", "threshold", "drifted"]
-DRIFT_COLUMNS += ["two_sample_kolmogorov_smirnov_test", "population_stability_index"]
-DRIFT_COLUMNS += ["pearsons_chi_squared_test", "note"]
+DRIFT_COLUMNS = ["column", "kind", "metric", "distance", "threshold", "drifted"]
+DRIFT_COLUMNS += ["p_value", "significant", "counted", "population_stability_index", "note"]
 RATES = ("null_value_rate", "data_type_error_rate", "out_of_bounds_rate")
 QUALITY_COLUMNS = ["column", "kind", "n_rows", "nulls", "type_errors", "out_of_bounds"]
 QUALITY_COLUMNS += [*RATES, "note"]
+HEADERS = {  # table headers that differ from the column names
+    "drifted": "above threshold",
+    "p_value": "test p-value (KS or chi²)",
+    "significant": "significant",
+    "counted": "counted by the rule",
+}
 
 
 @functools.cache
@@ -55,6 +58,8 @@ def _cell(value: Any) -> str:
     """Format one table value: floats to 4 significant digits, missing as blank."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
     if isinstance(value, float) and math.isfinite(value):
         return f"{value:.4g}"
     return str(SHORT_NAMES.get(value, value) if isinstance(value, str) else value)
@@ -69,7 +74,7 @@ def _table(
     """
     flags, columns = flags or {}, columns or list(frame.columns)
     return {
-        "header": [SHORT_NAMES.get(c, c) for c in columns],
+        "header": [HEADERS.get(c, SHORT_NAMES.get(c, c)) for c in columns],
         "rows": [
             [(_cell(row[c]), c in flags and bool(row[flags[c]])) for c in columns]
             for row in frame.to_dict(orient="records")
@@ -105,40 +110,76 @@ def _distributions(
     return {"images": images, "extra": EXTRA_DISTRIBUTIONS, "sample": f"{figures.PLOT_SAMPLE:,}"}
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items() if k != "frames"}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def _metric_name(name: str) -> str:
+    return name.replace("_macro", " (macro)").replace("_weighted", " (weighted)").replace("_", " ")
+
+
+def _performance_section(perf: Mapping[str, Any]) -> dict[str, Any]:
+    """Tables, cards and figures of realized and estimated performance."""
+    baseline, real, est = perf.get("baseline") or {}, perf.get("realized"), perf.get("estimated")
+    out: dict[str, Any] = {"cards": [], "images": [], "per_class": None, "table": None, "n": None}
+    if est:
+        out["cards"] += [
+            ("estimated accuracy", f"{est['accuracy']:.3f} ± {1.96 * est['accuracy_std']:.3f}"),
+            ("estimated F1 (macro)", f"{est['f1_macro']:.3f}"),
+        ]
+    if real:
+        metrics = real["metrics"]
+        rows = [
+            {
+                "metric": _metric_name(k),
+                "training test": baseline.get(k),
+                "production": v,
+                "change": v - baseline[k] if k in baseline else None,
+            }
+            for k, v in metrics.items()
+        ]
+        out["table"], out["n"] = _table(pd.DataFrame(rows)), f"{real['n']:,}"
+        if est:
+            out["cards"] += [("realized accuracy", f"{metrics['accuracy']:.3f}")]
+            out["cards"] += [("realized F1 (macro)", f"{metrics['f1_macro']:.3f}")]
+        if real.get("per_class"):
+            frame = pd.DataFrame(real["per_class"]).T.rename_axis("class").reset_index()
+            out["per_class"] = _table(frame)
+        if frames := perf.get("frames"):
+            truth, pred = frames["truth"], frames["pred"]
+            chart = (
+                figures.confusion_chart(truth, pred, real["labels"]) if "labels" in real else None
+            )
+            out["images"] = [chart or figures.residual_chart(truth, pred)]
+    return out
 
 
 def summarize(
     drift: pd.DataFrame, quality: pd.DataFrame, decision: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """Return the headline numbers of a report (also the top of its JSON summary).
+    """Return the headline numbers: ``status``, drifted and flagged columns.
 
-    Args:
-        drift: the result of ``drift.compute_drift`` (or ``prediction_drift``).
-        quality: the result of ``quality.compute_quality``.
-        decision: what the caller decided (e.g. ``{"retrain": true, "reason": ...}``).
-
-    Returns:
-        ``status`` (``alert`` or ``ok``), the drifted and quality-flagged columns, counts.
+    ``status`` is alert when retraining is recommended or, without a verdict, when a column
+    drifted or was flagged.
     """
     drifted = list(drift.loc[drift["drifted"], "column"]) if len(drift) else []
     flagged = list(quality.loc[quality["flagged"], "column"]) if len(quality) else []
+    alert = decision["retrain"] if decision and "retrain" in decision else drifted or flagged
     return {
-        "status": "alert" if drifted or flagged else "ok",
+        "status": "alert" if alert else "ok",
         "features_compared": int(drift["metric"].astype(bool).sum()) if len(drift) else 0,
         "drifted_features": drifted,
         "quality_flagged_features": flagged,
         "decision": dict(decision) if decision else None,
     }
+
+
+def _drift_rows(drift: pd.DataFrame, checks: Mapping[str, Any]) -> pd.DataFrame:
+    """Add the test's p-value, whether it is significant and whether the rule counts it."""
+    share = checks.get("drifted_share") or {}
+    ks, chi = "two_sample_kolmogorov_smirnov_test", "pearsons_chi_squared_test"
+    out = drift.assign(
+        distance=drift["value"], p_value=drift[ks].where(drift[ks].notna(), drift[chi])
+    )
+    out["significant"] = out["column"].isin(share.get("significant", []))
+    out["counted"] = out["column"].isin(share.get("drifted", []))
+    return out
 
 
 def write_report(
@@ -149,56 +190,101 @@ def write_report(
     usage: Mapping[str, Any] | None = None,
     reference: pd.DataFrame | None = None,
     current: pd.DataFrame | None = None,
-    decision: Mapping[str, Any] | None = None,
+    verdict: Mapping[str, Any] | None = None,
+    performance: Mapping[str, Any] | None = None,
+    trends: list[figures.Image] | None = None,
     title: str = "Model monitoring report",
-    performance: Mapping[str, float] | None = None,
 ) -> tuple[Path, Path]:
-    """Write the HTML report to ``path`` and its JSON summary beside it (``.json``).
+    """Write the HTML report to ``path`` and its JSON twin beside it (``.json``), atomically.
 
-    Args:
-        path: the HTML file to write (folders are created).
-        drift: the result of ``drift.compute_drift``.
-        quality: the result of ``quality.compute_quality``.
-        usage: the result of ``usage.usage_summary``, or None to leave usage out.
-        reference: the reference rows, for the distribution plots (optional).
-        current: the current rows, for the distribution plots (optional).
-        decision: the caller's decision, shown in the summary box (free-form mapping).
-        title: the page title.
-        performance: ``quality.model_performance`` output when labels arrived.
+    ``usage`` None leaves usage out; ``reference`` and ``current`` rows enable the
+    distribution plots. ``verdict``: ``sentence``, ``retrain``, ``facts`` (label, value
+    pairs), ``note``, ``quality_limits`` and the rule's ``checks``; its other keys (model,
+    version, window, action ...) go to the JSON twin as they are. ``performance``:
+    ``baseline`` (training test metrics), ``realized`` and ``estimated``
+    (:mod:`amlkit.monitoring.performance`), ``frames`` (``truth``, ``pred``) for the plots.
+    ``trends``: :func:`amlkit.monitoring.trends.trend_charts`.
 
     Returns:
-        The paths of the HTML page and of the JSON summary.
+        The paths of the HTML page and of the JSON twin.
     """
     html_path = Path(path)
     json_path = html_path.with_suffix(".json")
-    summary = summarize(drift, quality, decision)
+    verdict = dict(verdict or {})
+    checks = verdict.get("checks") or {}
+    summary = summarize(
+        drift, quality, {k: verdict[k] for k in ("retrain", "sentence") if k in verdict}
+    )
     created = datetime.now(UTC).isoformat(timespec="seconds")
     distributions = None
     if reference is not None and current is not None and len(drift):
         distributions = _distributions(drift, reference, current)
-    template = _templates().get_template("report.html")
-    page = template.render(
-        title=title,
-        created=created,
-        summary=summary,
-        performance=_table(pd.DataFrame([dict(performance)])) if performance else None,
-        drift_chart=figures.drift_chart(drift) if drift["value"].notna().any() else None,
-        drift_table=_table(drift, DRIFT_COLUMNS, {"value": "drifted"}),
-        distributions=distributions,
-        quality_table=_table(quality, QUALITY_COLUMNS, {r: f"{r}_flagged" for r in RATES}),
-        usage=_usage_section(usage) if usage is not None else None,
+    rule = {k: {n: c.get(n) for n in ("value", "limit", "fired")} for k, c in checks.items()}
+    limits = verdict.get("quality_limits") or {}
+    quality_header = {
+        r: f"{SHORT_NAMES[r]} (red above {limits[r][0]:g}; rule acts above {limits[r][1]:g})"
+        for r in RATES
+        if r in limits
+    }
+    quality_table = _table(quality, QUALITY_COLUMNS, {r: f"{r}_flagged" for r in RATES})
+    quality_table["header"] = [
+        quality_header.get(c, h)
+        for c, h in zip(QUALITY_COLUMNS, quality_table["header"], strict=True)
+    ]
+    page = (
+        _templates()
+        .get_template("report.html")
+        .render(
+            title=title,
+            created=created,
+            summary=summary,
+            verdict=verdict,
+            rule=_table(pd.DataFrame(rule).T.rename_axis("check").reset_index()) if rule else None,
+            trends=trends or [],
+            performance=_performance_section(performance) if performance else None,
+            drift_chart=figures.drift_chart(drift) if drift["value"].notna().any() else None,
+            drift_table=_table(_drift_rows(drift, checks), DRIFT_COLUMNS, {"distance": "drifted"}),
+            distributions=distributions,
+            quality_table=quality_table,
+            usage=_usage_section(usage) if usage is not None else None,
+        )
     )
     record = {
         "title": title,
         "created": created,
+        **{k: v for k, v in verdict.items() if k not in ("facts", "note")},
         "summary": summary,
+        "performance": {k: v for k, v in performance.items() if k != "frames"}
+        if performance
+        else None,
         "drift": drift.to_dict(orient="records"),
         "quality": quality.to_dict(orient="records"),
-        "usage": usage,
-        "performance": dict(performance) if performance else None,
+        "usage": {k: v for k, v in usage.items() if k != "frames"} if usage else usage,
         "html": html_path.name,
     }
     write_text_atomic(html_path, page)
-    write_json_atomic(json_path, _jsonable(record))
+    write_json_atomic(json_path, plain(record))
     logger.info("monitoring report written: %s (%s)", html_path, summary["status"])
     return html_path, json_path
+
+
+def write_index(
+    folder: str | os.PathLike[str], lines: list[Mapping[str, Any]], *, title: str
+) -> Path:
+    """Write ``index.html`` in ``folder``: every report of the history, newest first."""
+    rows = [
+        {
+            "time": pd.Timestamp(line["window"]["end"]).strftime("%Y-%m-%d %H:%M:%S"),
+            "model": f"{line.get('model')} v{line.get('version')}",
+            "href": line.get("report"),
+            "verdict": line.get("verdict", ""),
+            "action": line.get("action", ""),
+            "status": "alert" if line.get("retrain") else "ok",
+        }
+        for line in reversed(lines)
+    ]
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    page = _templates().get_template("index.html").render(title=title, created=created, rows=rows)
+    path = Path(folder) / "index.html"
+    write_text_atomic(path, page)
+    return path

@@ -1,8 +1,6 @@
 """Load a packaged model once and score validated rows (ONNX fast path or the pipeline).
 
-Used by the service's scoring script and by batch scoring, so both answer the same way.
-The model folder is a copy of a registered version plus, when the conversion passed its
-parity check, ``model.onnx`` and ``serving.json`` (which backend to use and how to feed it).
+Used by the scoring script and by batch scoring, so both answer the same way.
 """
 
 from __future__ import annotations
@@ -24,14 +22,7 @@ METADATA_FILE = "model_metadata.json"
 
 
 def find_model_dir(root: str | Path) -> Path:
-    """Return the folder holding ``model_metadata.json`` at ``root`` or one level below.
-
-    Azure ML mounts a registered folder model under ``$AZUREML_MODEL_DIR/<folder>``; a local
-    server points straight at the folder. Both work.
-
-    Raises:
-        FileNotFoundError: no metadata found; names the folder.
-    """
+    """Return the folder holding ``model_metadata.json`` at ``root`` or one level below (Azure)."""
     root = Path(root)
     if (root / METADATA_FILE).is_file():
         return root
@@ -44,54 +35,43 @@ def find_model_dir(root: str | Path) -> Path:
     )
 
 
-class Scorer:
-    """A loaded model with its feature contract.
+def _item(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
 
-    Args:
-        model_dir: the model folder (see :func:`find_model_dir`).
-        backend: force ``"onnx"`` or ``"sklearn"``; default: what ``serving.json`` says.
-    """
+
+class Scorer:
+    """A loaded model with its feature contract; ``backend`` overrides ``serving.json``'s."""
 
     def __init__(self, model_dir: str | Path, backend: str | None = None) -> None:
         self.model_dir = find_model_dir(model_dir)
         meta = json.loads((self.model_dir / METADATA_FILE).read_text(encoding="utf-8"))
         self.metadata = meta
         serving_path = self.model_dir / SERVING_FILE
-        serving = (
+        self.serving = (
             json.loads(serving_path.read_text(encoding="utf-8")) if serving_path.is_file() else {}
         )
-        self.serving = serving
         self.feature_columns: list[str] = list(meta.get("feature_columns") or [])
         types = meta.get("feature_types") or {}
-        self.feature_types: dict[str, str] = {
-            c: types.get(c, "numeric") for c in self.feature_columns
-        }
+        self.feature_types = {c: str(types.get(c, "numeric")) for c in self.feature_columns}
         self.task: str = meta.get("task", "classification")
         self.flavor: str = meta.get("flavor", "sklearn")
-        classes = meta.get("classes")
-        self.classes: list[Any] | None = list(classes) if classes else None
-        self.backend = (
-            backend or serving.get("backend") or ("keras" if self.flavor == "keras" else "sklearn")
-        )
-        loaders = {
-            "onnx": self._load_onnx,
-            "sklearn": self._load_sklearn,
-            "keras": self._load_keras,
-        }
-        if self.backend not in loaders:
+        self.classes: list[Any] | None = list(meta["classes"]) if meta.get("classes") else None
+        default = "keras" if self.flavor == "keras" else "sklearn"
+        self.backend: str = backend or self.serving.get("backend") or default
+        loader = getattr(self, f"_load_{self.backend}", None)
+        if loader is None:
             raise ValueError(
-                f"backend {self.backend!r} of {self.model_dir} is not one of {list(loaders)}; "
-                "package the model again."
+                f"backend {self.backend!r} of {self.model_dir} is not one of "
+                "['onnx', 'sklearn', 'keras']; package the model again."
             )
         self._model: Any = None
         self._session: Any = None
-        loaders[self.backend]()
+        loader()
         amlkit_dir = Path(__file__).resolve().parents[1]  # a service folder's own copy, or lib's
         logger.info("loaded %s model from %s (amlkit %s)", self.backend, self.model_dir, amlkit_dir)
 
     # One loader per backend, named _load_<backend>: the amlkit modules a loader imports are
-    # what a service folder of that backend carries beside the scoring script's own imports
-    # (amlkit.serving.imports reads them from this file).
+    # what a service folder of that backend carries (see amlkit.serving.package).
 
     def _load_sklearn(self) -> None:
         path = self.model_dir / self.metadata.get("model_file", "model.pkl")
@@ -99,7 +79,7 @@ class Scorer:
             self._model = pickle.load(handle)
         model_classes = getattr(self._model, "classes_", None)
         if model_classes is not None:
-            self.classes = [c.item() if hasattr(c, "item") else c for c in model_classes]
+            self.classes = [_item(c) for c in model_classes]
 
     def _load_onnx(self) -> None:
         import onnxruntime as ort
@@ -107,8 +87,7 @@ class Scorer:
         from amlkit.serving.onnx_inputs import OnnxFeeder
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
         self._session = ort.InferenceSession(
             str(self.model_dir / self.serving["onnx_file"]),
             opts,
@@ -134,8 +113,7 @@ class Scorer:
 
         data = {}
         for col in self.feature_columns:
-            kind = self.feature_types[col]
-            vals = values[col]
+            kind, vals = self.feature_types[col], values[col]
             if kind in kinds.NUMERIC_KINDS:
                 data[col] = np.asarray(vals, dtype=np.float64)
             elif kind == "datetime":
@@ -147,20 +125,15 @@ class Scorer:
     def predict_values(
         self, values: dict[str, list[Any]]
     ) -> tuple[list[Any], list[list[float]] | None]:
-        """Score validated rows given column by column.
-
-        Returns:
-            ``(predictions, probabilities)``; probabilities are None for regressors.
-        """
+        """Score validated rows given column by column; probabilities are None for regressors."""
         if self.backend == "onnx":
             return self._onnx_answer(self._feeder.from_values(values))
         return self.predict_frame(self.frame(values))
 
     def _onnx_answer(self, feeds: dict[str, np.ndarray]) -> tuple[list[Any], Any]:
         outputs = self._session.run(None, feeds)
-        preds = outputs[0].ravel().tolist()
         probs = outputs[1].tolist() if len(outputs) > 1 and self.task == "classification" else None
-        return preds, probs
+        return outputs[0].ravel().tolist(), probs
 
     def predict_frame(self, frame: Any) -> tuple[list[Any], list[list[float]] | None]:
         """Score a pandas frame with the model's feature columns."""
@@ -168,11 +141,10 @@ class Scorer:
             return self._onnx_answer(self._feeder.from_frame(frame))
         if self.backend == "keras":
             raise ValueError("keras models score images; use predict_images")
-        preds = self._model.predict(frame)
         probs = None
         if self.task == "classification" and hasattr(self._model, "predict_proba"):
             probs = self._model.predict_proba(frame).tolist()
-        return [p.item() if hasattr(p, "item") else p for p in preds], probs
+        return [_item(p) for p in self._model.predict(frame)], probs
 
     def predict_images(self, images: list[Any]) -> dict[str, Any]:
         """Score images (nested lists or base64 PNG) with the Keras model."""
