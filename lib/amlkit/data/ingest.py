@@ -90,9 +90,11 @@ def read_chunks(path: Path, fmt: str, cfg: DataConfig) -> Iterator[pd.DataFrame]
         if fmt == "parquet":  # row numbers in failure reports count from the file's start
             chunk.index = pd.RangeIndex(start, start + len(chunk))
         start += len(chunk)
+        cells = chunk.size
         yield chunk
         del chunk
-        _give_back_freed_memory()
+        if cells >= 100_000:  # a small chunk leaves too little to be worth a collection
+            _give_back_freed_memory()
 
 
 def _give_back_freed_memory() -> None:
