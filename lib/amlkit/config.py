@@ -127,8 +127,42 @@ def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
     return [f.alias or name for name, f in fields.items()]
 
 
+class ComputeSettings(Section):
+    """The compute cluster jobs run on: it scales from 0 nodes and back after ``idle_time_s``."""
+
+    vm_size: str = "Standard_DS3_v2"
+    max_nodes: int = Field(4, gt=0)
+    idle_time_s: int = Field(1800, ge=0)
+    tier: Literal["dedicated", "low_priority"] = "dedicated"
+
+
+class DistributedSettings(Section):
+    """Distributed Keras training (05): worker processes, one node each, TF_CONFIG from Azure."""
+
+    worker_count: int = Field(2, gt=0)
+
+
+class RecurrenceSettings(Section):
+    """A recurrence of Azure ML schedules (``frequency`` every ``interval``, at hours:minutes)."""
+
+    enabled: bool = False
+    frequency: Literal["minute", "hour", "day", "week", "month"] = "week"
+    interval: int = Field(1, gt=0)
+    week_days: list[
+        Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+    ] = ["monday"]
+    hours: list[int] = [2]
+    minutes: list[int] = [0]
+    time_zone: str = "UTC"
+
+
 class AzureConfig(ConfigFile):
-    """``azure_config.json``: Azure ML's ``config.json`` fields; blank means local."""
+    """``azure_config.json``: Azure ML's ``config.json`` fields; all three blank means local.
+
+    Beside the workspace: the compute cluster (name and scaling), the pinned base image of
+    every Azure ML environment, the experiment that jobs report to, distributed training,
+    and the optional recurrence of the training pipeline.
+    """
 
     file_name: ClassVar[str] = "azure_config"
 
@@ -137,6 +171,13 @@ class AzureConfig(ConfigFile):
     workspace_name: str = ""
     tenant_id: str = ""
     compute_cluster: str = "cpu-cluster"
+    compute: ComputeSettings = ComputeSettings()
+    base_image: str = Field(
+        "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:20250601.v1", pattern=r":[^:/]+$"
+    )
+    experiment_name: str = "amlkit"
+    distributed: DistributedSettings = DistributedSettings()
+    pipeline_schedule: RecurrenceSettings = RecurrenceSettings()
 
     @model_validator(mode="after")
     def _all_or_none(self) -> Self:
@@ -362,6 +403,39 @@ class DeepLearningConfig(Section):
             raise ConfigError(f"deep_learning override: {reason}") from None
 
 
+class BanditSettings(Section):
+    """Bandit early termination of sweep trials (Azure ML's ``BanditPolicy``)."""
+
+    slack_factor: float = Field(0.1, gt=0)
+    evaluation_interval: int = Field(1, gt=0)
+    delay_evaluation: int = Field(0, ge=0)
+
+
+class SweepConfig(Section):
+    """An Azure ML sweep over the training notebook: sampling, limits, early termination.
+
+    The search space is the candidates' ``search_space`` and the objective the task's primary
+    metric on the validation split; ``bayesian`` sampling takes no early termination (Azure
+    ML refuses the pair), so ``early_termination`` must then be null.
+    """
+
+    sampling_algorithm: Literal["random", "bayesian"] = "random"
+    max_total_trials: int = Field(12, gt=0)
+    max_concurrent_trials: int = Field(2, gt=0)
+    timeout_s: int = Field(7200, gt=0)
+    trial_timeout_s: int = Field(1800, gt=0)
+    early_termination: BanditSettings | None = BanditSettings()
+
+    @model_validator(mode="after")
+    def _bayesian_runs_every_trial(self) -> Self:
+        if self.sampling_algorithm == "bayesian" and self.early_termination is not None:
+            raise ValueError(
+                "bayesian sampling takes no early termination; set early_termination to null "
+                "or sampling_algorithm to random"
+            )
+        return self
+
+
 class ModelConfig(ConfigFile):
     """``model_config.json``: candidates, search, primary metrics, promotion, deep learning."""
 
@@ -374,6 +448,7 @@ class ModelConfig(ConfigFile):
     promotion_margin: float = Field(0.0, ge=0)
     candidates: dict[str, CandidateConfig]
     deep_learning: DeepLearningConfig = DeepLearningConfig()
+    sweep: SweepConfig = SweepConfig()
 
     def candidates_for(self, task: str) -> dict[str, CandidateConfig]:
         """Return the candidates for ``task`` in the file's order; ConfigError when none."""
@@ -467,12 +542,49 @@ class RetrainingRule(Section):
     max_quality_rates: QualityLimits = QualityLimits()
 
 
+class MonitorScheduleSettings(Section):
+    """When Azure ML model monitoring runs, and on which serverless Spark compute."""
+
+    frequency: Literal["hour", "day", "week", "month"] = "day"
+    interval: int = Field(1, gt=0)
+    hours: list[int] = [3]
+    minutes: list[int] = [15]
+    time_zone: str = "UTC"
+    spark_instance_type: str = "standard_e4s_v3"
+    spark_runtime_version: str = "3.4"
+
+
 class MonitoringConfig(Section):
-    """Monitoring: thresholds, bins of the binned metrics, the retraining rule."""
+    """Monitoring: thresholds, bins, the retraining rule, Azure's schedule and alert e-mails."""
 
     thresholds: Thresholds = Thresholds()
     bins: int = Field(10, ge=2)
     retraining: RetrainingRule = RetrainingRule()
+    schedule: MonitorScheduleSettings = MonitorScheduleSettings()
+    alert_emails: list[str] = []
+
+
+class DataCollection(Section):
+    """Azure ML's data collector on online deployments: model inputs and outputs."""
+
+    enabled: bool = True
+    sampling_rate: float = Field(1.0, gt=0, le=1)
+
+
+class BatchSettings(Section):
+    """The batch endpoint that scores files with the champion (Azure ML batch deployment)."""
+
+    endpoint_name: str = Field("amlkit-penguins-batch", pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
+    deployment_name: str = "champion"
+    instance_count: int = Field(1, gt=0)
+    mini_batch_size: int = Field(10, gt=0)
+    max_concurrency_per_instance: int = Field(2, gt=0)
+    max_retries: int = Field(3, ge=0)
+    retry_timeout_s: int = Field(300, gt=0)
+    error_threshold: int = Field(-1, ge=-1)
+    output_action: Literal["append_row", "summary_only"] = "append_row"
+    output_file_name: str = "predictions.csv"
+    chunk_rows: int = Field(50_000, gt=0)
 
 
 class DeploymentConfig(ConfigFile):
@@ -492,6 +604,9 @@ class DeploymentConfig(ConfigFile):
     limits: Limits = Limits()
     request_log: RequestLogSettings = RequestLogSettings()
     monitoring: MonitoringConfig = MonitoringConfig()
+    app_insights_enabled: bool = True
+    data_collection: DataCollection = DataCollection()
+    batch: BatchSettings = BatchSettings()
 
 
 class LoggingConfig(ConfigFile):

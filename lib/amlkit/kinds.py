@@ -6,7 +6,9 @@ categorical (str), boolean (``"true"``/``"false"``), datetime, text (left out of
 
 from __future__ import annotations
 
-from typing import Final
+import math
+from numbers import Integral, Real
+from typing import Any, Final
 
 NUMERIC: Final = "numeric"
 INTEGER: Final = "integer"
@@ -33,3 +35,34 @@ BOOL_TOKENS: Final = TRUE_TOKENS | FALSE_TOKENS
 def target_kind(task: str) -> str:
     """Return the kind of a task's target: categorical for classification, else numeric."""
     return CATEGORICAL if task == CLASSIFICATION else NUMERIC
+
+
+def normalize_value(value: Any, boolean: bool) -> Any:
+    """Return a categorical value as a clean string, or NaN when it is missing.
+
+    Training (the pipeline's ``CategoryNormalizer``, preprocessing) and serving (the ONNX
+    feeder) spell labels through this one function. It needs neither numpy nor pandas, so an
+    ONNX service's environment holds neither scikit-learn nor pandas: numpy scalars are
+    numbers' subclasses, and pandas' missing markers are recognised by their type's name.
+
+    Args:
+        value: the raw value (str, number, bool, None, NaN, ``pd.NA``, ``pd.NaT``).
+        boolean: the column is boolean: map the true/false spellings to ``"true"``/``"false"``.
+    """
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return math.nan
+    if type(value).__name__ in ("bool", "bool_"):  # Python's and numpy's (bool_ before numpy 2)
+        return "true" if value else "false"
+    if isinstance(value, Real) and not isinstance(value, Integral):
+        if math.isnan(value):
+            return math.nan
+        if float(value).is_integer():
+            value = int(float(value))
+    text = str(value).strip()
+    if boolean:
+        low = text.lower()
+        if low in TRUE_TOKENS:
+            return "true"
+        if low in FALSE_TOKENS:
+            return "false"
+    return text

@@ -38,5 +38,6 @@ def test_help_lists_the_pipeline_and_the_deployment_commands():
     proc = subprocess.run(
         [sys.executable, "-m", "amlkit.cli", "--help"], capture_output=True, text=True, check=True
     )
-    for command in ("run", "config", "notebooks", "package", "serve", "keys", "score", "deploy"):
+    commands = ("run", "config", "notebooks", "package", "serve", "keys", "score", "deploy")
+    for command in (*commands, "monitor"):
         assert command in proc.stdout

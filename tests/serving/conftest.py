@@ -16,12 +16,22 @@ from typing import Any
 import pytest
 
 # Runs in `python -S` with only site-packages on the path: the editable install of amlkit
-# (a .pth file) is not read, so the scoring script can only use the folder's own copy.
+# (a .pth file) is not read, so the scoring script can only use the folder's own copy. The
+# top-level packages listed in argv[3] cannot be imported, as if they were not installed.
 ISOLATED = """
 import importlib.util, json, sys
 from pathlib import Path
 
-folder, body = Path(sys.argv[1]), sys.argv[2].encode()
+folder, body, blocked = Path(sys.argv[1]), sys.argv[2].encode(), set(json.loads(sys.argv[3]))
+
+
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+sys.meta_path.insert(0, Absent())
 installed = importlib.util.find_spec("amlkit")
 spec = importlib.util.spec_from_file_location("scoring_script", folder / "scoring_script.py")
 script = importlib.util.module_from_spec(spec)
@@ -38,6 +48,7 @@ print(json.dumps({
     "installed_amlkit": None if installed is None else installed.origin,
     "amlkit": amlkit.__file__,
     "loaded": sorted(name for name in sys.modules if name.split(".")[0] == "amlkit"),
+    "files": sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}),
     "status": response.status_code,
     "answer": json.loads(response.get_data()),
 }))
@@ -45,16 +56,17 @@ print(json.dumps({
 
 
 @pytest.fixture(scope="session")
-def score_isolated() -> Callable[[Path, Any, Path], dict[str, Any]]:
+def score_isolated() -> Callable[..., dict[str, Any]]:
     """Score ``payload`` with a service folder's scoring script, amlkit not installed.
 
-    ``score_isolated(folder, payload, workdir)`` runs ``init()`` and ``run()`` in a fresh
-    ``python -S`` whose path holds site-packages but not the installed amlkit, and returns
-    ``{installed_amlkit, amlkit, loaded, status, answer}``: what could be imported before,
-    the amlkit that was used, the amlkit modules loaded, and the response.
+    ``score_isolated(folder, payload, workdir, blocked=())`` runs ``init()`` and ``run()`` in
+    a fresh ``python -S`` whose path holds site-packages but not the installed amlkit, where
+    the top-level packages ``blocked`` cannot be imported, and returns ``{installed_amlkit,
+    amlkit, loaded, files, status, answer}``: what could be imported before, the amlkit that
+    was used, the amlkit modules loaded, the files of every module loaded, and the response.
     """
 
-    def run(folder: Path, payload: Any, workdir: Path) -> dict[str, Any]:
+    def run(folder: Path, payload: Any, workdir: Path, blocked: Any = ()) -> dict[str, Any]:
         site = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
         env = {
             **os.environ,
@@ -63,8 +75,9 @@ def score_isolated() -> Callable[[Path, Any, Path], dict[str, Any]]:
             "AMLKIT_AUTH": "endpoint",
             "AMLKIT_REQUEST_LOG_DIR": str(workdir / "logs"),
         }
+        args = [str(folder), json.dumps(payload), json.dumps(sorted(blocked))]
         done = subprocess.run(
-            [sys.executable, "-S", "-c", ISOLATED, str(folder), json.dumps(payload)],
+            [sys.executable, "-S", "-c", ISOLATED, *args],
             cwd=workdir,
             env=env,
             capture_output=True,

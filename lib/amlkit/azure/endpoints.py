@@ -1,152 +1,186 @@
 """The service as an Azure ML managed online endpoint with blue/green deployments.
 
-:func:`write_specs` writes real azure-ai-ml entities as YAML and checks them offline with the
-SDK's own loaders; :func:`deploy` needs a workspace and credentials, and says which is missing.
+:func:`build_entities` builds real azure-ai-ml entities: a ``ManagedOnlineEndpoint`` and a
+``blue`` and a ``green`` ``ManagedOnlineDeployment`` of the packaged service, with request
+settings and probes from ``deployment_config.json``, the lean environment of the service's
+backend (:mod:`amlkit.azure.environments`), Application Insights on, and a data collector
+for the model's inputs and outputs (the collections Azure ML model monitoring reads, see
+:mod:`amlkit.azure.monitoring`). :func:`write_specs` writes them as ``endpoint.yml``,
+``blue.yml`` and ``green.yml`` with paths relative to their folder and loads them back with
+the SDK's loaders. :func:`deploy` needs a workspace and credentials (see
+:mod:`amlkit.azure.live`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from amlkit import io
-from amlkit.azure import workspace
-from amlkit.config import AzureConfig
+from amlkit.azure import environments, specs
+from amlkit.config import AzureConfig, DeploymentConfig
 
 logger = logging.getLogger(__name__)
 
-BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
 DEPLOYMENTS = ("blue", "green")
+COLLECTIONS = ("model_inputs", "model_outputs")
 
 
-@contextlib.contextmanager
-def _quiet_sdk() -> Iterator[None]:
-    """Hide azure-ai-ml's "experimental class" warnings (stderr noise on every load)."""
-    sdk = logging.getLogger("azure.ai.ml._utils._experimental")
-    old = sdk.level
-    sdk.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        sdk.setLevel(old)
+def collected_data(endpoint: str, deployment: str, collection: str) -> dict[str, Any]:
+    """Return the data asset a deployment's data collector writes a collection to."""
+    return {
+        "name": f"{endpoint}-{deployment}-{collection}",
+        "path": f"azureml://datastores/workspaceblobstore/paths/modelDataCollector/"
+        f"{endpoint}/{deployment}/{collection}",
+        "version": "1",
+    }
 
 
-def build_entities(service_dir: str | Path, *, model_type: str = "custom_model") -> dict[str, Any]:
-    """Return the azure-ai-ml entities ``endpoint``, ``blue`` and ``green`` of a service folder.
+def data_collector(deployment_config: DeploymentConfig, deployment: str) -> Any:
+    """Return the ``DataCollector`` of a deployment (None when collection is off)."""
+    from azure.ai.ml.entities import DataAsset, DataCollector, DeploymentCollection
 
-    ``model_type``: ``custom_model`` (the folder with ONNX + pickle) or ``mlflow_model``.
+    settings = deployment_config.data_collection
+    if not settings.enabled:
+        return None
+    endpoint = deployment_config.endpoint_name
+    return DataCollector(
+        collections={
+            name: DeploymentCollection(
+                enabled="true", data=DataAsset(**collected_data(endpoint, deployment, name))
+            )
+            for name in COLLECTIONS
+        },
+        sampling_rate=settings.sampling_rate,
+    )
+
+
+def endpoint(deployment_config: DeploymentConfig, description: str = "") -> Any:
+    """Return the ``ManagedOnlineEndpoint`` with its traffic split."""
+    from azure.ai.ml.entities import ManagedOnlineEndpoint
+
+    auth_mode = {"key": "key", "aml_token": "aml_token", "none": "key"}
+    return ManagedOnlineEndpoint(
+        name=deployment_config.endpoint_name,
+        auth_mode=auth_mode[deployment_config.auth_mode],
+        description=description or f"amlkit service {deployment_config.endpoint_name}",
+        traffic=dict(deployment_config.traffic),
+    )
+
+
+def online_deployment(
+    name: str, deployment_config: DeploymentConfig, *, model: Any, code: str, environment: Any
+) -> Any:
+    """Return one ``ManagedOnlineDeployment`` (``blue`` or ``green``) of the service.
+
+    Args:
+        name: the deployment's name.
+        deployment_config: instances, request settings, probes, telemetry, data collection.
+        model: a ``Model`` entity or ``azureml:<name>@latest``.
+        code: the service folder (scoring script and its modules).
+        environment: the lean serving ``Environment``.
     """
     from azure.ai.ml.entities import (
         CodeConfiguration,
-        Environment,
         ManagedOnlineDeployment,
-        ManagedOnlineEndpoint,
-        Model,
         OnlineRequestSettings,
         ProbeSettings,
     )
 
-    folder = Path(service_dir).resolve()
-    dep = io.read_json(folder / "deployment_config.json")
-    info = io.read_json(folder / "service_metadata.json")
-    endpoint_name = dep["endpoint_name"]
-    auth_mode = {"key": "key", "aml_token": "aml_token", "none": "key"}[dep["auth_mode"]]
-    traffic = {k: int(v) for k, v in dep["traffic"].items()}
-    endpoint = ManagedOnlineEndpoint(
-        name=endpoint_name,
-        auth_mode=auth_mode,
-        description=f"amlkit service {info['service']} (model {info['model']['name']})",
-        traffic=traffic,
+    dep = deployment_config
+    return ManagedOnlineDeployment(
+        name=name,
+        endpoint_name=dep.endpoint_name,
+        model=model,
+        environment=environment,
+        code_configuration=CodeConfiguration(code=code, scoring_script="scoring_script.py"),
+        instance_type=dep.instance_type,
+        instance_count=dep.instance_count,
+        request_settings=OnlineRequestSettings(**dep.request_settings.model_dump()),
+        liveness_probe=ProbeSettings(**dep.liveness_probe.model_dump()),
+        readiness_probe=ProbeSettings(**dep.readiness_probe.model_dump()),
+        environment_variables={"AMLKIT_AUTH": "endpoint"},
+        app_insights_enabled=dep.app_insights_enabled,
+        data_collector=data_collector(dep, name),
     )
-    model_name = str(info["model"]["name"] or endpoint_name)
+
+
+def service_model(service_dir: Path) -> tuple[Any, str]:
+    """Return a packaged service's model as a ``Model`` entity, and its backend.
+
+    The model is the service's ``model/`` folder (the MLflow model, and ``model.onnx`` when
+    the fast path passed), registered as ``<model name>-packaged``: the name the training
+    pipeline registers its packaged model under.
+    """
+    from azure.ai.ml.entities import Model
+
+    info = io.read_json(service_dir / "service_metadata.json")
+    name = str(info["model"]["name"] or info["endpoint_name"])
     model = Model(
-        name=model_name,
+        name=f"{name}-packaged",
         version=str(info["model"]["version"]),
-        path=str(folder / "model"),
-        type=model_type,
-        description=f"backend {info['backend']}",
+        path=str(service_dir / "model"),
+        type="custom_model",
+        description=f"{name} v{info['model']['version']} packaged for serving "
+        f"(backend {info['backend']})",
     )
-    environment = Environment(
-        name=f"{endpoint_name}-env",
-        image=BASE_IMAGE,
-        conda_file=str(folder / "environment.yml"),
+    return model, info["backend"]
+
+
+def build_entities(
+    service_dir: str | Path,
+    *,
+    azure_config: AzureConfig | None = None,
+    code: str | None = None,
+) -> dict[str, Any]:
+    """Return ``{"endpoint": ..., "blue": ..., "green": ...}`` for a packaged service.
+
+    Args:
+        service_dir: a packaged service folder (its ``deployment_config.json`` is used).
+        azure_config: gives the environments' base image; default ``azure_config.json``.
+        code: the code folder as the spec will name it; default the service folder.
+    """
+    folder = Path(service_dir).resolve()
+    dep = DeploymentConfig.from_dict(
+        {k: v for k, v in io.read_json(folder / "deployment_config.json").items() if k != "service"}
     )
-    settings = OnlineRequestSettings(**dep["request_settings"])
-    probes = [
-        ProbeSettings(**dep[k]) if k in dep else None for k in ("liveness_probe", "readiness_probe")
-    ]
-    deployments = {}
+    azure_config = azure_config or AzureConfig.load()
+    model, backend = service_model(folder)
+    environment = environments.serving_environment(
+        azure_config, backend, "online", collect_data=dep.data_collection.enabled
+    )
+    entities = {"endpoint": endpoint(dep, f"amlkit service {folder.name} (model {model.name})")}
     for name in DEPLOYMENTS:
-        deployments[name] = ManagedOnlineDeployment(
-            name=name,
-            endpoint_name=endpoint_name,
-            model=model,
-            environment=environment,
-            code_configuration=CodeConfiguration(
-                code=str(folder), scoring_script="scoring_script.py"
-            ),
-            instance_type=dep["instance_type"],
-            instance_count=int(dep["instance_count"]),
-            request_settings=settings,
-            environment_variables={"AMLKIT_AUTH": "endpoint"},
-            liveness_probe=probes[0],
-            readiness_probe=probes[1],
+        entities[name] = online_deployment(
+            name, dep, model=model, code=code or str(folder), environment=environment
         )
-    return {"endpoint": endpoint, **deployments}
-
-
-def _key_fields(kind: str, entity: Any) -> dict[str, Any]:
-    if kind == "endpoint":
-        return {"name": entity.name, "auth_mode": entity.auth_mode, "traffic": entity.traffic}
-    rs = entity.request_settings
-    return {
-        "name": entity.name,
-        "endpoint_name": entity.endpoint_name,
-        "instance_type": entity.instance_type,
-        "instance_count": entity.instance_count,
-        "scoring_script": entity.code_configuration.scoring_script,
-        "request_timeout_ms": rs.request_timeout_ms,
-        "max_concurrent_requests_per_instance": rs.max_concurrent_requests_per_instance,
-        "max_queue_wait_ms": rs.max_queue_wait_ms,
-        "liveness_period": entity.liveness_probe.period if entity.liveness_probe else None,
-        "environment_image": entity.environment.image,
-        "model_type": entity.model.type,
-        "environment_variables": dict(entity.environment_variables or {}),
-    }
+    return entities
 
 
 def write_specs(service_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
     """Write ``endpoint.yml``, ``blue.yml``, ``green.yml`` (default in ``<service_dir>/azure``).
 
-    ValueError when a spec does not load back with the same key fields.
-    """
-    from azure.ai.ml import load_online_deployment, load_online_endpoint
+    Args:
+        service_dir: a packaged service folder.
+        out_dir: where to write; default ``<service_dir>/azure``.
 
+    Returns:
+        ``{"endpoint": path, "blue": path, "green": path}``.
+
+    Raises:
+        ValueError: a written spec does not load with the SDK's loader.
+    """
     folder = Path(service_dir).resolve()
-    out = Path(out_dir) if out_dir else folder / "azure"
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir).resolve() if out_dir else folder / "azure"
     written = {}
-    with _quiet_sdk():
-        for kind, entity in build_entities(folder).items():
-            path, tmp = out / f"{kind}.yml", out / f".{kind}.tmp.yml"
-            with open(tmp, "w", encoding="utf-8") as handle:
-                data = entity.dump(handle)
-            if not tmp.stat().st_size:  # ManagedOnlineEndpoint.dump ignores dest, returns a dict
-                if not isinstance(data, dict):
-                    raise ValueError(f"azure-ai-ml wrote no YAML for {kind}; cannot validate it")
-                tmp.write_text(yaml.safe_dump(dict(data), sort_keys=False), encoding="utf-8")
-            tmp.replace(path)
-            loader = load_online_endpoint if kind == "endpoint" else load_online_deployment
-            want, got = _key_fields(kind, entity), _key_fields(kind, loader(source=path))
-            if want != got:
-                diff = {k: (want[k], got.get(k)) for k in want if want[k] != got.get(k)}
-                raise ValueError(f"{path} does not round-trip through the SDK loader: {diff}")
-            written[kind] = path
+    with specs.quiet_sdk():
+        entities = build_entities(folder)
+    for kind, entity in entities.items():
+        spec_kind = "online_endpoint" if kind == "endpoint" else "online_deployment"
+        path = specs.write(specs.entity_dict(entity, out), out / f"{kind}.yml", spec_kind)
+        specs.validate(path, spec_kind)
+        written[kind] = path
     logger.info("wrote and validated Azure specs in %s", out)
     return written
 
@@ -158,37 +192,17 @@ def deploy(
     traffic: dict[str, int] | None = None,
     smoke_request: Any = None,
 ) -> dict[str, Any]:
-    """Deploy to Azure ML: endpoint, one deployment, smoke test, then shift traffic.
+    """Deploy a packaged service to Azure ML: endpoint, one deployment, smoke test, traffic.
 
     RuntimeError, saying which, without a configured workspace or credentials.
     """
-    azure_cfg = AzureConfig.load()
-    if not azure_cfg.workspace_configured:
-        raise RuntimeError(
-            "Azure deployment skipped: config/azure_config.json names no workspace; fill "
-            "subscription_id, resource_group and workspace_name to deploy."
-        )
-    from azure.identity import DefaultAzureCredential
+    from amlkit.azure import live
 
     try:
-        credential = DefaultAzureCredential()
-        credential.get_token("https://management.azure.com/.default")
-    except Exception as exc:
-        raise RuntimeError(f"Azure deployment skipped: no usable credentials ({exc}).") from exc
-    client = workspace.ml_client(azure_cfg, credential)
+        client = live.connect(AzureConfig.load())
+    except live.Skipped as exc:
+        raise RuntimeError(f"Azure deployment skipped: {exc}") from exc
     entities = build_entities(service_dir)
-    client.online_endpoints.begin_create_or_update(entities["endpoint"]).result()
-    client.online_deployments.begin_create_or_update(entities[deployment]).result()
-    answer = None
-    if smoke_request is not None:
-        request_file = Path(service_dir) / "azure" / "smoke_request.json"
-        io.write_json_atomic(request_file, smoke_request)
-        answer = client.online_endpoints.invoke(
-            endpoint_name=entities["endpoint"].name,
-            deployment_name=deployment,
-            request_file=str(request_file),
-        )
-    endpoint = client.online_endpoints.get(entities["endpoint"].name)
-    endpoint.traffic = traffic or {deployment: 100}
-    client.online_endpoints.begin_create_or_update(endpoint).result()
-    return {"endpoint": endpoint.name, "traffic": endpoint.traffic, "smoke_answer": answer}
+    return live.deploy_entities(
+        client, entities, deployment=deployment, traffic=traffic, smoke_request=smoke_request
+    )

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from amlkit import paths
+from amlkit.cli import azure as azure_commands
+from amlkit.cli import monitor as monitor_command
 from amlkit.cli import serving as serving_commands
 from amlkit.config import ConfigError, load_all
 from amlkit.logs import setup_logging
@@ -157,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument("files", nargs="*", help="notebooks (default: every stage notebook)")
     notebooks.set_defaults(func=cmd_notebooks)
     serving_commands.add_parsers(sub)
+    monitor_command.add_parser(sub)
+    azure_commands.add_parsers(sub)
     return parser
 
 

@@ -30,7 +30,7 @@ from amlkit.io import (
     staged_directory,
     write_json_atomic,
 )
-from amlkit.training.transformers import normalize_value
+from amlkit.kinds import normalize_value
 
 logger = logging.getLogger(__name__)
 

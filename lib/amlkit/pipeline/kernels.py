@@ -67,3 +67,23 @@ def check_installed(notebooks: list[Path]) -> None:
                 "environment that has amlkit), and declare it in the notebook's "
                 "metadata.kernelspec."
             )
+
+
+def ensure_project_kernel() -> str:
+    """Register the project's kernel for this Python when no kernel of that name exists.
+
+    A job on Azure ML compute runs the notebooks in its own environment, where nobody ran
+    ``python3 dev.py setup``: this registers ``amlkit`` there (``--sys-prefix``, the job's
+    environment) before papermill starts it. Where the kernel exists, nothing changes.
+
+    Returns:
+        The kernel name, :data:`PROJECT_KERNEL`.
+    """
+    if PROJECT_KERNEL not in KernelSpecManager().find_kernel_specs():
+        import subprocess
+        import sys
+
+        install = [sys.executable, "-m", "ipykernel", "install", "--sys-prefix"]
+        names = ["--name", PROJECT_KERNEL, "--display-name", f"Python ({PROJECT_KERNEL})"]
+        subprocess.run([*install, *names], check=True, capture_output=True)
+    return PROJECT_KERNEL

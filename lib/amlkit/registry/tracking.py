@@ -3,11 +3,14 @@
 Runs use MLflow's own API; this adds the store (``mlflow ui --backend-store-uri
 sqlite:///.amlkit/mlflow.db``), artifacts in the state folder (not the cwd's ``mlruns``) and
 the notebook and commit as a run's source (MLflow would name the kernel's launcher).
+Inside an Azure ML job, the platform's own tracking URI (``MLFLOW_TRACKING_URI``, an
+``azureml://`` URI with the job's credentials) wins, so runs land in the job's workspace.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import warnings
 from pathlib import Path
@@ -49,9 +52,15 @@ def quiet_mlflow() -> None:
 
 
 def configure_tracking(azure_config: AzureConfig | None = None) -> str:
-    """Point MLflow's tracking and registry at the workspace, else local; return the URI."""
+    """Point MLflow's tracking and registry at the job's or configured workspace, else local.
+
+    Returns the URI now in use; inside an Azure ML job, the job's own workspace.
+    """
     quiet_mlflow()
-    if azure_config is not None and azure_config.workspace_configured:
+    job_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if job_uri.startswith("azureml:"):  # an Azure ML job: its workspace, its credentials
+        uri = job_uri
+    elif azure_config is not None and azure_config.workspace_configured:
         from amlkit.azure import workspace
 
         uri = workspace.tracking_uri(azure_config)

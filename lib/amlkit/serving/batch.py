@@ -1,6 +1,8 @@
 """Score a large CSV or Parquet file in chunks with bounded memory, as the service would.
 
 Predictions go to a temporary file renamed into place at the end: never a half-written file.
+:func:`scored_chunks` is the scoring itself, which the Azure ML batch deployment's entry
+script (:mod:`amlkit.serving.batch_driver`) shares.
 """
 
 from __future__ import annotations
@@ -63,6 +65,46 @@ def _check_chunk(chunk: Any, scorer: Any, offset: int) -> Any:
     return frame
 
 
+def scored_chunks(path: Path, scorer: Any, chunk_rows: int = 50_000) -> Iterator[Any]:
+    """Yield each chunk of a CSV or Parquet file with its predictions, in file order.
+
+    Each frame holds the chunk's columns, ``prediction`` and, for classifiers, one
+    ``probability_<class>`` column per class. Used by :func:`score_file` and by the batch
+    deployment's entry script (:mod:`amlkit.serving.batch_driver`).
+
+    Args:
+        path: the file (.csv or .parquet).
+        scorer: a loaded :class:`amlkit.serving.runtime.Scorer`.
+        chunk_rows: rows held in memory at a time.
+
+    Raises:
+        ValueError: a column is missing or holds values of the wrong kind (named, with the
+            first bad row).
+    """
+    rows = 0
+    for chunk in _chunks(path, chunk_rows):
+        yield score_frame(chunk, scorer, rows)
+        rows += len(chunk)
+
+
+def score_frame(chunk: Any, scorer: Any, offset: int = 0) -> Any:
+    """Return a frame of rows with its predictions (see :func:`scored_chunks`).
+
+    Args:
+        chunk: a pandas frame holding at least the model's feature columns.
+        scorer: a loaded :class:`amlkit.serving.runtime.Scorer`.
+        offset: the row number of the frame's first row, for error messages.
+    """
+    frame = _check_chunk(chunk, scorer, offset)
+    preds, probs = scorer.predict_frame(frame)
+    result = chunk.reset_index(drop=True)
+    result["prediction"] = preds
+    if probs is not None and scorer.classes:
+        for j, cls in enumerate(scorer.classes):
+            result[f"probability_{cls}"] = [p[j] for p in probs]
+    return result
+
+
 def default_output(input_path: Path) -> Path:
     """Return ``<input stem>_predictions<suffix>`` beside the input."""
     suffix = ".parquet" if _is_parquet(input_path) else ".csv"
@@ -105,21 +147,15 @@ def score_file(
     rows = 0
     try:
         bar = tqdm(total=total, unit="rows", disable=not progress, desc=src.name)
-        for chunk in _chunks(src, chunk_rows):
-            preds, probs = scorer.predict_frame(_check_chunk(chunk, scorer, rows))
-            result = chunk.reset_index(drop=True)
-            result["prediction"] = preds
-            if probs is not None and scorer.classes:
-                for j, cls in enumerate(scorer.classes):
-                    result[f"probability_{cls}"] = [p[j] for p in probs]
+        for result in scored_chunks(src, scorer, chunk_rows):
             if _is_parquet(out):
                 table = pa.Table.from_pandas(result, preserve_index=False)
                 writer = writer or pq.ParquetWriter(tmp, table.schema)
                 writer.write_table(table.cast(writer.schema))
             else:
                 result.to_csv(tmp, mode="a", header=rows == 0, index=False)
-            rows += len(chunk)
-            bar.update(len(chunk))
+            rows += len(result)
+            bar.update(len(result))
         bar.close()
         if writer is not None:
             writer.close()

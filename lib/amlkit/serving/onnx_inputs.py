@@ -1,7 +1,7 @@
 """Feed a converted model: request values or a frame become the ONNX model's inputs.
 
 Numbers become ``(n, 1)`` float64 arrays (NaN: the graph imputes). Strings are normalised
-first with :func:`~amlkit.training.transformers.normalize_value` (the graph keeps
+first with :func:`~amlkit.kinds.normalize_value` (the graph keeps
 CategoryNormalizer as an ``Identity``); a missing string is fed as a marker string.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from amlkit.training.transformers import normalize_value
+from amlkit.kinds import normalize_value
 
 
 def is_missing(value: Any) -> bool:

@@ -2,9 +2,12 @@
 
 The folder serves locally and is what Azure uploads: ``scoring_script.py``, ``model/`` (the
 version, sha256 checked, with ``model.onnx`` and ``serving.json``), ``amlkit/`` (the modules
-it imports), ``environment.yml``, ``deployment_config.json``, ``logging.json`` and
-``service_metadata.json``. Packaging again swaps in a complete new folder by renames, under
-the service's file lock; the next packaging cleans up after one that was killed.
+it imports, found from its imports rather than listed by hand), ``environment.yml`` (the lean
+environment of its backend, :mod:`.environments`: the inference server and what the runtime
+imports), ``deployment_config.json``, ``logging.json`` and ``service_metadata.json``.
+Packaging again swaps in a complete new folder by renames, under the service's file lock; the
+next packaging cleans up after one that was killed. :func:`write_service_code` writes all but
+the model, for a service folder and for the Azure ML specs' code folders.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 from amlkit import io, paths
 from amlkit.config import DeploymentConfig
 from amlkit.registry import store
+from amlkit.serving import environments
 
 logger = logging.getLogger(__name__)
 
@@ -42,25 +46,10 @@ QUIET_LOGGING = {
     },
 }
 
-MINIMAL_ENVIRONMENT = """\
-name: amlkit
-channels:
-  - conda-forge
-dependencies:
-  - python=3.11
-  - pip
-  - pip:
-      - azureml-inference-server-http>=1.4
-      - scikit-learn>=1.5
-      - pandas>=2.2
-      - numpy>=1.26
-      - onnxruntime>=1.18
-      - cloudpickle
-"""
-
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the amlkit package folder
 SCORING_SCRIPT = Path(__file__).with_name("scoring_script.py")
+BATCH_DRIVER = Path(__file__).with_name("batch_driver.py")
 RUNTIME_MODULE = "amlkit.serving.runtime"
 
 
@@ -111,13 +100,16 @@ def pickled_modules(path: str | Path) -> set[str]:
     return {name for name in found if name != "amlkit" and module_file(name)}
 
 
-def service_modules(backend: str, extra: Iterable[str] = ()) -> dict[str, Path]:
+def service_modules(
+    backend: str, extra: Iterable[str] = (), script: Path = SCORING_SCRIPT
+) -> dict[str, Path]:
     """Return ``{dotted name: file}`` of the modules a ``backend`` service imports, sorted.
 
-    The closure of the scoring script's amlkit imports (top-level or in functions) and
-    ``extra`` (its model's :func:`pickled_modules`), with every package ``__init__``.
+    The closure of the entry script's amlkit imports (top-level or in functions) and
+    ``extra`` (its model's :func:`pickled_modules`), with every package ``__init__``;
+    ``script`` is the online scoring script or the batch deployment's :data:`BATCH_DRIVER`.
     """
-    todo = _imported(SCORING_SCRIPT, "", backend) | {n for n in extra if module_file(n)}
+    todo = _imported(script, "", backend) | {n for n in extra if module_file(n)}
     found: dict[str, Path] = {}
     while todo:
         name = todo.pop()
@@ -129,6 +121,14 @@ def service_modules(backend: str, extra: Iterable[str] = ()) -> dict[str, Path]:
         todo |= {".".join(parts[:i]) for i in range(1, len(parts))}
         todo |= _imported(path, name, backend)
     return dict(sorted(found.items()))
+
+
+def copy_modules(modules: dict[str, Path], folder: Path) -> None:
+    """Copy module files into ``folder/amlkit/...`` as they lie in the package."""
+    for path in modules.values():
+        target = folder / path.relative_to(PACKAGE_DIR.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
 
 
 def resolve_model_dir(name: str, version: int | str | None = None) -> Path:
@@ -196,6 +196,42 @@ def _fast_path(model_dst: Path, metadata: dict[str, Any], parity_rows: Any) -> d
     return info
 
 
+def write_service_code(
+    folder: Path,
+    backend: str,
+    deployment: dict[str, Any],
+    *,
+    service: str,
+    pickled: set[str] | frozenset[str] = frozenset(),
+) -> dict[str, Path]:
+    """Write everything of a service folder but the model: the code Azure ML uploads.
+
+    ``scoring_script.py``, the amlkit modules it imports for ``backend`` (and those a pickled
+    model refers to), ``deployment_config.json``, ``logging.json`` and the backend's lean
+    ``environment.yml`` (with the data collector's client when the deployment collects data).
+
+    Args:
+        folder: the folder to write into (created).
+        backend: ``onnx``, ``sklearn`` or ``keras``.
+        deployment: ``deployment_config.json`` as JSON values.
+        service: the service name recorded in its ``deployment_config.json``.
+        pickled: amlkit modules a pickled model refers to (:func:`pickled_modules`).
+
+    Returns:
+        The amlkit modules copied, ``{dotted name: source file}``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SCORING_SCRIPT, folder / "scoring_script.py")
+    modules = service_modules(backend, pickled)
+    copy_modules(modules, folder)
+    collect = deployment.get("data_collection", {}).get("enabled", False)
+    extras = environments.DATA_COLLECTOR if collect else ()
+    environments.write_environment_file(folder / "environment.yml", backend, extras)
+    io.write_json_atomic(folder / "deployment_config.json", {**deployment, "service": service})
+    io.write_json_atomic(folder / "logging.json", QUIET_LOGGING)
+    return modules
+
+
 def package_service(
     model_dir: str | Path | None = None,
     *,
@@ -255,24 +291,10 @@ def _write_service(
             serving = _fast_path(stage / "model", metadata, parity_rows)
         else:
             serving = {"backend": metadata.get("flavor", "sklearn"), "reason": "fast path off"}
-        shutil.copyfile(SCORING_SCRIPT, stage / "scoring_script.py")
+        backend = serving["backend"]
         model_file = stage / "model" / metadata.get("model_file", "model.pkl")
-        pickled = pickled_modules(model_file) if serving["backend"] == "sklearn" else set()
-        modules = service_modules(serving["backend"], pickled)
-        for path in modules.values():  # laid out as in the package
-            target = stage / path.relative_to(PACKAGE_DIR.parent)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(path.read_bytes())
-        env_src = paths.project_root() / "environment.yml"
-        if not env_src.is_file():  # a temporary project root has none: the repository's
-            env_src = PACKAGE_DIR.parents[1] / "environment.yml"
-        if env_src.is_file():
-            shutil.copyfile(env_src, stage / "environment.yml")
-        else:  # an installed (not editable) amlkit outside a project
-            logger.warning("%s is missing; writing a minimal environment.yml", env_src)
-            (stage / "environment.yml").write_text(MINIMAL_ENVIRONMENT, encoding="utf-8")
-        io.write_json_atomic(stage / "deployment_config.json", {**dep, "service": service})
-        io.write_json_atomic(stage / "logging.json", QUIET_LOGGING)
+        pickled = pickled_modules(model_file) if backend == "sklearn" else set()
+        modules = write_service_code(stage, backend, dep, service=service, pickled=pickled)
         model = {k: metadata.get(k) for k in ("name", "version")} | {"source": str(src)}
         io.write_json_atomic(
             stage / "service_metadata.json",

@@ -3,6 +3,9 @@
 Settings come from the ``deployment_config.json`` beside it; keys from ``$AMLKIT_KEYS_FILE``
 (``AMLKIT_AUTH=endpoint`` when the platform checks keys, as on Azure). ``run()`` takes the
 raw request to answer 4xx with ``{"error": ...}``; each scored row is logged before answering.
+With Azure ML's data collector on (the platform sets ``AZUREML_MDC_CONFIG_PATH`` or
+``AZUREML_MDC_ENABLED``), scored rows and predictions also go to the ``model_inputs`` and
+``model_outputs`` collections that Azure ML model monitoring reads (``azureml-ai-monitoring``).
 """
 
 import importlib.util
@@ -60,10 +63,30 @@ def init():
             max_bytes=int(log_cfg.get("max_bytes", 10 * 2**20)),
             backup_count=int(log_cfg.get("backup_count", 5)),
         ),
+        collectors=_collectors(),
         max_body=int(limits.get("max_body_bytes", 2**20)),
         max_rows=int(limits.get("max_rows", 1000)),
         model={"name": meta.get("name"), "version": meta.get("version"), "backend": scorer.backend},
     )
+
+
+def _collectors():
+    """Return Azure ML's data collectors when the platform enables them, else None."""
+    enabled = os.environ.get("AZUREML_MDC_ENABLED", "").lower() == "true"
+    if not (enabled or os.environ.get("AZUREML_MDC_CONFIG_PATH")):
+        return None
+    from azureml.ai.monitoring import Collector
+
+    return {name: Collector(name=name) for name in ("model_inputs", "model_outputs")}
+
+
+def _collect(inputs, preds):
+    """Hand the scored rows and their predictions to the data collectors (Azure only)."""
+    import pandas as pd
+
+    collectors = STATE["collectors"]
+    context = collectors["model_inputs"].collect(pd.DataFrame(inputs))
+    collectors["model_outputs"].collect(pd.DataFrame({"prediction": preds}), context)
 
 
 def _answer(status, body, request_id, extra_headers=None):
@@ -105,6 +128,8 @@ def _score(request, request_id, started):
         preds, probs = scorer.predict_values(values)
         rows = zip(*(values[c] for c in cols), strict=True)
         inputs = [dict(zip(cols, row, strict=True)) for row in rows]
+    if STATE["collectors"] and scorer.backend != "keras":
+        _collect(inputs, preds)
     answer = {"predictions": preds}
     if probs is not None:
         answer |= {"probabilities": probs, "classes": scorer.classes}

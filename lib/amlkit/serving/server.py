@@ -163,11 +163,15 @@ def start_server(
     workers: int | None = None,
     startup_timeout_s: float | None = None,
     host: str = LOOPBACK,
+    env: dict[str, str] | None = None,
+    python: str | Path | None = None,
 ) -> LocalEndpoint:
     """Start ``azmlinfsrv`` for a service folder and wait until it answers on loopback.
 
     Defaults come from the folder's ``deployment_config.json`` (port 0: a free one). Raises
     RuntimeError, with the server log's tail, if it exits, hangs or listens beyond loopback.
+    ``env`` adds environment variables; ``python`` runs the server in another environment (a
+    service's own lean one); default this one.
     """
     if host != LOOPBACK:
         raise ValueError(f"host {host!r} refused: the local endpoint listens on {LOOPBACK} only")
@@ -190,13 +194,14 @@ def start_server(
         "PYTHONPATH": os.pathsep.join(filter(None, [str(service_dir), os.getenv("PYTHONPATH")])),
         "PYTHONUNBUFFERED": "1",
         "OMP_NUM_THREADS": "1",
+        **(env or {}),
     }
     key = None
     if config.get("auth_mode") == "key":
         child_env["AMLKIT_KEYS_FILE"] = str(auth.ensure_keys(endpoint))
         key = auth.show_keys(endpoint)["primary"]
     # -P: not the launcher's folder first on sys.path (it holds serving/requests.py)
-    cmd = [sys.executable, "-P", str(Path(__file__).with_name("_launch.py"))]
+    cmd = [str(python or sys.executable), "-P", str(Path(__file__).with_name("_launch.py"))]
     cmd += ["--entry_script", str(service_dir / "scoring_script.py")]
     cmd += ["--model_dir", str(service_dir / "model"), "--port", str(port)]
     cmd += ["--worker_count", str(workers)]

@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from amlkit import kinds
+from amlkit.kinds import normalize_value
 
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear")
 
@@ -119,26 +120,6 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "fill_values_")
         columns = self.feature_names_in_ if input_features is None else input_features
         return np.asarray([f"{c}_{p}" for c in columns for p in self.parts], dtype=object)
-
-
-def normalize_value(value: Any, boolean: bool) -> Any:
-    """Return ``value`` as a clean string, or NaN when missing."""
-    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
-        return np.nan
-    if value is pd.NA or value is pd.NaT:
-        return np.nan
-    if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        value = int(value)
-    text = str(value).strip()
-    if boolean:
-        low = text.lower()
-        if low in kinds.TRUE_TOKENS:
-            return "true"
-        if low in kinds.FALSE_TOKENS:
-            return "false"
-    return text
 
 
 class CategoryNormalizer(TransformerMixin, BaseEstimator):
