@@ -25,8 +25,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from amlkit import io
@@ -182,9 +183,9 @@ def crash_project(root: Path, tmp_path: Path, request: pytest.FixtureRequest) ->
             | {"color": rng.choice(["red", "green", "blue"], size=200)}
         )
         y = np.where(x["x1"] + x["x2"] > 0, "yes", "no")
-        pre = ColumnTransformer(
-            [("num", StandardScaler(), ["x1", "x2"]), ("cat", OneHotEncoder(), ["color"])]
-        )
+        numbers = make_pipeline(SimpleImputer(), StandardScaler())
+        labels = OneHotEncoder(handle_unknown="ignore")
+        pre = ColumnTransformer([("num", numbers, ["x1", "x2"]), ("cat", labels, ["color"])])
         pipeline = Pipeline([("pre", pre), ("model", LogisticRegression())]).fit(x, y)
         (work / "model.pkl").write_bytes(cloudpickle.dumps(pipeline))
         x.to_parquet(work / "rows.parquet")
