@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +30,49 @@ from amlkit.registry import tracking
 REPO = Path(__file__).resolve().parents[1]
 PENGUIN_NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 PENGUIN_CATEGORICAL = ["island", "sex"]
+
+
+@pytest.fixture(scope="session")
+def run_at_once() -> Callable[[list[str], Path], list[Any]]:
+    """Run Python snippets in processes of their own that start their work at one moment.
+
+    ``run_at_once(snippets, workdir)`` starts one ``python -c`` per snippet, with this
+    process's environment (``AMLKIT_ROOT``, the MLflow store); each does its imports, calls
+    ``start_together()``, which returns once all are ready, and races the others. Returns the
+    last line each one printed, parsed as JSON; a snippet that fails fails the test.
+    """
+
+    def run(snippets: list[str], workdir: Path) -> list[Any]:
+        go, ready = workdir / "go", [workdir / f"ready-{i}" for i in range(len(snippets))]
+        children = []
+        for flag, snippet in zip(ready, snippets, strict=True):
+            prelude = (
+                "import json, pathlib, time\n"
+                "def start_together():\n"
+                f"    pathlib.Path({str(flag)!r}).touch()\n"
+                f"    while not pathlib.Path({str(go)!r}).exists():\n"
+                "        time.sleep(0.001)\n"
+            )
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", prelude + snippet],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        deadline = time.monotonic() + 300
+        while not all(f.exists() for f in ready) and time.monotonic() < deadline:
+            if any(child.poll() is not None for child in children):
+                break
+            time.sleep(0.01)
+        go.touch()
+        outputs = [child.communicate(timeout=300) for child in children]
+        for child, (_, err) in zip(children, outputs, strict=True):
+            assert child.returncode == 0, err[-3000:]
+        return [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -247,7 +247,7 @@ class IngestionConfig(Section):
     """How 01 reads files: chunk sizes and the ID-like column rule."""
 
     chunk_bytes: int = Field(8 * 2**20, gt=0)
-    chunk_rows: int = Field(200_000, gt=0)
+    chunk_rows: int = Field(50_000, gt=0)
     max_failures_shown: int = Field(5, gt=0)
     id_like_unique_ratio: float = Field(0.5, gt=0, le=1)
     id_like_min_unique: int = Field(50, gt=0)

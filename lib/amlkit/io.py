@@ -1,9 +1,14 @@
-"""Atomic writes and hashing: no half-written file after a crash, no overwritten version."""
+"""Atomic writes, hashing, and locks: no half-written file after a crash, no overwritten version.
+
+Writers of one data set, model or service hold one :func:`locked` lock while they write, so a
+temporary file that the holder finds beside the versions was left by a killed writer.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -12,6 +17,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
+
+from amlkit import paths
+
+logger = logging.getLogger(__name__)
+
+LOCK_TIMEOUT_S = 900.0
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -99,3 +112,29 @@ def staged_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def locked(name: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the inter-process lock ``name`` (``.amlkit/locks/<name>.lock``) for the block.
+
+    Re-entrant in one process. Raises filelock's ``Timeout`` (a ``TimeoutError``) after
+    ``timeout`` seconds of waiting for another process.
+    """
+    folder = paths.state_dir() / "locks"
+    folder.mkdir(exist_ok=True)
+    with FileLock(folder / f"{name}.lock", timeout=timeout, is_singleton=True):
+        yield
+
+
+def reclaim(folder: Path, pattern: str = ".*.partial") -> None:
+    """Delete the temporaries matching ``pattern`` in ``folder``, left there by killed writers.
+
+    Call it only while holding the lock that every writer of ``folder`` takes.
+    """
+    for path in sorted(folder.glob(pattern)) if folder.is_dir() else []:
+        logger.warning("removing %s, left by a writer that was killed", path)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

@@ -26,11 +26,9 @@ def _csv(tmp_path, text, name="data.csv", encoding="utf-8"):
 
 
 def _nothing_written(project):
-    raw = project / "data" / "raw" / "penguins"
-    versions = [p for p in raw.glob("*") if p.is_dir()] if raw.exists() else []
-    leftovers = list(raw.glob(".*")) if raw.exists() else []
     processed = project / "data" / "processed"
-    return not versions and not leftovers and not (processed.exists() and any(processed.iterdir()))
+    raw = project / "data" / "raw" / "penguins"
+    return not raw.exists() and not (processed.exists() and any(processed.iterdir()))
 
 
 def test_ingest_bundled_default_writes_version_with_manifest(project):
@@ -146,7 +144,7 @@ BAD_INPUTS = {
         GOOD + "Adelie,Dream,40,18,190,3600,male,2008,EXTRA\n",
         r"1 ragged rows: the header has 8 fields but row 5 \(line 6\) has 9",
     ),
-    "text in numeric": (
+    "text in numeric with bounds": (
         GOOD.replace("46.1,13.2", "n/a-ish,13.2"),
         r"column 'bill_length_mm' \(numeric\): 1 values that are not numbers "
         r"\(first: 'n/a-ish' on row 1\)",
@@ -168,6 +166,8 @@ def test_bad_input_fails_with_its_own_message_and_writes_nothing(project, tmp_pa
     with pytest.raises(DataValidationError, match=message) as err:
         ingest.ingest("penguins", source=_csv(tmp_path, content), progress=False)
     assert "nothing was written" in str(err.value)
+    assert len(err.value.problems) == 1, err.value.problems  # one message for one problem
+    assert "(first: )" not in str(err.value)
     assert _nothing_written(project)
 
 
@@ -192,3 +192,27 @@ def test_unsafe_dataset_names_are_refused(project, name):
 def test_paths_follow_amlkit_root(project):
     assert paths.raw_dir() == project / "data" / "raw"
     assert paths.state_dir() == project / ".amlkit"
+
+
+def test_a_failed_ingestion_leaves_versions_of_other_content_alone(project, tmp_path):
+    kept = ingest.ingest("penguins", source=_csv(tmp_path, GOOD), progress=False)
+    with pytest.raises(DataValidationError):
+        ingest.ingest("penguins", source=_csv(tmp_path, b"", "empty.csv"), progress=False)
+    assert sorted(p.name for p in kept.path.parent.iterdir()) == [kept.manifest.version]
+
+
+def test_two_ingestions_of_one_source_at_once_leave_one_version(project, tmp_path, run_at_once):
+    rows = GOOD.splitlines()[1:]
+    source = _csv(tmp_path, GOOD.splitlines()[0] + "\n" + "\n".join(rows * 5000) + "\n")
+    snippet = f"""
+from amlkit.data import ingest
+start_together()
+result = ingest.ingest("penguins", source={source!r}, progress=False)
+print(json.dumps({{"created": result.created, "version": result.manifest.version}}))
+"""
+    results = run_at_once([snippet, snippet], tmp_path)
+    assert sorted(r["created"] for r in results) == [False, True]
+    assert len({r["version"] for r in results}) == 1
+    folder = project / "data" / "raw" / "penguins"
+    assert [p.name for p in folder.iterdir()] == [results[0]["version"]]  # no temporaries
+    assert ingest.get_manifest("penguins").rows == 20_000

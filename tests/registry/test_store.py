@@ -231,15 +231,11 @@ def test_write_version_refuses_a_writer_that_skips_the_model_file(root: Path) ->
     assert not list(store.model_dir("toy").glob(".*.partial"))
 
 
-def test_concurrent_writers_get_distinct_versions(root: Path) -> None:
-    both_chose = threading.Barrier(2, timeout=30)
-    results, errors, waited = [], [], set()
+def test_concurrent_writers_take_turns_and_get_distinct_versions(root: Path) -> None:
+    results, errors = [], []
 
     def write_model(folder: Path) -> None:
         (folder / "model.bin").write_bytes(folder.name.encode())
-        if threading.current_thread().name not in waited:
-            waited.add(threading.current_thread().name)
-            both_chose.wait()  # both writers have picked the same number by now
 
     def writer() -> None:
         try:
@@ -265,11 +261,8 @@ def test_concurrent_writers_get_distinct_versions(root: Path) -> None:
 
     assert errors == []
     assert sorted(v.version for v in results) == [1, 2]
-    mlflow_versions = {v.metadata.mlflow_model_version for v in results}
-    assert len(mlflow_versions) == 2
-    # the loser's MLflow version, registered before its rename failed, was removed again
+    assert len({v.metadata.mlflow_model_version for v in results}) == 2
     assert len(MlflowClient().search_model_versions("name='race'")) == 2
-    assert len(waited) == 2
     for mv in results:
         source = MlflowClient().get_model_version("race", str(mv.metadata.mlflow_model_version))
         assert Path(source.source) == mv.path
@@ -472,3 +465,38 @@ def test_a_version_with_broken_metadata_is_refused_naming_the_file(
         store.ModelIntegrityError, match=r"model_metadata\.json is not valid.*files"
     ):
         store.get_version("toy", 1)
+
+
+PROMOTER = """
+from amlkit.registry import champion, store
+
+def score(version):  # later versions score higher; slow, so that the two decisions overlap
+    time.sleep(0.5)
+    return 0.5 + 0.1 * version.version
+
+mv = store.get_version("race", {version})
+start_together()
+decision = champion.promote_if_better(
+    mv, metric="accuracy", greater_is_better=True, margin=0.0, score=score
+)
+print(json.dumps({{"version": mv.version, "promoted": decision.promoted}}))
+"""
+
+
+def test_two_processes_promoting_at_once_leave_one_champion_and_a_consistent_log(
+    root: Path, run_at_once
+) -> None:
+    for _ in range(2):
+        keras_version("race")
+    run_at_once([PROMOTER.format(version=1), PROMOTER.format(version=2)], root)
+
+    # The decisions took turns: the second compared against the champion the first left.
+    decisions = read_decisions("race")
+    assert len(decisions) == 2
+    assert (decisions[0].promoted, decisions[0].champion_version) == (True, None)
+    assert decisions[1].champion_version == decisions[0].candidate_version
+    champion = store.read_champion("race")
+    assert champion.version == 2  # the better one, in either order
+    assert champion.previous == (1 if decisions[1].promoted else None)
+    alias = MlflowClient().get_model_version_by_alias("race", "champion")
+    assert int(alias.version) == store.get_version("race", 2).metadata.mlflow_model_version

@@ -8,8 +8,9 @@ whole file's kinds and null counts). A version is named by its content and never
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,15 @@ import pandas as pd
 from amlkit import kinds, paths
 from amlkit.data import ingest
 from amlkit.data.manifests import ProcessedManifest, RawManifest
-from amlkit.io import canonical_json, read_json, sha256_file, staged_directory, write_json_atomic
+from amlkit.io import (
+    canonical_json,
+    locked,
+    read_json,
+    reclaim,
+    sha256_file,
+    staged_directory,
+    write_json_atomic,
+)
 from amlkit.kinds import normalize_value
 
 logger = logging.getLogger(__name__)
@@ -134,7 +143,7 @@ def clean(frame: pd.DataFrame, raw: RawManifest, drop_columns: Sequence[str] = (
 
 
 def content_version(
-    splits: Mapping[str, pd.DataFrame],
+    splits: Mapping[str, pd.DataFrame | Iterable[pd.DataFrame]],
     *,
     raw_version: str,
     feature_types: Mapping[str, str],
@@ -144,16 +153,23 @@ def content_version(
 
     The hash covers each split's columns, dtypes and values in row order (pandas' row hashing,
     independent of the Parquet encoding), the feature kinds, the parameters and the raw version.
+    A split may come as consecutive chunks (the first, maybe empty, gives the dtypes).
     """
+    parts: dict[str, Iterator[pd.DataFrame]] = {}
+    for name in SPLITS:
+        given = splits[name]
+        parts[name] = iter([given] if isinstance(given, pd.DataFrame) else given)
+    first = {name: next(parts[name]) for name in SPLITS}
     digest = hashlib.sha256()
     head = {"raw_version": raw_version, "feature_types": feature_types, "params": params}
     head["columns"] = {
-        name: [[str(c), str(t)] for c, t in splits[name].dtypes.items()] for name in SPLITS
+        name: [[str(c), str(t)] for c, t in first[name].dtypes.items()] for name in SPLITS
     }
     digest.update(canonical_json(head).encode())
     for name in SPLITS:
-        rows = pd.util.hash_pandas_object(splits[name], index=False)
-        digest.update(rows.to_numpy().tobytes())
+        for frame in itertools.chain([first[name]], parts[name]):
+            rows = pd.util.hash_pandas_object(frame, index=False)
+            digest.update(rows.to_numpy().tobytes())
     return digest.hexdigest()[:12]
 
 
@@ -182,44 +198,61 @@ def write_processed(
     version = content_version(
         splits, raw_version=raw.version, feature_types=cleaned.feature_types, params=params
     )
-    final = paths.processed_dir() / dataset / version
-    if (final / "manifest.json").is_file():
-        logger.info("%s processed version %s exists; nothing written", dataset, version)
-        return load_processed(dataset, version), False
-    rows = pd.concat([splits[name] for name in SPLITS], ignore_index=True)
-    try:
+    folder = paths.processed_dir() / dataset
+    final = folder / version
+    with locked(f"processed-{dataset}"):
+        reclaim(folder)
+        if (final / "manifest.json").is_file():
+            logger.info("%s processed version %s exists; nothing written", dataset, version)
+            return load_processed(dataset, version), False
+        rows = pd.concat([splits[name] for name in SPLITS], ignore_index=True)
         with staged_directory(final) as stage:
-            files = {}
             for name in SPLITS:
                 splits[name].to_parquet(stage / f"{name}.parquet", index=False)
-                files[f"{name}.parquet"] = sha256_file(stage / f"{name}.parquet")
-            stamp = {"dataset": dataset, "data_version": version, "reference": "train.parquet"}
-            write_json_atomic(stage / "baseline_profile.json", {**stamp, **profile})
-            ProcessedManifest(
-                dataset=dataset,
-                version=version,
-                raw_version=raw.version,
-                raw_sha256=raw.sha256,
-                target=raw.target,
-                task=raw.task,
-                classes=sorted(rows[raw.target].unique().tolist())
-                if raw.task == kinds.CLASSIFICATION
-                else None,
-                feature_types=cleaned.feature_types,
-                excluded_columns=cleaned.excluded,
-                rows={name: len(splits[name]) for name in SPLITS},
-                dropped_missing_target=cleaned.dropped_missing_target,
-                duplicate_rows=int(rows.duplicated().sum()),
-                stratified=stratified,
-                params=params,
-                files=files,
-                created=datetime.now(UTC).isoformat(timespec="microseconds"),
-            ).write(stage / "manifest.json")
-    except FileExistsError:
-        logger.info("%s processed version %s was written concurrently", dataset, version)
-        return load_processed(dataset, version), False
+            labels = sorted(rows[raw.target].unique().tolist())
+            counts = {
+                "rows": {name: len(splits[name]) for name in SPLITS},
+                "classes": labels if raw.task == kinds.CLASSIFICATION else None,
+                "duplicate_rows": int(rows.duplicated().sum()),
+            }
+            write_manifest(stage, version, raw, cleaned, params, stratified, profile, counts)
     logger.info("processed %s version %s -> %s", dataset, raw.version, version)
     return load_processed(dataset, version), True
+
+
+def write_manifest(
+    stage: Path,
+    version: str,
+    raw: RawManifest,
+    cleaned: Cleaned,
+    params: Mapping[str, Any],
+    stratified: bool,
+    profile: Mapping[str, Any],
+    counts: Mapping[str, Any],
+) -> None:
+    """Write ``baseline_profile.json`` and ``manifest.json`` beside the splits in ``stage``.
+
+    ``counts`` holds the manifest's ``rows``, ``classes`` and ``duplicate_rows``; the files'
+    sha256 are computed here.
+    """
+    stamp = {"dataset": raw.dataset, "data_version": version, "reference": "train.parquet"}
+    write_json_atomic(stage / "baseline_profile.json", {**stamp, **profile})
+    ProcessedManifest(
+        dataset=raw.dataset,
+        version=version,
+        raw_version=raw.version,
+        raw_sha256=raw.sha256,
+        target=raw.target,
+        task=raw.task,
+        feature_types=cleaned.feature_types,
+        excluded_columns=cleaned.excluded,
+        dropped_missing_target=cleaned.dropped_missing_target,
+        stratified=stratified,
+        params=dict(params),
+        files={f"{name}.parquet": sha256_file(stage / f"{name}.parquet") for name in SPLITS},
+        created=datetime.now(UTC).isoformat(timespec="microseconds"),
+        **counts,
+    ).write(stage / "manifest.json")
 
 
 def list_processed(dataset: str) -> list[ProcessedManifest]:

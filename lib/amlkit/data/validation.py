@@ -216,9 +216,17 @@ def _describe_check(check: str, kind: str) -> tuple[str, str]:
 def report_failures(
     failures: pd.DataFrame, schema: dict[str, dict], *, max_shown: int = 5
 ) -> list[str]:
-    """Turn pandera's failure cases into one sentence per (column, rule)."""
+    """Turn pandera's failure cases into one sentence per (column, rule).
+
+    A column whose values cannot be converted to its kind gets that one sentence: pandera's
+    follow-on failures of the same values (dtype, bounds) would only repeat it.
+    """
     problems = []
+    checks = failures["check"].astype(str)
+    unconverted = set(failures.loc[checks.str.startswith("coerce_dtype"), "column"])
     for (column, check), group in failures.groupby(["column", "check"], sort=True, dropna=False):
+        if column in unconverted and not str(check).startswith("coerce_dtype"):
+            continue
         if check in ("column_in_schema", "column_in_dataframe"):
             what, fix = _describe_check(str(check), "unknown")
             problems.append(f"column {group['failure_case'].iloc[0]!r}: {what}; {fix}")
@@ -230,7 +238,8 @@ def report_failures(
             f"{v!r} on row {int(i)}"
             for v, i in zip(rows["failure_case"], rows["index"], strict=True)
         )
-        problems.append(f"column {column!r} ({kind}): {len(group)} {what} (first: {shown}); {fix}")
+        first = f" (first: {shown})" if shown else ""
+        problems.append(f"column {column!r} ({kind}): {len(group)} {what}{first}; {fix}")
     return problems
 
 

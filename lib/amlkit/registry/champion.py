@@ -1,6 +1,7 @@
 """The champion gate: promote a new version only when it beats the current champion.
 
-Every decision is appended to ``<name>/decisions.jsonl`` and logged to the candidate's run.
+Decisions on one model take turns (a file lock). Every decision is appended to
+``<name>/decisions.jsonl`` and logged to the candidate's run.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from mlflow import MlflowClient
 from pydantic import ConfigDict
 
+from amlkit import io
 from amlkit.data.manifests import Record
 from amlkit.registry import store
 
@@ -70,32 +72,33 @@ def promote_if_better(
     """
     if margin < 0 or not math.isfinite(margin):
         raise ValueError(f"margin must be a finite number >= 0, got {margin!r}.")
-    current = store.read_champion(candidate.name)
-    champion = store.get_version(candidate.name, current.version) if current else None
-    cand_score = float(score(candidate))
-    champ_score = float(score(champion)) if champion is not None else None
-    if not math.isfinite(cand_score):
-        promoted, reason = False, f"candidate {metric} is {cand_score}, not a finite number"
-    elif champion is None or champ_score is None:
-        promoted, reason = True, "no champion yet: the first model is promoted"
-    elif champion.version == candidate.version:
-        promoted, reason = False, "the candidate is already the champion"
-    else:
-        gain = cand_score - champ_score if greater_is_better else champ_score - cand_score
-        promoted = not math.isfinite(champ_score) or gain > margin
-        word = "beats" if promoted else "does not beat"
-        reason = (
-            f"candidate {metric}={cand_score:.6g} {word} champion {champ_score:.6g} "
-            f"by more than margin {margin:g} (gain {gain:.6g})"
-        )
-    fields = {"name": candidate.name, "promoted": promoted, "reason": reason, "metric": metric}
-    fields |= {"candidate_version": candidate.version, "candidate_score": cand_score}
-    fields |= {"champion_version": champion.version if champion else None}
-    fields |= {"champion_score": champ_score, "greater_is_better": greater_is_better}
-    decision = PromotionDecision(**fields, margin=float(margin), decided_at=store.utc_now())
-    if promoted:
-        store.set_champion(candidate, metric=metric, score=cand_score)
-    _append_decision(decision)
+    with io.locked(f"champion-{candidate.name}"):  # each decision sees the last one's champion
+        current = store.read_champion(candidate.name)
+        champion = store.get_version(candidate.name, current.version) if current else None
+        cand_score = float(score(candidate))
+        champ_score = float(score(champion)) if champion is not None else None
+        if not math.isfinite(cand_score):
+            promoted, reason = False, f"candidate {metric} is {cand_score}, not a finite number"
+        elif champion is None or champ_score is None:
+            promoted, reason = True, "no champion yet: the first model is promoted"
+        elif champion.version == candidate.version:
+            promoted, reason = False, "the candidate is already the champion"
+        else:
+            gain = cand_score - champ_score if greater_is_better else champ_score - cand_score
+            promoted = not math.isfinite(champ_score) or gain > margin
+            word = "beats" if promoted else "does not beat"
+            reason = (
+                f"candidate {metric}={cand_score:.6g} {word} champion {champ_score:.6g} "
+                f"by more than margin {margin:g} (gain {gain:.6g})"
+            )
+        fields = {"name": candidate.name, "promoted": promoted, "reason": reason, "metric": metric}
+        fields |= {"candidate_version": candidate.version, "candidate_score": cand_score}
+        fields |= {"champion_version": champion.version if champion else None}
+        fields |= {"champion_score": champ_score, "greater_is_better": greater_is_better}
+        decision = PromotionDecision(**fields, margin=float(margin), decided_at=store.utc_now())
+        if promoted:
+            store.set_champion(candidate, metric=metric, score=cand_score)
+        _append_decision(decision)
     logger.info("champion gate for %s: %s", candidate.name, reason)
     run_id = candidate.metadata.mlflow_run_id
     if run_id:

@@ -36,7 +36,6 @@ METRICS_FILE = "performance_metrics.json"
 HYPERPARAMETERS_FILE = "hyperparameters.yaml"
 CHAMPION_FILE = "champion.json"
 CHAMPION_ALIAS = "champion"
-MAX_WRITE_ATTEMPTS = 20
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 LIBRARIES = ("scikit-learn", "mlflow", "pandas", "numpy", "scipy", "cloudpickle")
 
@@ -190,7 +189,7 @@ def _register_in_mlflow(
 
 
 def _stage_once(name: str, write_model: Callable[[Path], object], **spec: Any) -> ModelVersion:
-    """Write one version under the next free number; FileExistsError when it was taken."""
+    """Write one version under the next free number (the caller holds the model's lock)."""
     numbers = _version_numbers(model_dir(name))
     number = (numbers[-1] if numbers else 0) + 1
     final = model_dir(name) / str(number)
@@ -241,8 +240,7 @@ def write_version(
 ) -> ModelVersion:
     """Write a new model version atomically and register it in MLflow under ``name``.
 
-    The number is the highest existing + 1; when another writer takes it meanwhile, the
-    whole version is written again under the next one.
+    The number is the highest existing + 1; the model's lock keeps other writers waiting.
 
     ``write_model`` writes an MLflow model, loaded by ``mlflow.<flavor>``, into the folder it
     is given; ``model_file`` is its main file. ``metadata`` holds the :class:`ModelMetadata`
@@ -256,22 +254,31 @@ def write_version(
     spec = {"flavor": flavor, "model_file": model_file, "metadata": metadata, "run_id": run_id}
     spec |= {"metrics": metrics, "hyperparameters": hyperparameters}
     spec |= {"description": description, "tags": tags or {}}
-    for _ in range(MAX_WRITE_ATTEMPTS):
-        try:
-            version = _stage_once(name, write_model, **spec)
-        except FileExistsError as exc:
-            logger.info("version taken by another writer (%s); trying the next number", exc)
-            continue
-        logger.info("registered %s version %s at %s", name, version.version, version.path)
-        if run_id is not None:
-            record = version.metadata.model_dump(mode="json", exclude_defaults=True)
-            where = f"registry/{name}/v{version.version}/{METADATA_FILE}"
-            MlflowClient().log_dict(run_id, record, where)
-        return version
-    raise RuntimeError(
-        f"could not find a free version number for model {name!r} after "
-        f"{MAX_WRITE_ATTEMPTS} attempts; check {model_dir(name)} for stray folders."
-    )
+    # One writer per model at a time: a staged folder found under the lock, or an MLflow
+    # version whose folder never appeared, was left by a killed writer.
+    with io.locked(f"model-{name}"):
+        io.reclaim(model_dir(name))
+        _drop_orphans(name)
+        version = _stage_once(name, write_model, **spec)
+    logger.info("registered %s version %s at %s", name, version.version, version.path)
+    if run_id is not None:
+        record = version.metadata.model_dump(mode="json", exclude_defaults=True)
+        where = f"registry/{name}/v{version.version}/{METADATA_FILE}"
+        MlflowClient().log_dict(run_id, record, where)
+    return version
+
+
+def _drop_orphans(name: str) -> None:
+    """Delete the MLflow versions of ``name`` whose version folder does not exist."""
+    tracking.ensure_tracking()
+    client = MlflowClient()
+    for mv in client.search_model_versions(f"name='{name}'"):
+        path = (mv.tags or {}).get("amlkit_path")
+        if path and not (Path(path) / METADATA_FILE).is_file():
+            logger.warning(
+                "removing MLflow version %s of %s: %s never appeared", mv.version, name, path
+            )
+            client.delete_model_version(name, mv.version)
 
 
 def _not_skops_advice(record: logging.LogRecord) -> bool:

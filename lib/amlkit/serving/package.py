@@ -5,13 +5,15 @@ version, sha256 checked, with ``model.onnx`` and ``serving.json``), ``amlkit/`` 
 it imports, found from its imports rather than listed by hand), ``environment.yml`` (the lean
 environment of its backend, :mod:`.environments`: the inference server and what the runtime
 imports), ``deployment_config.json``, ``logging.json`` and ``service_metadata.json``.
-Packaging again swaps in a complete new folder by renames. :func:`write_service_code` writes
-all but the model, for a service folder and for the Azure ML specs' code folders.
+Packaging again swaps in a complete new folder by renames, under the service's file lock; the
+next packaging cleans up after one that was killed. :func:`write_service_code` writes all but
+the model, for a service folder and for the Azure ML specs' code folders.
 """
 
 from __future__ import annotations
 
 import ast
+import glob
 import importlib.util
 import logging
 import os
@@ -257,6 +259,31 @@ def package_service(
     service = service or dep["endpoint_name"]
     final = paths.deployed_models_dir() / service
     final.parent.mkdir(parents=True, exist_ok=True)
+    with io.locked(f"service-{service}"):  # one packaging of a service at a time
+        _recover(final)
+        return _write_service(src, final, metadata, dep, parity_rows, fast_path)
+
+
+def _recover(final: Path) -> None:
+    """Undo what a killed packaging of ``final`` left: a swap stopped half-way is rolled back."""
+    temporaries = f".{glob.escape(final.name)}.????????"
+    for old in sorted(final.parent.glob(temporaries + ".old")):
+        if not final.exists() and (old / final.name).is_dir():
+            logger.warning("restoring %s, moved aside by a packaging that was killed", final)
+            os.rename(old / final.name, final)
+    io.reclaim(final.parent, temporaries + ".old")
+    io.reclaim(final.parent, temporaries + ".partial")
+
+
+def _write_service(
+    src: Path,
+    final: Path,
+    metadata: dict[str, Any],
+    dep: dict[str, Any],
+    parity_rows: Any,
+    fast_path: bool,
+) -> Path:
+    service = final.name
     stage = Path(tempfile.mkdtemp(prefix=f".{service}.", suffix=".partial", dir=final.parent))
     try:
         hashes = _copy_verified(src, stage / "model", metadata)
