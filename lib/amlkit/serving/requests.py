@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from datetime import datetime
 from typing import Any
 
 from amlkit import kinds
 
 MAX_PROBLEMS = 5
+FLOAT_MAX = sys.float_info.max
 
 
 class RequestError(Exception):
@@ -81,6 +83,10 @@ def parse_json(body: bytes, *, content_type: str | None, max_body_bytes: int) ->
             400,
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}; "
             "fix the JSON syntax.",
+        ) from None
+    except (ValueError, RecursionError) as exc:  # a 4,300+ digit number; nesting too deep
+        raise RequestError(
+            400, f"request body is not JSON rows ({str(exc)[:80]}); send JSON rows of values."
         ) from None
 
 
@@ -178,6 +184,14 @@ def extract_rows(payload: Any, feature_columns: list[str]) -> tuple[list[str], l
     )
 
 
+def _encodable(text: str) -> bool:
+    try:  # a lone surrogate ("\ud800") parses, but no model can read it
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _cell_problem(col: str, kind: str, row: int, value: Any) -> str:
     want = {"datetime": "an ISO date string"}.get(
         kind, "a number" if kind in kinds.NUMERIC_KINDS else "a string"
@@ -258,7 +272,7 @@ def validate_rows(
                     if math.isinf(v):
                         problems.append(_cell_problem(col, kind, i, v))
                     clean.append(v)
-                elif t is int:
+                elif t is int and abs(v) <= FLOAT_MAX:
                     clean.append(float(v))
                 elif v is None:
                     clean.append(math.nan)
@@ -267,7 +281,7 @@ def validate_rows(
             values = clean
         elif kind in kinds.CATEGORY_KINDS:
             for i, v in enumerate(values):
-                if v is None or type(v) is str:
+                if v is None or (type(v) is str and (v.isascii() or _encodable(v))):
                     continue
                 if kind == "boolean" and type(v) is bool:
                     values[i] = "true" if v else "false"
