@@ -102,7 +102,7 @@ def build_entities(service_dir: str | Path, *, model_type: str = "custom_model")
             instance_type=dep["instance_type"],
             instance_count=int(dep["instance_count"]),
             request_settings=settings,
-            environment_variables={"AMLKIT_AUTH": "endpoint"},
+            environment_variables={"AMLKIT_AUTH": "endpoint", "AMLKIT_DEPLOYMENT": name},
             **probes,
         )
     return {"endpoint": endpoint, **deployments}

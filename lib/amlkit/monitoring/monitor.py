@@ -33,7 +33,18 @@ from amlkit.monitoring.usage import LOG_COLUMNS, usage_summary
 
 logger = logging.getLogger(__name__)
 
-LOG_FIELDS = ("request_id", "row", "time", "latency_ms", "status", "error", "prediction")
+LOG_FIELDS = (
+    "request_id",
+    "row",
+    "time",
+    "latency_ms",
+    "status",
+    "error",
+    "prediction",
+    "model_name",  # the model, version and deployment that answered (blue/green apart)
+    "model_version",
+    "deployment",
+)
 
 
 def request_log_dir(endpoint: str) -> Path:
@@ -59,8 +70,9 @@ def read_request_log(
 
     Returns:
         Columns ``request_id``, ``row``, ``time`` (UTC), ``latency_ms``, ``status``,
-        ``error``, ``prediction``, then one column per input feature; sorted by time. A
-        failed request is one record with its ``error`` and no inputs.
+        ``error``, ``prediction``, ``model_name``, ``model_version``, ``deployment``, then
+        one column per input feature; sorted by time. A failed request is one record with
+        its ``error`` and no inputs.
     """
     from amlkit.serving.requestlog import read_log
 

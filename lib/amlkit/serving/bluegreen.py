@@ -335,7 +335,9 @@ def switch_traffic(
         RuntimeError: the smoke test failed (nothing switched).
     """
     if start is None:
-        from amlkit.serving.server import start_server as start
+        from amlkit.serving.server import start_server
+
+        start = start_server
     endpoint = start(new_service_dir, port=0)
     status, answer = endpoint.score(smoke_payload)
     rows = len((smoke_payload.get("input_data") or {}).get("data") or [])

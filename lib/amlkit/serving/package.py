@@ -10,7 +10,8 @@ Layout of a service folder (the same folder serves locally and is what Azure upl
     deployment_config.json   endpoint, auth, instances, request settings, traffic, limits
     logging.json             quiet server logging (azmlinfsrv reads it from the app root)
     service_metadata.json    model, backend (onnx, sklearn or keras) and why, parity figures,
-                             file hashes, the amlkit modules carried
+                             the sha256 of every model file (checked when the service
+                             starts), the amlkit modules carried
 
 Re-packaging policy: a service is not a version. Packaging the same service name again builds
 the new folder completely beside the old one, then swaps them with two renames (the old
@@ -208,11 +209,14 @@ def package_service(
     final.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{service}.", suffix=".partial", dir=final.parent))
     try:
-        hashes = _copy_verified(src, stage / "model", metadata)
+        _copy_verified(src, stage / "model", metadata)
         if fast_path:
             serving = _fast_path(stage / "model", metadata, parity_rows)
         else:
             serving = {"backend": metadata.get("flavor", "sklearn"), "reason": "fast path off"}
+        model = stage / "model"  # every file the service loads, those of the fast path too
+        files = sorted(p for p in model.rglob("*") if p.is_file())
+        hashes = {p.relative_to(model).as_posix(): io.sha256_file(p) for p in files}
         shutil.copyfile(imports.SCORING_SCRIPT, stage / "scoring_script.py")
         backend = serving["backend"]
         pickled = set()

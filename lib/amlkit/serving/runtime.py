@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from amlkit import kinds
+from amlkit import io, kinds
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,37 @@ def find_model_dir(root: str | Path) -> Path:
         f"no {METADATA_FILE} in {root} or its subfolders ({len(found)} found); point "
         "AZUREML_MODEL_DIR at the packaged model folder (deployed_models/<service>/model)."
     )
+
+
+def verify_model_files(model_dir: str | Path, recorded: dict[str, str]) -> None:
+    """Check every file of a model folder against the sha256 hashes recorded at packaging.
+
+    Args:
+        model_dir: the model folder (see :func:`find_model_dir`).
+        recorded: ``{relative path: sha256}``, ``service_metadata.json``'s ``model_files``.
+
+    Raises:
+        ValueError: a file changed, is missing or was added; the message names it.
+    """
+    model_dir = Path(model_dir)
+    present = {
+        p.relative_to(model_dir).as_posix()
+        for p in model_dir.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and "__pycache__" not in p.parts
+    }
+    for rel in sorted(present | set(recorded)):
+        path = model_dir / rel
+        if rel not in present or rel not in recorded:
+            where = "is missing" if rel not in present else "was added"
+            problem = f"{where} since packaging (service_metadata.json)"
+        elif (got := io.sha256_file(path)) != recorded[rel]:
+            problem = f"has sha256 {got}, but service_metadata.json records {recorded[rel]}"
+        else:
+            continue
+        raise ValueError(
+            f"model file {path} {problem}; refusing to load the model. Package the service "
+            "again (amlkit package) rather than editing its files."
+        )
 
 
 class Scorer:

@@ -1,14 +1,16 @@
 """Scoring script of an amlkit service (Azure ML contract: ``init()`` then ``run()``).
 
-``init()`` loads the model once from ``$AZUREML_MODEL_DIR`` (ONNX when the packaging parity
-check passed, else the pickled pipeline), the service settings from the
+``init()`` checks every model file against the sha256 in ``service_metadata.json`` (a changed
+file stops the start, named), then loads the model once from ``$AZUREML_MODEL_DIR`` (ONNX
+when the packaging parity check passed, else the pickled pipeline), the service settings from the
 ``deployment_config.json`` beside this file, the endpoint keys from ``$AMLKIT_KEYS_FILE``
 (auth mode ``key``; ``AMLKIT_AUTH=endpoint`` means the platform checks keys, as on an Azure
 managed endpoint), and opens the per-worker request log in ``$AMLKIT_REQUEST_LOG_DIR``.
 
 ``run()`` gets the raw HTTP request (``@rawhttp``) so it can answer 401/413/415/422 with a
 JSON body ``{"error": ...}``. Every scored row is appended to the request log before the
-response is returned.
+response is returned, naming the model, its version and the deployment that answered
+(``$AMLKIT_DEPLOYMENT``, set by the Azure deployment specs, else the service folder's name).
 """
 
 import importlib.util
@@ -19,6 +21,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from azureml_inference_server_http.api.aml_request import rawhttp
 from azureml_inference_server_http.api.aml_response import AMLResponse
@@ -35,9 +38,9 @@ from amlkit.serving.requests import (  # noqa: E402
     parse_json,
     parse_request,
 )
-from amlkit.serving.runtime import Scorer  # noqa: E402
+from amlkit.serving.runtime import Scorer, find_model_dir, verify_model_files  # noqa: E402
 
-STATE = {}
+STATE: dict[str, Any] = {}
 IMAGE_HELP = '{"images": [...]} with nested lists of pixels or base64 PNG strings'
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -45,7 +48,10 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 def init():
     """Load the model, settings, keys and request log once per worker."""
     config = json.loads((HERE / "deployment_config.json").read_text(encoding="utf-8"))
-    scorer = Scorer(os.environ.get("AZUREML_MODEL_DIR") or HERE / "model")
+    service = json.loads((HERE / "service_metadata.json").read_text(encoding="utf-8"))
+    model_dir = find_model_dir(os.environ.get("AZUREML_MODEL_DIR") or HERE / "model")
+    verify_model_files(model_dir, service["model_files"])  # before anything is unpickled
+    scorer = Scorer(model_dir)
     checker = None
     if config.get("auth_mode") == "key" and os.environ.get("AMLKIT_AUTH") != "endpoint":
         keys_file = os.environ.get("AMLKIT_KEYS_FILE")
@@ -64,13 +70,24 @@ def init():
     )
     limits = config.get("limits", {})
     meta = scorer.metadata
+    deployment = os.environ.get("AMLKIT_DEPLOYMENT") or config.get("service")
     STATE.update(
         scorer=scorer,
         checker=checker,
         log=log,
         max_body=int(limits.get("max_body_bytes", 2**20)),
         max_rows=int(limits.get("max_rows", 1000)),
-        model={"name": meta.get("name"), "version": meta.get("version"), "backend": scorer.backend},
+        model={
+            "name": meta.get("name"),
+            "version": meta.get("version"),
+            "deployment": deployment,
+            "backend": scorer.backend,
+        },
+        answered_by={  # in every request-log row: which model and deployment answered
+            "model_name": meta.get("name"),
+            "model_version": meta.get("version"),
+            "deployment": deployment,
+        },
     )
 
 
@@ -131,6 +148,7 @@ def _score(request, request_id, started):
         [
             {
                 "request_id": request_id,
+                **state["answered_by"],
                 "row": i,
                 "time": now,
                 "latency_ms": latency,
@@ -172,6 +190,7 @@ def run(request):
             [
                 {
                     "request_id": request_id,
+                    **STATE["answered_by"],
                     "time": _now(),
                     "latency_ms": latency,
                     "status": exc.status,
