@@ -156,6 +156,22 @@ def prepare_model(args: argparse.Namespace, prefix: str) -> tuple[Path, Path, li
     return root, version, rows, parity
 
 
+def package_model(
+    args: argparse.Namespace, prefix: str, service: str
+) -> tuple[Path, Path, list[dict], Any, Path]:
+    """Print the load average, then :func:`prepare_model` and package it as ``service``.
+
+    Returns:
+        ``(root, version folder, 100 request records, parity rows, service folder)``.
+    """
+    print(f"load average before: {tuple(round(x, 2) for x in os.getloadavg())}")
+    root, version, rows, parity_rows = prepare_model(args, prefix)
+    from amlkit.serving.package import package_service
+
+    folder = package_service(version, service=service, parity_rows=parity_rows)
+    return root, version, rows, parity_rows, folder
+
+
 def request_rows(model_dir: Path, source_root: Path | None) -> tuple[list[dict], Any]:
     """Return 100 request records and the parity rows (the version's processed test split)."""
     import pandas as pd
@@ -180,13 +196,9 @@ def main() -> None:
     add_model_arguments(parser)
     parser.add_argument("--skip-mlflow", action="store_true")
     args = parser.parse_args()
-    print(f"load average before: {tuple(round(x, 2) for x in os.getloadavg())}")
-
-    root, version, rows, parity_rows = prepare_model(args, "amlkit-bench-")
-    from amlkit.serving.package import package_service
+    root, version, rows, _, folder = package_model(args, "amlkit-bench-", "bench")
     from amlkit.serving.server import free_port, serve
 
-    folder = package_service(version, service="bench", parity_rows=parity_rows)
     info = json.loads((folder / "service_metadata.json").read_text())
     model_type = json.loads((version / "model_metadata.json").read_text()).get("model_type")
     print(f"model: {info['model']['name']} v{info['model']['version']} ({model_type})")

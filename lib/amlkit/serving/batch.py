@@ -8,6 +8,7 @@ end: a crash never leaves a half-written predictions file.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -104,7 +105,7 @@ def score_file(
     import pandas as pd
     from tqdm import tqdm
 
-    from amlkit.serving.runtime import Scorer
+    from amlkit.serving.runtime import Scorer, find_model_dir, verify_model_files
 
     if (service is None) == (model_dir is None):
         raise ValueError("give exactly one of service= or model_dir= to score_file")
@@ -112,7 +113,9 @@ def score_file(
         folder = Path(service)
         if not folder.is_dir():
             folder = paths.deployed_models_dir() / str(service)
-        model = folder / "model"
+        model = find_model_dir(folder / "model")
+        info = json.loads((folder / "service_metadata.json").read_text(encoding="utf-8"))
+        verify_model_files(model, info["model_files"])  # as the service does before loading
     else:
         model = Path(model_dir)  # type: ignore[arg-type]
     scorer = Scorer(model)
@@ -130,12 +133,12 @@ def score_file(
         bar = tqdm(total=_count_rows(src), unit="rows", disable=not progress, desc=src.name)
         for chunk in _chunks(src, chunk_rows, scorer.feature_columns):
             frame = _check_chunk(chunk, scorer, rows)
-            preds, probs = scorer.predict_frame(frame)
+            preds, probs = scorer.predict_arrays(frame)
             result = chunk.reset_index(drop=True)
             result["prediction"] = preds
             if probs is not None and scorer.classes:
                 for j, cls in enumerate(scorer.classes):
-                    result[f"probability_{cls}"] = [p[j] for p in probs]
+                    result[f"probability_{cls}"] = probs[:, j].astype("float64")
             if is_parquet:
                 import pyarrow as pa
                 import pyarrow.parquet as pq

@@ -184,27 +184,39 @@ class Scorer:
             ``(predictions, probabilities)``; probabilities are None for regressors.
         """
         if self.backend == "onnx":
-            return self._onnx_answer(self._feeder.from_values(values))
+            return _lists(*self._onnx_arrays(self._feeder.from_values(values)))
         return self.predict_frame(self.frame(values))
 
-    def _onnx_answer(self, feeds: dict[str, np.ndarray]) -> tuple[list[Any], Any]:
+    def _onnx_arrays(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, Any]:
         outputs = self._session.run(None, feeds)
-        preds = outputs[0].ravel().tolist()
-        probs = outputs[1].tolist() if len(outputs) > 1 and self.task == "classification" else None
-        return preds, probs
+        probs = outputs[1] if len(outputs) > 1 and self.task == "classification" else None
+        return outputs[0].ravel(), probs
 
-    def predict_frame(self, frame: Any) -> tuple[list[Any], list[list[float]] | None]:
-        """Score a pandas frame with the model's feature columns."""
+    def predict_arrays(self, frame: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Score a pandas frame; return predictions and probabilities (or None) as arrays."""
         if self.backend == "onnx":
-            return self._onnx_answer(self._feeder.from_frame(frame))
+            return self._onnx_arrays(self._feeder.from_frame(frame))
         if self.backend == "keras":
             raise ValueError("keras models score images; use predict_images")
-        preds = self._model.predict(frame)
-        probs = None
-        if self.task == "classification" and hasattr(self._model, "predict_proba"):
-            probs = self._model.predict_proba(frame).tolist()
-        return [p.item() if hasattr(p, "item") else p for p in preds], probs
+        model = self._model
+        if self.task != "classification" or not hasattr(model, "predict_proba"):
+            return np.asarray(model.predict(frame)), None
+        from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+        probs = model.predict_proba(frame)
+        final = model[-1] if hasattr(model, "steps") else model
+        if isinstance(final, RandomForestClassifier | ExtraTreesClassifier):
+            return final.classes_.take(probs.argmax(axis=1)), probs  # = its predict: one pass
+        return np.asarray(model.predict(frame)), probs
+
+    def predict_frame(self, frame: Any) -> tuple[list[Any], list[list[float]] | None]:
+        """Score a pandas frame with the model's feature columns (plain Python lists)."""
+        return _lists(*self.predict_arrays(frame))
 
     def predict_images(self, images: list[Any]) -> dict[str, Any]:
         """Score images (nested lists or base64 PNG) with the Keras model."""
         return self._predict_images(self._model, images, preprocessing=self._preprocessing)
+
+
+def _lists(preds: np.ndarray, probs: np.ndarray | None) -> tuple[list[Any], Any]:
+    return preds.tolist(), None if probs is None else probs.tolist()
