@@ -8,7 +8,7 @@ that notebooks 01, 03 and 04 register in a temporary root), packaged as a servic
 the parity check passes). ``--rows`` rows are drawn with replacement from its processed test
 split into one Parquet file. Each contender runs as its own process, as a user would run it,
 from interpreter start to the written Parquet file; they take turns ``--repeat`` times and
-the medians are printed with the ratio to the peer:
+the medians of wall and CPU time are printed with the ratios to the peer:
 
 - peer: a script that loads the version with ``mlflow.pyfunc.load_model``, reads the file
   with pandas, predicts and writes the frame with a ``prediction`` column;
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -42,12 +43,16 @@ frame.to_parquet(sys.argv[3], index=False)
 """
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run ``cmd``; return its wall seconds and its CPU seconds (user + system)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"{' '.join(cmd[:4])} failed:\n{done.stderr[-2000:]}")
-    return time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def main() -> None:
@@ -80,22 +85,29 @@ def main() -> None:
             {},
         ),
     }
-    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
     for _ in range(args.repeat):
         for name, (cmd, extra) in contenders.items():
-            seconds[name].append(timed(cmd, {**os.environ, **extra}))
+            runs[name].append(timed(cmd, {**os.environ, **extra}))
     import pandas as pd
 
     labels = pd.read_parquet(out["peer"])["prediction"]
     for name in ("model", "service"):
         same = (pd.read_parquet(out[name])["prediction"] == labels).mean()
         print(f"amlkit score --{name}: predictions equal to the peer's: {same:.4%}")
-    base = statistics.median(seconds["pandas + mlflow.pyfunc"])
-    print(f"{'contender':34} {'median s':>9} {'runs':>22} {'rows/s':>10} {'vs peer':>8}")
-    for name, runs in seconds.items():
-        med = statistics.median(runs)
-        each = " ".join(f"{s:.2f}" for s in runs)
-        print(f"{name:34} {med:9.2f} {each:>22} {args.rows / med:10.0f} {med / base:7.2f}x")
+    wall = {name: statistics.median(w for w, _ in r) for name, r in runs.items()}
+    cpu = {name: statistics.median(c for _, c in r) for name, r in runs.items()}
+    peer_name = next(iter(runs))
+    print("medians; CPU = user + system seconds, steadier than wall time on a shared machine")
+    head = ("wall s", "vs peer", "CPU s", "vs peer", "rows/s")
+    print(f"{'contender':32} " + " ".join(f"{h:>8}" for h in head))
+    for name in runs:
+        print(
+            f"{name:32} {wall[name]:7.2f} {wall[name] / wall[peer_name]:7.2f}x "
+            f"{cpu[name]:7.2f} {cpu[name] / cpu[peer_name]:7.2f}x {args.rows / wall[name]:8.0f}"
+        )
+    each = {name: " ".join(f"{w:.1f}" for w, _ in r) for name, r in runs.items()}
+    print("wall seconds of each run: " + "; ".join(f"{n}: {e}" for n, e in each.items()))
     print(f"load average after: {tuple(round(x, 2) for x in os.getloadavg())}")
     shutil.rmtree(root, ignore_errors=True)
 
