@@ -1,9 +1,4 @@
-"""amlkit: the helpers shared by the notebooks of the Azure ML lifecycle showcase.
-
-Each module holds one topic (``config``, ``data``, ``validation``, ``preprocess``,
-``profile``, ``train``, ``registry``, ``serving``, ``drift`` ...). Notebooks import what
-they need explicitly, for example ``from amlkit import data``.
-"""
+"""amlkit: the helpers shared by the notebooks, in subpackages by lifecycle stage."""
 
 __version__ = "0.1.0"
 

@@ -1,15 +1,6 @@
-"""The configuration files in ``config/``, as pydantic models with their defaults.
+"""The five JSON files in ``config/``, one pydantic model each: keys, types and defaults.
 
-Five JSON files configure the project: ``azure_config.json`` (Azure ML's ``config.json``
-fields; blank means local), ``data_config.json``, ``model_config.json``,
-``deployment_config.json`` and ``logging_config.json``. Each has one model below, which is
-the single definition of its keys, their types and their defaults. Loading a file validates
-it: a missing file, an unknown key or a value of the wrong type is reported with the file,
-the key and what is expected, before any work starts::
-
-    from amlkit import config
-    data_config = config.DataConfig.load()
-    data_config.split.test_size
+Loading reports a problem with the file, the key and what is expected, before any work.
 """
 
 from __future__ import annotations
@@ -18,7 +9,7 @@ import importlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, cast
 
 from pydantic import (
     BaseModel,
@@ -53,9 +44,6 @@ class Section(BaseModel):
 Task = Literal["classification", "regression"]
 
 
-# --- azure_config.json -----------------------------------------------------------------------
-
-
 class ConfigFile(Section):
     """A whole configuration file, ``config/<file_name>.json``."""
 
@@ -63,14 +51,7 @@ class ConfigFile(Section):
 
     @classmethod
     def load(cls, config_dir: str | Path | None = None) -> Self:
-        """Load and validate ``config/<file_name>.json``.
-
-        Args:
-            config_dir: the folder to read from; defaults to :func:`amlkit.paths.config_dir`.
-
-        Raises:
-            ConfigError: the file is missing, is not JSON, or does not match its model.
-        """
+        """Load and validate ``config/<file_name>.json``; ConfigError when missing or invalid."""
         folder = Path(config_dir) if config_dir is not None else paths.config_dir()
         path = folder / f"{cls.file_name}.json"
         where = f"config/{cls.file_name}.json"
@@ -103,15 +84,8 @@ class ConfigFile(Section):
         return self.model_dump(mode="json", by_alias=True)
 
 
-_TYPE_WORDS = {
-    "int": "integer",
-    "float": "number",
-    "str": "string",
-    "bool": "true/false",
-    "list": "list",
-    "dict": "object",
-    "model": "object",
-}
+_TYPE_WORDS = {"int": "integer", "float": "number", "str": "string", "bool": "true/false"}
+_TYPE_WORDS |= {"list": "list", "dict": "object", "model": "object"}
 
 
 def _explain(error: Any, model: type[BaseModel]) -> str:
@@ -137,7 +111,7 @@ def _explain(error: Any, model: type[BaseModel]) -> str:
 
 
 def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
-    """Return the field names of the (nested) model at ``loc``, for 'expected one of'."""
+    """Return the field names of the (nested) model at ``loc``."""
     current: Any = model
     for part in loc:
         field = getattr(current, "model_fields", {}).get(part)
@@ -154,7 +128,7 @@ def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
 
 
 class AzureConfig(ConfigFile):
-    """``azure_config.json``: Azure ML's ``config.json`` fields; all three blank means local."""
+    """``azure_config.json``: Azure ML's ``config.json`` fields; blank means local."""
 
     file_name: ClassVar[str] = "azure_config"
 
@@ -177,14 +151,11 @@ class AzureConfig(ConfigFile):
 
     @property
     def workspace_configured(self) -> bool:
-        """True when the file names a workspace (the three fields filled)."""
+        """True when the three workspace fields are filled."""
         return all(getattr(self, k).strip() for k in WORKSPACE_KEYS)
 
 
 WORKSPACE_KEYS = ("subscription_id", "resource_group", "workspace_name")
-
-
-# --- data_config.json ------------------------------------------------------------------------
 
 
 class ColumnSchema(Section):
@@ -253,20 +224,18 @@ class DataConfig(ConfigFile):
     datasets: dict[str, DatasetConfig] = {}
 
     def dataset(self, name: str) -> DatasetConfig | None:
-        """Return the declaration of data set ``name``, or None when it is not declared."""
+        """Return the declaration of data set ``name``, or None."""
         return self.datasets.get(name)
 
 
-# --- model_config.json -----------------------------------------------------------------------
-
 Distribution = dict[Literal["loguniform", "uniform", "randint", "choice"], list[Any]]
 
+# The modules an estimator may come from: the file must not import arbitrary code.
 ESTIMATOR_MODULES = (
     "sklearn.linear_model", "sklearn.ensemble", "sklearn.tree", "sklearn.neighbors",
     "sklearn.svm", "sklearn.naive_bayes", "sklearn.neural_network", "sklearn.dummy",
     "sklearn.discriminant_analysis", "sklearn.kernel_ridge", "sklearn.gaussian_process",
 )  # fmt: skip
-"""The modules an estimator of ``model_config.json`` may come from (no arbitrary imports)."""
 
 
 def _check_distribution(name: str, spec: Distribution) -> None:
@@ -293,10 +262,9 @@ def _check_distribution(name: str, spec: Distribution) -> None:
 
 
 class CandidateConfig(Section):
-    """A scikit-learn candidate: its estimator class, fixed parameters and search space.
+    """A scikit-learn candidate: estimator class, fixed params, search space per task.
 
-    ``search_space`` entries are ``{"loguniform": [lo, hi]}``, ``{"uniform": [lo, hi]}``,
-    ``{"randint": [lo, hi]}`` (high excluded, as in scipy) or ``{"choice": [values...]}``.
+    ``randint`` excludes its high bound, as in scipy.
     """
 
     tasks: list[Task]
@@ -323,14 +291,10 @@ class CandidateConfig(Section):
         return self
 
     def estimator_for(self, task: str, random_state: int | None = None) -> Any:
-        """Return an unfitted estimator for ``task``, with the fixed params and the seed.
-
-        Raises:
-            ConfigError: the class does not exist, or the parameters do not fit it.
-        """
+        """Return an unfitted estimator for ``task``, its params and the seed (or ConfigError)."""
         from sklearn.base import BaseEstimator
 
-        path = self.estimator[task]  # type: ignore[index]
+        path = self.estimator[cast(Task, task)]
         module_name, _, class_name = path.rpartition(".")
         cls = getattr(importlib.import_module(module_name), class_name, None)
         if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
@@ -338,7 +302,7 @@ class CandidateConfig(Section):
                 f"config/model_config.json: estimator {path!r}: {module_name} has no estimator "
                 f"class {class_name!r}; check the spelling."
             )
-        params = dict(self.params.get(task, {}))  # type: ignore[call-overload]
+        params = dict(self.params.get(cast(Task, task), {}))
         try:
             estimator = cls(**params)
         except TypeError as exc:
@@ -349,7 +313,7 @@ class CandidateConfig(Section):
         if random_state is not None and "random_state" in estimator.get_params():
             estimator.set_params(random_state=params.get("random_state", random_state))
         valid = estimator.get_params(deep=False)
-        for name in self.search_space.get(task, {}):  # type: ignore[call-overload]
+        for name in self.search_space.get(cast(Task, task), {}):
             if name not in valid:
                 raise ConfigError(
                     f"config/model_config.json: search_space.{task}.{name}: {class_name} has "
@@ -360,24 +324,15 @@ class CandidateConfig(Section):
     def distributions_for(self, task: str, prefix: str = "model__") -> dict[str, Any]:
         """Return the search space of ``task`` as scipy distributions (lists for choices).
 
-        Args:
-            task: ``classification`` or ``regression``.
-            prefix: prepended to every parameter name (the Pipeline step of the estimator).
+        ``prefix`` names the estimator's Pipeline step.
         """
         from scipy import stats
 
-        out: dict[str, Any] = {}
-        for name, spec in self.search_space.get(task, {}).items():  # type: ignore[call-overload]
-            kind, args = next(iter(spec.items()))
-            if kind == "choice":
-                out[prefix + name] = list(args)
-            elif kind == "loguniform":
-                out[prefix + name] = stats.loguniform(*args)
-            elif kind == "uniform":
-                out[prefix + name] = stats.uniform(args[0], args[1] - args[0])
-            else:
-                out[prefix + name] = stats.randint(*args)
-        return out
+        make = {"choice": list, "loguniform": lambda a: stats.loguniform(*a)}
+        make |= {"uniform": lambda a: stats.uniform(a[0], a[1] - a[0])}
+        make |= {"randint": lambda a: stats.randint(*a)}
+        space = self.search_space.get(cast(Task, task), {})
+        return {prefix + name: make[k](a) for name, s in space.items() for k, a in s.items()}
 
 
 class DeepLearningConfig(Section):
@@ -397,15 +352,7 @@ class DeepLearningConfig(Section):
     ) -> DeepLearningConfig:
         """Return a validated copy with ``changes``, then the ``values`` that are not None.
 
-        This is how notebook parameters override the file: a dict of any of the keys, then
-        single parameters for which None keeps what the file says.
-
-        Args:
-            changes: keys to change, such as ``{"conv_filters": [32, 64]}``.
-            **values: single keys, such as ``epochs=5``; None leaves the key as it is.
-
-        Raises:
-            ConfigError: an unknown key or a value of the wrong type or out of range.
+        Notebook parameters override the file this way; a bad key or value raises ConfigError.
         """
         update = dict(changes or {}) | {k: v for k, v in values.items() if v is not None}
         try:
@@ -429,11 +376,7 @@ class ModelConfig(ConfigFile):
     deep_learning: DeepLearningConfig = DeepLearningConfig()
 
     def candidates_for(self, task: str) -> dict[str, CandidateConfig]:
-        """Return the candidates that train for ``task``, in the file's order.
-
-        Raises:
-            ConfigError: no candidate lists ``task``.
-        """
+        """Return the candidates for ``task`` in the file's order; ConfigError when none."""
         found = {name: c for name, c in self.candidates.items() if task in c.tasks}
         if not found:
             raise ConfigError(
@@ -441,9 +384,6 @@ class ModelConfig(ConfigFile):
                 "to the 'tasks' of at least one candidate."
             )
         return found
-
-
-# --- deployment_config.json ------------------------------------------------------------------
 
 
 class RequestSettings(Section):
@@ -489,8 +429,7 @@ class RequestLogSettings(Section):
 class Thresholds(Section):
     """Azure ML model monitoring's metrics and default thresholds.
 
-    Distances and rates flag a column when they are above the threshold; the test metrics
-    (KS, chi-squared) are p-values, significant below it.
+    Distances and rates flag above the threshold; the tests (KS, chi-squared) are p-values.
     """
 
     normalized_wasserstein_distance: float = Field(0.1, ge=0)
@@ -512,15 +451,10 @@ class QualityLimits(Section):
 
 
 class RetrainingRule(Section):
-    """When monitoring recommends retraining.
+    """When monitoring recommends retraining: when any check of ``decide_retraining`` fires.
 
-    Retraining fires when any check fires: the share of drifted features is above
-    ``max_drifted_share``; more than ``max_drifted_top_features`` of the ``top_n_features``
-    most important features drifted; the predictions drifted (``prediction_drift``); or a
-    feature's quality rate is above its ``max_quality_rates`` limit. Fewer than ``min_rows``
-    production rows decide nothing. With ``require_significance``, a drifted feature counts
-    only when its statistical test agrees (KS or chi-squared p-value below its threshold):
-    on small windows a distance above 0.1 can be sampling noise.
+    With ``require_significance`` a drifted feature counts only when its test's p-value
+    agrees: on small windows a distance above 0.1 can be sampling noise.
     """
 
     enabled: bool = True
@@ -560,9 +494,6 @@ class DeploymentConfig(ConfigFile):
     monitoring: MonitoringConfig = MonitoringConfig()
 
 
-# --- logging_config.json ---------------------------------------------------------------------
-
-
 class LoggingConfig(ConfigFile):
     """``logging_config.json``: a :func:`logging.config.dictConfig` dictionary."""
 
@@ -577,19 +508,7 @@ class LoggingConfig(ConfigFile):
     root: dict[str, Any] = {}
 
 
-MODELS: dict[str, type[ConfigFile]] = {
-    model.file_name: model
-    for model in (AzureConfig, DataConfig, ModelConfig, DeploymentConfig, LoggingConfig)
-}
-
-
-def load_config(name: str, config_dir: str | Path | None = None) -> ConfigFile:
-    """Load and validate ``config/<name>.json`` (``name`` one of :data:`CONFIG_FILES`)."""
-    if name not in MODELS:
-        raise ConfigError(f"unknown configuration '{name}'; expected one of {CONFIG_FILES}")
-    return MODELS[name].load(config_dir)
-
-
 def load_all(config_dir: str | Path | None = None) -> dict[str, ConfigFile]:
     """Load and validate every configuration file; the first problem is raised."""
-    return {name: load_config(name, config_dir) for name in CONFIG_FILES}
+    models = (AzureConfig, DataConfig, ModelConfig, DeploymentConfig, LoggingConfig)
+    return {model.file_name: model.load(config_dir) for model in models}

@@ -1,32 +1,23 @@
-"""Small file helpers: atomic writes and hashing.
-
-Anything the project writes that others read (manifests, metadata, data versions, model
-versions) goes through these helpers so that a crash never leaves a half-written file and a
-finished version is never overwritten.
-"""
+"""Atomic writes and hashing: no half-written file after a crash, no overwritten version."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-CHUNK = 1 << 20
 
-
-def sha256_file(path: str | os.PathLike[str], chunk_size: int = CHUNK) -> str:
-    """Return the hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Return the hex sha256 of a file."""
     with open(path, "rb") as handle:
-        while block := handle.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def sha256_text(text: str) -> str:
@@ -37,6 +28,21 @@ def sha256_text(text: str) -> str:
 def canonical_json(obj: Any) -> str:
     """Serialise ``obj`` as sorted, compact JSON (stable input for hashing)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def plain(obj: Any) -> Any:
+    """Return ``obj`` as JSON/YAML-safe values: numpy scalars unwrapped, NaN and inf as None."""
+    if isinstance(obj, Mapping):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set):
+        return [plain(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", None) == 0:
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    return str(obj)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> Path:
@@ -70,17 +76,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 @contextmanager
 def staged_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary folder beside ``final``; rename it to ``final`` on success.
+    """Yield a temporary folder beside ``final`` to fill; rename it to ``final`` on success.
 
-    The folder is written completely before it appears under its final name, so readers
-    never see a half-written version. If ``final`` already exists the rename is refused
-    (versions are immutable) and :class:`FileExistsError` is raised.
-
-    Args:
-        final: the folder to create.
-
-    Yields:
-        The temporary folder to fill.
+    FileExistsError when ``final`` exists or appears meanwhile: versions are immutable.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)

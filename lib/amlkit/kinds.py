@@ -1,21 +1,7 @@
-"""The project's vocabulary: the kinds of columns, the tasks, and the spellings of true/false.
+"""The project's vocabulary: column kinds, tasks, and the spellings of true/false.
 
-Every stage speaks of a column by its kind, decided by the data set's schema (declared in
-``config/data_config.json`` or inferred at ingestion): validation checks it, preprocessing
-cleans by it, training picks the transformer for it, serving validates requests with it and
-monitoring chooses the drift metric by it. This module is the one place that defines them.
-
-============  ==========================================  ===================================
-kind          values                                      used as
-============  ==========================================  ===================================
-numeric       numbers (float64 after ingestion)           feature: imputed, scaled
-integer       whole numbers (float64, so gaps fit)        feature, treated like numeric
-categorical   text labels (str), missing as NaN           feature: normalised, one-hot encoded
-boolean       ``"true"``/``"false"`` after cleaning       feature, treated like categorical
-datetime      ``datetime64[ns]``                          feature: calendar parts
-text          ID-like or free text                        left out of the features
-image         an N×H×W×C array (the Keras models)         the input of an image model
-============  ==========================================  ===================================
+Every stage treats a column by its schema kind: numeric, integer (float64, so gaps fit),
+categorical (str), boolean (``"true"``/``"false"``), datetime, text (left out of features).
 """
 
 from __future__ import annotations
@@ -28,25 +14,19 @@ CATEGORICAL: Final = "categorical"
 BOOLEAN: Final = "boolean"
 DATETIME: Final = "datetime"
 TEXT: Final = "text"
-IMAGE: Final = "image"
 
 SCHEMA_KINDS: Final = (NUMERIC, INTEGER, CATEGORICAL, BOOLEAN, DATETIME, TEXT)
-"""Kinds a data set's schema may declare."""
 FEATURE_KINDS: Final = (NUMERIC, INTEGER, CATEGORICAL, BOOLEAN, DATETIME)
-"""Kinds a tabular model takes as input (text columns are left out)."""
 NUMERIC_KINDS: Final = (NUMERIC, INTEGER)
-"""Kinds whose values are numbers."""
-CATEGORY_KINDS: Final = (CATEGORICAL, BOOLEAN)
-"""Kinds whose values are labels, compared as strings."""
+CATEGORY_KINDS: Final = (CATEGORICAL, BOOLEAN)  # labels, compared as strings
 
 CLASSIFICATION: Final = "classification"
 REGRESSION: Final = "regression"
 TASKS: Final = (CLASSIFICATION, REGRESSION)
 
+# Spellings read as true and false (compared lower-cased, stripped).
 TRUE_TOKENS: Final = frozenset({"true", "t", "yes", "y", "1"})
-"""Spellings read as true (compared lower-cased, stripped)."""
 FALSE_TOKENS: Final = frozenset({"false", "f", "no", "n", "0"})
-"""Spellings read as false (compared lower-cased, stripped)."""
 BOOL_TOKENS: Final = TRUE_TOKENS | FALSE_TOKENS
 
 

@@ -1,9 +1,4 @@
-"""Logging set-up for the notebooks and the CLI, from ``config/logging_config.json``.
-
-The file is a standard :func:`logging.config.dictConfig` dictionary. ``{state_dir}`` in a
-handler's ``filename`` is replaced by the project's state folder, so the detailed log lands in
-``.amlkit/logs/`` whatever the working directory.
-"""
+"""Logging for the notebooks and the CLI from ``config/logging_config.json`` (a dictConfig)."""
 
 from __future__ import annotations
 
@@ -15,11 +10,10 @@ from amlkit.config import LoggingConfig
 
 
 def setup_logging(level: str | None = None, config: LoggingConfig | None = None) -> None:
-    """Configure logging from logging_config.json.
+    """Configure logging from ``config`` (default: logging_config.json).
 
-    Args:
-        level: optional console level override (for example ``"INFO"`` for ``amlkit -v``).
-        config: an already parsed logging config; loaded from config/ when None.
+    ``level`` overrides the console handler's level (``"INFO"`` for ``amlkit -v``).
+    ``{state_dir}`` in a handler's filename becomes the state folder, whatever the cwd.
     """
     cfg = (config or LoggingConfig.load()).to_dict()
     state = str(paths.state_dir())

@@ -1,9 +1,4 @@
-"""One call that makes a notebook run reproducible and readable.
-
-``setup()`` seeds Python, NumPy (and TensorFlow when asked), pins thread counts, configures
-logging from config/logging_config.json and sets display options for pandas and matplotlib, as
-fastbook's utilities do. Call it once in every notebook's Setup section.
-"""
+"""One call, in every notebook's Setup section, that makes a run reproducible and readable."""
 
 from __future__ import annotations
 
@@ -21,20 +16,11 @@ from amlkit.logs import setup_logging
 def setup(seed: int = 42, *, threads: int | None = 1, tensorflow: bool = False) -> dict[str, Any]:
     """Seed everything, fix threads and display options, configure logging.
 
-    Args:
-        seed: the seed for Python, NumPy and (optionally) TensorFlow.
-        threads: thread count for BLAS/OpenMP (through threadpoolctl, so it holds after numpy
-            and scikit-learn are imported) and TensorFlow's intra- and inter-op pools. One
-            thread is the default: the notebooks' small data trains fastest on one (OpenMP
-            threads competing on a busy 2-core machine slowed gradient boosting 5-25x), and
-            results then do not depend on the machine's core count. None keeps the libraries'
-            defaults.
-        tensorflow: also seed TensorFlow, turn on its op determinism and fix its thread
-            pools (:func:`amlkit.deep.determinism.set_determinism`). Call it before any
-            TensorFlow op.
-
-    Returns:
-        What was set, for display (with ``device``, where Keras trains, for TensorFlow).
+    ``threads`` limits BLAS/OpenMP (threadpoolctl, so it holds after imports) and TensorFlow;
+    None keeps the defaults. One by default: small data trains fastest on one (competing
+    OpenMP threads slowed gradient boosting 5-25x on a busy 2-core machine) and results do
+    not depend on the core count. ``tensorflow`` also seeds TensorFlow with op determinism
+    (call before any TensorFlow op). Returns what was set, with ``device`` for TensorFlow.
     """
     os.environ["PYTHONHASHSEED"] = str(seed)
     if threads:
@@ -55,9 +41,7 @@ def setup(seed: int = 42, *, threads: int | None = 1, tensorflow: bool = False) 
     setup_logging()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    pd.set_option("display.max_columns", 30)
-    pd.set_option("display.width", 120)
-    pd.set_option("display.precision", 4)
+    pd.set_option("display.max_columns", 30, "display.width", 120, "display.precision", 4)
     import matplotlib as mpl
 
     mpl.rcParams.update(

@@ -87,3 +87,14 @@ def penguins_service(tmp_path_factory, penguins_frame, make_version, new_project
         version = make_version(root / "models" / "trained_models")
         folder = package_service(version, service="svc", parity_rows=penguins_frame.head(60))
         yield SimpleNamespace(root=root, version=version, folder=folder)
+
+
+@pytest.fixture(scope="module")
+def endpoint(penguins_service):
+    """The penguins service served by azmlinfsrv on loopback, one worker (per module)."""
+    from amlkit.serving.server import serve
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AMLKIT_ROOT", str(penguins_service.root))
+        with serve(penguins_service.folder, port=0, workers=1, startup_timeout_s=60) as handle:
+            yield handle

@@ -25,16 +25,6 @@ ROW = {
 }
 
 
-@pytest.fixture(scope="module")
-def endpoint(penguins_service):
-    from amlkit.serving.server import serve
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AMLKIT_ROOT", str(penguins_service.root))
-        with serve(penguins_service.folder, port=0, workers=1, startup_timeout_s=60) as handle:
-            yield handle
-
-
 def post(endpoint, body, headers=None, *, auth=True, method="POST"):
     conn = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=30)
     hdrs = {"Content-Type": "application/json"}

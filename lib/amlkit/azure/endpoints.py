@@ -1,11 +1,7 @@
 """The service as an Azure ML managed online endpoint with blue/green deployments.
 
-:func:`write_specs` builds real azure-ai-ml entities (``ManagedOnlineEndpoint``,
-``ManagedOnlineDeployment`` with ``Model``, ``Environment``, ``CodeConfiguration``, request
-settings and probes from ``deployment_config.json``), dumps them as ``endpoint.yml``,
-``blue.yml`` and ``green.yml`` and checks them offline by loading the files back with the
-SDK's own loaders. :func:`deploy` needs a configured workspace and credentials; without them
-it refuses with the reason (this machine cannot reach Azure).
+:func:`write_specs` writes real azure-ai-ml entities as YAML and checks them offline with the
+SDK's own loaders; :func:`deploy` needs a workspace and credentials, and says which is missing.
 """
 
 from __future__ import annotations
@@ -26,13 +22,12 @@ logger = logging.getLogger(__name__)
 
 BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
 DEPLOYMENTS = ("blue", "green")
-EXPERIMENTAL_LOGGER = "azure.ai.ml._utils._experimental"
 
 
 @contextlib.contextmanager
 def _quiet_sdk() -> Iterator[None]:
     """Hide azure-ai-ml's "experimental class" warnings (stderr noise on every load)."""
-    sdk = logging.getLogger(EXPERIMENTAL_LOGGER)
+    sdk = logging.getLogger("azure.ai.ml._utils._experimental")
     old = sdk.level
     sdk.setLevel(logging.ERROR)
     try:
@@ -42,11 +37,9 @@ def _quiet_sdk() -> Iterator[None]:
 
 
 def build_entities(service_dir: str | Path, *, model_type: str = "custom_model") -> dict[str, Any]:
-    """Return ``{"endpoint": ..., "blue": ..., "green": ...}`` azure-ai-ml entities.
+    """Return the azure-ai-ml entities ``endpoint``, ``blue`` and ``green`` of a service folder.
 
-    Args:
-        service_dir: a packaged service folder.
-        model_type: ``custom_model`` (the folder with ONNX + pickle) or ``mlflow_model``.
+    ``model_type``: ``custom_model`` (the folder with ONNX + pickle) or ``mlflow_model``.
     """
     from azure.ai.ml.entities import (
         CodeConfiguration,
@@ -84,11 +77,9 @@ def build_entities(service_dir: str | Path, *, model_type: str = "custom_model")
         conda_file=str(folder / "environment.yml"),
     )
     settings = OnlineRequestSettings(**dep["request_settings"])
-    probes = {
-        key: ProbeSettings(**dep[key])
-        for key in ("liveness_probe", "readiness_probe")
-        if key in dep
-    }
+    probes = [
+        ProbeSettings(**dep[k]) if k in dep else None for k in ("liveness_probe", "readiness_probe")
+    ]
     deployments = {}
     for name in DEPLOYMENTS:
         deployments[name] = ManagedOnlineDeployment(
@@ -103,7 +94,8 @@ def build_entities(service_dir: str | Path, *, model_type: str = "custom_model")
             instance_count=int(dep["instance_count"]),
             request_settings=settings,
             environment_variables={"AMLKIT_AUTH": "endpoint", "AMLKIT_DEPLOYMENT": name},
-            **probes,
+            liveness_probe=probes[0],
+            readiness_probe=probes[1],
         )
     return {"endpoint": endpoint, **deployments}
 
@@ -129,49 +121,33 @@ def _key_fields(kind: str, entity: Any) -> dict[str, Any]:
 
 
 def write_specs(service_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write ``endpoint.yml``, ``blue.yml``, ``green.yml`` and validate them offline.
+    """Write ``endpoint.yml``, ``blue.yml``, ``green.yml`` (default in ``<service_dir>/azure``).
 
-    Args:
-        service_dir: a packaged service folder.
-        out_dir: where to write; default ``<service_dir>/azure``.
-
-    Returns:
-        ``{"endpoint": path, "blue": path, "green": path}``.
-
-    Raises:
-        ValueError: a written spec does not load back with the same key fields.
+    ValueError when a spec does not load back with the same key fields.
     """
     from azure.ai.ml import load_online_deployment, load_online_endpoint
 
     folder = Path(service_dir).resolve()
     out = Path(out_dir) if out_dir else folder / "azure"
     out.mkdir(parents=True, exist_ok=True)
-    with _quiet_sdk():
-        written = _write_and_load(folder, out, load_online_endpoint, load_online_deployment)
-    logger.info("wrote and validated Azure specs in %s", out)
-    return written
-
-
-def _write_and_load(folder: Path, out: Path, load_endpoint: Any, load_deployment: Any) -> dict:
-    entities = build_entities(folder)
     written = {}
-    for kind, entity in entities.items():
-        path = out / f"{kind}.yml"
-        tmp = out / f".{kind}.tmp.yml"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            data = entity.dump(handle)
-        if not tmp.stat().st_size:  # ManagedOnlineEndpoint.dump ignores dest, returns a dict
-            if not isinstance(data, dict):
-                raise ValueError(f"azure-ai-ml wrote no YAML for {kind}; cannot validate it")
-            tmp.write_text(yaml.safe_dump(dict(data), sort_keys=False), encoding="utf-8")
-        tmp.replace(path)
-        loader = load_endpoint if kind == "endpoint" else load_deployment
-        loaded = loader(source=path)
-        want, got = _key_fields(kind, entity), _key_fields(kind, loaded)
-        if want != got:
-            diff = {k: (want[k], got.get(k)) for k in want if want[k] != got.get(k)}
-            raise ValueError(f"{path} does not round-trip through the SDK loader: {diff}")
-        written[kind] = path
+    with _quiet_sdk():
+        for kind, entity in build_entities(folder).items():
+            path, tmp = out / f"{kind}.yml", out / f".{kind}.tmp.yml"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                data = entity.dump(handle)
+            if not tmp.stat().st_size:  # ManagedOnlineEndpoint.dump ignores dest, returns a dict
+                if not isinstance(data, dict):
+                    raise ValueError(f"azure-ai-ml wrote no YAML for {kind}; cannot validate it")
+                tmp.write_text(yaml.safe_dump(dict(data), sort_keys=False), encoding="utf-8")
+            tmp.replace(path)
+            loader = load_online_endpoint if kind == "endpoint" else load_online_deployment
+            want, got = _key_fields(kind, entity), _key_fields(kind, loader(source=path))
+            if want != got:
+                diff = {k: (want[k], got.get(k)) for k in want if want[k] != got.get(k)}
+                raise ValueError(f"{path} does not round-trip through the SDK loader: {diff}")
+            written[kind] = path
+    logger.info("wrote and validated Azure specs in %s", out)
     return written
 
 
@@ -184,9 +160,7 @@ def deploy(
 ) -> dict[str, Any]:
     """Deploy to Azure ML: endpoint, one deployment, smoke test, then shift traffic.
 
-    Raises:
-        RuntimeError: no workspace configured or no credentials (always the case here);
-            the message says what to fill in.
+    RuntimeError, saying which, without a configured workspace or credentials.
     """
     azure_cfg = AzureConfig.load()
     if not azure_cfg.workspace_configured:

@@ -1,9 +1,4 @@
-"""The Azure ML workspace named in ``config/azure_config.json``: its client and tracking URI.
-
-Building a client does not touch the network; calls made with it do (credentials from
-azure-identity's ``DefaultAzureCredential``: ``az login``, environment variables, managed
-identity).
-"""
+"""The Azure ML workspace of ``config/azure_config.json``: its client and tracking URI."""
 
 from __future__ import annotations
 
@@ -17,20 +12,7 @@ class WorkspaceError(RuntimeError):
 
 
 def ml_client(azure_config: AzureConfig, credential: Any = None) -> Any:
-    """Build an ``azure.ai.ml.MLClient`` for the workspace named in ``azure_config``.
-
-    Building the client does not touch the network; calls made with it do.
-
-    Args:
-        azure_config: the content of ``config/azure_config.json`` (all three fields filled).
-        credential: an azure-identity credential; defaults to ``DefaultAzureCredential()``.
-
-    Returns:
-        The client.
-
-    Raises:
-        amlkit.config.ConfigError: the workspace fields are blank.
-    """
+    """Build an ``MLClient`` (offline; its calls are not); ConfigError for a blank workspace."""
     if not azure_config.workspace_configured:
         raise ConfigError(
             "config/azure_config.json names no workspace (subscription_id, resource_group, "
@@ -48,20 +30,8 @@ def ml_client(azure_config: AzureConfig, credential: Any = None) -> Any:
 
 
 def tracking_uri(azure_config: AzureConfig, credential: Any = None) -> str:
-    """Return the MLflow tracking URI of the Azure ML workspace (needs credentials, network).
-
-    Args:
-        azure_config: the content of ``config/azure_config.json``.
-        credential: an azure-identity credential; defaults to ``DefaultAzureCredential()``.
-
-    Returns:
-        The workspace's ``azureml://...`` tracking URI.
-
-    Raises:
-        WorkspaceError: the workspace could not be reached or read.
-    """
-    client = ml_client(azure_config, credential)
-    name = azure_config.workspace_name
+    """Return the workspace's MLflow tracking URI; WorkspaceError when it cannot be read."""
+    client, name = ml_client(azure_config, credential), azure_config.workspace_name
     try:
         return client.workspaces.get(name).mlflow_tracking_uri
     except Exception as exc:  # the SDK raises many kinds (auth, HTTP, resource not found)

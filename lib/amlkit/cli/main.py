@@ -1,22 +1,14 @@
-"""The ``amlkit`` command: run the pipeline and manage notebooks from a terminal.
+"""The ``amlkit`` command: run the pipeline, manage notebooks and configuration.
 
-``amlkit run`` executes the notebooks in order through papermill; ``amlkit notebooks`` executes
-them in place with their defaults (to refresh committed outputs) and strips execution noise;
-``amlkit config`` validates the configuration files. The deployment commands (``package``,
-``serve``, ``keys``, ``score``, ``deploy``) live in :mod:`amlkit.cli.serving`.
-
-The command starts in a fraction of a second: this module and :mod:`amlkit.cli.serving` import
-only the standard library and the paths; the configuration models (pydantic), papermill,
-nbformat, the data and ML libraries and the serving package are imported once the arguments
-are parsed, by the commands that use them (``tests/cli/test_main.py`` checks it;
-``benchmarks/cli_startup.py`` times it).
+It starts fast: the configuration models (pydantic) and the heavy libraries load after the
+arguments are parsed, inside the commands that use them (tests/cli checks it;
+benchmarks/cli_startup.py times every command).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,8 +17,6 @@ from amlkit import paths
 from amlkit.cli import serving as serving_commands
 from amlkit.pipeline import PipelineError
 from amlkit.pipeline.stages import discover
-
-logger = logging.getLogger(__name__)
 
 RUN_EPILOG = """\
 examples:
@@ -57,7 +47,7 @@ def parse_value(text: str) -> Any:
 
 
 def _outputs_summary() -> list[str]:
-    root = paths.project_root()
+    root, state = paths.project_root(), paths.state_dir()
     lines = []
     for label, folder, pattern in (
         ("raw data", paths.raw_dir(), "*/*"),
@@ -65,16 +55,14 @@ def _outputs_summary() -> list[str]:
         ("trained models", paths.trained_models_dir(), "*/*"),
         ("deployed services", paths.deployed_models_dir(), "*"),
     ):
-        items = sorted(p for p in folder.glob(pattern) if p.is_dir() and not p.name.startswith("."))
+        items = [p for p in folder.glob(pattern) if p.is_dir() and not p.name.startswith(".")]
         if items:
             latest = max(items, key=lambda p: p.stat().st_mtime)
             lines.append(f"  {label:18s} {latest.relative_to(root)}  ({len(items)} in all)")
-    reports = sorted(paths.state_dir().glob("endpoints/*/monitoring/report.html"))
-    for report in reports:
+    for report in sorted(state.glob("endpoints/*/monitoring/report.html")):
         lines.append(f"  {'monitoring report':18s} {report.relative_to(root)}")
-    mlflow_db = paths.state_dir() / "mlflow.db"
-    if mlflow_db.exists():
-        lines.append(f"  {'MLflow store':18s} {mlflow_db.relative_to(root)}")
+    if (state / "mlflow.db").exists():
+        lines.append(f"  {'MLflow store':18s} {(state / 'mlflow.db').relative_to(root)}")
     return lines
 
 
@@ -86,13 +74,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = runner.run_pipeline(
         args.stages, params, run_id=args.run_id, progress=not args.no_progress
     )
-    root = paths.project_root()
     print(f"run {result.run_id}: {len(result.notebooks)} notebook(s) ok")
     for entry in result.notebooks:
         print(f"  {entry['notebook']:40s} {entry['seconds']:7.1f} s")
-    print(f"executed notebooks: {result.folder.relative_to(root)}/")
-    print("outputs:")
-    print("\n".join(_outputs_summary()))
+    print(f"executed notebooks: {result.folder.relative_to(paths.project_root())}/")
+    print("outputs:\n" + "\n".join(_outputs_summary()))
     return 0
 
 
@@ -100,8 +86,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     """Validate every configuration file."""
     from amlkit.config import load_all
 
-    configs = load_all()
-    for name in configs:
+    for name in load_all():
         print(f"config/{name}.json: ok")
     return 0
 
@@ -118,10 +103,22 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
         return 0
     from amlkit.pipeline import runner
 
-    refreshed = runner.refresh_notebooks(files)
-    for nb in refreshed:
+    for nb in runner.refresh_notebooks(files):
         print(f"refreshed {nb}")
     return 0
+
+
+NOTEBOOKS_HELP = (
+    "'execute' runs notebooks with their defaults in a fresh temporary project root (the "
+    "stages before them run too, their outputs discarded) and writes them back cleaned: this "
+    "refreshes the committed outputs that nbval checks. 'clean' strips execution noise with "
+    "nbstripout (papermill and timing metadata, widget state, injected parameters), keeping "
+    "outputs."
+)
+STAGES_HELP = (
+    "a notebook by number (03), name (03_data_preprocessing) or range (01-03); repeatable; "
+    "default: all"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,7 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log INFO to the console")
     sub = parser.add_subparsers(dest="command", required=True)
-
     run = sub.add_parser(
         "run",
         help="run the notebooks in order with papermill",
@@ -139,14 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument(
-        "-s",
-        "--stages",
-        action="append",
-        metavar="STAGE",
-        help="a notebook by number (03), name (03_data_preprocessing) or range (01-03); "
-        "repeatable; default: all",
-    )
+    run.add_argument("-s", "--stages", action="append", metavar="STAGE", help=STAGES_HELP)
     run.add_argument(
         "-p",
         "--parameter",
@@ -159,18 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", help="name of the run folder (default: UTC time + random)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.set_defaults(func=cmd_run)
-
     config = sub.add_parser("config", help="validate the configuration files in config/")
     config.set_defaults(func=cmd_config)
-
     notebooks = sub.add_parser(
         "notebooks",
         help="execute notebooks in place or strip their execution noise",
-        description="'execute' runs notebooks with their defaults in a fresh temporary "
-        "project root (the stages before them run too, their outputs discarded) and writes "
-        "them back cleaned: this refreshes the committed outputs that nbval checks. 'clean' "
-        "strips execution noise with nbstripout (papermill and timing metadata, widget "
-        "state, injected parameters), keeping outputs.",
+        description=NOTEBOOKS_HELP,
     )
     notebooks.add_argument("action", choices=["execute", "clean"])
     notebooks.add_argument("files", nargs="*", help="notebooks (default: every stage notebook)")
@@ -181,9 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``amlkit`` console command."""
-    parser = build_parser()
-    args = parser.parse_args(argv)  # --help and usage errors end here, before any heavy import
-    from amlkit.config import ConfigError  # pydantic: a tenth of a second
+    args = build_parser().parse_args(argv)  # --help and usage errors end here, before pydantic
+    from amlkit.config import ConfigError
     from amlkit.logs import setup_logging
 
     try:
@@ -198,7 +180,3 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"amlkit: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

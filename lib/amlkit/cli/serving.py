@@ -1,8 +1,6 @@
 """The deployment commands of the ``amlkit`` CLI: package, serve, keys, score, deploy.
 
-:func:`add_parsers` adds them to the ``amlkit`` argument parser (see :mod:`amlkit.cli`);
-each ``cmd_*`` function returns the exit status: 0 on success, 1 when the server stopped on
-its own, 2 for a bad argument or a missing prerequisite (with the reason on stderr).
+Exit status: 0 on success, 1 when the server stopped on its own, 2 for a bad argument.
 """
 
 from __future__ import annotations
@@ -29,25 +27,6 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def service_dir(service: str) -> Path:
-    """Return the folder of a packaged service (a name under deployed_models/ or a path).
-
-    Raises:
-        FileNotFoundError: no such service; lists the packaged ones.
-    """
-    folder = Path(service)
-    if not (folder / "deployment_config.json").is_file():
-        folder = paths.deployed_models_dir() / service
-    if (folder / "deployment_config.json").is_file():
-        return folder
-    base = paths.deployed_models_dir()
-    have = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
-    raise FileNotFoundError(
-        f"no packaged service {service!r} in {_rel(base)} (packaged: {have or 'none'}); "
-        "run `amlkit package <model-name> --service NAME` first."
-    )
-
-
 def cmd_package(args: argparse.Namespace) -> int:
     """Package a registered model version as a service folder."""
     from amlkit.serving.package import package_service, service_info
@@ -59,24 +38,24 @@ def cmd_package(args: argparse.Namespace) -> int:
         fast_path=not args.no_onnx,
     )
     info = service_info(folder)
-    model = info["model"]
+    model, endpoint = info["model"], info["endpoint_name"]
     print(f"packaged {model['name']} version {model['version']} as service {info['service']}")
     print(f"  folder   {_rel(folder)}")
     print(f"  backend  {info['backend']} ({info['backend_reason']})")
-    print(f"  endpoint {info['endpoint_name']}  (keys: amlkit keys {info['endpoint_name']})")
+    print(f"  endpoint {endpoint}  (keys: amlkit keys {endpoint})")
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run a packaged service on loopback until Ctrl-C or SIGTERM."""
-    from amlkit.serving.server import start_server
+    from amlkit.serving.server import service_folder, start_server
 
-    folder = service_dir(args.service)
+    folder = service_folder(args.service)
     endpoint = start_server(folder, port=args.port, workers=args.workers)
-
-    def _interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
     # SIGINT too: a shell starts background jobs with SIGINT ignored
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -99,14 +78,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _known_endpoints() -> list[str]:
-    base = paths.deployed_models_dir()
-    names = set()
-    for config in base.glob("*/deployment_config.json") if base.is_dir() else []:
-        from amlkit import io
+    from amlkit import io
 
-        names.add(io.read_json(config).get("endpoint_name"))
-    keys = paths.state_dir() / "endpoints"
-    names |= {p.parent.name for p in keys.glob("*/keys.json")} if keys.is_dir() else set()
+    configs = paths.deployed_models_dir().glob("*/deployment_config.json")
+    names = {io.read_json(config).get("endpoint_name") for config in configs}
+    names |= {p.parent.name for p in (paths.state_dir() / "endpoints").glob("*/keys.json")}
     return sorted(n for n in names if n)
 
 
@@ -114,8 +90,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     """Show (or regenerate) an endpoint's keys."""
     from amlkit.serving import auth
 
-    endpoint = args.endpoint
-    known = _known_endpoints()
+    endpoint, known = args.endpoint, _known_endpoints()
     if endpoint not in known:
         raise ValueError(
             f"no endpoint {endpoint!r}; known endpoints: {known or 'none'} (package a service "
@@ -137,10 +112,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     """Score a CSV or Parquet file with a service or a registered model."""
     from amlkit.serving.batch import score_file
     from amlkit.serving.package import resolve_model_dir
+    from amlkit.serving.server import service_folder
 
     kwargs: dict[str, Any] = {}
     if args.service:
-        kwargs["service"] = service_dir(args.service)
+        kwargs["service"] = service_folder(args.service)
     else:
         name, _, version = args.model.partition(":")
         kwargs["model_dir"] = resolve_model_dir(name, version or None)
@@ -158,10 +134,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Write and validate the Azure specs (dry run) or deploy to a configured workspace."""
     from amlkit.azure import endpoints as azure
+    from amlkit.serving.server import service_folder
 
-    folder = service_dir(args.service)
-    specs = azure.write_specs(folder)
-    for kind, path in specs.items():
+    folder = service_folder(args.service)
+    for kind, path in azure.write_specs(folder).items():
         print(f"{kind:9s} {_rel(path)}  (validated with the azure-ai-ml loaders)")
     if args.dry_run:
         print("dry run: nothing sent to Azure")

@@ -1,37 +1,12 @@
-"""Data drift and prediction drift between a reference and a current data set.
+"""Data drift and prediction drift, with Azure ML model monitoring's metric names and thresholds.
 
-Metric names and default thresholds are those of Azure ML model monitoring, so that a
-local report and an Azure monitoring signal can be compared:
+Numbers and dates (epoch seconds) decide on the Wasserstein distance over the reference's
+``ddof=1`` std (raw for a constant reference), with ``ks_2samp``'s test and, on reference
+quantile bins with open outer bins, PSI and Jensen-Shannon. Categories decide on
+Jensen-Shannon (base 2), with PSI and chi-squared (no Yates). Missing values are dropped.
 
-- numeric, integer and datetime columns: ``normalized_wasserstein_distance`` (the decision
-  metric, threshold 0.1), ``two_sample_kolmogorov_smirnov_test`` (the KS p-value, with the
-  statistic in ``ks_statistic``), and on binned values ``population_stability_index`` and
-  ``jensen_shannon_distance``;
-- categorical and boolean columns: ``jensen_shannon_distance`` (the decision metric,
-  threshold 0.1), ``population_stability_index`` and ``pearsons_chi_squared_test`` (the
-  p-value, with the statistic in ``chi_squared_statistic``);
-- text columns are not compared (free text has no distribution worth comparing).
-
-Definitions (missing values are dropped before anything is computed):
-
-- normalized Wasserstein = ``scipy.stats.wasserstein_distance(ref, cur) / std(ref)`` with the
-  sample standard deviation (``ddof=1``, as pandas and the baseline profile compute it). A
-  constant reference (std 0) has no scale: the raw distance is reported instead.
-- KS statistic and p-value are those of ``scipy.stats.ks_2samp`` (``method="auto"``: exact
-  when both samples have at most 10,000 values, else the asymptotic distribution).
-- datetime columns are compared on their timestamp in seconds since the epoch.
-- binned numeric metrics use ``bins`` quantile bins of the reference; the outer bins are
-  open-ended so current values outside the reference range still count.
-- PSI = sum((q - p) * ln(q / p)) over bins or categories, where a share of 0 is replaced by
-  ``PSI_EPSILON`` (1e-4); Jensen-Shannon distance uses base 2 (range 0 to 1), as
-  ``scipy.spatial.distance.jensenshannon(p, q, base=2)``.
-- Pearson's chi-squared test is run on the 2 x k table of category counts, without Yates'
-  correction (``scipy.stats.chi2_contingency(table, correction=False)``).
-
-The numeric path sorts each column once and derives KS and Wasserstein from the two
-empirical CDFs with ``np.searchsorted``; columns run in a small thread pool (numpy releases
-the GIL while sorting). One million rows by twenty columns take well under a second on two
-cores; see ``benchmarks/drift_benchmark.py``.
+Hand-written because measured faster: one sort per column, KS and Wasserstein from the CDFs,
+columns in threads; 1M x 20 rows in ~1 s on two cores (Evidently ~75 s; see benchmarks/).
 """
 
 from __future__ import annotations
@@ -53,11 +28,7 @@ from amlkit.config import MonitoringConfig, Thresholds
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLDS: dict[str, float] = Thresholds().model_dump()
-"""Azure ML model monitoring's default thresholds (:class:`amlkit.config.Thresholds`)."""
-
-MEASURED_KINDS = (*kinds.NUMERIC_KINDS, kinds.DATETIME)
-"""Kinds compared by the distance between values (dates as seconds since the epoch)."""
+MEASURED_KINDS = (*kinds.NUMERIC_KINDS, kinds.DATETIME)  # compared by distance of values
 KINDS = (*MEASURED_KINDS, *kinds.CATEGORY_KINDS, kinds.TEXT)
 DECISION_METRIC = {
     **dict.fromkeys(MEASURED_KINDS, "normalized_wasserstein_distance"),
@@ -65,39 +36,18 @@ DECISION_METRIC = {
 }
 PSI_EPSILON = 1e-4
 KS_EXACT_MAX_N = 10_000  # scipy's ks_2samp "auto" switches to asymptotic above this size
-RESULT_COLUMNS = [
-    "column",
-    "kind",
-    "n_reference",
-    "n_current",
-    "normalized_wasserstein_distance",
-    "wasserstein_distance",
-    "ks_statistic",
-    "two_sample_kolmogorov_smirnov_test",
-    "jensen_shannon_distance",
-    "population_stability_index",
-    "chi_squared_statistic",
-    "pearsons_chi_squared_test",
-    "metric",
-    "value",
-    "threshold",
-    "drifted",
-    "note",
-]
+RESULT_COLUMNS = ["column", "kind", "n_reference", "n_current"]
+RESULT_COLUMNS += ["normalized_wasserstein_distance", "wasserstein_distance", "ks_statistic"]
+RESULT_COLUMNS += ["two_sample_kolmogorov_smirnov_test", "jensen_shannon_distance"]
+RESULT_COLUMNS += ["population_stability_index", "chi_squared_statistic"]
+RESULT_COLUMNS += ["pearsons_chi_squared_test", "metric", "value", "threshold", "drifted", "note"]
+
+ThresholdsLike = Thresholds | MonitoringConfig | Mapping[str, Any] | None
+"""Thresholds, a whole monitoring section, or ``{metric: threshold}`` overrides."""
 
 
-def resolve_thresholds(
-    overrides: Thresholds | MonitoringConfig | Mapping[str, Any] | None = None,
-) -> dict[str, float]:
-    """Return every threshold as ``{metric: threshold}``, defaults filled in.
-
-    Args:
-        overrides: :class:`~amlkit.config.Thresholds`, a whole monitoring section, or a
-            mapping ``{metric: threshold}`` (validated like the configuration file).
-
-    Raises:
-        ValueError: an unknown metric name or a threshold that is not a number.
-    """
+def resolve_thresholds(overrides: ThresholdsLike = None) -> dict[str, float]:
+    """Return every threshold as ``{metric: threshold}``; ValueError for a bad name or value."""
     if isinstance(overrides, MonitoringConfig):
         overrides = overrides.thresholds
     if isinstance(overrides, Thresholds):
@@ -115,15 +65,7 @@ def resolve_thresholds(
 
 
 def numeric_values(values: Any, kind: str = "numeric") -> np.ndarray:
-    """Return ``values`` as a float64 array; text and other non-numbers become NaN.
-
-    Args:
-        values: a Series, array or list.
-        kind: the column kind; ``datetime`` values become seconds since the epoch.
-
-    Returns:
-        A float64 array of the same length (missing and unparsable values as NaN).
-    """
+    """Return ``values`` as float64, non-numbers as NaN (``datetime``: epoch seconds)."""
     series = values if isinstance(values, pd.Series) else pd.Series(values)
     if kind == "datetime":
         parsed = pd.to_datetime(series, errors="coerce", utc=True)
@@ -137,25 +79,15 @@ def numeric_values(values: Any, kind: str = "numeric") -> np.ndarray:
 def _sorted_finite(values: np.ndarray) -> np.ndarray:
     """Sort once and drop NaNs (``np.sort`` puts them last)."""
     out = np.sort(values)
-    if out.size and np.isnan(out[-1]):
-        return out[: out.size - np.count_nonzero(np.isnan(out))]
-    return out
+    return out[: np.searchsorted(out, np.nan)]
 
 
 def ks_wasserstein_sorted(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
-    """Return (KS statistic, Wasserstein distance) of two sorted samples without NaNs.
+    """Return (KS statistic, Wasserstein-1 distance) of two sorted, non-empty samples without NaN.
 
-    Both come from the two empirical CDFs on the merged sample points, evaluated exactly as
-    scipy does (counts divided by sample sizes), so ties are handled the same way. Only the
-    reference points are searched in the current sample; the current sample's own CDF
-    comes from its positions, so the cost beyond the sort is linear.
-
-    Args:
-        ref: sorted reference values (non-empty, no NaN).
-        cur: sorted current values (non-empty, no NaN).
-
-    Returns:
-        The KS statistic (sup of |F_ref - F_cur|) and the Wasserstein-1 distance.
+    Both come from the empirical CDFs on the merged points, counted as scipy does (so ties
+    agree); only reference points are searched in the current sample, so beyond the sort
+    the cost is linear.
     """
     n1, n2 = ref.size, cur.size
     left = np.searchsorted(cur, ref, side="left")  # current values < r_k
@@ -261,9 +193,7 @@ def _numeric_row(column: str, kind: str, ref: np.ndarray, cur: np.ndarray, bins:
 
 def category_labels(values: Any, kind: str = "categorical") -> pd.Series:
     """Return non-missing values as strings (booleans as ``"true"``/``"false"``)."""
-    series = values if isinstance(values, pd.Series) else pd.Series(values)
-    series = series.dropna()
-    labels = series.astype(str)
+    labels = (values if isinstance(values, pd.Series) else pd.Series(values)).dropna().astype(str)
     return labels.str.lower() if kind == "boolean" else labels
 
 
@@ -301,9 +231,8 @@ def _decide(row: dict[str, Any], thresholds: Mapping[str, float]) -> dict[str, A
 
 def _usable_cpus() -> int:
     """Return the CPUs this process may run on (affinity-aware, unlike ``os.cpu_count``)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 def _check_kinds(column_kinds: Mapping[str, str]) -> None:
@@ -319,28 +248,16 @@ def compute_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     column_kinds: Mapping[str, str],
-    thresholds: Mapping[str, Any] | None = None,
+    thresholds: ThresholdsLike = None,
     bins: int = 10,
     max_workers: int | None = None,
 ) -> pd.DataFrame:
-    """Compare each column of ``current`` with ``reference`` and flag drifted columns.
+    """Compare each column of ``current`` with ``reference`` (the training split).
 
-    Args:
-        reference: the reference rows (the training split).
-        current: the production rows.
-        column_kinds: ``{column: kind}``; kinds as in docs/contracts.md. Text columns are
-            listed with a note and never flagged.
-        thresholds: overrides of ``DEFAULT_THRESHOLDS`` (see :func:`resolve_thresholds`).
-        bins: number of reference-quantile bins for PSI and Jensen-Shannon on numbers.
-        max_workers: threads over columns (default: the usable CPUs, at most 8).
-
-    Returns:
-        One row per column with the columns of ``RESULT_COLUMNS``: every metric (NaN where it
-        does not apply), the decision ``metric``, its ``value`` and ``threshold``, and
-        ``drifted`` (value above threshold).
-
-    Raises:
-        ValueError: an unknown kind, a bad threshold, or ``bins`` below 2.
+    Returns one row per column of ``column_kinds``, ``RESULT_COLUMNS``: every metric (NaN
+    where it does not apply), the decision ``metric``, its ``value``, ``threshold`` and
+    ``drifted``. Columns run on ``max_workers`` threads (default: usable CPUs, at most 8).
+    ValueError for an unknown kind, a bad threshold, or ``bins`` below 2.
     """
     if bins < 2:
         raise ValueError(f"bins is {bins}; use at least 2 bins for PSI and Jensen-Shannon")
@@ -349,11 +266,8 @@ def compute_drift(
 
     def one(column: str) -> dict[str, Any]:
         kind = column_kinds[column]
-        missing = [
-            name
-            for name, df in (("reference", reference), ("current", current))
-            if column not in df.columns
-        ]
+        frames = {"reference": reference, "current": current}
+        missing = [name for name, df in frames.items() if column not in df.columns]
         if missing:
             return _row(column, kind, 0, 0, f"column missing from {' and '.join(missing)} data")
         if kind == "text":
@@ -378,22 +292,14 @@ def prediction_drift(
     reference_pred: Any,
     current_pred: Any,
     kind: str = "categorical",
-    thresholds: Mapping[str, Any] | None = None,
+    thresholds: ThresholdsLike = None,
     bins: int = 10,
 ) -> pd.DataFrame:
     """Return the drift of model outputs, in the shape of :func:`compute_drift`.
 
-    Args:
-        reference_pred: predictions on the reference data: a Series or array of labels or
-            values, or a DataFrame of class-probability columns.
-        current_pred: predictions on the current data, in the same shape.
-        kind: ``categorical`` for class labels, ``numeric`` for regression outputs or
-            probabilities (a DataFrame is always compared column by column).
-        thresholds: overrides of ``DEFAULT_THRESHOLDS``.
-        bins: quantile bins for the binned metrics of numeric outputs.
-
-    Returns:
-        One row per prediction column (``prediction`` for an unnamed Series or array).
+    The predictions are labels or values (Series, array; ``kind`` categorical or numeric),
+    or a DataFrame of class probabilities, compared as numbers column by column. A row per
+    prediction column (``prediction`` when unnamed).
     """
 
     def frame(values: Any) -> pd.DataFrame:

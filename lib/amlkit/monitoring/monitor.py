@@ -1,22 +1,14 @@
-"""Monitor a deployed model: production inputs against the training baseline, and when to retrain.
+"""Monitor a deployed model: production rows against the training baseline, and when to retrain.
 
-Inputs are either the endpoint's request log (the JSON-lines files the scoring script
-writes under ``.amlkit/endpoints/<endpoint>/logs/``), read with :func:`read_request_log`,
-or any batch file of production rows (CSV or Parquet), read with :func:`read_production_file`.
-:func:`run_monitoring` compares them with the processed version's training split and
-baseline profile: data drift per feature, prediction drift (served predictions against the
-training target, as Azure ML does when the training data is the reference), data quality,
-model performance when labels arrived, and usage. :func:`decide_retraining` applies the
-rule of ``deployment_config.json``'s ``monitoring.retraining`` section; the report goes to
-``.amlkit/endpoints/<endpoint>/monitoring/`` (:func:`report_dir`), next to the request log
-it describes.
+Rows come from the request log or a batch file; prediction drift compares with the training
+target, as Azure ML does; the retraining rule is deployment_config.json's.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from amlkit import kinds, paths
-from amlkit.config import MonitoringConfig
-from amlkit.io import sha256_file, write_text_atomic
+from amlkit.config import DataConfig, MonitoringConfig
+from amlkit.io import sha256_file, sha256_text, write_text_atomic
 from amlkit.monitoring import drift as drift_mod
 from amlkit.monitoring import quality, report
 from amlkit.monitoring.usage import LOG_COLUMNS, usage_summary
@@ -58,21 +50,13 @@ def report_dir(endpoint: str) -> Path:
 
 
 def read_request_log(
-    folder: str | Path, *, since: Any = None, until: Any = None, request_prefix: str | None = None
+    folder: str | Path, *, since: Any = None, request_prefix: str | None = None
 ) -> pd.DataFrame:
-    """Read every request-log file of a folder into one frame, a row per logged record.
+    """Read a request-log folder into one frame, a row per logged record, sorted by time.
 
-    Args:
-        folder: the log folder (``LocalEndpoint.request_log_dir`` or :func:`request_log_dir`).
-        since: keep records at or after this time (anything ``pd.Timestamp`` reads; UTC).
-        until: keep records before this time.
-        request_prefix: keep requests whose id starts with this (one simulated batch).
-
-    Returns:
-        Columns ``request_id``, ``row``, ``time`` (UTC), ``latency_ms``, ``status``,
-        ``error``, ``prediction``, ``model_name``, ``model_version``, ``deployment``, then
-        one column per input feature; sorted by time. A failed request is one record with
-        its ``error`` and no inputs.
+    Keeps records at or after ``since`` (UTC if naive) of requests whose id starts with
+    ``request_prefix``. Columns: ``LOG_FIELDS`` (``time`` in UTC), then the input
+    features; a failed request is one record with its ``error`` and no inputs.
     """
     from amlkit.serving.requestlog import read_log
 
@@ -81,47 +65,26 @@ def read_request_log(
     base = pd.DataFrame([{k: r.get(k) for k in LOG_FIELDS} for r in records], columns=LOG_FIELDS)
     frame = pd.concat([base, inputs.drop(columns=list(LOG_FIELDS), errors="ignore")], axis=1)
     frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
-    keep = np.ones(len(frame), dtype=bool)
     if since is not None:
-        keep &= (frame["time"] >= _utc(since)).to_numpy()
-    if until is not None:
-        keep &= (frame["time"] < _utc(until)).to_numpy()
+        frame = frame[frame["time"] >= pd.to_datetime(since, utc=True)]
     if request_prefix:
-        keep &= frame["request_id"].astype(str).str.startswith(request_prefix).to_numpy()
-    frame = frame[keep].sort_values(["time", "request_id", "row"], kind="stable")
+        frame = frame[frame["request_id"].astype(str).str.startswith(request_prefix)]
+    frame = frame.sort_values(["time", "request_id", "row"], kind="stable")
     return frame.reset_index(drop=True)
 
 
-def _utc(stamp: Any) -> pd.Timestamp:
-    stamp = pd.Timestamp(stamp)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def requests_frame(log: pd.DataFrame) -> pd.DataFrame:
-    """Collapse a read log to one row per request (the shape ``usage.usage_summary`` needs).
-
-    Returns:
-        Columns ``request_id``, ``time``, ``latency_ms``, ``status``, ``n_rows`` (rows
-        scored: 0 for a failed request).
-    """
+    """Collapse a read log to one row per request, ``usage.LOG_COLUMNS`` (``n_rows`` scored)."""
     if not len(log):
         return pd.DataFrame(columns=list(LOG_COLUMNS))
     scored = log.assign(scored=(log["status"] == 200).astype(int))
-    grouped = scored.groupby("request_id", sort=False).agg(
-        time=("time", "first"),
-        latency_ms=("latency_ms", "first"),
-        status=("status", "first"),
-        n_rows=("scored", "sum"),
-    )
+    first = {column: (column, "first") for column in ("time", "latency_ms", "status")}
+    grouped = scored.groupby("request_id", sort=False).agg(**first, n_rows=("scored", "sum"))
     return grouped.reset_index().sort_values("time", kind="stable").reset_index(drop=True)
 
 
 def read_production_file(path: str | Path) -> pd.DataFrame:
-    """Read a batch of production rows from a CSV or Parquet file.
-
-    Raises:
-        ValueError: the file is neither ``.csv`` nor ``.parquet``.
-    """
+    """Read a batch of production rows from a CSV or Parquet file (ValueError otherwise)."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
         return pd.read_csv(path)
@@ -158,18 +121,14 @@ def decide_retraining(
 ) -> RetrainingDecision:
     """Apply the retraining rule (:class:`amlkit.config.RetrainingRule`) to one window.
 
-    Args:
-        drift: feature drift (``drift.compute_drift``).
-        quality_frame: data quality (``quality.compute_quality``).
-        n_rows: production rows in the window.
-        config: the monitoring section: the rule and the thresholds (for the p-values of
-            ``require_significance``).
-        prediction_drift: prediction drift (``drift.prediction_drift``), if predictions exist.
-        ranking: features, most important first (for the top-N check); None skips it.
-
-    Returns:
-        The decision with one entry per check: ``value``, ``limit``, ``fired``.
+    ``ranking`` lists the features, most important first, for the top-N check (None skips
+    it). Each check of the decision has ``value``, ``limit`` and ``fired``.
     """
+
+    def check(value: Any, limit: Any, fired: bool | None = None, **more: Any) -> dict[str, Any]:
+        fired = value > limit if fired is None else fired
+        return {"value": value, "limit": limit, "fired": fired, **more}
+
     checks: dict[str, dict[str, Any]] = {}
     compared = drift[drift["metric"].astype(bool) & drift["value"].notna()]
     mask = compared["drifted"].to_numpy(dtype=bool)
@@ -182,39 +141,23 @@ def decide_retraining(
         mask = np.asarray(mask, dtype=bool)
     drifted = list(compared.loc[mask, "column"])
     share = len(drifted) / len(compared) if len(compared) else 0.0
-    checks["drifted_share"] = {
-        "value": share,
-        "limit": rules.max_drifted_share,
-        "fired": share > rules.max_drifted_share,
-        "drifted": drifted,
-    }
+    checks["drifted_share"] = check(share, rules.max_drifted_share, drifted=drifted)
     if ranking is not None:
         top = list(ranking)[: rules.top_n_features]
         hit = [c for c in top if c in drifted]
-        checks["drifted_top_features"] = {
-            "value": len(hit),
-            "limit": rules.max_drifted_top_features,
-            "fired": len(hit) > rules.max_drifted_top_features,
-            "top": top,
-            "drifted": hit,
-        }
+        limit = rules.max_drifted_top_features
+        checks["drifted_top_features"] = check(len(hit), limit, top=top, drifted=hit)
     if rules.prediction_drift and prediction_drift is not None and len(prediction_drift):
         row = prediction_drift.iloc[0]
-        checks["prediction_drift"] = {
-            "value": row["value"],
-            "limit": row["threshold"],
-            "fired": bool(prediction_drift["drifted"].any()),
-            "metric": row["metric"],
-        }
+        fired = bool(prediction_drift["drifted"].any())
+        value, limit, metric = row["value"], row["threshold"], row["metric"]
+        checks["prediction_drift"] = check(value, limit, fired, metric=metric)
     for metric, limit in rules.max_quality_rates.model_dump().items():
         worst = quality_frame.sort_values(metric, ascending=False).head(1)
-        value = float(worst[metric].iloc[0]) if len(worst) else 0.0
-        checks[metric] = {
-            "value": value,
-            "limit": limit,
-            "fired": value > limit,
-            "column": worst["column"].iloc[0] if len(worst) else None,
-        }
+        value, column = (
+            (float(worst[metric].iloc[0]), worst["column"].iloc[0]) if len(worst) else (0.0, None)
+        )
+        checks[metric] = check(value, limit, column=column)
     checks = {k: {n: _round(v) for n, v in c.items()} for k, c in checks.items()}
     reasons = [f"{name} {c['value']} > {c['limit']}" for name, c in checks.items() if c["fired"]]
     if not rules.enabled:
@@ -239,14 +182,10 @@ class MonitoringResult:
 
     def summary(self) -> dict[str, Any]:
         """Return the headline numbers (rounded; no times) for a notebook or a log line."""
-        head = report.summarize(self.drift, self.quality, self.decision.to_dict())
-        out = {
-            "rows": len(self.current),
-            "drifted_features": head["drifted_features"],
-            "quality_flagged_features": head["quality_flagged_features"],
-            "retrain": self.decision.retrain,
-            "reasons": self.decision.reasons,
-        }
+        head = report.summarize(self.drift, self.quality, None)
+        out = {"rows": len(self.current), "drifted_features": head["drifted_features"]}
+        out["quality_flagged_features"] = head["quality_flagged_features"]
+        out |= {"retrain": self.decision.retrain, "reasons": self.decision.reasons}
         if self.prediction_drift is not None and len(self.prediction_drift):
             out["prediction_drift"] = _round(self.prediction_drift["value"].iloc[0])
         if self.performance:
@@ -269,25 +208,13 @@ def run_monitoring(
 ) -> MonitoringResult:
     """Compare production rows with the training baseline and decide about retraining.
 
-    Args:
-        current: production rows (feature columns; a read request log or a batch file).
-        processed: the ``Processed`` version the deployed model was trained on.
-        monitoring_config: ``deployment_config.json``'s ``monitoring`` section.
-        predictions: the served predictions for ``current``; default its ``prediction``
-            column when there is one.
-        labels: true labels for ``current`` once they arrived (NaN where not yet); default
-            its target column when there is one.
-        requests: one row per request (:func:`requests_frame`) for the usage summary.
-        ranking: features by importance, most important first (top-N check).
-
-    Returns:
-        The :class:`MonitoringResult`.
+    ``processed`` is the version the deployed model was trained on. ``predictions`` default
+    to ``current["prediction"]``, ``labels`` (NaN where not arrived) to the target column,
+    when present; ``requests`` (:func:`requests_frame`) give the usage summary.
     """
     cfg = monitoring_config or MonitoringConfig()
     manifest = processed.manifest
-    feature_types = manifest.feature_types
-    target = manifest.target
-    bins = cfg.bins
+    feature_types, target, bins = manifest.feature_types, manifest.target, cfg.bins
     drift = drift_mod.compute_drift(processed.train, current, feature_types, cfg, bins)
     qual = quality.compute_quality(current, processed.profile, cfg)
     qual = qual[qual["column"].isin(list(feature_types))].reset_index(drop=True)
@@ -306,12 +233,7 @@ def run_monitoring(
         performance = quality.model_performance(labels, predictions, manifest.task)
     usage = usage_summary(requests, predictions) if requests is not None else None
     decision = decide_retraining(
-        drift,
-        qual,
-        n_rows=len(current),
-        config=cfg,
-        prediction_drift=pred_drift,
-        ranking=ranking,
+        drift, qual, n_rows=len(current), config=cfg, prediction_drift=pred_drift, ranking=ranking
     )
     logger.info("monitoring: retrain=%s (%s)", decision.retrain, "; ".join(decision.reasons))
     return MonitoringResult(current, drift, pred_drift, qual, performance, usage, decision)
@@ -324,19 +246,13 @@ def write_monitoring_report(
     *,
     title: str = "Model monitoring report",
 ) -> tuple[Path, Path]:
-    """Write ``report.html`` and ``report.json`` to ``folder`` (replacing the last ones).
-
-    The decision box shows the retraining decision, its reasons and the prediction drift.
-    A line is appended to ``history.jsonl`` in the same folder for each report.
+    """Write ``report.html`` and ``report.json`` to ``folder``; append to ``history.jsonl``.
 
     Returns:
         The paths of the HTML page and of the JSON summary.
     """
-    folder = Path(folder)
-    decision: dict[str, Any] = {
-        "retrain": result.decision.retrain,
-        "reasons": "; ".join(result.decision.reasons),
-    }
+    folder, done = Path(folder), result.decision
+    decision: dict[str, Any] = {"retrain": done.retrain, "reasons": "; ".join(done.reasons)}
     if result.prediction_drift is not None and len(result.prediction_drift):
         row = result.prediction_drift.iloc[0]
         decision["prediction drift"] = (
@@ -365,27 +281,15 @@ def write_retraining_source(
     labelled: pd.DataFrame,
     *,
     raw_version: str = "latest",
-    data_config: Mapping[str, Any] | None = None,
+    data_config: DataConfig | None = None,
 ) -> Path:
-    """Write the next training data: the raw rows plus the labelled production rows.
+    """Write ``raw_version`` of ``dataset`` plus the labelled production rows to a new CSV.
 
-    Production rows without a label are left out; rows replayed more than once (same
-    ``source_row``) are kept once. Logged rows are put in request-id order first, so the
-    file does not depend on the order in which concurrent requests arrived. The file goes
-    to ``data/external/`` under a name made of its content hash; ingest it with
-    ``amlkit.data.ingest(dataset, source=str(path))`` to get a new raw version.
-
-    Args:
-        dataset: the data set whose raw version is extended.
-        labelled: production rows with the target column (features as logged).
-        raw_version: the raw version to extend.
-        data_config: the parsed data_config.json; loaded when None.
-
-    Returns:
-        The CSV file written.
+    Unlabelled rows are left out, a replayed ``source_row`` is kept once, and logged rows
+    go in request-id order, so the file does not depend on arrival order. The file lands in
+    ``data/external/`` under its content hash, ready for ``amlkit.data.ingest``.
     """
     from amlkit.data import ingest
-    from amlkit.io import sha256_text
 
     frame, raw = ingest.load_raw(dataset, raw_version, data_config)
     target = raw.target

@@ -1,20 +1,8 @@
 """Data quality of production rows against the baseline profile, and model performance.
 
-Metric names and default thresholds (0: any bad value flags the column) are Azure ML
-model monitoring's. Every rate is a share of all current rows, so the three add up to the
-share of rows with a problem in that column:
-
-- ``null_value_rate``: missing values (NaN, None, NaT).
-- ``data_type_error_rate``: present values that are not of the column's kind: text that
-  does not parse as a number in a numeric column, a non-whole number in an integer column,
-  an unparsable date in a datetime column, a boolean other than true/false, or a value in a
-  categorical column that is not a string, an integer or a boolean.
-- ``out_of_bounds_rate``: values of the right kind outside the baseline: numbers or dates
-  below the reference minimum or above its maximum, categories not in the reference set.
-
-The baseline is the profile of docs/contracts.md (``baseline_profile.json``); when a
-profile is not at hand, :func:`build_profile` makes one from the reference rows with
-``amlkit.data.profile``.
+Azure ML's rates, shares of all rows: ``null_value_rate``; ``data_type_error_rate``, values
+not of the column's kind (unparsable, fractional integers, odd booleans or categories);
+``out_of_bounds_rate``, values outside the reference's min/max or category set.
 """
 
 from __future__ import annotations
@@ -31,6 +19,7 @@ from amlkit import kinds
 from amlkit.data.profile import column_profile
 from amlkit.monitoring.drift import (
     MEASURED_KINDS,
+    ThresholdsLike,
     numeric_values,
     resolve_thresholds,
 )
@@ -38,35 +27,16 @@ from amlkit.monitoring.drift import (
 logger = logging.getLogger(__name__)
 
 QUALITY_METRICS = ("null_value_rate", "data_type_error_rate", "out_of_bounds_rate")
-BOOLEAN_LABELS = frozenset({"true", "false"})
 
 
 def build_profile(
     reference: pd.DataFrame, column_kinds: Mapping[str, str], bins: int = 10
 ) -> dict[str, dict[str, Any]]:
-    """Return the per-column part of a baseline profile (``profile["columns"]``).
-
-    A thin wrapper of ``amlkit.data.profile.column_profile`` for callers that have reference rows
-    but no ``baseline_profile.json`` (benchmarks, tests, ad-hoc comparisons).
-
-    Args:
-        reference: the reference rows (the training split).
-        column_kinds: ``{column: kind}``.
-        bins: number of quantile bins kept for numeric columns.
-
-    Returns:
-        ``{column: {role, kind, dtype, null_rate, ...}}`` in the format of docs/contracts.md.
-    """
+    """Return ``profile["columns"]`` of a baseline profile made from reference rows."""
     return {
         column: {"role": "feature", **column_profile(reference[column], kind, bins=bins)}
         for column, kind in column_kinds.items()
     }
-
-
-def _seconds(stamp: Any) -> float:
-    stamp = pd.Timestamp(stamp)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return (stamp - pd.Timestamp(0, tz="UTC")).total_seconds()
 
 
 def _numeric_counts(series: pd.Series, kind: str, spec: Mapping[str, Any]) -> tuple[int, int]:
@@ -79,50 +49,36 @@ def _numeric_counts(series: pd.Series, kind: str, spec: Mapping[str, Any]) -> tu
         errors += int(np.count_nonzero(fractional))
     if "min" not in spec or "max" not in spec:
         return errors, 0
-    convert = _seconds if kind == "datetime" else float
-    low, high = convert(spec["min"]), convert(spec["max"])
+    low, high = numeric_values([spec["min"], spec["max"]], kind)
     return errors, int(np.count_nonzero((values < low) | (values > high)))
 
 
 def _categorical_counts(series: pd.Series, kind: str, spec: Mapping[str, Any]) -> tuple[int, int]:
     """Return (type errors, out of bounds) of a categorical or boolean column."""
-    present = series.dropna()
+    present, known = series.dropna(), spec.get("categories")
     if kind == "boolean":
         labels = present.astype(str).str.lower()
-        valid = labels.isin(BOOLEAN_LABELS).to_numpy()
-        known = spec.get("categories")
+        valid = labels.isin(["true", "false"]).to_numpy()
         known = None if known is None else [str(k).lower() for k in known]
     else:
-        kinds = present.map(type)
-        valid = kinds.map(lambda t: issubclass(t, str | bool | int | np.integer | np.bool_))
-        valid = valid.to_numpy(dtype=bool)
+        types = (str, bool, int, np.integer, np.bool_)
+        valid = present.map(lambda value: isinstance(value, types)).to_numpy(dtype=bool)
         labels = present.astype(str)
-        known = spec.get("categories")
-    errors = int(np.count_nonzero(~valid))
-    out = 0
-    if known is not None:
-        out = int(np.count_nonzero(valid & ~labels.isin(set(map(str, known))).to_numpy()))
-    return errors, out
+    if known is None:
+        return int(np.count_nonzero(~valid)), 0
+    unknown = valid & ~labels.isin(set(map(str, known))).to_numpy()
+    return int(np.count_nonzero(~valid)), int(np.count_nonzero(unknown))
 
 
 def compute_quality(
     current: pd.DataFrame,
     profile: Mapping[str, Any],
-    thresholds: Mapping[str, Any] | None = None,
+    thresholds: ThresholdsLike = None,
 ) -> pd.DataFrame:
-    """Return the data-quality metrics of each profiled column of ``current``.
+    """Return the counts, rates and ``<rate>_flagged`` of each profiled column of ``current``.
 
-    Args:
-        current: the production rows.
-        profile: the baseline profile (the whole ``baseline_profile.json`` dict, or only
-            its ``"columns"`` mapping). Columns whose role is ``target`` are checked only
-            when present in ``current``; a missing feature column counts as all null.
-        thresholds: overrides of the default thresholds (``drift.resolve_thresholds``).
-
-    Returns:
-        One row per column: ``column``, ``kind``, ``n_rows``, the counts ``nulls``,
-        ``type_errors``, ``out_of_bounds``, the three rates, one ``<metric>_flagged`` bool
-        each (rate above threshold), ``flagged`` (any of them) and a ``note``.
+    ``profile`` is ``baseline_profile.json`` or its ``"columns"``; a target column is checked
+    only when present, a missing feature counts as all null.
     """
     limits = resolve_thresholds(thresholds)
     columns = profile.get("columns", profile)
@@ -145,47 +101,26 @@ def compute_quality(
             else:
                 errors, out = 0, 0
             row.update(nulls=nulls, type_errors=errors, out_of_bounds=out)
-        for metric, count in zip(
-            QUALITY_METRICS, ("nulls", "type_errors", "out_of_bounds"), strict=True
-        ):
+        counts = ("nulls", "type_errors", "out_of_bounds")
+        for metric, count in zip(QUALITY_METRICS, counts, strict=True):
             rate = row[count] / n if n else 0.0
             row[metric] = rate
             row[f"{metric}_flagged"] = bool(rate > limits[metric])
         row["flagged"] = any(row[f"{m}_flagged"] for m in QUALITY_METRICS)
         rows.append(row)
-    order = [
-        "column",
-        "kind",
-        "n_rows",
-        "nulls",
-        "type_errors",
-        "out_of_bounds",
-        *QUALITY_METRICS,
-        *(f"{m}_flagged" for m in QUALITY_METRICS),
-        "flagged",
-        "note",
-    ]
+    order = ["column", "kind", "n_rows", "nulls", "type_errors", "out_of_bounds"]
+    order += [*QUALITY_METRICS, *(f"{m}_flagged" for m in QUALITY_METRICS), "flagged", "note"]
     result = pd.DataFrame(rows, columns=order)
     logger.info("quality: %d of %d columns flagged", result["flagged"].sum(), len(result))
     return result
 
 
 def model_performance(y_true: Any, y_pred: Any, task: str) -> dict[str, float]:
-    """Return model performance on labelled production rows (Azure's metric names).
+    """Return model performance on the labelled rows, Azure's metric names, and ``n`` rows used.
 
-    Rows whose label is missing are left out.
-
-    Args:
-        y_true: the labels that arrived.
-        y_pred: the model's predictions for the same rows.
-        task: ``classification`` (accuracy, macro precision and recall) or ``regression``
-            (mean absolute error, root mean squared error).
-
-    Returns:
-        ``{metric: value}`` plus ``n`` (the number of labelled rows used).
-
-    Raises:
-        ValueError: an unknown task, different lengths, or no labelled rows.
+    Classification: accuracy, macro precision and recall; regression: mean absolute error,
+    root mean squared error. Rows without a label are left out. ValueError for an unknown
+    task, different lengths, or no labelled rows.
     """
     from sklearn import metrics  # imported here: scikit-learn is slow to import
 
@@ -201,19 +136,13 @@ def model_performance(y_true: Any, y_pred: Any, task: str) -> dict[str, float]:
         raise ValueError("no labelled rows (every y_true is missing); wait for labels")
     if task == "classification":
         truth, pred = truth.astype(str), pred.astype(str)
-        return {
-            "accuracy": float(metrics.accuracy_score(truth, pred)),
-            "precision": float(
-                metrics.precision_score(truth, pred, average="macro", zero_division=0)
-            ),
-            "recall": float(metrics.recall_score(truth, pred, average="macro", zero_division=0)),
-            "n": len(truth),
-        }
-    if task == "regression":
-        t, p = truth.to_numpy(dtype=float), pred.to_numpy(dtype=float)
-        return {
-            "mean_absolute_error": float(np.mean(np.abs(t - p))),
-            "root_mean_squared_error": float(math.sqrt(np.mean((t - p) ** 2))),
-            "n": len(truth),
-        }
-    raise ValueError(f"task is {task!r}; use 'classification' or 'regression'")
+        prf = metrics.precision_recall_fscore_support(truth, pred, average="macro", zero_division=0)
+        scores = {"accuracy": metrics.accuracy_score(truth, pred), "precision": prf[0]}
+        scores["recall"] = prf[1]
+    elif task == "regression":
+        error = truth.to_numpy(dtype=float) - pred.to_numpy(dtype=float)
+        scores = {"mean_absolute_error": np.mean(np.abs(error))}
+        scores["root_mean_squared_error"] = math.sqrt(np.mean(error**2))
+    else:
+        raise ValueError(f"task is {task!r}; use 'classification' or 'regression'")
+    return {name: float(value) for name, value in scores.items()} | {"n": len(truth)}

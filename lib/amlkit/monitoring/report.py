@@ -1,13 +1,8 @@
-"""The monitoring report: one self-contained HTML page with a JSON twin beside it.
+"""The monitoring report: a self-contained HTML page (no network, no JavaScript), a JSON twin.
 
-The page is written for business analysts: a decision box first, then model performance,
-drift per feature, reference-versus-current distributions, data quality and service usage.
-Its structure lives in jinja2 templates under ``templates/`` (``base.html`` the layout and
-style, ``macros.html`` tables, figures and cards, ``report.html`` one block per section),
-rendered with autoescaping, so any value from the data shows as text. This module prepares
-what they show: table rows of formatted cells with flags, headline cards, and the figures
-of :mod:`amlkit.monitoring.figures`. The page needs no network access and no JavaScript.
-Both files are written atomically (``amlkit.io``).
+The page's sections live in the jinja2 templates under ``templates/`` (``report.html`` one
+block per section, ``macros.html`` tables, figures and cards), autoescaped; this module
+prepares what they show: formatted table cells with flags, headline cards, figures.
 """
 
 from __future__ import annotations
@@ -22,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 import pandas as pd
 
-from amlkit.io import write_json_atomic, write_text_atomic
+from amlkit.io import plain, write_json_atomic, write_text_atomic
 from amlkit.monitoring import figures
 from amlkit.monitoring.figures import SHORT_NAMES
 
@@ -105,31 +99,10 @@ def _distributions(
     return {"images": images, "extra": EXTRA_DISTRIBUTIONS, "sample": f"{figures.PLOT_SAMPLE:,}"}
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items() if k != "frames"}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def summarize(
     drift: pd.DataFrame, quality: pd.DataFrame, decision: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """Return the headline numbers of a report (also the top of its JSON summary).
-
-    Args:
-        drift: the result of ``drift.compute_drift`` (or ``prediction_drift``).
-        quality: the result of ``quality.compute_quality``.
-        decision: what the caller decided (e.g. ``{"retrain": true, "reason": ...}``).
-
-    Returns:
-        ``status`` (``alert`` or ``ok``), the drifted and quality-flagged columns, counts.
-    """
+    """Return the headline numbers: ``status`` (alert or ok), drifted and flagged columns."""
     drifted = list(drift.loc[drift["drifted"], "column"]) if len(drift) else []
     flagged = list(quality.loc[quality["flagged"], "column"]) if len(quality) else []
     return {
@@ -153,18 +126,10 @@ def write_report(
     title: str = "Model monitoring report",
     performance: Mapping[str, float] | None = None,
 ) -> tuple[Path, Path]:
-    """Write the HTML report to ``path`` and its JSON summary beside it (``.json``).
+    """Write the HTML report to ``path`` and its JSON summary beside it (``.json``), atomically.
 
-    Args:
-        path: the HTML file to write (folders are created).
-        drift: the result of ``drift.compute_drift``.
-        quality: the result of ``quality.compute_quality``.
-        usage: the result of ``usage.usage_summary``, or None to leave usage out.
-        reference: the reference rows, for the distribution plots (optional).
-        current: the current rows, for the distribution plots (optional).
-        decision: the caller's decision, shown in the summary box (free-form mapping).
-        title: the page title.
-        performance: ``quality.model_performance`` output when labels arrived.
+    ``usage`` None leaves usage out; ``reference`` and ``current`` rows enable the
+    distribution plots; ``decision`` is a free-form mapping shown in the summary box.
 
     Returns:
         The paths of the HTML page and of the JSON summary.
@@ -172,15 +137,14 @@ def write_report(
     html_path = Path(path)
     json_path = html_path.with_suffix(".json")
     summary = summarize(drift, quality, decision)
-    created = datetime.now(UTC).isoformat(timespec="seconds")
+    head: dict[str, Any] = {"title": title}
+    head |= {"created": datetime.now(UTC).isoformat(timespec="seconds"), "summary": summary}
     distributions = None
     if reference is not None and current is not None and len(drift):
         distributions = _distributions(drift, reference, current)
     template = _templates().get_template("report.html")
     page = template.render(
-        title=title,
-        created=created,
-        summary=summary,
+        **head,
         performance=_table(pd.DataFrame([dict(performance)])) if performance else None,
         drift_chart=figures.drift_chart(drift) if drift["value"].notna().any() else None,
         drift_table=_table(drift, DRIFT_COLUMNS, {"value": "drifted"}),
@@ -188,17 +152,14 @@ def write_report(
         quality_table=_table(quality, QUALITY_COLUMNS, {r: f"{r}_flagged" for r in RATES}),
         usage=_usage_section(usage) if usage is not None else None,
     )
-    record = {
-        "title": title,
-        "created": created,
-        "summary": summary,
+    record = head | {
         "drift": drift.to_dict(orient="records"),
         "quality": quality.to_dict(orient="records"),
-        "usage": usage,
+        "usage": {k: v for k, v in usage.items() if k != "frames"} if usage else usage,
         "performance": dict(performance) if performance else None,
         "html": html_path.name,
     }
     write_text_atomic(html_path, page)
-    write_json_atomic(json_path, _jsonable(record))
+    write_json_atomic(json_path, plain(record))
     logger.info("monitoring report written: %s (%s)", html_path, summary["status"])
     return html_path, json_path

@@ -1,16 +1,7 @@
-"""Simulated production traffic: replay held-out rows against a local endpoint, with drift.
+"""Simulated production traffic: held-out rows, optionally drifted, replayed to a local endpoint.
 
-The rows come from the processed validation and test splits (data the model never trained
-on), so an undrifted replay looks like production on a good day. :class:`DriftSpec` bends
-them the ways production data goes wrong: numbers shifted (in reference standard
-deviations) or rescaled around the reference mean, new categories, more missing values.
-Everything is seeded, so a replay and the monitoring decision it leads to are repeatable.
-
-:func:`simulate_traffic` sends the rows as Azure ML ``input_data`` requests from a few
-client threads, over keep-alive connections, each with an ``x-request-id`` header that the
-scoring script writes to the request log: that id joins the labels (which arrive "later",
-from the replayed rows) to the logged predictions. It talks to loopback only and stops
-after ``max_seconds``.
+All is seeded, so a replay and its monitoring decision repeat. Each ``x-request-id`` lands
+in the request log and joins the labels, which arrive "later", to the predictions.
 """
 
 from __future__ import annotations
@@ -49,14 +40,10 @@ class Target(Protocol):
 
 @dataclass(frozen=True)
 class DriftSpec:
-    """How to bend replayed rows; every mapping is ``{column: amount}``.
+    """How to bend replayed rows, each ``{column: amount}``.
 
-    Attributes:
-        shift: add ``amount`` reference standard deviations to a numeric column.
-        scale: multiply a numeric column's distance from the reference mean by ``amount``.
-        new_category: share of a categorical column's rows set to ``new_label``.
-        null_rate: share of a column's rows set to missing.
-        new_label: the category that did not exist in training.
+    ``shift`` adds reference stds; ``scale`` multiplies the distance from the reference mean;
+    ``new_category`` and ``null_rate`` are shares of rows set to ``new_label`` or missing.
     """
 
     shift: Mapping[str, float] = field(default_factory=dict)
@@ -71,28 +58,14 @@ class DriftSpec:
         return not any((self.shift, self.scale, self.new_category, self.null_rate))
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the spec as plain dicts (for a report or a notebook)."""
-        return {
-            "shift": dict(self.shift),
-            "scale": dict(self.scale),
-            "new_category": dict(self.new_category),
-            "null_rate": dict(self.null_rate),
-        }
+        """Return the four mappings as plain dicts."""
+        names = ("shift", "scale", "new_category", "null_rate")
+        return {name: dict(getattr(self, name)) for name in names}
 
 
 @dataclass
 class TrafficResult:
-    """What :func:`simulate_traffic` sent and got back.
-
-    Attributes:
-        sent: one row per replayed row: ``request_id``, ``row`` (position in its request),
-            the features, the label column when known, ``status`` and ``prediction``.
-        requests: requests sent.
-        errors: requests that failed (HTTP status >= 400 or a connection error).
-        elapsed_s: wall-clock seconds.
-        stopped_early: True when ``max_seconds`` ran out before every request was sent.
-        error_samples: up to five error messages, for diagnosis.
-    """
+    """What :func:`simulate_traffic` sent, a row per row with status and prediction; failures."""
 
     sent: pd.DataFrame
     requests: int
@@ -103,23 +76,14 @@ class TrafficResult:
 
     def summary(self) -> dict[str, Any]:
         """Return the counts (no timings) for display."""
-        return {
-            "requests": self.requests,
-            "rows": len(self.sent),
-            "errors": self.errors,
-            "stopped_early": self.stopped_early,
-        }
+        counts = {"requests": self.requests, "rows": len(self.sent), "errors": self.errors}
+        return counts | {"stopped_early": self.stopped_early}
 
 
 def held_out_rows(processed: Any) -> pd.DataFrame:
-    """Return the validation and test splits of a processed version, one frame.
+    """Return the validation and test splits of a ``Processed`` as one frame.
 
-    Args:
-        processed: an ``amlkit.data.preprocess.Processed``.
-
-    Returns:
-        The rows (features and target) with a ``source_row`` column naming their origin
-        (``validation:12``), so a replay can be traced and de-duplicated.
+    A ``source_row`` column (``validation:12``) lets a replay be traced and de-duplicated.
     """
     parts = []
     for name in ("validation", "test"):
@@ -134,28 +98,19 @@ def sample_rows(rows: pd.DataFrame, n: int, *, seed: int) -> pd.DataFrame:
     if n < 0 or not len(rows):
         raise ValueError(f"cannot draw {n} rows from {len(rows)}; give n >= 0 and some rows")
     rng = np.random.default_rng(seed)
-    passes = math.ceil(n / len(rows)) if n else 0
-    order = np.concatenate([rng.permutation(len(rows)) for _ in range(passes)] or [[]])
-    return rows.iloc[order[:n].astype(int)].reset_index(drop=True)
+    passes = [rng.permutation(len(rows)) for _ in range(math.ceil(n / len(rows)))]
+    order = np.concatenate([np.empty(0, dtype=np.int64), *passes])
+    return rows.iloc[order[:n]].reset_index(drop=True)
 
 
 def default_drift(
     feature_types: Mapping[str, str], profile: Mapping[str, Any], intensity: float = 1.0
 ) -> DriftSpec:
-    """Return a drift that touches a few features of any data set, scaled by ``intensity``.
+    """Return a drift that touches a few features of any data set; ``intensity`` 0 is none.
 
-    The first two numeric features shift by ``intensity`` standard deviations, the third
-    is rescaled by ``1 + intensity / 2``; the first categorical feature gets ``0.2 *
-    intensity`` new categories and the second ``0.2 * intensity`` extra missing values.
-    ``intensity`` 0 gives an empty spec (a plain replay).
-
-    Args:
-        feature_types: ``{column: kind}`` from the processed manifest.
-        profile: the baseline profile (kept for symmetry with callers; not needed here).
-        intensity: how strong the drift is (0 = none).
-
-    Returns:
-        The spec.
+    The first two numeric features shift by ``intensity`` standard deviations, the third is
+    rescaled by ``1 + intensity / 2``; the first categorical feature gets ``0.2 * intensity``
+    new categories, the second as many missing values. ``profile`` is not used.
     """
     del profile
     if intensity < 0:
@@ -183,19 +138,9 @@ def _stats(column: str, values: pd.Series, profile: Mapping[str, Any]) -> tuple[
 def apply_drift(
     rows: pd.DataFrame, spec: DriftSpec, profile: Mapping[str, Any], *, seed: int
 ) -> pd.DataFrame:
-    """Return a drifted copy of ``rows`` (the input is not changed).
+    """Return a drifted copy of ``rows``, with reference mean and std from ``profile``.
 
-    Args:
-        rows: replayed rows.
-        spec: what to change.
-        profile: the baseline profile (reference mean and standard deviation per column).
-        seed: seed of the random choices (which rows get new categories or nulls).
-
-    Returns:
-        The drifted rows, same index and columns.
-
-    Raises:
-        KeyError: a column of ``spec`` is not in ``rows``.
+    KeyError when ``spec`` names a column that ``rows`` lack.
     """
     out = rows.copy()
     rng = np.random.default_rng(seed)
@@ -261,22 +206,11 @@ def simulate_traffic(
     timeout_s: float = 10.0,
     until: threading.Event | None = None,
 ) -> TrafficResult:
-    """Send ``rows`` to ``target`` in requests of ``batch_size`` rows from a few threads.
+    """Send ``rows`` to ``target`` (loopback only) in Azure ML ``input_data`` requests.
 
-    Args:
-        target: the endpoint or router (its ``url`` must be on loopback).
-        rows: the rows to send, in order (features, and the label if known).
-        feature_columns: the columns to send, in the model's order.
-        batch_size: rows per request.
-        concurrency: client threads, each with its own keep-alive connection.
-        max_seconds: stop sending after this long (requests in flight finish).
-        request_prefix: prefix of the ``x-request-id`` of each request (``<prefix>-<n>``).
-        timeout_s: socket timeout per request.
-        until: when given, cycle over ``rows`` again and again until this event is set
-            (still bounded by ``max_seconds``): background traffic during a switch.
-
-    Returns:
-        The :class:`TrafficResult`.
+    ``concurrency`` threads, each on a keep-alive connection, send ``batch_size`` rows a
+    request as ``x-request-id: <request_prefix>-<n>`` until ``max_seconds``; with ``until``
+    they cycle over ``rows`` until the event is set (background traffic during a switch).
     """
     if batch_size < 1 or concurrency < 1:
         raise ValueError(f"batch_size {batch_size} and concurrency {concurrency} must be >= 1")
@@ -341,14 +275,7 @@ def simulate_traffic(
         part["prediction"] = preds if preds and len(preds) == len(part) else None
         frames.append(part)
     sent = pd.concat(frames, ignore_index=True) if frames else rows.iloc[:0].copy()
-    sent_requests = len(results)
-    result = TrafficResult(
-        sent=sent,
-        requests=sent_requests,
-        errors=len(errors),
-        elapsed_s=elapsed,
-        stopped_early=until is None and sent_requests < len(batches),
-        error_samples=errors[:5],
-    )
+    early = until is None and len(results) < len(batches)
+    result = TrafficResult(sent, len(results), len(errors), elapsed, early, errors[:5])
     logger.info("traffic: %s in %.1fs", result.summary(), elapsed)
     return result

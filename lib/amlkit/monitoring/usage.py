@@ -1,9 +1,4 @@
-"""Service usage from the endpoint's request log: volume, latency, errors, predictions served.
-
-One row per request (``monitor.requests_frame`` collapses a read log to that shape). The
-summary is plain values for the JSON report, plus under ``frames`` the series the report's
-usage charts draw.
-"""
+"""Service usage from the request log, a row per request: volume, latency, errors, predictions."""
 
 from __future__ import annotations
 
@@ -24,21 +19,10 @@ def _freq(span: pd.Timedelta) -> tuple[str, str]:
 
 
 def usage_summary(log: pd.DataFrame, predictions: Any = None) -> dict[str, Any]:
-    """Summarise a request log for the report.
+    """Summarise ``log`` (a row per request, ``LOG_COLUMNS``) and the predictions served.
 
-    Args:
-        log: request-log rows with columns ``request_id``, ``time`` (UTC), ``latency_ms``,
-            ``status`` (HTTP code) and ``n_rows``.
-        predictions: optional predictions served over the period (labels or values).
-
-    Returns:
-        A dict of plain values (``requests``, ``rows_scored``, ``start``, ``end``,
-        ``interval``, ``latency_ms`` {p50, p90, p99, mean}, ``error_rate``,
-        ``status_counts``, ``prediction_distribution``) and, under ``frames``, the
-        DataFrames the plots use (``volume``: requests and errors per interval).
-
-    Raises:
-        ValueError: a required column is missing.
+    Plain values (``latency_ms`` has p50, p90, p99, mean) and, under ``frames``, what the
+    charts draw. ValueError when a column is missing.
     """
     missing = [c for c in LOG_COLUMNS if c not in log.columns]
     if missing:
@@ -60,12 +44,9 @@ def usage_summary(log: pd.DataFrame, predictions: Any = None) -> dict[str, Any]:
         summary.update(start=start.isoformat(), end=end.isoformat(), interval=unit)
     else:
         summary.update(start=None, end=None, interval=None)
-    quantiles = latency.quantile([0.5, 0.9, 0.99]) if len(latency) else pd.Series(dtype=float)
-    summary["latency_ms"] = {
-        name: float(quantiles[q]) if len(latency) else None
-        for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
-    }
-    summary["latency_ms"]["mean"] = float(latency.mean()) if len(latency) else None
+    points = {"p50": latency.quantile(0.5), "p90": latency.quantile(0.9)}
+    points |= {"p99": latency.quantile(0.99), "mean": latency.mean()}
+    summary["latency_ms"] = {k: float(v) if len(latency) else None for k, v in points.items()}
     summary["frames"]["latency"] = latency.to_numpy()
     summary["error_rate"] = float(errors.mean()) if len(log) else 0.0
     counts = status.dropna().astype(int).value_counts().sort_index()
@@ -74,12 +55,10 @@ def usage_summary(log: pd.DataFrame, predictions: Any = None) -> dict[str, Any]:
     if predictions is not None:
         pred = pd.Series(np.asarray(predictions)).dropna()
         if is_continuous(pred):
-            summary["prediction_distribution"] = {
-                k: float(v) for k, v in pred.describe().drop("count").items()
-            }
+            shares = pred.describe().drop("count")
         else:
             shares = pred.astype(str).value_counts(normalize=True).sort_index()
-            summary["prediction_distribution"] = {str(k): float(v) for k, v in shares.items()}
+        summary["prediction_distribution"] = {str(k): float(v) for k, v in shares.items()}
         summary["frames"]["predictions"] = pred
     return summary
 

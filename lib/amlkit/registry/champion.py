@@ -1,10 +1,6 @@
 """The champion gate: promote a new version only when it beats the current champion.
 
-Both versions are scored with the same function on the same test data. A promotion sets the
-MLflow registry alias ``champion`` and rewrites ``<name>/champion.json``
-(:func:`amlkit.registry.store.set_champion`); every decision, promoted or not, is appended to
-``<name>/decisions.jsonl`` (:func:`read_decisions` reads them back) and logged to the
-candidate's MLflow run.
+Every decision is appended to ``<name>/decisions.jsonl`` and logged to the candidate's run.
 """
 
 from __future__ import annotations
@@ -68,20 +64,9 @@ def promote_if_better(
     margin: float,
     score: Callable[[store.ModelVersion], float],
 ) -> PromotionDecision:
-    """Promote ``candidate`` to champion when it beats the current one by more than ``margin``.
+    """Promote ``candidate`` when it beats the champion by more than ``margin`` (metric units).
 
-    Both the candidate and the current champion are scored with the same ``score`` function
-    (the caller evaluates them on the same data). The first version is always promoted.
-
-    Args:
-        candidate: the new version.
-        metric: the metric's name, for the record.
-        greater_is_better: True for accuracy-like metrics, False for errors.
-        margin: how much better (in metric units, >= 0) the candidate must be.
-        score: returns the metric of a version.
-
-    Returns:
-        The decision, also appended to ``decisions.jsonl`` and logged to the candidate's run.
+    Both are scored by ``score`` (on the same data); the first version is always promoted.
     """
     if margin < 0 or not math.isfinite(margin):
         raise ValueError(f"margin must be a finite number >= 0, got {margin!r}.")
@@ -103,19 +88,11 @@ def promote_if_better(
             f"candidate {metric}={cand_score:.6g} {word} champion {champ_score:.6g} "
             f"by more than margin {margin:g} (gain {gain:.6g})"
         )
-    decision = PromotionDecision(
-        name=candidate.name,
-        promoted=promoted,
-        candidate_version=candidate.version,
-        champion_version=champion.version if champion else None,
-        candidate_score=cand_score,
-        champion_score=champ_score,
-        metric=metric,
-        greater_is_better=greater_is_better,
-        margin=float(margin),
-        reason=reason,
-        decided_at=store.utc_now(),
-    )
+    fields = {"name": candidate.name, "promoted": promoted, "reason": reason, "metric": metric}
+    fields |= {"candidate_version": candidate.version, "candidate_score": cand_score}
+    fields |= {"champion_version": champion.version if champion else None}
+    fields |= {"champion_score": champ_score, "greater_is_better": greater_is_better}
+    decision = PromotionDecision(**fields, margin=float(margin), decided_at=store.utc_now())
     if promoted:
         store.set_champion(candidate, metric=metric, score=cand_score)
     _append_decision(decision)

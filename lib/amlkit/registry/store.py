@@ -1,14 +1,8 @@
-"""The model registry: versioned model folders, their typed metadata, integrity and the champion.
+"""The model registry: immutable version folders, their metadata, integrity and the champion.
 
-A version lives in ``models/trained_models/<name>/<version>/`` (integers 1, 2, ...). The
-folder is an MLflow model (MLmodel, model files, conda.yaml, python_env.yaml,
-requirements.txt) and holds ``model_metadata.json`` (:class:`ModelMetadata`),
-``performance_metrics.json`` and ``hyperparameters.yaml``. The metadata records the sha256 and
-size of every other file in the folder, so a changed, truncated or added file is refused
-before anything is unpickled. Each version is also registered in the MLflow model registry
-under the same name, with the folder as its source. The champion is ``<name>/champion.json``
-(:class:`ChampionRecord`) and the MLflow alias ``champion``, so ``models:/<name>@champion``
-serves it; :mod:`amlkit.registry.champion` decides when it changes.
+``trained_models/<name>/<version>/`` is an MLflow model version's source, plus metadata
+that records every file's sha256 and size, so a changed file is refused before unpickling.
+The champion is ``<name>/champion.json`` and the MLflow alias ``champion``.
 """
 
 from __future__ import annotations
@@ -16,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
-import math
 import platform
 import re
 from collections.abc import Callable, Mapping
@@ -66,7 +59,7 @@ class FileHash(Record):
 class ModelMetadata(Record):
     """``model_metadata.json``: what a version is, what made it, and every file's hash.
 
-    Keras image models also record ``input_shape``, ``preprocessing`` and ``compute_device``.
+    The last three fields are for Keras image models.
     """
 
     name: str
@@ -119,12 +112,12 @@ class ModelVersion:
 
 
 def utc_now() -> str:
-    """Return the current UTC time as ISO 8601 to the second (the registry's timestamps)."""
+    """Return the current UTC time as ISO 8601 to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def default_model_name(dataset: str, task: str) -> str:
-    """Return the registry name used when none is given: ``<dataset>-<task>``."""
+    """Return the default registry name, ``<dataset>-<task>``."""
     return f"{dataset}-{task}"
 
 
@@ -143,32 +136,15 @@ def model_dir(name: str) -> Path:
 
 
 def list_models() -> list[str]:
-    """Return the names of the models that have at least one version, sorted."""
+    """Return the names of the models with at least one version, sorted."""
     root = paths.trained_models_dir()
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and _version_numbers(p))
+    found = root.iterdir() if root.is_dir() else []
+    return sorted(p.name for p in found if p.is_dir() and _version_numbers(p))
 
 
 def _version_numbers(folder: Path) -> list[int]:
-    if not folder.is_dir():
-        return []
-    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def _plain(obj: Any) -> Any:
-    """Convert numpy scalars, tuples, paths and non-finite floats to JSON/YAML-safe values."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | set):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", None) == 0:
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
-    return str(obj)
+    found = folder.iterdir() if folder.is_dir() else []
+    return sorted(int(p.name) for p in found if p.is_dir() and p.name.isdigit())
 
 
 def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
@@ -194,7 +170,7 @@ def _hash_files(folder: Path) -> dict[str, FileHash]:
 
 
 def _register_in_mlflow(
-    name: str, source: Path, meta: ModelMetadata, description: str | None, tags: Mapping[str, str]
+    name: str, source: Path, meta: ModelMetadata, spec: Mapping[str, Any]
 ) -> int:
     """Register ``source`` as a new MLflow model version of ``name``; return its number."""
     tracking.ensure_tracking()
@@ -204,15 +180,16 @@ def _register_in_mlflow(
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    tags = {"model_sha256": meta.model_sha256, "amlkit_path": source.as_posix()} | dict(tags)
-    tags |= {f"data.{key}": value for key, value in meta.data.model_dump().items()}
-    mv = client.create_model_version(
-        name, source.as_posix(), run_id=meta.mlflow_run_id, tags=tags, description=description
+    tags = {"model_sha256": meta.model_sha256, "amlkit_path": source.as_posix()} | dict(
+        spec["tags"]
     )
+    tags |= {f"data.{key}": value for key, value in meta.data.model_dump().items()}
+    run_id, description = meta.mlflow_run_id, spec["description"]
+    mv = client.create_model_version(name, source.as_posix(), run_id, tags, description=description)
     return int(mv.version)
 
 
-def _stage_once(name: str, write_model: Callable[[Path], None], **spec: Any) -> ModelVersion:
+def _stage_once(name: str, write_model: Callable[[Path], object], **spec: Any) -> ModelVersion:
     """Write one version under the next free number; FileExistsError when it was taken."""
     numbers = _version_numbers(model_dir(name))
     number = (numbers[-1] if numbers else 0) + 1
@@ -227,30 +204,19 @@ def _stage_once(name: str, write_model: Callable[[Path], None], **spec: Any) -> 
                     f"write_model did not write the model file {model_file!r} (it wrote "
                     f"{written}); pass the model_file it writes."
                 )
-            io.write_json_atomic(tmp / METRICS_FILE, _plain(spec["metrics"]))
-            hyper = yaml.safe_dump(_plain(spec["hyperparameters"]), sort_keys=True)
+            io.write_json_atomic(tmp / METRICS_FILE, io.plain(spec["metrics"]))
+            hyper = yaml.safe_dump(io.plain(spec["hyperparameters"]), sort_keys=True)
             io.write_text_atomic(tmp / HYPERPARAMETERS_FILE, hyper)
             files = _hash_files(tmp)
             fields = dict(spec["metadata"])
             versions = library_versions() | dict(fields.pop("library_versions", None) or {})
-            meta = ModelMetadata(
-                **fields,
-                name=name,
-                version=number,
-                flavor=spec["flavor"],
-                created=utc_now(),
-                code_commit=tracking.code_commit(),
-                mlflow_run_id=spec["run_id"],
-                mlflow_model_version=None,
-                library_versions=versions,
-                model_file=model_file,
-                model_sha256=files[model_file].sha256,
-                files=files,
-            )
+            fields |= {"name": name, "version": number, "flavor": spec["flavor"]}
+            fields |= {"created": utc_now(), "code_commit": tracking.code_commit()}
+            fields |= {"mlflow_run_id": spec["run_id"], "mlflow_model_version": None}
+            fields |= {"library_versions": versions, "model_file": model_file, "files": files}
+            meta = ModelMetadata(**fields, model_sha256=files[model_file].sha256)
             # The MLflow version points at the final folder, which exists once the block exits.
-            mlflow_version = _register_in_mlflow(
-                name, final, meta, spec["description"], spec["tags"]
-            )
+            mlflow_version = _register_in_mlflow(name, final, meta, spec)
             meta = meta.model_copy(update={"mlflow_model_version": mlflow_version})
             meta.write(tmp / METADATA_FILE)
     except BaseException:
@@ -262,7 +228,7 @@ def _stage_once(name: str, write_model: Callable[[Path], None], **spec: Any) -> 
 
 def write_version(
     name: str,
-    write_model: Callable[[Path], None],
+    write_model: Callable[[Path], object],
     *,
     flavor: str,
     model_file: str,
@@ -275,36 +241,18 @@ def write_version(
 ) -> ModelVersion:
     """Write a new model version atomically and register it in MLflow under ``name``.
 
-    The version number is the highest existing folder + 1. The folder is filled under a
-    temporary name and renamed; when another writer took the number meanwhile, the whole
-    version is written again under the next number.
+    The number is the highest existing + 1; when another writer takes it meanwhile, the
+    whole version is written again under the next one.
 
-    Args:
-        name: the model's name (folder and MLflow registered model).
-        write_model: writes an MLflow model into the empty folder it is given.
-        flavor: ``"sklearn"`` or ``"keras"`` (an ``mlflow.<flavor>`` module loads it).
-        model_file: the main model file, relative to the folder (``model.pkl``,
-            ``artifacts/model.keras``); its sha256 is ``model_sha256``. Every file is hashed.
-        metadata: the :class:`ModelMetadata` fields that describe the model: ``model_type``,
-            ``task``, ``target``, ``feature_columns``, ``feature_types``, ``classes``,
-            ``data``, and for image models ``input_shape``, ``preprocessing``,
-            ``compute_device``; extra ``library_versions`` are added to the usual ones.
-        metrics: ``{split: {metric: value}}``.
-        hyperparameters: written to ``hyperparameters.yaml``.
-        run_id: the MLflow run that trained the model; defaults to the active run, if any.
-        description: the MLflow model version's description.
-        tags: extra tags of the MLflow model version (``data.*`` tags are added).
-
-    Returns:
-        The new version.
-
-    Raises:
-        pydantic.ValidationError: a metadata field is missing or has the wrong type.
-        RuntimeError: no free version number after many attempts.
+    ``write_model`` writes an MLflow model, loaded by ``mlflow.<flavor>``, into the folder it
+    is given; ``model_file`` is its main file. ``metadata`` holds the :class:`ModelMetadata`
+    fields that describe the model (pydantic.ValidationError when wrong), ``metrics`` are
+    ``{split: {metric: value}}``; ``run_id`` defaults to the active run; ``description`` and
+    ``tags`` go to the MLflow model version.
     """
     _check_name(name)
-    if run_id is None and mlflow.active_run() is not None:
-        run_id = mlflow.active_run().info.run_id
+    if run_id is None and (active := mlflow.active_run()) is not None:
+        run_id = active.info.run_id
     spec = {"flavor": flavor, "model_file": model_file, "metadata": metadata, "run_id": run_id}
     spec |= {"metrics": metrics, "hyperparameters": hyperparameters}
     spec |= {"description": description, "tags": tags or {}}
@@ -316,11 +264,9 @@ def write_version(
             continue
         logger.info("registered %s version %s at %s", name, version.version, version.path)
         if run_id is not None:
-            MlflowClient().log_dict(
-                run_id,
-                version.metadata.model_dump(mode="json", exclude_defaults=True),
-                f"registry/{name}/v{version.version}/{METADATA_FILE}",
-            )
+            record = version.metadata.model_dump(mode="json", exclude_defaults=True)
+            where = f"registry/{name}/v{version.version}/{METADATA_FILE}"
+            MlflowClient().log_dict(run_id, record, where)
         return version
     raise RuntimeError(
         f"could not find a free version number for model {name!r} after "
@@ -349,26 +295,11 @@ def register_sklearn_model(
     description: str | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> ModelVersion:
-    """Save a fitted scikit-learn pipeline as a new registered version.
+    """Save a fitted scikit-learn pipeline (preprocessing included) as a new version.
 
-    Args:
-        pipeline: the fitted estimator or pipeline (preprocessing included).
-        name: the model's name.
-        task: ``"classification"`` or ``"regression"``.
-        target: the target column.
-        feature_types: ``{column: kind}`` of the features.
-        classes: the sorted class labels (classification), or None.
-        data: the data version it was trained on.
-        metrics: ``{split: {metric: value}}``.
-        hyperparameters: the estimator's chosen hyperparameters.
-        input_example: a few rows of the feature columns (a DataFrame, in model input
-            order), for the signature, the example and ``feature_columns``.
-        run_id: the MLflow run that trained the model; defaults to the active run, if any.
-        description: the MLflow model version's description.
-        tags: extra tags of the MLflow model version.
-
-    Returns:
-        The new version.
+    ``input_example``, a few rows of the features in model input order, gives the
+    signature, the example and ``feature_columns``; ``classes`` are the sorted labels or
+    None; the other arguments are those of :func:`write_version`.
     """
     import mlflow.sklearn
 
@@ -397,27 +328,13 @@ def register_sklearn_model(
             logging.getLogger("mlflow.sklearn").removeFilter(_not_skops_advice)
 
     final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
-    meta = {
-        "model_type": type(final).__name__,
-        "task": task,
-        "target": target,
-        "feature_columns": [str(c) for c in input_example.columns],
-        "feature_types": dict(feature_types),
-        "classes": list(classes) if classes is not None else None,
-        "data": data,
-    }
-    return write_version(
-        name,
-        write_model,
-        flavor="sklearn",
-        model_file="model.pkl",
-        metadata=meta,
-        metrics=metrics,
-        hyperparameters=hyperparameters,
-        run_id=run_id,
-        description=description,
-        tags=tags,
-    )
+    meta = {"model_type": type(final).__name__, "task": task, "target": target, "data": data}
+    meta |= {"feature_columns": [str(c) for c in input_example.columns]}
+    meta |= {"feature_types": dict(feature_types)}
+    meta |= {"classes": None if classes is None else list(classes)}
+    rest: dict[str, Any] = {"metrics": metrics, "hyperparameters": hyperparameters}
+    rest |= {"run_id": run_id, "description": description, "tags": tags, "metadata": meta}
+    return write_version(name, write_model, flavor="sklearn", model_file="model.pkl", **rest)
 
 
 def _load_version(name: str, number: int) -> ModelVersion:
@@ -450,24 +367,13 @@ def read_champion(name: str) -> ChampionRecord | None:
 def set_champion(version: ModelVersion, *, metric: str, score: float) -> ChampionRecord:
     """Make ``version`` the champion: the MLflow alias, then ``champion.json`` atomically.
 
-    Args:
-        version: the version to serve as ``champion``.
-        metric: the metric that decided.
-        score: the version's score on it.
-
-    Returns:
-        The new ``champion.json`` record (``previous`` is the champion it replaces).
+    The record keeps ``metric``, ``score`` and the ``previous`` champion.
     """
     current = read_champion(version.name)
-    record = ChampionRecord(
-        name=version.name,
-        version=version.version,
-        mlflow_model_version=version.metadata.mlflow_model_version,
-        metric=metric,
-        score=score,
-        previous=current.version if current else None,
-        decided_at=utc_now(),
-    )
+    fields = {"name": version.name, "version": version.version, "metric": metric, "score": score}
+    fields |= {"mlflow_model_version": version.metadata.mlflow_model_version}
+    fields |= {"previous": current.version if current else None, "decided_at": utc_now()}
+    record = ChampionRecord(**fields)
     if record.mlflow_model_version is not None:
         tracking.ensure_tracking()
         MlflowClient().set_registered_model_alias(
@@ -478,11 +384,7 @@ def set_champion(version: ModelVersion, *, metric: str, score: float) -> Champio
 
 
 def get_version(name: str, version: int | str = "latest") -> ModelVersion:
-    """Return one version of ``name``: a number, ``"latest"`` or ``"champion"``.
-
-    Raises:
-        ModelNotFoundError: naming what exists.
-    """
+    """Return a version: a number, ``"latest"`` or ``"champion"``; else ModelNotFoundError."""
     numbers = _version_numbers(model_dir(name))
     if not numbers:
         known = ", ".join(list_models()) or "none"
@@ -510,54 +412,34 @@ def get_version(name: str, version: int | str = "latest") -> ModelVersion:
 
 
 def verify(version: ModelVersion) -> None:
-    """Check every file of a version against the sizes and sha256 recorded at writing.
-
-    Raises:
-        ModelIntegrityError: a file is missing, truncated, changed or unexpected.
-    """
+    """Check each file's size and sha256; ModelIntegrityError for a missing, changed, added one."""
     files = version.metadata.files
     where = f"{version.name} version {version.version} ({version.path})"
     if version.metadata.model_file not in files:
         raise ModelIntegrityError(f"{where}: {METADATA_FILE} records no file hashes; re-register.")
+    found = _hash_files(version.path)
     for rel, record in files.items():
-        path = version.path / rel
-        if not path.is_file():
+        if rel not in found:
             raise ModelIntegrityError(f"{where}: file {rel} is missing; re-register the model.")
-        size = path.stat().st_size
-        if size != record.bytes:
+        if found[rel].bytes != record.bytes:
             raise ModelIntegrityError(
-                f"{where}: {rel} is {size} bytes, {record.bytes} were written (truncated or "
-                "changed); refusing to load it. Restore the file or re-register the model."
+                f"{where}: {rel} is {found[rel].bytes} bytes, {record.bytes} were written "
+                "(truncated or changed); refusing to load it. Restore the file or re-register "
+                "the model."
             )
-        digest = io.sha256_file(path)
-        if digest != record.sha256:
+        if found[rel].sha256 != record.sha256:
             raise ModelIntegrityError(
-                f"{where}: sha256 of {rel} is {digest}, {record.sha256} was recorded; the "
-                "file was changed, refusing to load it. Restore it or re-register the model."
+                f"{where}: sha256 of {rel} is {found[rel].sha256}, {record.sha256} was recorded; "
+                "the file was changed, refusing to load it. Restore it or re-register the model."
             )
-    present = {p.relative_to(version.path).as_posix() for p in version.path.rglob("*")}
-    extra = sorted(
-        rel for rel in present - set(files) - {METADATA_FILE} if (version.path / rel).is_file()
-    )
-    if extra:
+    if extra := sorted(set(found) - set(files)):
         raise ModelIntegrityError(
             f"{where}: unexpected files {extra} were added after writing; remove them."
         )
 
 
 def load_model(name: str, version: int | str = "latest") -> Any:
-    """Verify a version's files, then load its model (a scikit-learn pipeline for sklearn).
-
-    Args:
-        name: the model's name.
-        version: a number, ``"latest"`` or ``"champion"``.
-
-    Returns:
-        The model, loaded only after its hashes matched.
-
-    Raises:
-        ModelIntegrityError: a file differs from what was recorded.
-    """
+    """Verify a version's files (ModelIntegrityError), then load its model."""
     mv = get_version(name, version)
     verify(mv)
     meta = mv.metadata

@@ -1,9 +1,6 @@
-"""Endpoint keys for auth mode ``key``: generate, store (0600), show, regenerate, check.
+"""Endpoint keys for auth mode ``key``: two keys, like Azure ML's, sent as a Bearer token.
 
-Keys live in ``state_dir()/endpoints/<endpoint>/keys.json`` (the state folder is ignored by
-git) as ``{"primary": ..., "secondary": ..., "created": ...}``, like Azure ML's two keys.
-Clients send ``Authorization: Bearer <key>``; either key is accepted, compared with
-:func:`hmac.compare_digest`.
+Keys live in ``state_dir()/endpoints/<endpoint>/keys.json`` (mode 600, git-ignored).
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ from pathlib import Path
 from amlkit import io, paths
 
 KEY_NAMES = ("primary", "secondary")
-KEY_BYTES = 32
 
 
 def endpoint_dir(endpoint: str) -> Path:
@@ -34,47 +30,36 @@ def keys_path(endpoint: str) -> Path:
     return endpoint_dir(endpoint) / "keys.json"
 
 
-def _write_keys(path: Path, keys: dict[str, str]) -> None:
-    # mkstemp creates the temporary file 0600, so the keys are never readable by others
-    io.write_text_atomic(path, json.dumps(keys, indent=2), mode=0o600)
+def _write_keys(endpoint: str, keys: dict[str, str], *new: str) -> dict[str, str]:
+    keys = keys | {name: secrets.token_urlsafe(32) for name in new}
+    keys["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+    # the temporary file is created 0600, so the keys are never readable by others
+    io.write_text_atomic(keys_path(endpoint), json.dumps(keys, indent=2), mode=0o600)
+    return keys
 
 
 def ensure_keys(endpoint: str) -> Path:
     """Create the endpoint's keys if they do not exist yet; return the file path."""
     path = keys_path(endpoint)
     if not path.is_file():
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        keys = {name: secrets.token_urlsafe(KEY_BYTES) for name in KEY_NAMES}
-        _write_keys(path, {**keys, "created": now})
+        _write_keys(endpoint, {}, *KEY_NAMES)
     return path
 
 
 def show_keys(endpoint: str) -> dict[str, str]:
-    """Return the endpoint's keys (created on first use), for ``amlkit keys <endpoint>``."""
+    """Return the endpoint's keys (created on first use)."""
     return json.loads(ensure_keys(endpoint).read_text(encoding="utf-8"))
 
 
 def regenerate_key(endpoint: str, which: str = "primary") -> dict[str, str]:
-    """Replace one key (``primary`` or ``secondary``); a running server picks it up.
-
-    Returns:
-        The new keys.
-    """
+    """Replace one key (``primary`` or ``secondary``); a running server picks it up."""
     if which not in KEY_NAMES:
         raise ValueError(f"key {which!r} is not one of {KEY_NAMES}; pick primary or secondary")
-    keys = show_keys(endpoint)
-    keys[which] = secrets.token_urlsafe(KEY_BYTES)
-    keys["created"] = datetime.now(UTC).isoformat(timespec="seconds")
-    _write_keys(keys_path(endpoint), keys)
-    return keys
+    return _write_keys(endpoint, show_keys(endpoint), which)
 
 
 class KeyChecker:
-    """Check ``Authorization`` headers against a keys file, reloading it when it changes.
-
-    Args:
-        path: the keys file.
-    """
+    """Check ``Authorization`` headers against a keys file, reloading it when it changes."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -83,11 +68,11 @@ class KeyChecker:
         self._reload()
 
     def _reload(self) -> None:
-        stat = self.path.stat()
-        if stat.st_mtime_ns != self._mtime:
+        mtime = self.path.stat().st_mtime_ns
+        if mtime != self._mtime:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             self._keys = [data[k].encode() for k in KEY_NAMES if data.get(k)]
-            self._mtime = stat.st_mtime_ns
+            self._mtime = mtime
             if not self._keys:
                 raise ValueError(f"{self.path} holds no keys; run amlkit keys --regenerate")
 
@@ -100,7 +85,5 @@ class KeyChecker:
         except (OSError, ValueError):
             return False
         given = header[7:].strip().encode()
-        ok = False
-        for key in self._keys:  # no early exit: same work for every key
-            ok |= hmac.compare_digest(given, key)
-        return ok
+        # no early exit: the same work for every key
+        return sum(hmac.compare_digest(given, key) for key in self._keys) > 0

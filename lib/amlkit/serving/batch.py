@@ -1,14 +1,10 @@
-"""Score a large CSV or Parquet file in chunks with bounded memory.
+"""Score a large CSV or Parquet file in chunks with bounded memory, as the service would.
 
-Rows are read ``chunk_rows`` at a time (pandas ``read_csv(chunksize=)`` or pyarrow
-``iter_batches``), scored with the same runtime as the service (ONNX when the service has
-it), and appended to a temporary file beside the output, which is renamed into place at the
-end: a crash never leaves a half-written predictions file.
+Predictions go to a temporary file renamed into place at the end: never a half-written file.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -16,32 +12,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from amlkit import kinds, paths
+from amlkit import kinds
 
 logger = logging.getLogger(__name__)
 
 
-def _chunks(path: Path, chunk_rows: int, columns: list[str] | None) -> Iterator[Any]:
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def _chunks(path: Path, chunk_rows: int) -> Iterator[Any]:
     import pandas as pd
+    import pyarrow.parquet as pq
 
-    if path.suffix.lower() in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        file = pq.ParquetFile(path)
-        for batch in file.iter_batches(batch_size=chunk_rows):
+    if _is_parquet(path):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
             yield batch.to_pandas()
     elif path.suffix.lower() in (".csv", ".txt") or path.name.endswith(".csv.gz"):
         yield from pd.read_csv(path, chunksize=chunk_rows, low_memory=False)
     else:
         raise ValueError(f"{path} is neither .csv nor .parquet; convert it or rename it")
-
-
-def _count_rows(path: Path) -> int | None:
-    if path.suffix.lower() in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
-    return None
 
 
 def _check_chunk(chunk: Any, scorer: Any, offset: int) -> Any:
@@ -75,7 +65,7 @@ def _check_chunk(chunk: Any, scorer: Any, offset: int) -> Any:
 
 def default_output(input_path: Path) -> Path:
     """Return ``<input stem>_predictions<suffix>`` beside the input."""
-    suffix = ".parquet" if input_path.suffix.lower() in (".parquet", ".pq") else ".csv"
+    suffix = ".parquet" if _is_parquet(input_path) else ".csv"
     return input_path.with_name(f"{input_path.name.split('.')[0]}_predictions{suffix}")
 
 
@@ -88,64 +78,43 @@ def score_file(
     chunk_rows: int = 50_000,
     progress: bool = True,
 ) -> Path:
-    """Score every row of a CSV or Parquet file; write predictions beside the inputs.
+    """Score a CSV or Parquet file with a ``service`` or a version's ``model_dir``.
 
-    Args:
-        input_path: the file to score (.csv or .parquet).
-        service: a service name under ``deployed_models/`` or a service folder.
-        model_dir: or a model version folder (the pickled pipeline is used).
-        output_path: where to write; default ``<input>_predictions.<csv|parquet>``.
-        chunk_rows: rows held in memory at a time.
-        progress: show a tqdm progress bar.
-
-    Returns:
-        The output path. It holds the input columns, ``prediction`` and, for classifiers,
-        one ``probability_<class>`` column per class.
+    Writes the input columns, ``prediction`` and one ``probability_<class>`` per class.
     """
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from tqdm import tqdm
 
-    from amlkit.serving.runtime import Scorer, find_model_dir, verify_model_files
+    from amlkit.serving.runtime import Scorer, verified_model_dir
+    from amlkit.serving.server import service_folder
 
     if (service is None) == (model_dir is None):
         raise ValueError("give exactly one of service= or model_dir= to score_file")
-    if service is not None:
-        folder = Path(service)
-        if not folder.is_dir():
-            folder = paths.deployed_models_dir() / str(service)
-        model = find_model_dir(folder / "model")
-        info = json.loads((folder / "service_metadata.json").read_text(encoding="utf-8"))
-        verify_model_files(model, info["model_files"])  # as the service does before loading
-    else:
-        model = Path(model_dir)  # type: ignore[arg-type]
-    scorer = Scorer(model)
+    scorer = Scorer(verified_model_dir(service_folder(service)) if service else str(model_dir))
     src = Path(input_path)
     if not src.is_file():
         raise FileNotFoundError(f"no input file {src}")
+    total = pq.ParquetFile(src).metadata.num_rows if _is_parquet(src) else None
     out = Path(output_path) if output_path else default_output(src)
-    is_parquet = out.suffix.lower() in (".parquet", ".pq")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     writer = None
     rows = 0
     try:
-        bar = tqdm(total=_count_rows(src), unit="rows", disable=not progress, desc=src.name)
-        for chunk in _chunks(src, chunk_rows, scorer.feature_columns):
-            frame = _check_chunk(chunk, scorer, rows)
-            preds, probs = scorer.predict_arrays(frame)
+        bar = tqdm(total=total, unit="rows", disable=not progress, desc=src.name)
+        for chunk in _chunks(src, chunk_rows):
+            preds, probs = scorer.predict_arrays(_check_chunk(chunk, scorer, rows))
             result = chunk.reset_index(drop=True)
             result["prediction"] = preds
             if probs is not None and scorer.classes:
                 for j, cls in enumerate(scorer.classes):
                     result[f"probability_{cls}"] = probs[:, j].astype("float64")
-            if is_parquet:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-
+            if _is_parquet(out):
                 table = pa.Table.from_pandas(result, preserve_index=False)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
                 writer.write_table(table.cast(writer.schema))
             else:
                 result.to_csv(tmp, mode="a", header=rows == 0, index=False)

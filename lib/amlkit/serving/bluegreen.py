@@ -1,61 +1,40 @@
 """Local blue/green: a loopback router with a traffic split in front of two deployments.
 
-An Azure managed online endpoint has one stable address and several deployments behind it
-(``blue``, ``green``) with a traffic split in percent. :class:`Router` is the local
-stand-in: a threaded HTTP/1.1 server on 127.0.0.1 that forwards each request to one
-deployment chosen by the weights, over keep-alive upstream connections (a small pool per
-deployment). A client may pin a deployment with the ``azureml-model-deployment`` header, as
-on Azure; every answer carries that header naming the deployment that served it.
-
-Switching is atomic: :meth:`Router.set_traffic` swaps one immutable routing table, so each
-request sees the old split or the new one, never a mix. :meth:`Router.drain` then waits
-until requests already in flight on a deployment have finished, and only then may it be
-stopped. A request that fails on a reused keep-alive connection (the server closed it
-between requests) is retried once on a fresh connection; nothing else is retried.
-
-:func:`switch_traffic` runs the whole sequence: start the new deployment, smoke-test it,
-move the traffic, drain and stop the old one.
+:class:`Router` stands in for an Azure managed online endpoint: one address on 127.0.0.1,
+requests forwarded by percent weights or to the deployment pinned by the
+``azureml-model-deployment`` header, which every answer carries. A traffic switch swaps one
+immutable routing table, so no request sees a mix. Each request opens its own upstream
+connection: azmlinfsrv's gunicorn sync workers close every connection anyway.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import http.client
 import itertools
 import json
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from amlkit.serving.server import LOOPBACK, LocalEndpoint, start_server
+
 logger = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host"}
-POOL_SIZE = 8
-
-
-@dataclass
-class _Upstream:
-    name: str
-    port: int
-    pool: queue.LifoQueue
-    in_flight: int = 0
 
 
 class Router:
     """A loopback reverse proxy with weighted deployments (use as a context manager).
 
-    Args:
-        port: the port to listen on (0: a free one).
-        timeout_s: upstream socket timeout per request.
-        headers: headers for clients (``headers()``), e.g. the endpoint key.
+    ``headers`` are what :meth:`headers` gives clients (e.g. the endpoint key).
     """
 
     def __init__(
@@ -64,7 +43,8 @@ class Router:
         self.timeout_s = timeout_s
         self._client_headers = {"Content-Type": "application/json", **(headers or {})}
         self._lock = threading.Condition()
-        self._upstreams: dict[str, _Upstream] = {}
+        self._ports: dict[str, int] = {}
+        self._in_flight: Counter[str] = Counter()
         self._table: tuple[str, ...] = ()  # 100 slots, one deployment name each
         self._counter = itertools.count()
         self.served: dict[str, int] = {}
@@ -79,8 +59,7 @@ class Router:
             def do_GET(self) -> None:
                 router._forward(self)
 
-            def do_POST(self) -> None:
-                router._forward(self)
+            do_POST = do_GET
 
         self._server = ThreadingHTTPServer((LOOPBACK, port), Handler)
         self._server.daemon_threads = True
@@ -91,7 +70,7 @@ class Router:
     @property
     def port(self) -> int:
         """The port the router listens on."""
-        return self._server.server_address[1]
+        return int(self._server.server_address[1])
 
     @property
     def url(self) -> str:
@@ -105,44 +84,35 @@ class Router:
     def add_deployment(self, name: str, port: int) -> None:
         """Register a deployment (a server on loopback ``port``) with no traffic yet."""
         with self._lock:
-            if name in self._upstreams:
+            if name in self._ports:
                 raise ValueError(f"deployment {name!r} exists; remove it first or pick a name")
-            self._upstreams[name] = _Upstream(name, port, queue.LifoQueue(POOL_SIZE))
+            self._ports[name] = port
             self.served.setdefault(name, 0)
 
     def remove_deployment(self, name: str) -> None:
-        """Forget a deployment that has no traffic (drain it first) and close its pool."""
+        """Forget a deployment that has no traffic (drain it first)."""
         with self._lock:
             if name in self._table:
                 raise ValueError(f"deployment {name!r} still has traffic; set_traffic first")
-            upstream = self._upstreams.pop(name)
-        _close_pool(upstream.pool)
+            del self._ports[name]
 
     def traffic(self) -> dict[str, int]:
         """Return the current split in percent, ``{deployment: share}``."""
-        table = self._table
-        return {name: table.count(name) for name in self._upstreams if name in table} | {
-            name: 0 for name in self._upstreams if name not in table
-        }
+        shares = {name: self._table.count(name) for name in self._ports}
+        return dict(sorted(shares.items(), key=lambda item: item[1] == 0))
 
     def set_traffic(self, weights: Mapping[str, int]) -> None:
-        """Switch the split atomically; weights are percentages summing to 100.
-
-        Raises:
-            ValueError: an unknown deployment, a negative weight, or a sum other than 100.
-        """
+        """Switch the split atomically; weights are percentages summing to 100 (else ValueError)."""
         weights = {k: int(v) for k, v in weights.items() if int(v) != 0}
         with self._lock:
-            unknown = sorted(set(weights) - set(self._upstreams))
+            unknown = sorted(set(weights) - set(self._ports))
             if unknown:
-                raise ValueError(f"unknown deployments {unknown}; known: {list(self._upstreams)}")
+                raise ValueError(f"unknown deployments {unknown}; known: {list(self._ports)}")
             if any(v < 0 for v in weights.values()) or sum(weights.values()) != 100:
                 raise ValueError(f"traffic {weights} must be percentages >= 0 that sum to 100")
             # interleave the slots so that e.g. 90/10 sends every tenth request to the 10
             slots = sorted(
-                (i * 100 / share, name)
-                for name, share in sorted(weights.items())
-                for i in range(share)
+                (i * 100 / w, name) for name, w in sorted(weights.items()) for i in range(w)
             )
             self._table = tuple(name for _, name in slots)
             self._lock.notify_all()
@@ -151,102 +121,60 @@ class Router:
     def in_flight(self, name: str) -> int:
         """Requests being served by deployment ``name`` now."""
         with self._lock:
-            return self._upstreams[name].in_flight
+            return self._in_flight[name]
 
     def drain(self, name: str, timeout_s: float = 30.0) -> bool:
-        """Wait until ``name`` has no traffic share and no request in flight.
-
-        Returns:
-            True when drained, False when ``timeout_s`` ran out first.
-        """
+        """Wait until ``name`` has no traffic and no request in flight; False on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while name in self._table or self._upstreams[name].in_flight:
+            while name in self._table or self._in_flight[name]:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._lock.wait(left)
         return True
 
-    def _pick(self, pinned: str | None) -> _Upstream:
-        with self._lock:
-            if pinned:
-                if pinned not in self._upstreams:
-                    raise LookupError(f"no deployment {pinned!r}; known: {list(self._upstreams)}")
-                upstream = self._upstreams[pinned]
-            else:
-                table = self._table
-                if not table:
-                    raise LookupError("no deployment has traffic; call set_traffic")
-                upstream = self._upstreams[table[next(self._counter) % len(table)]]
-            upstream.in_flight += 1
-            return upstream
-
-    def _release(self, upstream: _Upstream) -> None:
-        with self._lock:
-            upstream.in_flight -= 1
-            self.served[upstream.name] = self.served.get(upstream.name, 0) + 1
-            self._lock.notify_all()
-
-    def _send(self, upstream: _Upstream, method: str, path: str, body: bytes, headers: dict):
-        """Send one request upstream; retry once on a fresh connection if a reused one died."""
-        for attempt in (0, 1):
-            conn, reused = None, False
-            if attempt == 0:
-                with contextlib.suppress(queue.Empty):
-                    conn, reused = upstream.pool.get_nowait(), True
-            if conn is None:
-                conn = http.client.HTTPConnection(LOOPBACK, upstream.port, timeout=self.timeout_s)
-            try:
-                conn.request(method, path, body=body or None, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                if reused and attempt == 0:
-                    continue
-                raise
-            if resp.will_close:
-                conn.close()
-            else:
-                try:
-                    upstream.pool.put_nowait(conn)
-                except queue.Full:
-                    conn.close()
-            return resp.status, resp.getheaders(), data
-        raise RuntimeError("unreachable")  # pragma: no cover
-
     def _forward(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
+        body = handler.rfile.read(length) if length else None
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP_HEADERS}
-        try:
-            upstream = self._pick(handler.headers.get(DEPLOYMENT_HEADER))
-        except LookupError as exc:
-            _reply_error(handler, 503, str(exc))
+        name = handler.headers.get(DEPLOYMENT_HEADER)
+        with self._lock:
+            table, port = self._table, self._ports.get(name or "")
+            if name and port is None:
+                error = f"no deployment {name!r}; known: {list(self._ports)}"
+            elif not name and not table:
+                error = "no deployment has traffic; call set_traffic"
+            else:
+                error, name = "", name or table[next(self._counter) % len(table)]
+                port = self._ports[name]
+                self._in_flight[name] += 1
+        if error or name is None or port is None:
+            _reply(handler, 503, {"error": error})
             return
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=self.timeout_s)
         try:
-            status, up_headers, data = self._send(
-                upstream, handler.command, handler.path, body, headers
-            )
+            conn.request(handler.command, handler.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            status, up_headers, data = resp.status, resp.getheaders(), resp.read()
         except (OSError, http.client.HTTPException) as exc:
-            logger.warning("deployment %s failed: %s", upstream.name, exc)
-            _reply_error(handler, 502, f"deployment {upstream.name}: {exc}")
+            logger.warning("deployment %s failed: %s", name, exc)
+            _reply(handler, 502, {"error": f"deployment {name}: {exc}"})
             return
         finally:
-            self._release(upstream)
+            conn.close()
+            with self._lock:
+                self._in_flight[name] -= 1
+                self.served[name] = self.served.get(name, 0) + 1
+                self._lock.notify_all()
         extra = {k: v for k, v in up_headers if k.lower() not in HOP_HEADERS | {"content-length"}}
-        _reply(handler, status, data, extra | {DEPLOYMENT_HEADER: upstream.name})
+        _reply(handler, status, data, extra | {DEPLOYMENT_HEADER: name})
 
     def close(self) -> None:
-        """Stop listening and close every upstream connection."""
+        """Stop listening."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
-        with self._lock:
-            upstreams = list(self._upstreams.values())
-        for upstream in upstreams:
-            _close_pool(upstream.pool)
 
     def __enter__(self) -> Router:
         return self
@@ -255,28 +183,21 @@ class Router:
         self.close()
 
 
-def _close_pool(pool: queue.LifoQueue) -> None:
-    while True:
-        try:
-            pool.get_nowait().close()
-        except queue.Empty:
-            return
-
-
 def _reply(
-    handler: BaseHTTPRequestHandler, status: int, data: bytes, headers: Mapping[str, str]
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    data: bytes | dict[str, str],
+    headers: Mapping[str, str] | None = None,
 ) -> None:
+    """Answer ``data`` (bytes, or a dict sent as JSON) with ``headers``."""
+    if isinstance(data, dict):
+        data, headers = json.dumps(data).encode(), {"Content-Type": "application/json"}
     handler.send_response(status)
-    for key, value in headers.items():
+    for key, value in (headers or {}).items():
         handler.send_header(key, value)
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
-
-
-def _reply_error(handler: BaseHTTPRequestHandler, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    _reply(handler, status, body, {"Content-Type": "application/json"})
 
 
 @dataclass
@@ -292,12 +213,7 @@ class SwitchResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as a plain dict."""
-        return dict(self.__dict__)
-
-
-def other_color(name: str) -> str:
-    """Return ``green`` for ``blue`` and ``blue`` for anything else (Azure's convention)."""
-    return "green" if name == "blue" else "blue"
+        return dataclasses.asdict(self)
 
 
 def switch_traffic(
@@ -308,37 +224,14 @@ def switch_traffic(
     new: str,
     new_service_dir: str | Path,
     smoke_payload: Any,
-    start: Callable[..., Any] | None = None,
     drain_timeout_s: float = 30.0,
-) -> tuple[Any, SwitchResult]:
-    """Deploy ``new_service_dir`` beside ``old`` and move all traffic to it (blue/green).
+) -> tuple[LocalEndpoint, SwitchResult]:
+    """Start ``new_service_dir`` as ``new``, smoke-test it, move all traffic to it, stop ``old``.
 
-    Steps: start the new deployment on a free loopback port; smoke-test it directly (the
-    answer must be 200 with one prediction per row); add it to the router; switch 100% of
-    the traffic to it atomically; drain the old deployment; remove and stop it. If the smoke
-    test fails, the new deployment is stopped and the old one keeps all traffic.
-
-    Args:
-        router: the router in front of the endpoint.
-        old: the deployment name that has the traffic now.
-        old_endpoint: its handle (anything with ``stop()``).
-        new: the new deployment's name.
-        new_service_dir: the packaged service folder to deploy.
-        smoke_payload: a scoring request body for the smoke test.
-        start: starts a server for a folder (default :func:`amlkit.serving.server.start_server`).
-        drain_timeout_s: how long to wait for in-flight requests on the old deployment.
-
-    Returns:
-        (the new deployment's handle, the :class:`SwitchResult`)
-
-    Raises:
-        RuntimeError: the smoke test failed (nothing switched).
+    The smoke test needs status 200 and one prediction per row of ``smoke_payload``; when it
+    fails, RuntimeError is raised and ``old`` keeps all traffic.
     """
-    if start is None:
-        from amlkit.serving.server import start_server
-
-        start = start_server
-    endpoint = start(new_service_dir, port=0)
+    endpoint = start_server(new_service_dir, port=0)
     status, answer = endpoint.score(smoke_payload)
     rows = len((smoke_payload.get("input_data") or {}).get("data") or [])
     predictions = len(answer.get("predictions") or []) if isinstance(answer, dict) else 0

@@ -1,72 +1,25 @@
 """Convert scikit-learn pipelines to ONNX and check that they answer the same.
 
-Conversion recipe, found by testing on the penguins pipelines that notebook 04's
-preprocessing builds (CategoryNormalizer + constant
-SimpleImputer + OneHotEncoder on strings; median SimpleImputer with missing indicator +
-StandardScaler on numbers) under LogisticRegression, RandomForest and HistGradientBoosting:
-
-- numeric inputs are fed as doubles (float32 inputs flip tree splits: scaling in float32
-  differs from scikit-learn's float64 by an ulp);
-- imputers, missing indicators and CategoryNormalizer use amlkit's converters
-  (:mod:`.onnx_converters`): the runtime normalises strings first and feeds a missing
-  string as :data:`~amlkit.serving.onnx_converters.MISSING_STRING` (an empty string stays
-  an empty string, as in scikit-learn);
-- a HistGradientBoostingClassifier gets skl2onnx's ``CastTransformer`` to float32 in front
-  (its ONNX node gives float probabilities; skl2onnx would declare double);
-- scikit-learn trees compare ``float32(x)`` with float64 thresholds, so a Cast to float and
-  back is inserted in front of every TreeEnsemble node.
-
-The converted model is used only when labels are identical and probabilities agree within
-``tolerance`` on the supplied rows, plus copies of them with each column blanked and with
-strings padded, upper-cased and emptied.
+The recipe (found on notebook 04's pipelines): numbers fed as doubles; amlkit's converters
+(:mod:`.onnx_converters`); a float32 cast in front of HistGradientBoostingClassifier; and a
+Cast to float and back in front of every TreeEnsemble node, as scikit-learn trees compare
+``float32(x)`` with float64 thresholds. The model is used only when it agrees with the
+pipeline on the supplied rows and on hard copies of them (:func:`parity_frame`).
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from amlkit import kinds
 
-logger = logging.getLogger(__name__)
-
 OPSET = {"": 17, "ai.onnx.ml": 3}
 
 
-@dataclass
-class Conversion:
-    """The outcome of :func:`convert_and_check`."""
-
-    ok: bool
-    reason: str
-    onnx_bytes: bytes | None = None
-    input_kinds: dict[str, str] = field(default_factory=dict)
-    normalize: dict[str, str] = field(default_factory=dict)
-    parity: dict[str, Any] = field(default_factory=dict)
-    classes: list[Any] | None = None
-
-    def serving_fields(self) -> dict[str, Any]:
-        """Return what the runtime needs to feed the ONNX model (for ``serving.json``)."""
-        from amlkit.serving.onnx_converters import MISSING_STRING
-
-        return {
-            "input_kinds": self.input_kinds,
-            "normalize": self.normalize,
-            "missing_string": MISSING_STRING,
-            "classes": self.classes,
-            "opset": OPSET,
-        }
-
-
 def normalized_columns(step: Any, columns: list[str] | None = None) -> dict[str, str]:
-    """Return ``{column: "category" | "boolean"}`` for columns a CategoryNormalizer cleans.
-
-    Only a CategoryNormalizer that receives the input columns themselves counts (the first
-    step of a ColumnTransformer branch): the runtime normalises those before the ONNX call.
-    """
+    """Return ``{input column: "category" | "boolean"}`` for those a CategoryNormalizer cleans."""
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
@@ -117,16 +70,7 @@ def _cast_tree_inputs(model: Any) -> Any:
 def convert(
     pipeline: Any, feature_columns: list[str], feature_types: dict[str, str]
 ) -> tuple[bytes, dict[str, str], dict[str, str]]:
-    """Convert a fitted pipeline to ONNX bytes.
-
-    Returns:
-        ``(onnx_bytes, input_kinds, normalize)``: the model, ``{column: "double"|"string"}``
-        and ``{column: "category"|"boolean"}`` for string columns the runtime normalises.
-
-    Raises:
-        ValueError: a feature kind ONNX cannot take (datetime, text); names the column.
-        Exception: whatever skl2onnx raises for an unsupported step.
-    """
+    """Return the ONNX bytes, ``{column: "double" | "string"}`` and :func:`normalized_columns`."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
 
@@ -181,23 +125,16 @@ def parity_frame(frame: Any, feature_columns: list[str], feature_types: dict[str
     return pd.concat(parts, ignore_index=True)
 
 
+def _refused(reason: str, parity: dict[str, Any] | None = None) -> tuple[None, dict[str, Any]]:
+    return None, {"reason": reason, "parity": parity or {}}
+
+
 def convert_and_check(
-    pipeline: Any,
-    metadata: dict[str, Any],
-    rows: Any,
-    *,
-    tolerance: float = 1e-5,
-) -> Conversion:
-    """Convert ``pipeline`` and compare it with the original on ``rows``.
+    pipeline: Any, metadata: dict[str, Any], rows: Any, *, tolerance: float = 1e-5
+) -> tuple[bytes | None, dict[str, Any]]:
+    """Convert ``pipeline`` and compare it with the original on ``rows`` (a frame, or None).
 
-    Args:
-        pipeline: the fitted scikit-learn pipeline.
-        metadata: the version's ``model_metadata.json`` (feature columns, types, task).
-        rows: a pandas frame of test rows with the feature columns, or None.
-        tolerance: largest allowed probability (or regression value) difference.
-
-    Returns:
-        A :class:`Conversion`; ``ok`` False carries the reason in words.
+    Returns the ONNX bytes (None when refused) and the ``serving.json`` fields.
     """
     import onnxruntime as ort
 
@@ -207,20 +144,19 @@ def convert_and_check(
     columns = list(metadata["feature_columns"])
     types = {c: metadata.get("feature_types", {}).get(c, "numeric") for c in columns}
     if rows is None or len(rows) == 0:
-        return Conversion(False, "no parity rows supplied; serving the pickled pipeline")
+        return _refused("no parity rows supplied; serving the pickled pipeline")
     try:
         onnx_bytes, input_kinds, normalize = convert(pipeline, columns, types)
         session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     except Exception as exc:  # skl2onnx raises many types for unsupported steps
         first = str(exc).splitlines()[0][:300] if str(exc) else ""
-        reason = f"ONNX conversion failed: {type(exc).__name__}: {first}"
-        return Conversion(False, reason)
+        return _refused(f"ONNX conversion failed: {type(exc).__name__}: {first}")
     frame = parity_frame(rows, columns, types)
-    feeder = OnnxFeeder(input_kinds, normalize, MISSING_STRING)
+    feeds = OnnxFeeder(input_kinds, normalize, MISSING_STRING).from_frame(frame)
     try:
-        outputs = session.run(None, feeder.from_frame(frame))
+        outputs = session.run(None, feeds)
     except Exception as exc:
-        return Conversion(False, f"ONNX model failed on the parity rows: {exc}")
+        return _refused(f"ONNX model failed on the parity rows: {exc}")
     expected = pipeline.predict(frame)
     got = outputs[0].ravel()
     parity: dict[str, Any] = {"rows": len(frame), "tolerance": tolerance}
@@ -238,7 +174,7 @@ def convert_and_check(
         parity["max_abs_diff"] = diff
         ok = diff <= tolerance
     if not ok:
-        return Conversion(False, f"ONNX parity check failed: {parity}", parity=parity)
-    return Conversion(
-        True, "ONNX parity check passed", onnx_bytes, input_kinds, normalize, parity, classes
-    )
+        return _refused(f"ONNX parity check failed: {parity}", parity)
+    feeding = {"input_kinds": input_kinds, "normalize": normalize, "missing_string": MISSING_STRING}
+    info = {"reason": "ONNX parity check passed", "parity": parity, **feeding}
+    return onnx_bytes, info | {"classes": classes, "opset": OPSET}

@@ -1,31 +1,17 @@
-"""skl2onnx converters for the amlkit steps of notebook 04's preprocessing.
+"""skl2onnx converters for the steps of notebook 04's preprocessing (public extension points).
 
-Everything goes through skl2onnx's public extension points; nothing of skl2onnx is patched.
+- CategoryNormalizer: registered as a new model, converted to an ``Identity``; the runtime
+  feeds strings already normalised (:mod:`.onnx_inputs`).
+- SimpleImputer, MissingIndicator: skl2onnx's ``Imputer`` has no double kernel in
+  onnxruntime, no indicator and refuses NaN string imputers; these use standard ops.
+- HistGradientBoosting: skl2onnx 1.20 passes onnx missing-value flags mixing ``False`` and
+  numpy ints, which onnx refuses; its converter runs with a container passing plain ints.
 
-- :class:`~amlkit.training.transformers.CategoryNormalizer` is amlkit's own class, so it is
-  registered the documented way for a new model (``update_registered_converter`` with a
-  shape calculator, a converter and a parser that declares a string output, where skl2onnx
-  would guess float). It converts to an ``Identity``: the runtime feeds strings already
-  normalised the same way (:mod:`amlkit.serving.onnx_inputs`).
-- ``SimpleImputer`` and ``MissingIndicator``: skl2onnx turns a numeric imputer into the
-  ``ai.onnx.ml`` ``Imputer``, which has no double kernel in onnxruntime and no missing-value
-  indicator, and refuses a string imputer whose missing value is NaN. The converter here
-  uses standard ops: ``IsNaN`` (numbers) or a ``LabelEncoder`` match on the missing-string
-  marker (strings) for the mask, ``Where`` for the fill values, ``Gather`` for the indicator
-  columns and for columns dropped because they were empty in training, ``Cast``, ``Concat``.
-- ``HistGradientBoosting*``: skl2onnx 1.20 hands onnx a list of missing-value flags that
-  mixes ``False`` (leaves) with numpy integers (branches), which onnx refuses ("Expected an
-  int, got a boolean"). skl2onnx's own converter runs with a container that passes the
-  flags as plain ints.
-
-The last two replace skl2onnx's converters of scikit-learn classes for one conversion only
-(``convert_sklearn``'s ``custom_conversion_functions`` and ``custom_shape_calculators``,
-see :func:`overrides`), so other conversions in the same process are not affected.
+The last two apply to one ``convert_sklearn`` call only (:func:`overrides`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -36,14 +22,11 @@ from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
 from skl2onnx.operator_converters.common import concatenate_variables
 from sklearn.impute import MissingIndicator, SimpleImputer
 
+from amlkit.serving.onnx_inputs import is_missing
 from amlkit.training.transformers import CategoryNormalizer
 
-MISSING_STRING = "\u2400amlkit-missing\u2400"
-"""What the runtime feeds for a missing string (a string tensor cannot hold NaN)."""
+MISSING_STRING = "\u2400amlkit-missing\u2400"  # fed for a missing string
 TREE_FLAGS = "nodes_missing_value_tracks_true"
-
-
-# --- CategoryNormalizer ---
 
 
 def _normalizer_shape(operator: Any) -> None:
@@ -67,12 +50,8 @@ def _normalizer_parser(
 
 def _normalizer_convert(scope: Any, operator: Any, container: Any) -> None:
     x = concatenate_variables(scope, operator.inputs, container)
-    container.add_node(
-        "Identity",
-        [x],
-        [operator.outputs[0].full_name],
-        name=scope.get_unique_operator_name("CategoryNormalizer"),
-    )
+    out, name = operator.outputs[0].full_name, scope.get_unique_operator_name("CategoryNormalizer")
+    container.add_node("Identity", [x], [out], name=name)
 
 
 def register() -> None:
@@ -86,38 +65,21 @@ def register() -> None:
     )
 
 
-# --- SimpleImputer and MissingIndicator ---
-
-
-def _is_nan(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def fill_plan(step: Any) -> tuple[list[Any], list[int], list[int]]:
-    """Return what a fitted imputer or indicator does, column by column.
+    """Return ``(fill, keep, indicator)`` of a fitted ``SimpleImputer`` or ``MissingIndicator``.
 
-    Args:
-        step: a fitted ``SimpleImputer`` (NaN as its missing value) or ``MissingIndicator``.
-
-    Returns:
-        ``(fill, keep, indicator)``: the fill value per input column, the input columns kept
-        in the output (``SimpleImputer`` drops columns that were empty in training), and the
-        input columns that get a 0/1 "was missing" column after them, in order.
-
-    Raises:
-        NotImplementedError: a case the ONNX path does not take (names it); the service
-            then serves the pickled pipeline.
+    Fill value per input column, columns kept, and those followed by a 0/1 "was missing" column;
+    NotImplementedError for a case the ONNX path does not take.
     """
-    if not _is_nan(step.missing_values):
+    if not is_missing(step.missing_values):
         raise NotImplementedError(
             f"{type(step).__name__} with missing_values={step.missing_values!r}: the ONNX "
             "path takes NaN as the missing value only"
         )
     if isinstance(step, MissingIndicator):
-        n = step.n_features_in_
-        return [0.0] * n, [], [int(i) for i in step.features_]
+        return [0.0] * step.n_features_in_, [], [int(i) for i in step.features_]
     stats = np.asarray(step.statistics_)
-    empty = [_is_nan(s) for s in stats.tolist()]
+    empty = [is_missing(s) for s in stats.tolist()]
     indicator = [] if step.indicator_ is None else [int(i) for i in step.indicator_.features_]
     if stats.dtype.kind in "fiu":
         fill: list[Any] = np.where(empty, 0.0, stats.astype(np.float64)).tolist()
@@ -128,12 +90,7 @@ def fill_plan(step: Any) -> tuple[list[Any], list[int], list[int]]:
         )
     else:
         fill = [str(s) for s in stats.tolist()]
-    keep = (
-        list(range(len(fill)))
-        if step.keep_empty_features
-        else [i for i, e in enumerate(empty) if not e]
-    )
-    return fill, keep, indicator
+    return fill, [i for i, e in enumerate(empty) if step.keep_empty_features or not e], indicator
 
 
 def _imputer_shape(operator: Any) -> None:
@@ -196,9 +153,6 @@ def _imputer_convert(scope: Any, operator: Any, container: Any) -> None:
         container.add_node("Concat", parts, [out], axis=1, name=name("concat"))
 
 
-# --- HistGradientBoosting ---
-
-
 class _IntTreeFlags:
     """A view of a skl2onnx container whose ``add_node`` passes the tree flags as ints."""
 
@@ -214,7 +168,7 @@ class _IntTreeFlags:
         return self._container.add_node(*args, **attrs)
 
 
-def _with_int_tree_flags(convert: Callable[..., None]) -> Callable[..., None]:
+def _int_tree_flags(convert: Callable[..., None]) -> Callable[..., None]:
     def run(scope: Any, operator: Any, container: Any) -> None:
         convert(scope, operator, _IntTreeFlags(container))
 
@@ -222,31 +176,21 @@ def _with_int_tree_flags(convert: Callable[..., None]) -> Callable[..., None]:
 
 
 def overrides() -> dict[str, dict[type, Callable[..., None]]]:
-    """Return the ``convert_sklearn`` keyword arguments that use these converters.
-
-    Returns:
-        ``{"custom_conversion_functions": ..., "custom_shape_calculators": ...}`` for
-        ``SimpleImputer``, ``MissingIndicator`` and the HistGradientBoosting estimators.
-    """
+    """Return the ``convert_sklearn`` keyword arguments that use these converters."""
     from skl2onnx.operator_converters.random_forest import (
         convert_sklearn_random_forest_classifier,
         convert_sklearn_random_forest_regressor_converter,
     )
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
+    hgb = {
+        HistGradientBoostingClassifier: convert_sklearn_random_forest_classifier,
+        HistGradientBoostingRegressor: convert_sklearn_random_forest_regressor_converter,
+    }
+    imputers = dict.fromkeys((SimpleImputer, MissingIndicator), _imputer_convert)
     return {
-        "custom_conversion_functions": {
-            SimpleImputer: _imputer_convert,
-            MissingIndicator: _imputer_convert,
-            HistGradientBoostingClassifier: _with_int_tree_flags(
-                convert_sklearn_random_forest_classifier
-            ),
-            HistGradientBoostingRegressor: _with_int_tree_flags(
-                convert_sklearn_random_forest_regressor_converter
-            ),
-        },
-        "custom_shape_calculators": {
-            SimpleImputer: _imputer_shape,
-            MissingIndicator: _imputer_shape,
-        },
+        "custom_conversion_functions": imputers | {k: _int_tree_flags(f) for k, f in hgb.items()},
+        "custom_shape_calculators": dict.fromkeys(
+            (SimpleImputer, MissingIndicator), _imputer_shape
+        ),
     }

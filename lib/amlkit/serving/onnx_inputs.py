@@ -1,12 +1,8 @@
-"""Feed a converted model: request values or a frame become the ONNX model's input tensors.
+"""Feed a converted model: request values or a frame become the ONNX model's inputs.
 
-Numeric columns become ``(n, 1)`` float64 arrays (NaN for missing: the graph imputes).
-String columns are normalised first, as the pipeline's ``CategoryNormalizer`` would
-(:func:`amlkit.training.transformers.normalize_value`, the same function), because the
-graph keeps that step as an ``Identity``; a missing string is fed as the ``missing_string``
-marker that the graph's string imputer replaces (a string tensor cannot hold NaN).
-
-Used by the service's runtime (the ONNX backend) and by the parity check at packaging.
+Numbers become ``(n, 1)`` float64 arrays (NaN: the graph imputes). Strings are normalised
+first with :func:`~amlkit.training.transformers.normalize_value` (the graph keeps
+CategoryNormalizer as an ``Identity``); a missing string is fed as a marker string.
 """
 
 from __future__ import annotations
@@ -19,18 +15,13 @@ import numpy as np
 from amlkit.training.transformers import normalize_value
 
 
-def _missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """Return True for None and float NaN."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 class OnnxFeeder:
-    """Turn validated values or a frame into the ONNX model's inputs.
-
-    Args:
-        input_kinds: ``{column: "double" | "string"}`` in the model's input order.
-        normalize: ``{column: "category" | "boolean"}`` for normalised string columns.
-        missing_string: what a missing string is fed as.
-    """
+    """Turn validated values or a frame into the ONNX model's inputs (``serving.json``)."""
 
     def __init__(
         self, input_kinds: dict[str, str], normalize: dict[str, str], missing_string: str
@@ -39,10 +30,12 @@ class OnnxFeeder:
         self.normalize = dict(normalize)
         self.missing = missing_string
 
-    def _strings(self, col: str, vals: Any) -> np.ndarray:
+    def _feed(self, col: str, vals: Any) -> np.ndarray:
+        if self.input_kinds[col] == "double":
+            return np.asarray(vals, dtype=np.float64).reshape(-1, 1)
         kind, missing = self.normalize.get(col), self.missing
         if kind is None:
-            out = [missing if _missing(v) else str(v) for v in vals]
+            out = [missing if is_missing(v) else str(v) for v in vals]
         else:
             boolean = kind == "boolean"
             seen: dict[str, str] = {}
@@ -62,21 +55,16 @@ class OnnxFeeder:
 
     def from_values(self, values: dict[str, list[Any]]) -> dict[str, np.ndarray]:
         """Return feeds from :func:`amlkit.serving.requests.validate_rows` output."""
-        feeds = {}
-        for col, kind in self.input_kinds.items():
-            if kind == "double":
-                feeds[col] = np.array(values[col], dtype=np.float64).reshape(-1, 1)
-            else:
-                feeds[col] = self._strings(col, values[col])
-        return feeds
+        return {col: self._feed(col, values[col]) for col in self.input_kinds}
 
     def from_frame(self, frame: Any) -> dict[str, np.ndarray]:
         """Return feeds from a pandas frame holding the feature columns."""
-        feeds = {}
-        for col, kind in self.input_kinds.items():
-            series = frame[col]
-            if kind == "double":
-                feeds[col] = series.to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 1)
-            else:
-                feeds[col] = self._strings(col, series.astype(object).tolist())
-        return feeds
+        return {
+            col: self._feed(
+                col,
+                frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
+                if kind == "double"
+                else frame[col].astype(object).tolist(),
+            )
+            for col, kind in self.input_kinds.items()
+        }

@@ -1,32 +1,22 @@
 """Build a service folder ``deployed_models/<service>/`` from a registered model version.
 
-Layout of a service folder (the same folder serves locally and is what Azure uploads)::
-
-    scoring_script.py        Azure ML contract: init() / run()
-    model/                   copy of the version folder (sha256 checked) + model.onnx, serving.json
-    amlkit/                  the amlkit modules this service imports, so the folder runs where
-                             amlkit is not installed (Azure): see :mod:`.imports`
-    environment.yml          the project's conda spec
-    deployment_config.json   endpoint, auth, instances, request settings, traffic, limits
-    logging.json             quiet server logging (azmlinfsrv reads it from the app root)
-    service_metadata.json    model, backend (onnx, sklearn or keras) and why, parity figures,
-                             the sha256 of every model file (checked when the service
-                             starts), the amlkit modules carried
-
-Re-packaging policy: a service is not a version. Packaging the same service name again builds
-the new folder completely beside the old one, then swaps them with two renames (the old
-folder is moved aside, the new one moved in, the old one deleted); readers see either the
-old or the new complete folder, never a half-written one. Blue/green lives in Azure
-deployments (see :mod:`amlkit.azure.endpoints`); locally, package a second service name
-(for example ``<endpoint>-green``) to run two side by side.
+The folder serves locally and is what Azure uploads: ``scoring_script.py``, ``model/`` (the
+version, sha256 checked, with ``model.onnx`` and ``serving.json``), ``amlkit/`` (the modules
+it imports), ``environment.yml``, ``deployment_config.json``, ``logging.json`` and
+``service_metadata.json`` (with the sha256 of every model file, which the service checks
+before loading). Packaging again swaps in a complete new folder by renames.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import logging
 import os
+import pickletools
 import shutil
 import tempfile
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,28 +24,20 @@ from typing import Any
 from amlkit import io, paths
 from amlkit.config import DeploymentConfig
 from amlkit.registry import store
-from amlkit.serving import imports
 
 logger = logging.getLogger(__name__)
 
+LOG_LEVELS = {"azmlinfsrv": "WARNING", "gunicorn.access": "WARNING", "gunicorn.error": "INFO"}
 QUIET_LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"}
     },
-    "handlers": {
-        "stderr": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stderr",
-            "formatter": "plain",
-        }
-    },
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "azmlinfsrv": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
-        "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
-        "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
-        "amlkit": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+        name: {"level": level, "handlers": ["stderr"], "propagate": False}
+        for name, level in (LOG_LEVELS | {"amlkit": "INFO"}).items()
     },
 }
 
@@ -76,12 +58,80 @@ dependencies:
 """
 
 
-def resolve_model_dir(name: str, version: int | str | None = None) -> Path:
-    """Return a version folder; version None or "champion": the champion, else the newest.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the amlkit package folder
+SCORING_SCRIPT = Path(__file__).with_name("scoring_script.py")
+RUNTIME_MODULE = "amlkit.serving.runtime"
 
-    Raises:
-        FileNotFoundError: the model or version does not exist; lists what does.
+
+def module_file(name: str) -> Path | None:
+    """Return the source file of amlkit module ``name``, or None when it is not a module."""
+    if name != "amlkit" and not name.startswith("amlkit."):
+        return None
+    base = PACKAGE_DIR.joinpath(*name.split(".")[1:])
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imported(path: Path, module: str, backend: str) -> set[str]:
+    """Return the amlkit modules ``module`` imports (in the runtime, only ``_load_<backend>``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    other_loaders = [
+        fn
+        for fn in ast.walk(tree)
+        if isinstance(fn, ast.FunctionDef)
+        and module == RUNTIME_MODULE
+        and fn.name.startswith("_load_")
+        and fn.name != f"_load_{backend}"
+    ]
+    skipped = {id(node) for fn in other_loaders for node in ast.walk(fn)}
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            # "from amlkit.serving import auth" names a module; "from x import name" does not
+            names |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+    return {name for name in names if module_file(name)}
+
+
+def pickled_modules(path: str | Path) -> set[str]:
+    """Return the amlkit modules a pickle refers to, read from its opcodes (nothing unpickled)."""
+    found = set()
+    with open(path, "rb") as handle:
+        for opcode, arg, _ in pickletools.genops(handle):
+            if isinstance(arg, str):
+                found.add(arg.split(" ")[0] if opcode.name == "GLOBAL" else arg)
+    return {name for name in found if name != "amlkit" and module_file(name)}
+
+
+def service_modules(backend: str, extra: Iterable[str] = ()) -> dict[str, Path]:
+    """Return ``{dotted name: file}`` of the modules a ``backend`` service imports, sorted.
+
+    The closure of the scoring script's amlkit imports (top-level or in functions) and
+    ``extra`` (its model's :func:`pickled_modules`), with every package ``__init__``.
     """
+    todo = _imported(SCORING_SCRIPT, "", backend) | {n for n in extra if module_file(n)}
+    found: dict[str, Path] = {}
+    while todo:
+        name = todo.pop()
+        path = module_file(name)
+        if path is None or name in found:
+            continue
+        found[name] = path
+        parts = name.split(".")
+        todo |= {".".join(parts[:i]) for i in range(1, len(parts))}
+        todo |= _imported(path, name, backend)
+    return dict(sorted(found.items()))
+
+
+def resolve_model_dir(name: str, version: int | str | None = None) -> Path:
+    """Return a version folder; version None or "champion": the champion, else the newest."""
     if version is None or version == "champion":
         version = "champion" if store.read_champion(name) else "latest"
     try:
@@ -101,8 +151,7 @@ def _copy_verified(src: Path, dst: Path, metadata: dict[str, Any]) -> dict[str, 
         if want != got:
             raise OSError(f"copy of {rel} differs from {path} (sha256 {got} != {want}); retry")
         hashes[rel] = got
-    model_file = metadata.get("model_file")
-    expected = metadata.get("model_sha256")
+    model_file, expected = metadata.get("model_file"), metadata.get("model_sha256")
     if model_file and expected and hashes.get(model_file) != expected:
         raise ValueError(
             f"{src / model_file} has sha256 {hashes.get(model_file)}, but model_metadata.json "
@@ -115,7 +164,7 @@ def _copy_verified(src: Path, dst: Path, metadata: dict[str, Any]) -> dict[str, 
 def _default_parity_rows(metadata: dict[str, Any]) -> Any:
     data = metadata.get("data") or {}
     try:
-        from amlkit.data import preprocess  # written by another module; optional here
+        from amlkit.data import preprocess
 
         split = preprocess.load_processed(data["dataset"], data.get("version", "latest"))
         return split["test"] if isinstance(split, dict) else split.test
@@ -133,38 +182,17 @@ def _fast_path(model_dst: Path, metadata: dict[str, Any], parity_rows: Any) -> d
     pipeline = Scorer(model_dst, backend="sklearn")._model
     if parity_rows is None:
         parity_rows = _default_parity_rows(metadata)
-    result = convert_and_check(pipeline, metadata, parity_rows)
-    info: dict[str, Any] = {"reason": result.reason, "parity": result.parity}
-    if result.ok and result.onnx_bytes is not None:
-        (model_dst / "model.onnx").write_bytes(result.onnx_bytes)
-        info |= {
-            "backend": "onnx",
-            "onnx_file": "model.onnx",
-            "onnx_sha256": io.sha256_file(model_dst / "model.onnx"),
-            **result.serving_fields(),
-        }
-        logger.info("service uses ONNX: %s", result.parity)
+    onnx_bytes, info = convert_and_check(pipeline, metadata, parity_rows)
+    if onnx_bytes is not None:
+        (model_dst / "model.onnx").write_bytes(onnx_bytes)
+        sha = io.sha256_file(model_dst / "model.onnx")
+        info |= {"backend": "onnx", "onnx_file": "model.onnx", "onnx_sha256": sha}
+        logger.info("service uses ONNX: %s", info["parity"])
     else:
         info["backend"] = "sklearn"
-        logger.warning("service serves the pickled pipeline: %s", result.reason)
+        logger.warning("service serves the pickled pipeline: %s", info["reason"])
     io.write_json_atomic(model_dst / "serving.json", info)
     return info
-
-
-def _environment_file() -> Path:
-    """Return the project's environment.yml, else the repository's (a temporary root has none)."""
-    here = paths.project_root() / "environment.yml"
-    return here if here.is_file() else imports.PACKAGE_DIR.parents[1] / "environment.yml"
-
-
-def _swap_into_place(stage: Path, final: Path) -> None:
-    old = None
-    if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
-        os.rename(final, old / final.name)
-    os.rename(stage, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def package_service(
@@ -175,34 +203,21 @@ def package_service(
     service: str | None = None,
     parity_rows: Any = None,
     deployment_config: DeploymentConfig | None = None,
-    environment_file: str | Path | None = None,
     fast_path: bool = True,
 ) -> Path:
-    """Package a registered model version as a service folder.
+    """Package a registered model version as the service folder ``deployed_models/<service>``.
 
-    Args:
-        model_dir: the version folder; or give ``model_name`` (and ``version``).
-        model_name: registered model name under ``trained_models/``.
-        version: version number, or None / "champion" for the champion (else the newest).
-        service: service folder name; defaults to the config's ``endpoint_name``.
-        parity_rows: a pandas frame of test rows for the ONNX parity check; default the
-            processed test split named in the model metadata, when available.
-        deployment_config: settings; default ``config/deployment_config.json``.
-        environment_file: conda spec to copy; default ``<root>/environment.yml``.
-        fast_path: try the ONNX conversion (False: always serve the pickled pipeline).
-
-    Returns:
-        The service folder ``deployed_models/<service>``.
+    Give ``model_dir``, or ``model_name`` and ``version`` (:func:`resolve_model_dir`).
+    ``parity_rows`` (for the ONNX check) default to the processed test split the metadata names.
     """
     if model_dir is None:
         if not model_name:
             raise ValueError("give model_dir or model_name (and version) to package_service")
         model_dir = resolve_model_dir(model_name, version)
     src = Path(model_dir)
-    meta_path = src / "model_metadata.json"
-    if not meta_path.is_file():
+    if not (src / "model_metadata.json").is_file():
         raise FileNotFoundError(f"{src} has no model_metadata.json; is it a registered version?")
-    metadata = io.read_json(meta_path)
+    metadata = io.read_json(src / "model_metadata.json")
     dep = (deployment_config or DeploymentConfig.load()).to_dict()
     service = service or dep["endpoint_name"]
     final = paths.deployed_models_dir() / service
@@ -214,36 +229,33 @@ def package_service(
             serving = _fast_path(stage / "model", metadata, parity_rows)
         else:
             serving = {"backend": metadata.get("flavor", "sklearn"), "reason": "fast path off"}
-        model = stage / "model"  # every file the service loads, those of the fast path too
-        files = sorted(p for p in model.rglob("*") if p.is_file())
-        hashes = {p.relative_to(model).as_posix(): io.sha256_file(p) for p in files}
-        shutil.copyfile(imports.SCORING_SCRIPT, stage / "scoring_script.py")
-        backend = serving["backend"]
-        pickled = set()
-        if backend == "sklearn":
-            model_file = stage / "model" / metadata.get("model_file", "model.pkl")
-            pickled = imports.pickled_modules(model_file)
-        modules = imports.service_modules(backend, pickled)
-        imports.copy_modules(modules, stage)
-        env_src = Path(environment_file) if environment_file else _environment_file()
+        files = sorted(p for p in (stage / "model").rglob("*") if p.is_file())  # fast path's too
+        hashes = {p.relative_to(stage / "model").as_posix(): io.sha256_file(p) for p in files}
+        shutil.copyfile(SCORING_SCRIPT, stage / "scoring_script.py")
+        model_file = stage / "model" / metadata.get("model_file", "model.pkl")
+        pickled = pickled_modules(model_file) if serving["backend"] == "sklearn" else set()
+        modules = service_modules(serving["backend"], pickled)
+        for path in modules.values():  # laid out as in the package
+            target = stage / path.relative_to(PACKAGE_DIR.parent)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+        env_src = paths.project_root() / "environment.yml"
+        if not env_src.is_file():  # a temporary project root has none: the repository's
+            env_src = PACKAGE_DIR.parents[1] / "environment.yml"
         if env_src.is_file():
             shutil.copyfile(env_src, stage / "environment.yml")
-        else:
+        else:  # an installed (not editable) amlkit outside a project
             logger.warning("%s is missing; writing a minimal environment.yml", env_src)
             (stage / "environment.yml").write_text(MINIMAL_ENVIRONMENT, encoding="utf-8")
         io.write_json_atomic(stage / "deployment_config.json", {**dep, "service": service})
         io.write_json_atomic(stage / "logging.json", QUIET_LOGGING)
+        model = {k: metadata.get(k) for k in ("name", "version")} | {"source": str(src)}
         io.write_json_atomic(
             stage / "service_metadata.json",
             {
                 "service": service,
                 "endpoint_name": dep["endpoint_name"],
-                "model": {
-                    "name": metadata.get("name"),
-                    "version": metadata.get("version"),
-                    "source": str(src),
-                    "model_sha256": metadata.get("model_sha256"),
-                },
+                "model": model | {"model_sha256": metadata.get("model_sha256")},
                 "backend": serving.get("backend"),
                 "backend_reason": serving.get("reason"),
                 "parity": serving.get("parity", {}),
@@ -252,7 +264,13 @@ def package_service(
                 "model_files": hashes,
             },
         )
-        _swap_into_place(stage, final)
+        old = None
+        if final.exists():  # two renames: readers see the old or the new folder, complete
+            old = Path(tempfile.mkdtemp(prefix=f".{service}.", suffix=".old", dir=final.parent))
+            os.rename(final, old / service)
+        os.rename(stage, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)

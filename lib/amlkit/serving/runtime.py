@@ -1,8 +1,6 @@
 """Load a packaged model once and score validated rows (ONNX fast path or the pipeline).
 
-Used by the service's scoring script and by batch scoring, so both answer the same way.
-The model folder is a copy of a registered version plus, when the conversion passed its
-parity check, ``model.onnx`` and ``serving.json`` (which backend to use and how to feed it).
+Used by the scoring script and by batch scoring, so both answer the same way.
 """
 
 from __future__ import annotations
@@ -24,14 +22,7 @@ METADATA_FILE = "model_metadata.json"
 
 
 def find_model_dir(root: str | Path) -> Path:
-    """Return the folder holding ``model_metadata.json`` at ``root`` or one level below.
-
-    Azure ML mounts a registered folder model under ``$AZUREML_MODEL_DIR/<folder>``; a local
-    server points straight at the folder. Both work.
-
-    Raises:
-        FileNotFoundError: no metadata found; names the folder.
-    """
+    """Return the folder holding ``model_metadata.json`` at ``root`` or one level below (Azure)."""
     root = Path(root)
     if (root / METADATA_FILE).is_file():
         return root
@@ -44,17 +35,16 @@ def find_model_dir(root: str | Path) -> Path:
     )
 
 
-def verify_model_files(model_dir: str | Path, recorded: dict[str, str]) -> None:
-    """Check every file of a model folder against the sha256 hashes recorded at packaging.
+def verified_model_dir(service_dir: str | Path, model_root: str | Path | None = None) -> Path:
+    """Return a service's model folder after checking every file against ``model_files``.
 
-    Args:
-        model_dir: the model folder (see :func:`find_model_dir`).
-        recorded: ``{relative path: sha256}``, ``service_metadata.json``'s ``model_files``.
-
-    Raises:
-        ValueError: a file changed, is missing or was added; the message names it.
+    ``service_metadata.json`` records the sha256 of each model file at packaging; a file
+    that changed, went missing or was added raises ValueError naming it, before anything is
+    unpickled. ``model_root``: where the model lies (Azure mounts it apart), default
+    ``<service_dir>/model``.
     """
-    model_dir = Path(model_dir)
+    model_dir = find_model_dir(model_root or Path(service_dir) / "model")
+    recorded = io.read_json(Path(service_dir) / "service_metadata.json")["model_files"]
     present = {
         p.relative_to(model_dir).as_posix()
         for p in model_dir.rglob("*")
@@ -63,8 +53,7 @@ def verify_model_files(model_dir: str | Path, recorded: dict[str, str]) -> None:
     for rel in sorted(present | set(recorded)):
         path = model_dir / rel
         if rel not in present or rel not in recorded:
-            where = "is missing" if rel not in present else "was added"
-            problem = f"{where} since packaging (service_metadata.json)"
+            problem = ("is missing" if rel not in present else "was added") + " since packaging"
         elif (got := io.sha256_file(path)) != recorded[rel]:
             problem = f"has sha256 {got}, but service_metadata.json records {recorded[rel]}"
         else:
@@ -73,56 +62,46 @@ def verify_model_files(model_dir: str | Path, recorded: dict[str, str]) -> None:
             f"model file {path} {problem}; refusing to load the model. Package the service "
             "again (amlkit package) rather than editing its files."
         )
+    return model_dir
+
+
+def _item(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
 
 
 class Scorer:
-    """A loaded model with its feature contract.
-
-    Args:
-        model_dir: the model folder (see :func:`find_model_dir`).
-        backend: force ``"onnx"`` or ``"sklearn"``; default: what ``serving.json`` says.
-    """
+    """A loaded model with its feature contract; ``backend`` overrides ``serving.json``'s."""
 
     def __init__(self, model_dir: str | Path, backend: str | None = None) -> None:
         self.model_dir = find_model_dir(model_dir)
         meta = json.loads((self.model_dir / METADATA_FILE).read_text(encoding="utf-8"))
         self.metadata = meta
         serving_path = self.model_dir / SERVING_FILE
-        serving = (
+        self.serving = (
             json.loads(serving_path.read_text(encoding="utf-8")) if serving_path.is_file() else {}
         )
-        self.serving = serving
         self.feature_columns: list[str] = list(meta.get("feature_columns") or [])
         types = meta.get("feature_types") or {}
-        self.feature_types: dict[str, str] = {
-            c: types.get(c, "numeric") for c in self.feature_columns
-        }
+        self.feature_types = {c: str(types.get(c, "numeric")) for c in self.feature_columns}
         self.task: str = meta.get("task", "classification")
         self.flavor: str = meta.get("flavor", "sklearn")
-        classes = meta.get("classes")
-        self.classes: list[Any] | None = list(classes) if classes else None
-        self.backend = (
-            backend or serving.get("backend") or ("keras" if self.flavor == "keras" else "sklearn")
-        )
-        loaders = {
-            "onnx": self._load_onnx,
-            "sklearn": self._load_sklearn,
-            "keras": self._load_keras,
-        }
-        if self.backend not in loaders:
+        self.classes: list[Any] | None = list(meta["classes"]) if meta.get("classes") else None
+        default = "keras" if self.flavor == "keras" else "sklearn"
+        self.backend: str = backend or self.serving.get("backend") or default
+        loader = getattr(self, f"_load_{self.backend}", None)
+        if loader is None:
             raise ValueError(
-                f"backend {self.backend!r} of {self.model_dir} is not one of {list(loaders)}; "
-                "package the model again."
+                f"backend {self.backend!r} of {self.model_dir} is not one of "
+                "['onnx', 'sklearn', 'keras']; package the model again."
             )
         self._model: Any = None
         self._session: Any = None
-        loaders[self.backend]()
+        loader()
         amlkit_dir = Path(__file__).resolve().parents[1]  # a service folder's own copy, or lib's
         logger.info("loaded %s model from %s (amlkit %s)", self.backend, self.model_dir, amlkit_dir)
 
     # One loader per backend, named _load_<backend>: the amlkit modules a loader imports are
-    # what a service folder of that backend carries beside the scoring script's own imports
-    # (amlkit.serving.imports reads them from this file).
+    # what a service folder of that backend carries (see amlkit.serving.package).
 
     def _load_sklearn(self) -> None:
         path = self.model_dir / self.metadata.get("model_file", "model.pkl")
@@ -130,7 +109,7 @@ class Scorer:
             self._model = pickle.load(handle)
         model_classes = getattr(self._model, "classes_", None)
         if model_classes is not None:
-            self.classes = [c.item() if hasattr(c, "item") else c for c in model_classes]
+            self.classes = [_item(c) for c in model_classes]
 
     def _load_onnx(self) -> None:
         import onnxruntime as ort
@@ -138,8 +117,7 @@ class Scorer:
         from amlkit.serving.onnx_inputs import OnnxFeeder
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
         self._session = ort.InferenceSession(
             str(self.model_dir / self.serving["onnx_file"]),
             opts,
@@ -165,8 +143,7 @@ class Scorer:
 
         data = {}
         for col in self.feature_columns:
-            kind = self.feature_types[col]
-            vals = values[col]
+            kind, vals = self.feature_types[col], values[col]
             if kind in kinds.NUMERIC_KINDS:
                 data[col] = np.asarray(vals, dtype=np.float64)
             elif kind == "datetime":
@@ -178,11 +155,7 @@ class Scorer:
     def predict_values(
         self, values: dict[str, list[Any]]
     ) -> tuple[list[Any], list[list[float]] | None]:
-        """Score validated rows given column by column.
-
-        Returns:
-            ``(predictions, probabilities)``; probabilities are None for regressors.
-        """
+        """Score validated rows given column by column; probabilities are None for regressors."""
         if self.backend == "onnx":
             return _lists(*self._onnx_arrays(self._feeder.from_values(values)))
         return self.predict_frame(self.frame(values))

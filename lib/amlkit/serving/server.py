@@ -1,18 +1,9 @@
 """Start and stop the Azure ML inference server (``azmlinfsrv``) on loopback.
 
-``azmlinfsrv`` has no host option: it hands gunicorn ``-b 0.0.0.0:<port>`` (its module
-constant ``DEFAULT_HOST``), so it would listen on every interface. We start it through
-:mod:`amlkit.serving._launch`, which sets that constant to ``127.0.0.1`` and then runs the
-server's own entry point (same arguments, same environment variables, same gunicorn app).
-The launcher runs as a file (``python -P``), not as a module of amlkit, with the service
-folder first on ``PYTHONPATH``: the service imports the amlkit modules packaged in its
-folder, the same files an Azure deployment runs, not the installed amlkit.
-After start-up the listening sockets of the port are read from ``/proc/net/tcp*`` and the
-server is stopped if anything listens beyond loopback.
-
-The server runs in its own process group; :meth:`LocalEndpoint.stop` sends SIGTERM to the
-group and SIGKILL after a timeout. Output goes to ``server.log`` in the endpoint's state
-folder (never to a pipe, which could fill up and block the server).
+``azmlinfsrv`` has no host option, so it runs through :mod:`._launch`, which pins it to
+127.0.0.1, with the service folder first on ``PYTHONPATH`` (it runs the folder's amlkit
+copy, as on Azure); a server found listening beyond loopback is stopped. It runs in its own
+process group, its output in ``server-<port>.log`` in the endpoint's state folder.
 """
 
 from __future__ import annotations
@@ -27,13 +18,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from amlkit import io
+from amlkit import io, paths
 from amlkit.serving import auth
 
 logger = logging.getLogger(__name__)
@@ -41,33 +30,38 @@ logger = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 
 
+def service_folder(service: str | Path) -> Path:
+    """Return a packaged service's folder, from a name under ``deployed_models/`` or a path."""
+    base = paths.deployed_models_dir()
+    for folder in (Path(service), base / service):
+        if (folder / "deployment_config.json").is_file():
+            return folder
+    have = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    raise FileNotFoundError(
+        f"no packaged service {str(service)!r} in {base} (packaged: {have or 'none'}); "
+        "run `amlkit package <model-name> --service NAME` first."
+    )
+
+
 def free_port() -> int:
     """Return a TCP port that is free on loopback now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def listening_addresses(port: int) -> list[str]:
     """Return the local addresses listening on ``port`` (from /proc/net/tcp and tcp6)."""
     found = []
-    for name in ("tcp", "tcp6"):
-        path = Path("/proc/net") / name
-        if not path.is_file():
-            continue
-        for line in path.read_text().splitlines()[1:]:
-            parts = line.split()
-            local, state = parts[1], parts[3]
-            addr_hex, port_hex = local.split(":")
-            if state != "0A" or int(port_hex, 16) != port:  # 0A = LISTEN
-                continue
-            if len(addr_hex) == 8:
-                addr = socket.inet_ntop(socket.AF_INET, bytes.fromhex(addr_hex)[::-1])
-            else:
-                raw = bytes.fromhex(addr_hex)
-                raw = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-                addr = socket.inet_ntop(socket.AF_INET6, raw)
-            found.append(addr)
+    for path in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        lines = path.read_text().splitlines()[1:] if path.is_file() else []
+        for fields in (line.split() for line in lines):
+            addr_hex, port_hex = fields[1].split(":")
+            if fields[3] == "0A" and int(port_hex, 16) == port:  # 0A = LISTEN
+                raw = bytes.fromhex(addr_hex)  # 32-bit words in host (little-endian) order
+                raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+                found.append(socket.inet_ntop(family, raw))
     return found
 
 
@@ -75,7 +69,7 @@ def listening_addresses(port: int) -> list[str]:
 class LocalEndpoint:
     """A running local server: use as a context manager, or call :meth:`stop`."""
 
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     port: int
     service_dir: Path
     endpoint: str
@@ -95,34 +89,19 @@ class LocalEndpoint:
 
     def headers(self) -> dict[str, str]:
         """Headers for a scoring call (JSON, and the key when auth is on)."""
-        headers = {"Content-Type": "application/json"}
-        if self.key:
-            headers["Authorization"] = f"Bearer {self.key}"
-        return headers
+        return {"Content-Type": "application/json"} | (
+            {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        )
 
     def score(
-        self,
-        payload: Any,
-        *,
-        auth: bool = True,
-        request_id: str | None = None,
-        timeout: float = 30.0,
+        self, payload: Any, *, auth: bool = True, request_id: str | None = None
     ) -> tuple[int, Any]:
-        """POST ``payload`` to /score; return ``(status, parsed JSON body)``.
-
-        Args:
-            payload: a JSON-serialisable value, or ``bytes`` sent as they are.
-            auth: send the endpoint key (when auth is on); False to send none.
-            request_id: the ``x-request-id`` header (the request log's ``request_id``).
-            timeout: seconds to wait for the answer.
-        """
-        headers = self.headers()
-        if not auth:
-            headers.pop("Authorization", None)
+        """POST ``payload`` (JSON, or bytes) to /score (``auth=False``: no key); status, JSON."""
+        headers = self.headers() if auth else {"Content-Type": "application/json"}
         if request_id:
             headers["x-request-id"] = request_id
         body = payload if isinstance(payload, bytes) else json.dumps(payload)
-        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=timeout)
+        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=30.0)
         try:
             conn.request("POST", "/score", body=body, headers=headers)
             resp = conn.getresponse()
@@ -146,13 +125,6 @@ class LocalEndpoint:
                 self.process.wait(timeout=timeout)
         _signal_group(self.process.pid, signal.SIGKILL)  # stray workers of the group
         return self.process.returncode
-
-    def wait(self) -> int:
-        """Block until the server exits (CLI ``amlkit serve``); Ctrl-C stops it."""
-        try:
-            return self.process.wait()
-        except KeyboardInterrupt:
-            return self.stop() or 0
 
     def __enter__(self) -> LocalEndpoint:
         return self
@@ -191,73 +163,43 @@ def start_server(
     workers: int | None = None,
     startup_timeout_s: float | None = None,
     host: str = LOOPBACK,
-    env: dict[str, str] | None = None,
 ) -> LocalEndpoint:
-    """Start ``azmlinfsrv`` for a service folder and wait until it answers.
+    """Start ``azmlinfsrv`` for a service folder and wait until it answers on loopback.
 
-    Args:
-        service_dir: a folder made by :func:`amlkit.serving.package.package_service`.
-        port: the port; default the config's ``local.port``, 0 for a free one.
-        workers: gunicorn worker processes; default the config's ``local.workers``.
-        startup_timeout_s: how long to wait for the health route; default from config.
-        host: must be 127.0.0.1 (the server never listens beyond loopback).
-        env: extra environment variables for the server.
-
-    Returns:
-        The running :class:`LocalEndpoint`.
-
-    Raises:
-        ValueError: ``host`` is not loopback.
-        RuntimeError: the server exited, did not answer in time, or listened beyond loopback;
-            the message holds the tail of its log.
+    Defaults come from the folder's ``deployment_config.json`` (port 0: a free one). Raises
+    RuntimeError, with the server log's tail, if it exits, hangs or listens beyond loopback.
     """
     if host != LOOPBACK:
         raise ValueError(f"host {host!r} refused: the local endpoint listens on {LOOPBACK} only")
     service_dir = Path(service_dir).resolve()
     config = io.read_json(service_dir / "deployment_config.json")
-    local = config.get("local", {})
-    endpoint = config["endpoint_name"]
-    port = local.get("port", 5001) if port is None else port
-    port = port or free_port()
+    local, endpoint = config.get("local", {}), config["endpoint_name"]
+    port = (local.get("port", 5001) if port is None else port) or free_port()
     workers = workers or int(local.get("workers", 1))
     startup_timeout_s = startup_timeout_s or float(local.get("startup_timeout_s", 60))
     state = auth.endpoint_dir(endpoint)
-    log_dir = state / "logs"
     log_path = state / f"server-{port}.log"
+    timeout_ms = config.get("request_settings", {}).get("request_timeout_ms", 5000)
     child_env = {
         **os.environ,
         "AML_APP_ROOT": str(service_dir),
         "AZUREML_MODEL_DIR": str(service_dir / "model"),
-        "AMLKIT_REQUEST_LOG_DIR": str(log_dir),
-        "SCORING_TIMEOUT_MS": str(
-            config.get("request_settings", {}).get("request_timeout_ms", 5000)
-        ),
+        "AMLKIT_REQUEST_LOG_DIR": str(state / "logs"),
+        "SCORING_TIMEOUT_MS": str(timeout_ms),
         "SERVER_VERSION_LOG_RESPONSE_ENABLED": "true",
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(service_dir), os.environ.get("PYTHONPATH", "")) if p
-        ),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(service_dir), os.getenv("PYTHONPATH")])),
         "PYTHONUNBUFFERED": "1",
         "OMP_NUM_THREADS": "1",
-        **(env or {}),
     }
     key = None
     if config.get("auth_mode") == "key":
-        keys_file = auth.ensure_keys(endpoint)
-        child_env["AMLKIT_KEYS_FILE"] = str(keys_file)
+        child_env["AMLKIT_KEYS_FILE"] = str(auth.ensure_keys(endpoint))
         key = auth.show_keys(endpoint)["primary"]
-    cmd = [
-        sys.executable,
-        "-P",  # not the launcher's folder first on sys.path: it holds serving/requests.py
-        str(Path(__file__).with_name("_launch.py")),
-        "--entry_script",
-        str(service_dir / "scoring_script.py"),
-        "--model_dir",
-        str(service_dir / "model"),
-        "--port",
-        str(port),
-        "--worker_count",
-        str(workers),
-    ]
+    # -P: not the launcher's folder first on sys.path (it holds serving/requests.py)
+    cmd = [sys.executable, "-P", str(Path(__file__).with_name("_launch.py"))]
+    cmd += ["--entry_script", str(service_dir / "scoring_script.py")]
+    cmd += ["--model_dir", str(service_dir / "model"), "--port", str(port)]
+    cmd += ["--worker_count", str(workers)]
     with open(log_path, "ab") as out:
         process = subprocess.Popen(
             cmd,
@@ -268,26 +210,22 @@ def start_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    handle = LocalEndpoint(process, port, service_dir, endpoint, log_path, log_dir, key)
+    handle = LocalEndpoint(process, port, service_dir, endpoint, log_path, state / "logs", key)
     deadline = time.monotonic() + startup_timeout_s
-    while True:
-        if process.poll() is not None:
+    while not _healthy(port):
+        exited = process.poll() is not None
+        if exited or time.monotonic() > deadline:
             handle.stop()
-            raise RuntimeError(
-                f"azmlinfsrv exited with code {process.returncode} while starting "
-                f"{service_dir.name}; server log {log_path}:\n{_tail(log_path)}"
+            why = (
+                f"exited with code {process.returncode} while starting {service_dir.name}; "
+                "server log"
+                if exited
+                else f"did not answer on port {port} within {startup_timeout_s}s; "
+                "raise local.startup_timeout_s or read"
             )
-        if _healthy(port):
-            break
-        if time.monotonic() > deadline:
-            handle.stop()
-            raise RuntimeError(
-                f"azmlinfsrv did not answer on port {port} within {startup_timeout_s}s; "
-                f"raise local.startup_timeout_s or read {log_path}:\n{_tail(log_path)}"
-            )
+            raise RuntimeError(f"azmlinfsrv {why} {log_path}:\n{_tail(log_path)}")
         time.sleep(0.1)
-    addresses = listening_addresses(port)
-    wide = [a for a in addresses if a not in (LOOPBACK, "::1")]
+    wide = [a for a in listening_addresses(port) if a not in (LOOPBACK, "::1")]
     if wide:
         handle.stop()
         raise RuntimeError(f"server listened on {wide} beyond loopback; stopped it")
@@ -295,11 +233,6 @@ def start_server(
     return handle
 
 
-@contextmanager
-def serve(service_dir: str | Path, **kwargs: Any) -> Iterator[LocalEndpoint]:
-    """Run a local endpoint for the ``with`` block; arguments as :func:`start_server`."""
-    handle = start_server(service_dir, **kwargs)
-    try:
-        yield handle
-    finally:
-        handle.stop()
+def serve(service_dir: str | Path, **kwargs: Any) -> LocalEndpoint:
+    """Start a local endpoint for a ``with`` block, which stops it; see :func:`start_server`."""
+    return start_server(service_dir, **kwargs)
