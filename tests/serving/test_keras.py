@@ -12,6 +12,7 @@ pyfunc = pytest.importorskip("amlkit.deep.pyfunc")
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, new_project, digit_splits, digit_classifier):
     from amlkit.deep import workflow
+    from amlkit.registry import tracking
     from amlkit.serving.package import package_service
     from amlkit.serving.server import serve
 
@@ -19,6 +20,7 @@ def served(tmp_path_factory, new_project, digit_splits, digit_classifier):
     model, history = digit_classifier
     with pytest.MonkeyPatch.context() as mp:
         root = new_project(tmp_path_factory.mktemp("keras") / "root", mp)
+        tracking.configure_tracking()  # as notebook 05's setup does: this project's store
         version, _ = workflow.track_and_register(
             model,
             history,
