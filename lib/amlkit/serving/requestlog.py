@@ -49,11 +49,16 @@ class RequestLog:
             path.unlink(missing_ok=True)
         self._open()
 
-    def write(self, records: list[dict[str, Any]]) -> None:
-        """Append records as JSON lines in one system call (NaN is written as null)."""
+    def write(self, records: list[dict[str, Any]], common: dict[str, Any] | None = None) -> None:
+        """Append records as JSON lines in one system call (NaN is written as null).
+
+        ``common``: fields every line starts with, encoded once (the request's id, time...).
+        """
         if self._pid != os.getpid():  # first use, or a fork
             self._open()
-        data = "".join(_line(r) for r in records).encode("utf-8")
+        head, sep = (_line(common)[:-2], ",") if common else ("{", "")
+        lines = (head + (sep + _line(r)[1:] if r else "}\n") for r in records)
+        data = "".join(lines).encode("utf-8")
         if self._size and self._size + len(data) > self.max_bytes:
             self._rotate()
         view = memoryview(data)

@@ -94,7 +94,7 @@ def _log(request_id, started, status, rows):
         "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         "status": status,
     }
-    STATE["log"].write([{**common, **row} for row in rows])
+    STATE["log"].write(rows, common)
 
 
 def _score(request, request_id, started):
