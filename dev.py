@@ -2,7 +2,7 @@
 """Set up the project's environment and run the pipeline or the tests: the README's two commands.
 
     python3 dev.py pipeline   # set up .venv, then run every notebook (amlkit run)
-    python3 dev.py test       # set up .venv, then lint, unit tests, papermill runs and nbval
+    python3 dev.py test       # set up .venv, then lint, type check, unit tests, papermill and nbval
 
 Both are idempotent: the virtual environment is created once and reinstalled only when
 pyproject.toml changes (a stamp file records its hash), and the Jupyter kernel the notebooks
@@ -99,6 +99,7 @@ def main() -> None:
         os.environ["AMLKIT_ROOT"] = str(test_root)
         sh(BIN / "ruff", "check", ".")
         sh(BIN / "ruff", "format", "--check", ".")
+        sh(BIN / "mypy")  # lib/ type-checked; settings in pyproject.toml
         sh(
             BIN / "python",
             "-m",

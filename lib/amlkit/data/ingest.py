@@ -1,10 +1,9 @@
 """Ingestion: copy a source into ``data/raw/<dataset>/<version>/`` with a manifest.
 
-The version is the first 12 hex digits of the content's sha256, so ingesting identical content
-again gives the same version and writes nothing new. A new version appears only complete: the
-file is streamed to a temporary path, checked (structure, schema, target), and only then
-renamed into place with its ``manifest.json``. Bad input raises
-:class:`~amlkit.data.validation.DataValidationError` and leaves nothing behind.
+The version is the first 12 hex digits of the content's sha256: the same content again writes
+nothing. A new version appears only complete: streamed to a temporary file, checked
+(structure, schema, target), then renamed into place with its ``manifest.json``. Bad input
+raises :class:`~amlkit.data.validation.DataValidationError` and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,53 +49,47 @@ def check_name(dataset: str) -> str:
     return dataset
 
 
-def read_chunks(
-    path: Path, fmt: str, *, chunk_rows: int, missing_values: list[str]
-) -> Iterator[pd.DataFrame]:
-    """Yield the rows of a local file in chunks of at most ``chunk_rows`` (bounded memory).
+def read_chunks(path: Path, fmt: str, cfg: DataConfig) -> Iterator[pd.DataFrame]:
+    """Yield a local file's rows in chunks of ``cfg.ingestion.chunk_rows``, names stripped.
 
-    Delimited text is read as strings so that the schema decides every type; Parquet and JSON
-    keep their own types.
+    Delimited text is read as strings, for the schema to type; Parquet and JSON keep theirs.
     """
+    rows = cfg.ingestion.chunk_rows
+    chunks: Iterable[pd.DataFrame]
     if fmt in ("csv", "tsv"):
-        yield from pd.read_csv(
+        chunks = pd.read_csv(
             path,
             sep="\t" if fmt == "tsv" else ",",
             dtype=str,
-            na_values=missing_values,
+            na_values=cfg.missing_values,
             keep_default_na=False,
             skipinitialspace=True,
-            chunksize=chunk_rows,
+            chunksize=rows,
             encoding="utf-8-sig",
         )
     elif fmt == "parquet":
         import pyarrow.parquet as pq
 
-        start = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-            frame = batch.to_pandas()
-            frame.index = pd.RangeIndex(start, start + len(frame))
-            start += len(frame)
-            yield frame
+        batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
+        chunks = (batch.to_pandas() for batch in batches)
     elif fmt == "jsonl":
-        yield from pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False)
+        chunks = pd.read_json(path, lines=True, chunksize=rows, dtype=False)
     elif fmt == "json":
-        yield pd.read_json(path, dtype=False)
+        chunks = iter([pd.read_json(path, dtype=False)])
     else:  # pragma: no cover - detect_format only returns the formats above
         raise ValueError(f"unsupported format {fmt!r}")
+    start = 0
+    for chunk in chunks:
+        chunk.columns = [str(c).strip() for c in chunk.columns]
+        if fmt == "parquet":  # row numbers in failure reports count from the file's start
+            chunk.index = pd.RangeIndex(start, start + len(chunk))
+        start += len(chunk)
+        yield chunk
 
 
 def _first_chunk(path: Path, fmt: str, cfg: DataConfig, source: str) -> pd.DataFrame:
     try:
-        chunk = next(
-            read_chunks(
-                path,
-                fmt,
-                chunk_rows=cfg.ingestion.chunk_rows,
-                missing_values=cfg.missing_values,
-            ),
-            None,
-        )
+        chunk = next(read_chunks(path, fmt, cfg), None)
     except (ValueError, OSError) as exc:
         raise validation.DataValidationError(
             source, [f"cannot be read as {fmt}: {exc}; check the file's format and extension"]
@@ -141,16 +134,8 @@ def ingest(
 ) -> IngestResult:
     """Ingest a data set: fetch, check, and write a new raw version (or find the existing one).
 
-    Args:
-        dataset: the data set's name (a folder name); declared in data_config.json or not.
-        source: where to read; defaults to the data set's ``source`` in data_config.json.
-        target: the target column; defaults to the configured one.
-        task: ``classification`` or ``regression``; defaults to the configured or inferred one.
-        data_config: the parsed data_config.json; loaded when None.
-        progress: show progress bars.
-
-    Returns:
-        IngestResult with the manifest, its folder and whether it was written now.
+    ``source``, ``target`` and ``task`` default to data_config.json's entry; else the task is
+    inferred from the target.
 
     Raises:
         DataValidationError: the data broke its contract (nothing written).
@@ -208,19 +193,14 @@ def _check(
     version: str,
 ) -> RawManifest:
     """Run every check on the fetched file; return the manifest of the version to write."""
-    src = fetched.source
+    src, fmt = fetched.source, fetched.format
     max_shown = cfg.ingestion.max_failures_shown
     if fetched.size_bytes == 0:
         raise validation.DataValidationError(src, ["the file is empty (0 bytes)"])
-    if fetched.format in ("csv", "tsv"):
-        validation.check_structure(
-            fetched.path,
-            src,
-            delimiter="\t" if fetched.format == "tsv" else ",",
-            max_shown=max_shown,
-        )
-    sample = _first_chunk(fetched.path, fetched.format, cfg, src)
-    sample.columns = [str(c).strip() for c in sample.columns]
+    if fmt in ("csv", "tsv"):
+        delimiter = "\t" if fmt == "tsv" else ","
+        validation.check_structure(fetched.path, src, delimiter=delimiter, max_shown=max_shown)
+    sample = _first_chunk(fetched.path, fmt, cfg, src)
     if target not in sample.columns:
         raise validation.DataValidationError(
             src,
@@ -234,22 +214,18 @@ def _check(
         schema[target] = {**schema[target], "type": "categorical"}
     task = task or validation.infer_task(sample[target], schema.get(target, {}).get("type", ""))
     checker = validation.build_pandera_schema(schema, target=target, task=task)
-    failures, rows, nulls, classes = [], 0, dict.fromkeys(schema, 0), {}
+    failures: list[pd.DataFrame] = []
+    rows, nulls = 0, dict.fromkeys(schema, 0)
+    classes: dict[str, int] = {}
     target_values = []
-    for chunk in read_chunks(
-        fetched.path,
-        fetched.format,
-        chunk_rows=cfg.ingestion.chunk_rows,
-        missing_values=cfg.missing_values,
-    ):
-        chunk.columns = [str(c).strip() for c in chunk.columns]
+    for chunk in read_chunks(fetched.path, fmt, cfg):
         good, bad = validation.validate_chunk(chunk, checker)
         rows += len(chunk)
         if bad is not None:
             failures.append(bad)
             continue
         for column, count in good.isna().sum().items():
-            nulls[column] = nulls.get(column, 0) + int(count)
+            nulls[column] += int(count)
         if task == "classification":
             for label, count in good[target].dropna().astype(str).value_counts().items():
                 classes[label] = classes.get(label, 0) + int(count)
@@ -260,22 +236,12 @@ def _check(
         problems = validation.report_failures(cases, schema, max_shown=max_shown)
         raise validation.DataValidationError(src, problems)
     if task == "classification":
-        validation.check_target(pd.Series(list(classes)), target=target, task=task, source=src)
+        present = pd.Series(list(classes))
     else:
-        validation.check_target(
-            pd.concat(target_values) if target_values else pd.Series(dtype=float),
-            target=target,
-            task=task,
-            source=src,
-        )
-    ext = {"csv": "csv", "tsv": "tsv", "parquet": "parquet", "json": "json", "jsonl": "jsonl"}
+        present = pd.concat(target_values) if target_values else pd.Series(dtype=float)
+    validation.check_target(present, target=target, task=task, source=src)
     columns = [
-        ColumnInfo(
-            name=c,
-            kind=s["type"],
-            nullable=bool(s.get("nullable", True)),
-            null_count=nulls.get(c, 0),
-        )
+        ColumnInfo(name=c, kind=s["type"], nullable=s.get("nullable", True), null_count=nulls[c])
         for c, s in schema.items()
     ]
     return RawManifest(
@@ -283,15 +249,15 @@ def _check(
         version=version,
         sha256=fetched.sha256,
         size_bytes=fetched.size_bytes,
-        format=fetched.format,
-        file=f"data.{ext[fetched.format]}",
+        format=fmt,
+        file=f"data.{fmt}",
         source=src,
         rows=rows,
         columns=columns,
         target=target,
         task=task,
         classes=dict(sorted(classes.items())) if task == "classification" else None,
-        schema=schema,
+        schema_=schema,
         schema_origin=origin,
         ingested_at=datetime.now(UTC).isoformat(timespec="microseconds"),
         amlkit_version=__version__,
@@ -324,11 +290,7 @@ def get_manifest(dataset: str, data_version: str = "latest") -> RawManifest:
 def load_raw(
     dataset: str, data_version: str = "latest", data_config: DataConfig | None = None
 ) -> tuple[pd.DataFrame, RawManifest]:
-    """Load a raw version (``latest`` = most recently ingested), typed by its schema.
-
-    Returns:
-        (the rows, the version's manifest)
-    """
+    """Load a raw version (``latest`` = most recently ingested), typed by its schema."""
     cfg = data_config or DataConfig.load()
     manifest = get_manifest(dataset, data_version)
     path = paths.raw_dir() / dataset / manifest.version / manifest.file
@@ -336,13 +298,7 @@ def load_raw(
         manifest.schema_, target=manifest.target, task=manifest.task
     )
     frames = []
-    for chunk in read_chunks(
-        path,
-        manifest.format,
-        chunk_rows=cfg.ingestion.chunk_rows,
-        missing_values=cfg.missing_values,
-    ):
-        chunk.columns = [str(c).strip() for c in chunk.columns]
+    for chunk in read_chunks(path, manifest.format, cfg):
         good, bad = validation.validate_chunk(chunk, checker)
         if bad is not None:
             problems = validation.report_failures(bad, manifest.schema_)

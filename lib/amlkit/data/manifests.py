@@ -1,8 +1,6 @@
-"""The manifests that describe data versions: what 01 writes for 03, and 03 for 04 and 07.
+"""The ``manifest.json`` of raw and processed data versions (what 01 writes for 03, 03 for 04).
 
-A raw version (``data/raw/<dataset>/<version>/manifest.json``) and a processed version
-(``data/processed/<dataset>/<version>/manifest.json``) each carry one manifest. They are
-written once, with the version, and read back as these models; docs/contracts.md shows them.
+Written once, with the version, and read back as these models; docs/contracts.md shows them.
 """
 
 from __future__ import annotations

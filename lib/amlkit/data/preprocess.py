@@ -1,15 +1,8 @@
 """Preprocessing plumbing for 03: the cleaning rules, and processed versions written once.
 
-``03_data_preprocessing`` tells the stage: it cleans the rows with :func:`clean` and shows what
-each rule did, splits them itself with scikit-learn, shows the baseline profile, and writes the
-version with :func:`write_processed`. The cleaning rules live here, in one place, because every
-chunk of a file too large for memory must be cleaned by the same rules; which columns are kept
-is decided from the raw manifest (kinds and null counts over the whole file), not from a chunk.
-
-A processed version is named by its content: the first 12 hex digits of a sha256 over the
-splits (columns, dtypes, values, row order), the feature kinds, the split parameters and the
-raw version. The same inputs give the same version, changed cleaning or split logic gives a new
-one, and a version once written is never changed.
+03 splits and profiles the rows itself. The rules live here because every chunk of a file too
+large for memory must be cleaned alike, with the columns chosen from the raw manifest (the
+whole file's kinds and null counts). A version is named by its content and never changed.
 """
 
 from __future__ import annotations
@@ -41,15 +34,9 @@ NO_TARGET = "rows dropped: no target"
 
 @dataclass(frozen=True)
 class Cleaned:
-    """Cleaned rows and what the rules did.
+    """Cleaned rows (features, then the target) and what the rules did.
 
-    Attributes:
-        frame: the feature columns, then the target; rows without a target dropped.
-        feature_types: ``{column: kind}`` of the features kept, in file order.
-        excluded: ``{column: reason}`` of the columns left out.
-        effects: one row per cleaned column, one column per rule: how many values it changed
-            (rows dropped, for the target).
-        dropped_missing_target: rows dropped because their target is missing.
+    ``effects``: per cleaned column, how many values each rule changed (for the target, rows).
     """
 
     frame: pd.DataFrame
@@ -74,17 +61,9 @@ class Processed:
 def choose_columns(
     raw: RawManifest, drop_columns: Sequence[str] = ()
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Decide which columns of a raw version become features.
+    """Return (``{feature: kind}`` in file order, ``{left-out column: reason}``) of a raw version.
 
-    Args:
-        raw: the raw version's manifest (kinds and null counts of the whole file).
-        drop_columns: columns to leave out on purpose.
-
-    Returns:
-        (``{feature: kind}`` in file order, ``{left-out column: reason}``)
-
-    Raises:
-        ValueError: a column in ``drop_columns`` is not a column of the data set.
+    Raises ValueError when ``drop_columns`` names a column the data set does not have.
     """
     unknown = [c for c in drop_columns if c not in raw.kinds]
     if unknown:
@@ -114,30 +93,20 @@ def _clean_labels(values: pd.Series, *, boolean: bool) -> tuple[pd.Series, dict[
     text = values.astype(str)
     trimmed = text.str.strip()
     cleaned = values.map(lambda v: normalize_value(v, boolean)).astype(object)
-    renamed = int((present & cleaned.ne(trimmed)).sum())
     counts = {
         TRIM: int((present & text.ne(trimmed)).sum()),
-        BOOLEANS if boolean else LABELS: renamed,
+        BOOLEANS if boolean else LABELS: int((present & cleaned.ne(trimmed)).sum()),
     }
     return cleaned, counts
 
 
 def clean(frame: pd.DataFrame, raw: RawManifest, drop_columns: Sequence[str] = ()) -> Cleaned:
-    """Clean typed raw rows (a whole version, or one chunk of it).
+    """Clean typed raw rows (a whole version, or one chunk of it) as ``load_raw`` returns them.
 
     The rules, in order: keep the columns :func:`choose_columns` picks; trim the spaces around
-    labels (categorical and boolean features, a categorical target); spell true/false as
-    ``"true"``/``"false"`` and write other labels as text (``3.0`` becomes ``"3"``), as the
-    model's ``CategoryNormalizer`` does with requests; make numbers float64; drop the rows
-    whose target is missing, since they cannot be learned from.
-
-    Args:
-        frame: rows as :func:`amlkit.data.ingest.load_raw` returns them.
-        raw: the raw version's manifest.
-        drop_columns: columns to leave out on purpose.
-
-    Returns:
-        Cleaned: the rows, the features and left-out columns, and the effect of each rule.
+    labels; spell true/false as ``"true"``/``"false"`` and write other labels as text (``3.0``
+    becomes ``"3"``), as the model's ``CategoryNormalizer`` does with requests; make numbers
+    float64; drop the rows whose target is missing.
     """
     features, excluded = choose_columns(raw, drop_columns)
     target, target_kind = raw.target, raw.kinds[raw.target]
@@ -173,9 +142,8 @@ def content_version(
 ) -> str:
     """Name a processed version by its content: 12 hex digits of a sha256.
 
-    The hash covers each split's columns, dtypes and values in row order (pandas' own row
-    hashing, so it does not depend on how Parquet encodes them), the feature kinds, the
-    parameters and the raw version.
+    The hash covers each split's columns, dtypes and values in row order (pandas' row hashing,
+    independent of the Parquet encoding), the feature kinds, the parameters and the raw version.
     """
     digest = hashlib.sha256()
     head = {"raw_version": raw_version, "feature_types": feature_types, "params": params}
@@ -198,25 +166,10 @@ def write_processed(
     stratified: bool,
     profile: Mapping[str, Any],
 ) -> tuple[Processed, bool]:
-    """Write a processed version once, atomically; find it if the same content exists.
+    """Write a processed version once, atomically; return it and whether it was written now.
 
-    The folder ``data/processed/<dataset>/<version>/`` is filled under a temporary name and
-    renamed into place: ``train``/``validation``/``test.parquet``, ``manifest.json`` and
-    ``baseline_profile.json``.
-
-    Args:
-        splits: the ``train``, ``validation`` and ``test`` rows.
-        raw: the raw version they were made from.
-        cleaned: the cleaning result (features, left-out columns, dropped rows).
-        params: the split parameters, recorded in the manifest and part of the version.
-        stratified: whether the split kept the class shares.
-        profile: the training split's profile (:func:`amlkit.data.profile.build_profile`).
-
-    Returns:
-        (the processed version, whether it was written now)
-
-    Raises:
-        ValueError: a split is missing or its columns differ from the cleaned rows'.
+    The folder gets the splits as Parquet, ``manifest.json`` and ``baseline_profile.json``.
+    Raises ValueError when a split is missing or its columns differ from the cleaned rows'.
     """
     columns = list(cleaned.frame.columns)
     for name in SPLITS:
@@ -277,15 +230,7 @@ def list_processed(dataset: str) -> list[ProcessedManifest]:
 
 
 def load_processed(dataset: str, data_version: str = "latest") -> Processed:
-    """Load a processed version and check its files against the manifest.
-
-    Args:
-        dataset: the data set's name.
-        data_version: a processed version; or a raw version, for the latest processed version
-            made from it; or ``latest``, the most recently written processed version.
-
-    Returns:
-        Processed: the splits, manifest, baseline profile and folder.
+    """Load a processed version, or a raw version's latest, or ``latest``; check its files.
 
     Raises:
         FileNotFoundError: no processed version matches.

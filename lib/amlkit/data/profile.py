@@ -1,8 +1,7 @@
 """Baseline profile of a data split: the reference that monitoring compares production data to.
 
-Per column: kind, role, null rate; numeric columns add min, max, mean, std, quantiles and decile
-bins with counts; categorical and boolean columns add category frequencies; datetime columns add
-their range. The format is documented in docs/contracts.md.
+Per column: kind, role, null rate, and by kind the range, moments, quantiles and decile bins,
+the category frequencies, or the date range (docs/contracts.md).
 """
 
 from __future__ import annotations
@@ -62,17 +61,9 @@ def column_profile(values: pd.Series, kind: str, *, bins: int = 10) -> dict[str,
 def build_profile(
     frame: pd.DataFrame, *, feature_types: dict[str, str], target: str, task: str
 ) -> dict[str, Any]:
-    """Build the baseline profile of ``frame``: every feature, then the target.
+    """Build the baseline profile of the training split: every feature, then the target.
 
-    Args:
-        frame: the training split.
-        feature_types: ``{column: kind}`` of the features.
-        target: the target column.
-        task: classification or regression.
-
-    Returns:
-        The profile as a JSON-ready dict; :func:`amlkit.data.preprocess.write_processed` adds
-        the data set, the version and the reference file when it writes it.
+    ``write_processed`` adds the data set, the version and the reference file.
     """
     columns = {}
     for column, kind in feature_types.items():

@@ -1,17 +1,8 @@
 """Where ingested data comes from: bundled data sets, local files, URLs and cloud storage.
 
-A source is a string:
-
-- ``bundled:<name>``: a real public data set that a PyPI package ships, so the default run
-  needs no network: ``bundled:penguins`` (palmerpenguins), ``bundled:seattle-weather`` and
-  ``bundled:cars`` (vega_datasets).
-- a local path to a CSV, TSV, Parquet, JSON or JSON-lines file;
-- an ``http://`` or ``https://`` URL;
-- a cloud URI read through fsspec: ``abfs://``, ``abfss://``, ``az://``, ``wasbs://`` (package
-  adlfs) and ``azureml://`` (package azureml-fsspec), with credentials from the environment.
-
-:func:`fetch` copies a source into a local file in chunks, hashing as it goes, with a progress
-bar; memory stays bounded whatever the size.
+A source is ``bundled:<name>`` (a data set a PyPI package ships: no network), a local
+CSV/TSV/Parquet/JSON/JSON-lines path, an ``http(s)://`` URL, or a cloud URI read through
+fsspec with credentials from the environment (:data:`CLOUD_SCHEMES`).
 """
 
 from __future__ import annotations
@@ -23,25 +14,17 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
-BUNDLED: dict[str, tuple[str, str, str]] = {
-    # name: (package, resource path inside the package, description)
-    "penguins": (
-        "palmerpenguins",
-        "data/penguins.csv",
-        "Palmer penguins, 344 rows (palmerpenguins package)",
-    ),
-    "seattle-weather": (
-        "vega_datasets",
-        "_data/seattle-weather.csv",
-        "Seattle daily weather 2012-2015, 1461 rows (vega_datasets package)",
-    ),
-    "cars": ("vega_datasets", "_data/cars.json", "Auto MPG cars, 406 rows (vega_datasets package)"),
+BUNDLED: dict[str, tuple[str, str]] = {  # name: (package, resource path inside it)
+    "penguins": ("palmerpenguins", "data/penguins.csv"),  # 344 rows
+    "seattle-weather": ("vega_datasets", "_data/seattle-weather.csv"),  # 1461 rows
+    "cars": ("vega_datasets", "_data/cars.json"),  # Auto MPG, 406 rows
 }
 
 FORMATS = {
@@ -54,13 +37,8 @@ FORMATS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
 }
-CLOUD_SCHEMES = {
-    "abfs": "adlfs",
-    "abfss": "adlfs",
-    "az": "adlfs",
-    "wasbs": "adlfs",
-    "azureml": "azureml-fsspec",
-}
+CLOUD_SCHEMES = {"abfs": "adlfs", "abfss": "adlfs", "az": "adlfs", "wasbs": "adlfs"}
+CLOUD_SCHEMES["azureml"] = "azureml-fsspec"  # scheme -> the fsspec package that reads it
 
 
 class SourceError(ValueError):
@@ -88,11 +66,7 @@ def describe_source(source: str) -> str:
 
 
 def detect_format(source: str) -> str:
-    """Return the file format of ``source`` from its extension.
-
-    Raises:
-        SourceError: the extension is not one we read.
-    """
+    """Return the file format of ``source`` from its extension, or raise SourceError."""
     if source.startswith("bundled:"):
         return detect_format(bundled_path(source).name)
     suffixes = [s.lower() for s in Path(urlsplit(source).path).suffixes]
@@ -107,17 +81,13 @@ def detect_format(source: str) -> str:
 
 
 def bundled_path(source: str) -> Path:
-    """Return the local file of a ``bundled:<name>`` source.
-
-    Raises:
-        SourceError: the name is unknown or its package is not installed.
-    """
+    """Return the local file of a ``bundled:<name>`` source, or raise SourceError."""
     name = source.removeprefix("bundled:")
     if name not in BUNDLED:
         raise SourceError(
             f"unknown bundled data set {name!r}; choose one of {', '.join(sorted(BUNDLED))}"
         )
-    package, resource, _ = BUNDLED[name]
+    package, resource = BUNDLED[name]
     try:
         root = importlib.resources.files(package)
     except ModuleNotFoundError as exc:
@@ -130,7 +100,7 @@ def bundled_path(source: str) -> Path:
     return path
 
 
-def _open_source(source: str):
+def _open_source(source: str) -> tuple[BinaryIO, int | None]:
     """Open ``source`` for binary reading; return (file object, size or None)."""
     if source.startswith("bundled:"):
         path = bundled_path(source)
@@ -146,7 +116,8 @@ def _open_source(source: str):
             raise SourceError(f"cannot download {describe_source(source)}: {exc}") from exc
         size = response.headers.get("Content-Length")
         response.raw.decode_content = True
-        return response.raw, int(size) if size and size.isdigit() else None
+        raw = cast(BinaryIO, response.raw)  # urllib3's HTTPResponse reads like a binary file
+        return raw, int(size) if size and size.isdigit() else None
     if scheme in CLOUD_SCHEMES:
         import fsspec
 
@@ -175,18 +146,12 @@ def _open_source(source: str):
     return open(path, "rb"), path.stat().st_size
 
 
-def fetch(source: str, dest_dir: Path, *, chunk_bytes: int = 8 << 20, progress: bool = True):
-    """Copy ``source`` into a new temporary file under ``dest_dir``, hashing it on the way.
+def fetch(
+    source: str, dest_dir: Path, *, chunk_bytes: int = 8 << 20, progress: bool = True
+) -> Fetched:
+    """Copy ``source`` into a temporary file under ``dest_dir`` (the caller moves or deletes it).
 
-    Args:
-        source: a source string (see the module docstring).
-        dest_dir: folder for the temporary copy (same file system as the final place).
-        chunk_bytes: size of each read; memory use stays around this size.
-        progress: show a progress bar (bytes).
-
-    Returns:
-        Fetched: the temporary file, its sha256, size and format. The caller renames or
-        deletes the file.
+    The file is hashed on the way; memory use stays around ``chunk_bytes``.
     """
     fmt = detect_format(source)
     handle, size = _open_source(source)

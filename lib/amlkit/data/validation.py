@@ -1,11 +1,9 @@
 """Data contracts: schemas, structural checks and pandera validation with readable reports.
 
-A data set's schema maps each column to a kind (``numeric``, ``integer``, ``categorical``,
-``boolean``, ``datetime``, ``text``), whether it may be null, and optional bounds or allowed
-categories. It is declared in ``data_config.json`` or inferred at first ingestion and saved to
-``config/schemas/<dataset>.json`` for review. Files are checked in two passes, both streaming:
-a structural pass over the raw bytes (encoding, header, duplicated names, ragged rows) and a
-pandera pass over chunks of rows (types, nulls, bounds, categories, target).
+A schema maps each column to a kind (:mod:`amlkit.kinds`), nullability and optional bounds or
+categories; it is declared in ``data_config.json`` or inferred at first ingestion and saved to
+``config/schemas/<dataset>.json`` for review. Files are checked in two streaming passes: the
+raw bytes (encoding, header, ragged rows), then chunks of rows with pandera.
 """
 
 from __future__ import annotations
@@ -36,49 +34,31 @@ class DataValidationError(ValueError):
         super().__init__(f"{source} failed validation; nothing was written:\n{lines}")
 
 
-def _decoded_lines(path: Path, source: str, chunk_bytes: int) -> Iterator[str]:
-    """Yield decoded text lines of ``path``; raise on bytes that are not UTF-8."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    line_no, offset, pending = 1, 0, ""
+def _decoded_lines(path: Path, source: str) -> Iterator[str]:
+    """Yield the text lines of ``path``; raise on bytes that are not UTF-8, saying where."""
     with open(path, "rb") as handle:
-        while True:
-            block = handle.read(chunk_bytes)
+        offset = 3 if handle.read(3) == codecs.BOM_UTF8 else handle.seek(0)  # skip a BOM
+        for line_no, raw in enumerate(handle, start=1):
             try:
-                text = decoder.decode(block, final=not block)
+                text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                where = offset + exc.start
-                line = line_no + pending.count("\n") + block[: exc.start].count(b"\n")
                 raise DataValidationError(
                     source,
                     [
-                        f"bytes that are not UTF-8 at byte {where} (line {line}): "
-                        f"{block[exc.start : exc.start + 4]!r}; re-save the file as UTF-8 "
+                        f"bytes that are not UTF-8 at byte {offset + exc.start} (line {line_no}): "
+                        f"{raw[exc.start : exc.start + 4]!r}; re-save the file as UTF-8 "
                         "(for example `iconv -f latin1 -t utf-8`)"
                     ],
                 ) from exc
-            offset += len(block)
-            pending += text
-            *lines, pending = pending.split("\n")
-            for line in lines:
-                line_no += 1
-                yield line + "\n"
-            if not block:
-                if pending:
-                    yield pending
-                return
+            offset += len(raw)
+            yield text
 
 
-def check_structure(
-    path: Path, source: str, *, delimiter: str = ",", chunk_bytes: int = 1 << 20, max_shown: int = 5
-) -> None:
-    """Stream a CSV/TSV once: encoding, empty file, header, duplicated names, ragged rows.
-
-    Raises:
-        DataValidationError: with one message per problem found.
-    """
+def check_structure(path: Path, source: str, *, delimiter: str = ",", max_shown: int = 5) -> None:
+    """Stream a CSV/TSV once: encoding, empty file, header, duplicated names, ragged rows."""
     if path.stat().st_size == 0:
         raise DataValidationError(source, ["the file is empty (0 bytes); check the export"])
-    reader = csv.reader(_decoded_lines(path, source, chunk_bytes), delimiter=delimiter)
+    reader = csv.reader(_decoded_lines(path, source), delimiter=delimiter)
     header = next(reader, None)
     if not header or all(not h.strip() for h in header):
         raise DataValidationError(source, ["the file has no header row; the first line is blank"])
@@ -154,11 +134,7 @@ def infer_schema(
 
 
 def check_schema_shape(schema: Any, where: str) -> dict[str, dict[str, Any]]:
-    """Validate a saved schema against :class:`amlkit.config.ColumnSchema`; return it plain.
-
-    Raises:
-        DataValidationError: an entry that is not an object, an unknown key or kind.
-    """
+    """Validate a saved schema against :class:`amlkit.config.ColumnSchema`; return it plain."""
     try:
         typed = TypeAdapter(Schema).validate_python(schema)
     except ValidationError as exc:
@@ -244,32 +220,28 @@ def report_failures(
     problems = []
     for (column, check), group in failures.groupby(["column", "check"], sort=True, dropna=False):
         if check in ("column_in_schema", "column_in_dataframe"):
-            name = group["failure_case"].iloc[0]
-            kind = "unknown"
-        else:
-            name = column
-            kind = schema.get(str(column), {}).get("type", "unknown")
-        what, fix = _describe_check(str(check), kind)
-        if check in ("column_in_schema", "column_in_dataframe"):
-            problems.append(f"column {name!r}: {what}; {fix}")
+            what, fix = _describe_check(str(check), "unknown")
+            problems.append(f"column {group['failure_case'].iloc[0]!r}: {what}; {fix}")
             continue
+        kind = schema.get(str(column), {}).get("type", "unknown")
+        what, fix = _describe_check(str(check), kind)
         rows = group.dropna(subset=["index"]).head(max_shown)
         shown = ", ".join(
             f"{v!r} on row {int(i)}"
             for v, i in zip(rows["failure_case"], rows["index"], strict=True)
         )
-        problems.append(f"column {name!r} ({kind}): {len(group)} {what} (first: {shown}); {fix}")
+        problems.append(f"column {column!r} ({kind}): {len(group)} {what} (first: {shown}); {fix}")
     return problems
 
 
 def validate_chunk(
     chunk: pd.DataFrame, pandera_schema: pa.DataFrameSchema
-) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """Validate one chunk lazily; return (coerced frame, None) or (None, failure cases)."""
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Validate one chunk lazily: (coerced rows, None), or (the rows as given, failure cases)."""
     try:
         return pandera_schema.validate(chunk, lazy=True), None
     except SchemaErrors as exc:
-        return None, exc.failure_cases
+        return chunk, exc.failure_cases
 
 
 def check_target(target_values: pd.Series, *, target: str, task: str, source: str) -> None:

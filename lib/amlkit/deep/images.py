@@ -1,16 +1,9 @@
-"""Image data for the deep-learning notebook: load, version, split, encode and decode.
+"""Image data for 05: load, version, split, encode and decode.
 
-An image set is an array ``x`` of shape N×H×W×C (N×H×W is taken as one channel) in its
-original scale, and an array ``y`` of N labels. The default source is scikit-learn's bundled
-handwritten digits (1,797 images of 8×8 pixels, values 0..16; no network); any ``.npz`` file
-holding arrays ``x`` and ``y`` works the same way.
-
-:func:`data_info` gives a set its version (the hash of the file or of the arrays) for tracking
-and the registry. Scaling divides by the training split's maximum so values fall in [0, 1].
-The scale, the image shape and the class labels are kept in a small ``preprocessing`` dict
-that travels with the model, so serving applies exactly the same transformation
-(:func:`scale_images`, :func:`images_to_model_input`). This module imports neither TensorFlow
-nor scikit-learn at import time: the Keras service imports it to decode requests.
+An image set is ``x`` (N×H×W×C, original scale) and ``y`` (N labels): scikit-learn's digits
+(8×8, values 0..16) or an ``.npz`` file. The training split's maximum scales the pixels; it
+travels with the model in a ``preprocessing`` dict, so serving transforms requests alike. No
+TensorFlow or scikit-learn at import time: the Keras service imports this module.
 """
 
 from __future__ import annotations
@@ -37,15 +30,10 @@ PNG_SCALE = 255.0  # 8-bit images decoded from base64 are divided by this, not b
 
 @dataclass
 class ImageSplits:
-    """Scaled images (float32, N×H×W×C in [0, 1]) and class indices for the three splits.
+    """Scaled images (float32 N×H×W×C in [0, 1]) and class indices into ``classes``, per split.
 
-    Attributes:
-        x_train: training images. ``y_train`` holds their class indices into ``classes``.
-        x_val: validation images (early stopping and the learning-rate schedule watch them).
-        x_test: test images, held out until evaluation.
-        classes: the sorted original labels; class index ``i`` means ``classes[i]``.
-        preprocessing: what serving needs: ``scale``, ``height``, ``width``, ``channels``,
-            ``classes``, ``source``. JSON-serialisable.
+    ``preprocessing`` (JSON) is what serving needs: ``scale``, ``height``, ``width``,
+    ``channels``, ``classes``, ``source``.
     """
 
     x_train: np.ndarray
@@ -76,21 +64,13 @@ def _as_images(x: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, n
             f"{source}: x has shape {x.shape} (ndim {x.ndim}); expected N×H×W or N×H×W×C. "
             "Stack the images along the first axis."
         )
-    if x.dtype == bool or not np.issubdtype(x.dtype, np.number):
-        raise ValueError(f"{source}: x has dtype {x.dtype}; expected numbers (pixel values).")
-    if np.iscomplexobj(x):
-        raise ValueError(f"{source}: x has complex dtype {x.dtype}; expected real pixel values.")
+    if x.dtype == bool or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise ValueError(f"{source}: x has dtype {x.dtype}; expected numbers (real pixel values).")
     y = np.asarray(y)
     if y.ndim != 1:
-        raise ValueError(
-            f"{source}: y has shape {y.shape}; expected one label per image (shape (N,))."
-        )
+        raise ValueError(f"{source}: y has shape {y.shape}; expected one label per image.")
     if len(x) != len(y):
-        raise ValueError(
-            f"{source}: x has {len(x)} images but y has {len(y)} labels; they must match."
-        )
-    if y.dtype == object:
-        raise ValueError(f"{source}: y has dtype object; save labels as numbers or strings.")
+        raise ValueError(f"{source}: x has {len(x)} images but y has {len(y)} labels.")
     x = x.astype(np.float64)
     if x.ndim == 3:
         x = x[..., np.newaxis]
@@ -107,20 +87,9 @@ def _as_images(x: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, n
 
 
 def load_images(source: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Load an image classification set in its original scale.
+    """Return ``(x, y)`` of ``"digits"`` (the default) or an ``.npz`` file: float64 N×H×W×C.
 
-    Args:
-        source: ``None`` or ``"digits"`` for scikit-learn's bundled digits (8×8, values
-            0..16), or the path to an ``.npz`` file with arrays ``x`` (N×H×W or N×H×W×C,
-            numbers) and ``y`` (N labels, numbers or strings).
-
-    Returns:
-        ``(x, y)``: ``x`` as float64 N×H×W×C, ``y`` as a 1-D array.
-
-    Raises:
-        FileNotFoundError: the ``.npz`` file does not exist.
-        ValueError: the file lacks ``x`` or ``y``, lengths differ, ``x`` has the wrong number
-            of dimensions or is not numeric, or ``y`` holds a single class.
+    Raises FileNotFoundError for a missing file, ValueError saying what is wrong with a bad one.
     """
     if source is None or str(source) == DIGITS:
         from sklearn.datasets import load_digits
@@ -158,15 +127,8 @@ def load_images(source: str | Path | None = None) -> tuple[np.ndarray, np.ndarra
 def data_info(source: str | Path, x: np.ndarray, y: np.ndarray) -> dict[str, str]:
     """Return ``{dataset, version, sha256}`` of an image set, for tracking and the registry.
 
-    Args:
-        source: ``"digits"`` or the ``.npz`` path the images were loaded from.
-        x: the images as loaded (:func:`load_images`).
-        y: their labels.
-
-    Returns:
-        ``dataset`` is ``"digits"`` or the file's stem; ``sha256`` is that of the ``.npz``
-        file's bytes, or for the digits of the arrays' dtype, shape and bytes; ``version`` is
-        its first 12 characters.
+    The sha256 is the ``.npz`` file's, or for the digits that of the arrays' dtype, shape and
+    bytes; the version is its first 12 characters.
     """
     if str(source) != DIGITS:
         sha = sha256_file(source)
@@ -190,16 +152,8 @@ def split_images(
 ) -> ImageSplits:
     """Split stratified by class into train/validation/test, then scale by the train maximum.
 
-    Args:
-        x: images N×H×W×C in their original scale (from :func:`load_images`).
-        y: N labels.
-        test_size: fraction of all images held out for the test split.
-        validation_size: fraction of all images used for validation.
-        random_state: seed of the split.
-        source: a name for the data, recorded in ``preprocessing``.
-
-    Returns:
-        The scaled splits with their ``preprocessing`` record.
+    ``test_size`` and ``validation_size`` are shares of all images; ``source`` is recorded in
+    ``preprocessing``.
 
     Raises:
         ValueError: fractions out of range, or a class too small to appear in every split.
@@ -241,45 +195,21 @@ def split_images(
         raise ValueError(f"the training images' maximum is {scale}; expected a positive value.")
     if float(x.min()) < 0:
         logger.warning("images have negative values (min %s); scaled values fall below 0", x.min())
-    _, height, width, channels = x.shape
-    preprocessing = {
-        "scale": scale,
-        "height": int(height),
-        "width": int(width),
-        "channels": int(channels),
-        "classes": classes.tolist(),
-        "source": str(source),
-    }
+    shape = dict(zip(("height", "width", "channels"), map(int, x.shape[1:]), strict=True))
+    preprocessing = {"scale": scale, **shape, "classes": classes.tolist(), "source": str(source)}
+    sizes = (len(train), len(val), len(test))
     logger.info(
-        "split %d images %s: train %d, validation %d, test %d; scale %s",
-        len(y),
-        x.shape[1:],
-        len(train),
-        len(val),
-        len(test),
-        scale,
+        "split %d images %s: train/validation/test %s; scale %s", len(y), shape, sizes, scale
     )
+    x_train, x_val, x_test = ((x[part] / scale).astype(np.float32) for part in (train, val, test))
+    y_train, y_val, y_test = codes[train], codes[val], codes[test]
     return ImageSplits(
-        x_train=(x[train] / scale).astype(np.float32),
-        y_train=codes[train],
-        x_val=(x[val] / scale).astype(np.float32),
-        y_val=codes[val],
-        x_test=(x[test] / scale).astype(np.float32),
-        y_test=codes[test],
-        classes=classes.tolist(),
-        preprocessing=preprocessing,
+        x_train, y_train, x_val, y_val, x_test, y_test, classes.tolist(), preprocessing
     )
 
 
 def scale_images(x: Any, preprocessing: dict[str, Any]) -> np.ndarray:
-    """Check numeric images in their original scale and scale them for the model.
-
-    Args:
-        x: array-like N×H×W (one channel) or N×H×W×C matching ``preprocessing``.
-        preprocessing: the record from :class:`ImageSplits` (``scale``, ``height``, ...).
-
-    Returns:
-        float32 N×H×W×C divided by ``preprocessing["scale"]``.
+    """Check numbers N×H×W(×C) in the original scale; return float32 N×H×W×C divided by scale.
 
     Raises:
         ValueError: an empty batch, non-numeric or non-finite values, or a wrong shape.
@@ -325,8 +255,8 @@ def _decode_png(text: str, position: int, preprocessing: dict[str, Any]) -> np.n
             f"image {position} is not valid base64 ({exc}); encode PNG bytes."
         ) from exc
     try:
-        with Image.open(io.BytesIO(raw)) as img:
-            img = img.convert("L" if c == 1 else "RGB")
+        with Image.open(io.BytesIO(raw)) as opened:
+            img = opened.convert("L" if c == 1 else "RGB")
             if img.size != (w, h):
                 img = img.resize((w, h), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.float32) / PNG_SCALE
@@ -340,19 +270,9 @@ def _decode_png(text: str, position: int, preprocessing: dict[str, Any]) -> np.n
 def images_to_model_input(images: Any, preprocessing: dict[str, Any]) -> np.ndarray:
     """Turn a request's batch into the model's input (float32 N×H×W×C in [0, 1]).
 
-    Args:
-        images: nested lists or an array (N×H×W or N×H×W×C numbers in the original scale,
-            divided by ``preprocessing["scale"]``), or a list of base64-encoded PNG/JPEG
-            strings (converted to grayscale or RGB to match the model, resized to its H×W,
-            8-bit pixels divided by 255).
-        preprocessing: the record saved with the model.
-
-    Returns:
-        The scaled batch.
-
-    Raises:
-        ValueError: an empty batch, a mix of strings and numbers, bad base64, an unreadable
-            image, non-numeric values or a wrong shape.
+    ``images`` is numbers as :func:`scale_images` takes them, or a list of base64 PNG/JPEG
+    strings (converted to the model's channels and H×W, 8-bit pixels divided by 255). A bad
+    batch raises ValueError saying what was expected.
     """
     if isinstance(images, str | bytes):
         raise ValueError("images must be a list (a batch); wrap a single image in a list.")
@@ -372,15 +292,8 @@ def images_to_model_input(images: Any, preprocessing: dict[str, Any]) -> np.ndar
 def encode_png(image: np.ndarray, scale: float) -> str:
     """Encode one image (H×W or H×W×C, original scale) as a base64 PNG string.
 
-    Pixels are mapped to 8 bits as ``round(value / scale * 255)``, the inverse of what
-    :func:`images_to_model_input` does with base64 input.
-
-    Args:
-        image: one image in its original scale.
-        scale: the value that maps to white (``preprocessing["scale"]``).
-
-    Returns:
-        The base64 text of the PNG file.
+    Pixels become ``round(value / scale * 255)`` (``scale`` maps to white), the inverse of
+    what :func:`images_to_model_input` does with base64 input.
     """
     from PIL import Image
 

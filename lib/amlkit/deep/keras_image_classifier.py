@@ -1,20 +1,19 @@
-"""MLflow pyfunc wrapper of a Keras image classifier ("models from code").
+"""MLflow pyfunc wrapper of a Keras image classifier ("models from code"), copied into models.
 
-:func:`amlkit.deep.pyfunc.save_mlflow_model` copies this file into every Keras model folder,
-and ``mlflow.pyfunc.load_model`` runs it from there. It must not import amlkit, so that the
-folder loads wherever MLflow, Keras and TensorFlow are installed (an Azure ML environment too).
+It must not import amlkit, so that a model folder loads wherever MLflow and Keras are installed.
 """
 
 import json
 
-import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.models import set_model
+from mlflow.pyfunc import PythonModel
 
 CHUNK = 1024  # images per predict_on_batch call
 
 
-class KerasImageClassifier(mlflow.pyfunc.PythonModel):
+class KerasImageClassifier(PythonModel):
     """Scale images as in training, run the network, return labels and probabilities."""
 
     def load_context(self, context):
@@ -55,4 +54,4 @@ class KerasImageClassifier(mlflow.pyfunc.PythonModel):
         return out
 
 
-mlflow.models.set_model(KerasImageClassifier())
+set_model(KerasImageClassifier())

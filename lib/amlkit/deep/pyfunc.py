@@ -1,23 +1,9 @@
 """Save a Keras image classifier as an MLflow model, load it back, and serve predictions.
 
-An MLflow model folder written by :func:`save_mlflow_model` holds::
-
-    MLmodel                         pyfunc and keras flavors, signature, metadata
-    keras_image_classifier.py       the pyfunc wrapper (MLflow "models from code")
-    artifacts/model.keras           the network, Keras format
-    artifacts/preprocessing.json    scale, height, width, channels, classes
-    conda.yaml, python_env.yaml, requirements.txt
-
-The wrapper (:mod:`amlkit.deep.keras_image_classifier`) does not import amlkit, so the folder
-loads with ``mlflow.pyfunc.load_model`` wherever MLflow, Keras and TensorFlow are installed (an
-Azure ML environment included); ``mlflow.keras.load_model`` on the same folder returns the
-bare network. The pyfunc ``predict`` takes images in their original scale as the signature says,
-a float64 array N×H×W×C (MLflow enforces dtype and rank before ``predict`` runs: convert
-nested lists with ``np.asarray(images, dtype=np.float64)``), and returns a DataFrame:
-``prediction`` (the class label) and one ``probability_<class>`` column per class.
-
-Scoring scripts call :func:`load_mlflow_model` once in ``init()`` and :func:`predict_images`
-in ``run()``; it also accepts base64 PNG images.
+The folder holds ``MLmodel`` (pyfunc and keras flavors), the pyfunc wrapper
+(:mod:`amlkit.deep.keras_image_classifier`, "models from code"), ``artifacts/model.keras``,
+``artifacts/preprocessing.json`` and the environment files. Scoring scripts call
+:func:`load_mlflow_model` once in ``init()`` and :func:`predict_images` in ``run()``.
 """
 
 from __future__ import annotations
@@ -87,21 +73,14 @@ def _requirements() -> list[str]:
 
 
 def model_signature(preprocessing: dict[str, Any]) -> Any:
-    """Return the MLflow signature: a float64 image tensor in, label and probabilities out.
-
-    Args:
-        preprocessing: the record saved with the model (shape and classes).
-
-    Returns:
-        An :class:`mlflow.models.ModelSignature`.
-    """
+    """Return the MLflow signature: a float64 image tensor in, label and probabilities out."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
     pre = preprocessing
     shape = (-1, pre["height"], pre["width"], pre["channels"])
     label_type = "string" if any(isinstance(c, str) for c in pre["classes"]) else "long"
-    outputs = [ColSpec(label_type, "prediction")]
+    outputs: list[ColSpec | TensorSpec] = [ColSpec(label_type, "prediction")]
     outputs += [ColSpec("float", f"probability_{c}") for c in pre["classes"]]
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float64), shape)]),
@@ -111,20 +90,12 @@ def model_signature(preprocessing: dict[str, Any]) -> Any:
 
 def save_mlflow_model(
     model: keras.Model, path: str | Path, *, preprocessing: dict[str, Any]
-) -> Path:
-    """Write ``model`` as an MLflow pyfunc model into the empty folder ``path``.
-
-    Args:
-        model: the trained network.
-        path: an empty (or not yet existing) folder, for example the registry's staging folder.
-        preprocessing: :attr:`amlkit.deep.images.ImageSplits.preprocessing` (scale, shape,
-            classes); written to ``artifacts/preprocessing.json`` and to the MLmodel metadata.
-
-    Returns:
-        ``path``. The Keras file is ``path / KERAS_FILE``.
+) -> None:
+    """Write ``model`` as an MLflow pyfunc model into the empty or new folder ``path``.
 
     Raises:
-        ValueError: ``path`` is not empty, or ``preprocessing`` lacks a key.
+        ValueError: ``path`` is not empty, or ``preprocessing`` (``ImageSplits.preprocessing``)
+            lacks a key or has another shape.
     """
     import mlflow
 
@@ -156,15 +127,10 @@ def save_mlflow_model(
                 metadata={"flavor": "keras", "preprocessing": pre},
             )
     logger.info("saved MLflow model %s (%s)", path, model.name)
-    return path
 
 
 def _keras_flavored_model() -> Any:
-    """An MLflow Model carrying a ``keras`` flavor that points at :data:`KERAS_FILE`.
-
-    With it ``mlflow.keras.load_model(path)`` returns the bare network, beside the pyfunc
-    flavor that ``mlflow.pyfunc.load_model`` uses.
-    """
+    # A keras flavor beside the pyfunc one: mlflow.keras.load_model returns the bare network.
     from mlflow.models import Model
 
     mlflow_model = Model()
@@ -179,18 +145,9 @@ def _keras_flavored_model() -> Any:
 
 
 def load_mlflow_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
-    """Load the network and its preprocessing from a folder written by :func:`save_mlflow_model`.
+    """Return ``(model, preprocessing)`` of a :func:`save_mlflow_model` folder, for serving.
 
-    Faster than ``mlflow.pyfunc.load_model`` and what :func:`predict_images` needs.
-
-    Args:
-        path: the MLflow model folder (for example ``$AZUREML_MODEL_DIR/<name>``).
-
-    Returns:
-        ``(model, preprocessing)``.
-
-    Raises:
-        FileNotFoundError: the folder lacks the Keras file or the preprocessing record.
+    Faster than ``mlflow.pyfunc.load_model``; FileNotFoundError when a file is missing.
     """
     path = Path(path)
     keras_file, pre_file = path / KERAS_FILE, path / PREPROCESSING_FILE
@@ -207,9 +164,8 @@ def load_mlflow_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
 def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """Return class probabilities (N×classes) for scaled images.
 
-    Uses ``predict_on_batch`` in chunks of :data:`PREDICT_CHUNK`: a compiled function, about
-    0.5 ms for one image on two cores, against about 8 ms for an eager call and 100 ms for
-    ``model.predict``.
+    ``predict_on_batch`` takes about 0.5 ms for one image on two cores, an eager call about
+    8 ms and ``model.predict`` about 100 ms.
     """
     x = np.asarray(x, dtype=np.float32)
     out = [
@@ -219,23 +175,11 @@ def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 
 def predict_images(model: Any, images: Any, *, preprocessing: dict[str, Any]) -> dict[str, Any]:
-    """Predict the class of each image of a request.
+    """Return ``{"predictions": [label, ...], "probabilities": [[p per class], ...]}``.
 
-    Args:
-        model: a Keras model, or the result of ``mlflow.pyfunc.load_model`` on a folder
-            written by :func:`save_mlflow_model`.
-        images: a batch: nested lists or an array of numbers in the original scale (N×H×W
-            for one channel, or N×H×W×C), or a list of base64 PNG/JPEG strings (converted to
-            the model's channels and resized to its H×W; 8-bit pixels, 255 is white).
-        preprocessing: the record saved with the model.
-
-    Returns:
-        ``{"predictions": [label, ...], "probabilities": [[p per class], ...]}`` with
-        probabilities in the order of ``preprocessing["classes"]``, rounded to 6 places.
-
-    Raises:
-        ValueError: an empty batch, wrong shape, non-numeric values or bad base64, with what
-            was expected.
+    ``model`` is a Keras model or a loaded pyfunc of :func:`save_mlflow_model`'s folder;
+    ``images`` as :func:`~amlkit.deep.images.images_to_model_input` takes them (ValueError
+    otherwise). Probabilities follow ``preprocessing["classes"]``, rounded to 6 places.
     """
     if hasattr(model, "unwrap_python_model"):  # an mlflow PyFuncModel of our wrapper
         model = model.unwrap_python_model().model

@@ -1,15 +1,10 @@
-"""Import TensorFlow without its start-up chatter on stderr.
+"""Import TensorFlow without its start-up chatter on stderr (import this before Keras).
 
-TensorFlow's C++ runtime writes timestamped lines to file descriptor 2 when it loads (oneDNN,
-CUDA stubs, CPU features) and later (a missing GPU driver, graph attribute notices). In a
-notebook those lines land in cell outputs and change on every run. Importing this module
-imports TensorFlow with descriptor 2 captured: the captured lines are kept in
-:data:`startup_messages` and logged at INFO (to the amlkit log file where logging is already
-configured), not shown on the screen. It also sets ``TF_CPP_MIN_LOG_LEVEL`` to ``3``
-(C++ messages below FATAL hidden) and the ``tensorflow`` Python logger to the matching level,
-unless ``TF_CPP_MIN_LOG_LEVEL`` is already set: set it to ``0`` to see everything.
-
-:mod:`amlkit.deep` and :mod:`amlkit.deep.pyfunc` import this module before Keras.
+TensorFlow's C++ runtime writes timestamped lines to file descriptor 2 as it loads (oneDNN,
+CUDA stubs, CPU features); in a notebook they land in cell outputs and change on every run.
+Importing this module imports TensorFlow with descriptor 2 captured into
+:data:`startup_messages` and the log (INFO). Unless ``TF_CPP_MIN_LOG_LEVEL`` is already set
+(``0`` shows everything), it is set to ``3`` and the ``tensorflow`` logger to the same level.
 """
 
 from __future__ import annotations
@@ -30,12 +25,9 @@ PYTHON_LEVELS = {"0": logging.INFO, "1": logging.WARNING, "2": logging.ERROR, "3
 
 @contextmanager
 def captured_stderr_fd() -> Iterator[None]:
-    """Send what is written to file descriptor 2 inside the block to the log, not the screen.
+    """Send what the block writes to descriptor 2 to :data:`startup_messages` and the log.
 
-    The lines are also appended to :data:`startup_messages`; they are logged at INFO, or at
-    WARNING when the block raises.
-
-    Falls back to doing nothing when descriptor 2 cannot be duplicated.
+    Logged at INFO (WARNING when the block raises); does nothing when fd 2 cannot be duplicated.
     """
     try:
         sys.stderr.flush()

@@ -1,12 +1,7 @@
-"""Track, register and champion-gate a Keras image classifier, as the scikit-learn side does.
+"""Track, register and champion-gate 05's Keras image classifier, as 04 does for scikit-learn.
 
-``05_deep_learning`` builds and trains the network; these steps give it the same record as
-the scikit-learn models of notebook 04: an MLflow run with parameters,
-metrics (per split and per epoch), figures, the data version and hash and the code commit; a
-registry version that is an MLflow model (Keras format inside) carrying
-``model_metadata.json``, ``performance_metrics.json`` and ``hyperparameters.yaml``; and
-:func:`~amlkit.registry.champion.promote_if_better` scoring the candidate and the champion on
-the same test split with :func:`score_split`.
+The network gets the same record as 04's models: an MLflow run, a registry version (an MLflow
+model, Keras inside, with the registry's files), and the champion gate.
 """
 
 from __future__ import annotations
@@ -15,7 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import keras
 import mlflow
@@ -23,6 +18,7 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
+from amlkit import kinds
 from amlkit.config import ModelConfig
 from amlkit.deep import pyfunc
 from amlkit.deep.determinism import compute_device
@@ -33,7 +29,7 @@ from amlkit.training import evaluate
 logger = logging.getLogger(__name__)
 
 EXPERIMENT = "amlkit-deep-learning"
-TASK = "classification"
+TASK: Final = kinds.CLASSIFICATION
 TARGET = "label"
 NAME_SUFFIX = "-cnn"
 LIBRARIES = ("tensorflow", "keras", "pillow")
@@ -41,27 +37,15 @@ NOTEBOOK = "notebooks/05_deep_learning.ipynb"
 
 
 def default_model_name(dataset: str) -> str:
-    """Return the registry name used when none is given: ``<dataset>-cnn``.
-
-    Characters the registry does not allow in names become ``-``.
-    """
+    """Return the registry name used when none is given: ``<dataset>-cnn``, made a valid name."""
     clean = re.sub(r"[^A-Za-z0-9._-]+", "-", dataset).strip("-._") or "images"
     return f"{clean[: 128 - len(NAME_SUFFIX)]}{NAME_SUFFIX}"
 
 
 def score_split(model: keras.Model, splits: ImageSplits, split: str = "test") -> dict[str, float]:
-    """Score a network on one split with the project's classification metrics.
+    """Score a network on one split with :func:`~amlkit.training.evaluate.classification_metrics`.
 
     The notebook's table and the champion gate both score this way, so they agree.
-
-    Args:
-        model: the network (trained in the notebook, or loaded from the registry).
-        splits: the data.
-        split: ``"train"``, ``"validation"`` or ``"test"``.
-
-    Returns:
-        ``{metric: value}``: accuracy, balanced_accuracy, precision/recall/f1 macro and
-        weighted, roc_auc and log_loss.
     """
     x, y = splits.split(split)
     proba = pyfunc.predict_proba(model, x).astype(np.float64)
@@ -91,54 +75,25 @@ def track_and_register(
     data: Mapping[str, Any],
     hyperparameters: Mapping[str, Any],
     figures: Mapping[str, Any] | None = None,
-    experiment: str = EXPERIMENT,
 ) -> tuple[store.ModelVersion, str]:
-    """Log the run to MLflow and register the network as a new version of ``name``.
+    """Log the run to MLflow, register the network as a new version of ``name``; return both.
 
-    The run holds the hyperparameters, the metrics per split, the curves per epoch
-    (``epoch_loss``, ``epoch_val_accuracy``, ``epoch_learning_rate`` ...), the figures, the
-    preprocessing record, and tags for the data (``data.dataset``, ``data.version``,
-    ``data.sha256``, ``data.source``), the code commit and the compute device. The version
-    folder is an MLflow model (:func:`amlkit.deep.pyfunc.save_mlflow_model`) with the network
-    in the Keras format, plus the registry's metadata, metrics and hyperparameter files.
-
-    Args:
-        model: the trained network.
-        history: its per-epoch logs (``model.fit(...).history``).
-        splits: the data it was trained on.
-        metrics: ``{split: {metric: value}}`` to record.
-        name: the registry name.
-        data: ``{dataset, version, sha256}`` (:func:`amlkit.deep.images.data_info`).
-        hyperparameters: what produced the model (network, training and split settings).
-        figures: ``{file stem: Figure}`` to log as PNG under ``figures/``.
-        experiment: the MLflow experiment.
-
-    Returns:
-        (the new version, the MLflow run id)
+    The run holds the hyperparameters, ``metrics`` (``{split: {metric: value}}``), ``history``
+    (``model.fit``'s) as ``epoch_<name>`` curves, the figures, the preprocessing record, and
+    tags for the data (:func:`amlkit.deep.images.data_info`), code commit and compute device.
     """
     pre = splits.preprocessing
     device = compute_device()
-    tags = {
-        "task": TASK,
-        "model_name": name,
-        "flavor": "keras",
-        "compute_device": device,
-        "data.source": pre.get("source", ""),
-    }
-    run_name = f"{name}-{model.name}"
+    tags = {"task": TASK, "model_name": name, "flavor": "keras", "compute_device": device}
+    tags["data.source"] = pre.get("source", "")
     tags |= {f"data.{key}": str(value) for key, value in data.items()}
     tags |= tracking.source_tags(NOTEBOOK)
-    tracking.set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+    tracking.set_experiment(EXPERIMENT)
+    with mlflow.start_run(run_name=f"{name}-{model.name}", tags=tags) as run:
         run_id = run.info.run_id
-        mlflow.log_params(hyperparameters)
-        mlflow.log_metrics(
-            {
-                f"{split}_{key}": value
-                for split, scores in metrics.items()
-                for key, value in scores.items()
-            }
-        )
+        mlflow.log_params(dict(hyperparameters))
+        scores = {f"{split}_{k}": v for split, values in metrics.items() for k, v in values.items()}
+        mlflow.log_metrics(scores)
         MlflowClient().log_batch(run_id, metrics=_epoch_metrics(history))
         mlflow.log_dict(pre, "preprocessing.json")
         for stem, figure in (figures or {}).items():
@@ -190,37 +145,19 @@ def _check_compatible(version: store.ModelVersion, splits: ImageSplits) -> None:
 
 
 def champion_gate(
-    version: store.ModelVersion,
-    splits: ImageSplits,
-    model_config: ModelConfig,
-    *,
-    split: str = "test",
+    version: store.ModelVersion, splits: ImageSplits, model_config: ModelConfig
 ) -> champion.PromotionDecision:
-    """Compare ``version`` with the champion on the same split; promote it if it wins.
+    """Promote ``version`` if it beats the champion on the test split by the configured margin.
 
-    Both versions are loaded back from the registry (files verified against their hashes)
-    and scored on ``split`` (:func:`score_split`) with
-    ``model_config.primary_metric["classification"]``; the candidate must win by more than
-    ``model_config.promotion_margin``.
-
-    Args:
-        version: the new version (:func:`track_and_register`).
-        splits: the data; both versions are scored on the same images.
-        model_config: the content of ``config/model_config.json``.
-        split: the split to score on.
-
-    Returns:
-        The decision (also in ``decisions.jsonl`` and on the candidate's MLflow run).
-
-    Raises:
-        ValueError: the champion takes images of another shape or predicts other classes.
+    Both are loaded back from the registry and scored with :func:`score_split`; ValueError
+    when the champion takes images of another shape or predicts other classes.
     """
     metric = model_config.primary_metric[TASK]
 
     def score(candidate: store.ModelVersion) -> float:
         _check_compatible(candidate, splits)
         network = store.load_model(candidate.name, candidate.version)
-        return score_split(network, splits, split)[metric]
+        return score_split(network, splits)[metric]
 
     return champion.promote_if_better(
         version,

@@ -1,8 +1,4 @@
-"""Running the notebooks: the papermill pipeline behind ``amlkit run`` and notebook upkeep.
-
-The modules import papermill and nbformat; this package file stays light, so the ``amlkit``
-command starts fast and imports them only in the commands that run or clean notebooks.
-"""
+"""Running the notebooks (``amlkit run``) and their upkeep; kept light so the CLI starts fast."""
 
 
 class PipelineError(RuntimeError):

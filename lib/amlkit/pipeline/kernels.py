@@ -1,17 +1,8 @@
-"""The Jupyter kernels the notebooks run in: which one a notebook declares, and how it starts.
+"""The Jupyter kernel each notebook declares (``amlkit``, from ``dev.py setup``), started quietly.
 
-Every committed notebook declares the project's kernel, ``amlkit`` ("Python (amlkit)"), which
-``python3 dev.py setup`` registers for the project's environment; papermill and nbval start
-the kernel a notebook declares, and :func:`check_installed` refuses a run whose kernel is
-missing before anything starts.
-
-A run's output should show progress and real errors, not the kernels' own chatter.
-:func:`launch_config` asks jupyter_client to encrypt the loopback channel (CurveZMQ) when the
-kernel supports it, as ipykernel 7 does, which also silences ipykernel's "running over TCP
-without encryption" warning; :class:`LoggedKernelManager` sends what a kernel process still
-writes to its own stderr (not cell output, which reaches the notebook, but start-up failures
-and shutdown noise such as ipykernel's traceback when a socket closes during shutdown) to a
-log file, whose end :func:`log_tail` gives for the error message.
+:func:`launch_config` asks for an encrypted loopback channel (CurveZMQ, which also silences
+ipykernel 7's "running over TCP without encryption" warning), and :class:`LoggedKernelManager`
+sends the kernel process's own stderr (start-up failures, shutdown tracebacks) to a log file.
 """
 
 from __future__ import annotations
@@ -33,7 +24,8 @@ class LoggedKernelManager(AsyncKernelManager):
 
     stderr_path = Unicode("", help="file that receives the kernel's stderr").tag(config=True)
 
-    async def start_kernel(self, **kw: Any) -> None:
+    # jupyter_client types KernelManager.start_kernel as sync; the async manager's is async.
+    async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
         """Start the kernel; its stderr is appended to ``stderr_path`` when set."""
         if not self.stderr_path:
             return await super().start_kernel(**kw)
@@ -60,19 +52,11 @@ def declared_kernel(notebook: Path) -> str | None:
     return metadata.get("kernelspec", {}).get("name")
 
 
-def check_installed(notebooks: list[Path], kernel_name: str | None = None) -> None:
-    """Refuse to start when a notebook's kernel is not installed in this environment.
-
-    Args:
-        notebooks: the notebooks about to run.
-        kernel_name: a kernel that replaces the declared ones; None checks each declaration.
-
-    Raises:
-        ValueError: names the notebook, the kernel, and how to register the project's kernel.
-    """
+def check_installed(notebooks: list[Path]) -> None:
+    """Raise ValueError (saying how to register it) when a notebook's kernel is not installed."""
     installed = KernelSpecManager().find_kernel_specs()
     for notebook in notebooks:
-        name = kernel_name or declared_kernel(notebook)
+        name = declared_kernel(notebook)
         if name not in installed:
             declares = f"the Jupyter kernel {name!r}" if name else "no Jupyter kernel"
             raise ValueError(

@@ -1,19 +1,7 @@
 """Strip execution noise from notebooks before they are committed, with nbstripout.
 
-Committed notebooks keep their outputs (nbval compares against them; readers see the plots),
-their execution counts (a top-to-bottom run numbers the cells the same way every time) and
-their cell ids, but not what changes on every run: papermill's parameter and timing metadata,
-cell execution timestamps, widget state and editor view state. nbstripout does the stripping,
-told to keep outputs, counts and ids and which metadata keys to drop (:data:`NOISE_KEYS`); a
-cell that papermill injected with run parameters (tag ``injected-parameters``) is dropped, so
-the committed notebook runs with the defaults of its ``parameters`` cell.
-
-One step nbstripout cannot express follows it: papermill gives every cell an empty ``tags``
-list, which is removed (tags that say something, such as ``parameters``, stay).
-
-``amlkit notebooks clean``, ``amlkit notebooks execute`` and the pre-commit hook call
-:func:`clean_notebook`. nbstripout is a contributor tool (the ``dev`` extra): only those who
-commit notebooks need it, not the environments that run or serve them.
+Outputs (nbval compares against them), execution counts and cell ids stay; what changes on
+every run goes: :data:`NOISE_KEYS`, papermill's injected-parameters cell and empty ``tags``.
 """
 
 from __future__ import annotations
@@ -50,14 +38,7 @@ INJECTED_TAG = "injected-parameters"
 
 
 def clean_notebook(path: str | Path) -> bool:
-    """Strip execution noise from one notebook in place, keeping its outputs.
-
-    Args:
-        path: the ``.ipynb`` file.
-
-    Returns:
-        True if the file changed.
-    """
+    """Strip execution noise from one notebook in place, keeping its outputs; True if changed."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)

@@ -1,22 +1,8 @@
 """Run the notebooks in order with papermill: the headless pipeline behind ``amlkit run``.
 
-Each run gets an id and a folder ``runs/<run-id>/`` (ignored by git) that receives every
-executed notebook and a ``run.json`` summary. A parameter given with ``-p`` goes to every
-notebook that declares it; a name no selected notebook declares, or a kernel that is not
-installed, is refused before anything runs. Each notebook runs in the Jupyter kernel it
-declares: ``amlkit``, the project's environment, registered by ``python3 dev.py setup``. On
-failure the run stops, names the notebook and the failing cell, and keeps the executed
-notebook for inspection.
-
-:func:`run_notebooks` is the same run called from Python: notebook 07 retrains by re-running
-the preprocessing and training notebooks on a new data version, and keeps the executed copies
-as the record. :func:`refresh_notebooks` (``amlkit notebooks execute``) re-executes notebooks
-in a fresh project and writes them back, to refresh their committed outputs.
-
-The run's output shows progress and real errors, not the kernels' own chatter: what a kernel
-writes to its stderr goes to ``<notebook>.kernel.log`` beside the executed notebook (see
-:mod:`amlkit.pipeline.kernels`), and a kernel that fails to start or dies is reported with the
-end of that log.
+Each run writes its executed notebooks and a ``run.json`` summary to ``runs/<run-id>/``.
+Unknown parameters and missing kernels are refused before anything runs; a failure stops the
+run and keeps the executed copy. A kernel's own stderr goes to ``<notebook>.kernel.log``.
 """
 
 from __future__ import annotations
@@ -46,6 +32,8 @@ from amlkit.pipeline.stages import NOTEBOOK_RE, discover, select
 
 logger = logging.getLogger(__name__)
 
+CELL_TIMEOUT_S = 1800
+
 
 @dataclass
 class RunResult:
@@ -57,11 +45,6 @@ class RunResult:
     status: str = "running"
 
 
-def declared_parameters(notebook: Path) -> dict[str, Any]:
-    """Return the parameters a notebook declares (papermill's inspection of its cell)."""
-    return pm.inspect_notebook(str(notebook))
-
-
 def new_run_id() -> str:
     """Return a sortable, unique run id: UTC time plus a random suffix."""
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
@@ -71,7 +54,7 @@ def plan(
     notebooks: list[Path], overrides: dict[str, Any], defaults: dict[str, Any]
 ) -> list[tuple[Path, dict[str, Any]]]:
     """Return each notebook with the parameters it will get; refuse unknown names."""
-    declared = {nb: declared_parameters(nb) for nb in notebooks}
+    declared = {nb: pm.inspect_notebook(str(nb)) for nb in notebooks}
     known = set().union(*(set(d) for d in declared.values())) if declared else set()
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -79,31 +62,14 @@ def plan(
             f"parameter(s) {', '.join(unknown)} are declared by none of the selected notebooks; "
             f"known parameters: {', '.join(sorted(known))}"
         )
-    steps = []
-    for nb in notebooks:
-        merged = {**defaults, **overrides}
-        steps.append((nb, {k: v for k, v in merged.items() if k in declared[nb]}))
-    return steps
+    merged = {**defaults, **overrides}
+    return [(nb, {k: v for k, v in merged.items() if k in declared[nb]}) for nb in notebooks]
 
 
 def execute(
-    notebook: Path,
-    output: Path,
-    parameters: dict[str, Any] | None = None,
-    *,
-    kernel_name: str | None = None,
-    progress: bool = True,
-    timeout_s: int | None = 1800,
+    notebook: Path, output: Path, parameters: dict[str, Any] | None = None, *, progress: bool = True
 ) -> None:
-    """Execute one notebook with papermill into ``output``, from the notebook's folder.
-
-    Args:
-        notebook: the notebook to run.
-        output: where the executed copy goes (written after every cell).
-        parameters: values for its ``parameters`` cell; none keeps the defaults.
-        kernel_name: the Jupyter kernel; None runs the kernel the notebook declares.
-        progress: show papermill's cell progress bar.
-        timeout_s: per-cell timeout.
+    """Execute one notebook with papermill, from its folder, into ``output`` (saved per cell).
 
     Raises:
         PipelineError: a cell failed or timed out, or the kernel failed to start or died (the
@@ -115,11 +81,10 @@ def execute(
             str(notebook),
             str(output),
             parameters=parameters,
-            kernel_name=kernel_name,
             cwd=str(notebook.parent),
             progress_bar=progress,
             request_save_on_cell_execute=True,
-            execution_timeout=timeout_s,
+            execution_timeout=CELL_TIMEOUT_S,
             kernel_manager_class=kernels.LoggedKernelManager,
             config=kernels.launch_config(log),
         )
@@ -148,24 +113,11 @@ def run_pipeline(
     *,
     run_id: str | None = None,
     output_dir: str | Path | None = None,
-    kernel_name: str | None = None,
     progress: bool = True,
-    timeout_s: int | None = 1800,
 ) -> RunResult:
-    """Execute the selected notebooks in order into ``runs/<run-id>/`` (or ``output_dir``).
+    """Execute the selected notebooks (all when None) in order into a new or empty folder.
 
-    Args:
-        stages: which notebooks (numbers, names or ranges); all when None.
-        parameters: ``-p`` overrides; each goes to the notebooks that declare it.
-        run_id: the run's id; a new one when None.
-        output_dir: the folder for the executed notebooks and ``run.json`` (new or empty);
-            ``runs/<run-id>/`` when None.
-        kernel_name: the Jupyter kernel for every notebook; None runs the one each declares.
-        progress: show progress bars.
-        timeout_s: per-cell timeout.
-
-    Returns:
-        RunResult with one entry per executed notebook.
+    Each of ``parameters`` goes to the notebooks that declare it.
 
     Raises:
         ValueError: a stage, a parameter or a kernel is unknown, or the folder holds files.
@@ -178,7 +130,7 @@ def run_pipeline(
         raise ValueError(f"no notebooks found in {paths.notebooks_dir()}")
     defaults = {"dataset": data_config.default_dataset}
     steps = plan(notebooks, parameters or {}, defaults)
-    kernels.check_installed(notebooks, kernel_name)
+    kernels.check_installed(notebooks)
     run_id = run_id or new_run_id()
     folder = Path(output_dir) if output_dir is not None else paths.runs_dir() / run_id
     if folder.is_dir() and any(folder.iterdir()):
@@ -197,14 +149,7 @@ def run_pipeline(
         started = time.perf_counter()
         entry = {"notebook": notebook.name, "parameters": params, "output": str(output)}
         try:
-            execute(
-                notebook,
-                output,
-                params,
-                kernel_name=kernel_name,
-                progress=progress,
-                timeout_s=timeout_s,
-            )
+            execute(notebook, output, params, progress=progress)
         except PipelineError as exc:
             entry |= {"status": "failed", "seconds": round(time.perf_counter() - started, 1)}
             entry |= _failure(exc.__cause__)
@@ -226,50 +171,17 @@ def run_notebooks(
     parameters: dict[str, Any] | None = None,
     output_dir: str | Path | None = None,
     *,
-    kernel_name: str | None = None,
     progress: bool = False,
-    timeout_s: int | None = 1800,
 ) -> list[Path]:
-    """Run stage notebooks from Python, for example from another notebook, and keep them.
+    """Run stage notebooks from Python (07 re-runs 03 and 04); return the executed copies.
 
-    Notebook 07 retrains this way: it re-runs the preprocessing and training notebooks on the
-    new data version, so training is defined once (in 04) and the executed notebooks are the
-    record of what was done::
-
-        executed = runner.run_notebooks(
-            ["03", "04"], {"dataset": dataset, "data_version": new_version}, retrain_dir
-        )
-
-    It is :func:`run_pipeline` (same selection, parameter checks, kernels and ``run.json``)
-    with a folder of the caller's choosing and, by default, no progress bars in the calling
-    notebook's output. The notebooks come from :func:`amlkit.paths.notebooks_dir`: the
-    repository's ``notebooks/`` when the project root has none.
-
-    Args:
-        stages: which notebooks, as for ``amlkit run --stages`` (``["03", "04"]``).
-        parameters: papermill parameters; each goes to the notebooks that declare it. Pass
-            ``dataset`` unless it is data_config.json's ``default_dataset``.
-        output_dir: the folder for the executed notebooks and ``run.json`` (created; new or
-            empty); ``runs/<new run id>/`` when None.
-        kernel_name: the Jupyter kernel; None runs the one each notebook declares.
-        progress: show progress bars.
-        timeout_s: per-cell timeout.
-
-    Returns:
-        The executed notebooks, in run order.
+    :func:`run_pipeline` into a folder of the caller's choosing, without progress bars.
 
     Raises:
         ValueError: a stage, a parameter or a kernel is unknown, or the folder holds files.
         PipelineError: a notebook failed (the executed copy is kept in ``output_dir``).
     """
-    result = run_pipeline(
-        stages,
-        parameters,
-        output_dir=output_dir,
-        kernel_name=kernel_name,
-        progress=progress,
-        timeout_s=timeout_s,
-    )
+    result = run_pipeline(stages, parameters, output_dir=output_dir, progress=progress)
     return [Path(entry["output"]) for entry in result.notebooks]
 
 
@@ -281,13 +193,6 @@ def _failure(cause: BaseException | None) -> dict[str, Any]:
 
 def _summary(result: RunResult) -> dict[str, Any]:
     return {"run_id": result.run_id, "status": result.status, "notebooks": result.notebooks}
-
-
-def fresh_root(dest: Path) -> Path:
-    """Create a project root at ``dest`` holding only a copy of the configuration."""
-    shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(paths.config_dir(), dest / "config")
-    return dest
 
 
 @contextmanager
@@ -304,21 +209,12 @@ def _project_root(root: Path) -> Iterator[Path]:
             os.environ[paths.ROOT_ENV] = previous
 
 
-def refresh_notebooks(notebooks: list[Path], *, kernel_name: str | None = None) -> list[Path]:
-    """Re-execute notebooks with their defaults, from a fresh project state, and write them back.
+def refresh_notebooks(notebooks: list[Path]) -> list[Path]:
+    """Re-execute notebooks with their defaults in a fresh project and write them back, cleaned.
 
-    The committed outputs must be those of a default run on a clean clone (that is what nbval
-    compares against), so the run happens in a temporary project root: every stage notebook
-    up to the last one asked for is executed in order there, and only the notebooks asked
-    for are written back, cleaned of execution noise. A notebook is written back only when
-    every run succeeded; on failure the temporary folder, with the failed copy, is kept.
-
-    Args:
-        notebooks: the notebooks to refresh.
-        kernel_name: the Jupyter kernel; None runs the one each notebook declares.
-
-    Returns:
-        The refreshed notebooks.
+    Committed outputs are a clean clone's (nbval compares against them): every stage up to the
+    last one asked for runs in a temporary project holding only the configuration, and nothing
+    is written back unless every run succeeded (the temporary folder is then kept).
 
     Raises:
         ValueError: a notebook's kernel is not installed.
@@ -331,12 +227,13 @@ def refresh_notebooks(notebooks: list[Path], *, kernel_name: str | None = None) 
     last = max((int(nb.name[:2]) for nb in wanted if NOTEBOOK_RE.match(nb.name)), default=99)
     order = [nb for nb in stages if int(nb.name[:2]) <= last] or sorted(wanted)
     order += sorted(wanted - set(order))
-    kernels.check_installed(order, kernel_name)
+    kernels.check_installed(order)
     work = Path(tempfile.mkdtemp(prefix="amlkit-refresh-"))
-    with _project_root(fresh_root(work / "project")):
+    shutil.copytree(paths.config_dir(), work / "project" / "config")
+    with _project_root(work / "project"):
         for nb in order:
             logger.info("executing %s -> %s", nb.name, work / nb.name)
-            execute(nb, work / nb.name, kernel_name=kernel_name)
+            execute(nb, work / nb.name)
     refreshed = [nb for nb in order if nb in wanted]
     for nb in refreshed:
         clean_notebook(work / nb.name)

@@ -1,8 +1,6 @@
-"""The stage notebooks: which there are, and which notebooks a ``--stages`` selection means.
+"""The stage notebooks (``NN_name.ipynb``, run in number order) and ``--stages`` selections.
 
-A stage notebook is named ``NN_name.ipynb`` (``03_data_preprocessing.ipynb``); the number gives
-the run order. This module needs no notebook library, so ``amlkit notebooks clean`` and the
-command line's start stay fast.
+No notebook library is imported here, so the command line starts fast.
 """
 
 from __future__ import annotations
@@ -22,11 +20,7 @@ def discover(folder: Path | None = None) -> list[Path]:
 
 
 def select(stages: list[str] | None, notebooks: list[Path]) -> list[Path]:
-    """Pick notebooks by number (``03``), name (``03_data_preprocessing``) or range (``01-03``).
-
-    Raises:
-        ValueError: a stage matches no notebook.
-    """
+    """Pick notebooks by number (``03``), name (``03_data_preprocessing``) or range (``01-03``)."""
     if not stages:
         return notebooks
     chosen: list[Path] = []

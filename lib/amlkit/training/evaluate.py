@@ -1,10 +1,7 @@
-"""Model evaluation: metrics, the metric vocabulary, and evaluation plots.
+"""Model evaluation: the metric vocabulary, scikit-learn's metrics, and evaluation plots.
 
-Metric names are the project's vocabulary (``f1_macro``, ``rmse`` ...), used in
-``config/model_config.json``, MLflow and ``performance_metrics.json``. Every value is computed
-with scikit-learn's own functions. Plot functions return a matplotlib ``Figure`` created through
-pyplot (so ``plt.show()`` displays it in a notebook) and never call ``show`` themselves; close
-figures you do not display with ``plt.close(fig)``.
+Metric names are those of model_config.json, MLflow and the registry. Plots return pyplot
+Figures and never call ``show``.
 """
 
 from __future__ import annotations
@@ -25,8 +22,7 @@ from amlkit import kinds
 
 logger = logging.getLogger(__name__)
 
-LOWER_IS_BETTER = frozenset({"mae", "rmse", "mse", "mape", "log_loss", "brier"})
-# Project metric name -> scikit-learn scoring string (the scorer is always greater-is-better).
+# Project metric name -> scikit-learn scoring string; "neg_" marks the lower-is-better metrics.
 SCORING = {
     "accuracy": "accuracy",
     "balanced_accuracy": "balanced_accuracy",
@@ -62,27 +58,15 @@ def check_task(task: str) -> str:
 
 
 def greater_is_better(metric: str) -> bool:
-    """Return True when a larger value of ``metric`` means a better model.
-
-    Args:
-        metric: a project metric name such as ``f1_macro`` or ``rmse``.
-
-    Raises:
-        ValueError: the metric is unknown.
-    """
+    """Return True when a larger value of ``metric`` means a better model; ValueError if unknown."""
     _check_metric(metric)
-    return metric not in LOWER_IS_BETTER
+    return not SCORING[metric].startswith("neg_")
 
 
 def scoring_for(metric: str, *, n_classes: int = 2) -> str:
-    """Return the scikit-learn ``scoring`` string that optimises ``metric``.
+    """Return the scikit-learn ``scoring`` for ``metric``; ValueError if unknown.
 
-    Args:
-        metric: a project metric name.
-        n_classes: number of classes; ``roc_auc`` becomes one-vs-rest macro above two.
-
-    Raises:
-        ValueError: the metric is unknown.
+    ``roc_auc`` becomes one-vs-rest macro above two classes.
     """
     _check_metric(metric)
     if metric == "roc_auc" and n_classes > 2:
@@ -94,25 +78,13 @@ def classification_metrics(
     y_true: Any,
     y_pred: Any,
     y_proba: Any | None = None,
-    classes: Sequence[Any] | None = None,
+    classes: Sequence[Any] | np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Compute the classification metrics.
+    """Return accuracy, balanced accuracy, precision/recall/F1 (macro and weighted).
 
-    Args:
-        y_true: true labels.
-        y_pred: predicted labels.
-        y_proba: class probabilities, columns in the order of ``classes`` (a 1-D array is
-            taken as the positive class's probability for two classes). Without it,
-            ``roc_auc`` and ``log_loss`` are left out.
-        classes: the labels in the order of the probability columns (``model.classes_``);
-            defaults to the sorted labels seen in ``y_true`` and ``y_pred``. For two classes
-            the positive class is the last one.
-
-    Returns:
-        ``{metric: value}`` with accuracy, balanced_accuracy, precision/recall/f1 macro and
-        weighted, and, with probabilities, roc_auc (binary: positive class; multiclass:
-        one-vs-rest macro) and log_loss. A metric that is undefined for these labels (for
-        example roc_auc with one class present) is NaN.
+    With ``y_proba`` (columns in the order of ``classes``, by default the sorted labels seen;
+    a 1-D array is the positive, last, class's probability) also ``roc_auc`` (binary: positive
+    class; multiclass: one-vs-rest macro) and ``log_loss``, NaN where undefined for the labels.
     """
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
@@ -137,11 +109,11 @@ def classification_metrics(
                 f"y_proba has {proba.shape[1]} columns but there are {len(labels)} classes "
                 f"{list(labels)}; pass classes in the order of the probability columns."
             )
-        unseen = sorted(set(np.unique(y_true).tolist()) - set(labels.tolist()), key=str)
-        if unseen or len(np.unique(y_true)) < 2:
+        seen = np.unique(y_true).tolist()
+        if len(seen) < 2 or not set(seen) <= set(labels.tolist()):
             logger.warning(
                 "roc_auc and log_loss are undefined: true labels %s against classes %s",
-                np.unique(y_true).tolist(),
+                seen,
                 labels.tolist(),
             )
             out |= {"roc_auc": float("nan"), "log_loss": float("nan")}
@@ -157,16 +129,7 @@ def classification_metrics(
 
 
 def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
-    """Compute the regression metrics.
-
-    Args:
-        y_true: true values.
-        y_pred: predicted values.
-
-    Returns:
-        ``{"mae", "rmse", "r2"}`` and ``"mape"`` (a fraction, not a percentage) when no true
-        value is zero.
-    """
+    """Return ``mae``, ``rmse``, ``r2``, and ``mape`` (a fraction) when no true value is zero."""
     y_true = np.asarray(y_true, dtype=float)
     y_pred = np.asarray(y_pred, dtype=float)
     out = {
@@ -179,73 +142,40 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
-def evaluate_model(
-    model: Any, X: pd.DataFrame, y: Any, task: str, classes: Sequence[Any] | None = None
-) -> dict[str, float]:
-    """Score a fitted model on ``X``, ``y``.
-
-    Args:
-        model: a fitted estimator or pipeline.
-        X: the raw feature columns.
-        y: the true target.
-        task: ``classification`` or ``regression``.
-        classes: the order of ``predict_proba`` columns; defaults to ``model.classes_``.
-
-    Returns:
-        :func:`classification_metrics` or :func:`regression_metrics` of the predictions.
-    """
+def evaluate_model(model: Any, X: pd.DataFrame, y: Any, task: str) -> dict[str, float]:
+    """Score a fitted model: :func:`classification_metrics` or :func:`regression_metrics`."""
     check_task(task)
     y_pred = model.predict(X)
     if task == "regression":
         return regression_metrics(y, y_pred)
     y_proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
-    labels = classes if classes is not None else getattr(model, "classes_", None)
-    return classification_metrics(y, y_pred, y_proba, labels)
+    return classification_metrics(y, y_pred, y_proba, getattr(model, "classes_", None))
 
 
 # --- plots -----------------------------------------------------------------------------------
 
 
-def plot_confusion_matrix(
-    y_true: Any, y_pred: Any, classes: Sequence[Any], *, normalize: str | None = None
-) -> Figure:
-    """Plot the confusion matrix (rows: true label, columns: predicted label).
-
-    Args:
-        y_true: true labels.
-        y_pred: predicted labels.
-        classes: the labels, in display order.
-        normalize: ``None`` for counts, or ``"true"``, ``"pred"``, ``"all"``.
-    """
+def plot_confusion_matrix(y_true: Any, y_pred: Any, classes: Sequence[Any]) -> Figure:
+    """Plot the confusion matrix (rows: true, columns: predicted; ``classes`` in that order)."""
     fig, ax = plt.subplots(figsize=(4.5, 4))
     skm.ConfusionMatrixDisplay.from_predictions(
-        y_true,
-        y_pred,
-        labels=list(classes),
-        normalize=normalize,
-        ax=ax,
-        colorbar=False,
-        cmap="Blues",
+        y_true, y_pred, labels=list(classes), ax=ax, colorbar=False, cmap="Blues"
     )
     ax.grid(False)
-    ax.set_title("Confusion matrix" + (f" (normalised by {normalize})" if normalize else ""))
+    ax.set_title("Confusion matrix")
     fig.tight_layout()
     return fig
-
-
-def _one_vs_rest(classes: Sequence[Any]) -> list[tuple[int, Any]]:
-    """Return the (column, label) pairs to draw: the positive class only for binary."""
-    labels = list(classes)
-    return [(1, labels[1])] if len(labels) == 2 else list(enumerate(labels))
 
 
 def _curve_figure(
     y_true: Any, y_proba: Any, classes: Sequence[Any], display: Any, title: str, **options: Any
 ) -> Figure:
+    """Draw one curve per class (one-vs-rest), or the positive (last) class's for binary."""
     y_true = np.asarray(y_true)
     proba = np.asarray(y_proba, dtype=float)
+    labels = list(classes)
     fig, ax = plt.subplots(figsize=(5, 4))
-    for column, label in _one_vs_rest(classes):
+    for column, label in [(1, labels[1])] if len(labels) == 2 else enumerate(labels):
         display.from_predictions(
             y_true == label, proba[:, column], pos_label=True, name=str(label), ax=ax, **options
         )
@@ -269,14 +199,7 @@ def plot_precision_recall_curves(y_true: Any, y_proba: Any, classes: Sequence[An
 def plot_calibration(
     y_true: Any, y_proba: Any, classes: Sequence[Any], *, n_bins: int = 10
 ) -> Figure:
-    """Plot reliability curves (predicted probability against observed frequency).
-
-    Args:
-        y_true: true labels.
-        y_proba: class probabilities, columns in the order of ``classes``.
-        classes: the labels; for binary only the positive (last) class is drawn.
-        n_bins: number of equal-width probability bins.
-    """
+    """Plot reliability curves in ``n_bins`` equal-width bins (binary: the positive class)."""
     title = "Calibration (reliability) curves"
     return _curve_figure(y_true, y_proba, classes, CalibrationDisplay, title, n_bins=n_bins)
 
@@ -305,35 +228,17 @@ def permutation_importance_frame(
     metric: str | None = None,
     n_repeats: int = 5,
     random_state: int = 0,
-    n_jobs: int = 1,
 ) -> pd.DataFrame:
-    """Permutation importance of each raw input column of a fitted pipeline.
+    """Permutation importance (drop in ``metric``, default the model's ``score``) of each column.
 
-    Args:
-        model: a fitted pipeline that takes the raw columns of ``X``.
-        X: the raw feature columns (for example the validation split).
-        y: the true target.
-        metric: a project metric name; defaults to the model's own ``score``.
-        n_repeats: shuffles per column.
-        random_state: seed of the shuffles.
-        n_jobs: parallel jobs.
-
-    Returns:
-        A DataFrame with columns ``feature``, ``importance_mean``, ``importance_std``, sorted by
-        decreasing importance (ties by name). Importance is the drop in the score.
+    Columns ``feature``, ``importance_mean``, ``importance_std``; most important first.
     """
     scoring = None
     if metric is not None:
         n_classes = len(getattr(model, "classes_", [])) or 2
         scoring = scoring_for(metric, n_classes=n_classes)
     result = permutation_importance(
-        model,
-        X,
-        y,
-        scoring=scoring,
-        n_repeats=n_repeats,
-        random_state=random_state,
-        n_jobs=n_jobs,
+        model, X, y, scoring=scoring, n_repeats=n_repeats, random_state=random_state
     )
     frame = pd.DataFrame(
         {
@@ -358,28 +263,17 @@ def plot_permutation_importance(importance: pd.DataFrame, *, top: int = 20) -> F
     return fig
 
 
-def evaluation_figures(
-    model: Any, X: pd.DataFrame, y: Any, task: str, classes: Sequence[Any] | None = None
-) -> dict[str, Figure]:
-    """Draw the standard evaluation plots of a fitted model (for a report or MLflow).
+def evaluation_figures(model: Any, X: pd.DataFrame, y: Any, task: str) -> dict[str, Figure]:
+    """Draw a fitted model's evaluation plots as ``{file stem: Figure}``.
 
-    Args:
-        model: a fitted estimator or pipeline.
-        X: the raw feature columns.
-        y: the true target.
-        task: ``classification`` or ``regression``.
-        classes: the order of ``predict_proba`` columns; defaults to ``model.classes_``.
-
-    Returns:
-        ``{file stem: Figure}``: ``residuals`` for regression; ``confusion_matrix`` and, when
-        the model gives probabilities, ``roc_curves``, ``precision_recall_curves`` and
-        ``calibration`` for classification.
+    Regression: residuals; classification: confusion matrix, and ROC, precision-recall and
+    calibration curves when the model gives probabilities.
     """
     check_task(task)
     y_pred = model.predict(X)
     if task == "regression":
         return {"residuals": plot_residuals(y, y_pred)}
-    labels = list(classes if classes is not None else model.classes_)
+    labels = list(model.classes_)
     figures = {"confusion_matrix": plot_confusion_matrix(y, y_pred, labels)}
     if hasattr(model, "predict_proba"):
         proba = model.predict_proba(X)

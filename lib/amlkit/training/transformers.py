@@ -1,14 +1,8 @@
-"""The scikit-learn transformers of amlkit that travel inside every trained model.
+"""The scikit-learn transformers that travel inside every trained model.
 
-Notebook 04 builds the preprocessing ``ColumnTransformer`` from these and scikit-learn's own
-steps; the pickled models reference them, so the web service imports this module to unpickle
-them, and the ONNX fast path converts them (:mod:`amlkit.serving.onnx_converters`). They accept
-what a request carries: datetimes as ISO strings, categories as numbers or booleans.
-
-- :class:`CategoryNormalizer`: categorical and boolean values as clean strings
-  (:func:`normalize_value`), so ``3``, ``3.0`` and ``"3"`` are one category.
-- :class:`DatetimeFeatures`: datetime columns as numeric calendar parts (year, month, day,
-  day of week, day of year), missing dates filled with the training medians.
+04's ``ColumnTransformer`` uses them, so the service imports this module to unpickle models
+and the ONNX path converts them (:mod:`amlkit.serving.onnx_converters`). They accept what a
+request carries: datetimes as ISO strings, categories as numbers or booleans.
 """
 
 from __future__ import annotations
@@ -26,7 +20,7 @@ from amlkit import kinds
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear")
 
 
-def _as_frame(X: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def _as_frame(X: Any, columns: Sequence[str] | np.ndarray | None = None) -> pd.DataFrame:
     """Return ``X`` as a DataFrame (arrays get ``columns`` or ``x0, x1, ...``)."""
     if isinstance(X, pd.DataFrame):
         return X
@@ -37,24 +31,25 @@ def _as_frame(X: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(array, columns=names)
 
 
-def _check_columns(frame: pd.DataFrame, expected: np.ndarray, owner: str) -> None:
+def _fitted_frame(transformer: Any, X: Any) -> pd.DataFrame:
+    """Return ``X`` as a frame with the fitted columns; refuse another number of columns."""
+    check_is_fitted(transformer, "n_features_in_")
+    expected = transformer.feature_names_in_
+    frame = _as_frame(X, expected)
     if frame.shape[1] != len(expected):
         raise ValueError(
-            f"{owner} was fitted on {len(expected)} columns {list(expected)} but got "
-            f"{frame.shape[1]} columns {list(frame.columns)}; pass the same columns as in fit."
+            f"{type(transformer).__name__} was fitted on {len(expected)} columns "
+            f"{list(expected)} but got {frame.shape[1]} columns {list(frame.columns)}; pass "
+            "the same columns as in fit."
         )
+    return frame
 
 
 class DatetimeFeatures(TransformerMixin, BaseEstimator):
-    """Turn datetime columns into numeric calendar parts, imputing missing dates.
+    """Turn datetime columns into calendar parts ``<column>_<part>`` (:data:`DATETIME_PARTS`).
 
-    Each input column becomes one output column per part, named ``<column>_<part>``. Input may
-    be ``datetime64`` values, ``datetime``/``Timestamp`` objects or ISO 8601 strings (what a web
-    request carries); time zones are converted to UTC. Values that are missing or cannot be
-    parsed are replaced, per output column, by the median seen in ``fit``.
-
-    Args:
-        parts: calendar parts to extract, a subset of :data:`DATETIME_PARTS`.
+    Input may be ``datetime64``, ``datetime`` objects or ISO 8601 strings (time zones become
+    UTC); missing or unparsable values get, per output column, the median seen in ``fit``.
     """
 
     def __init__(self, *, parts: Sequence[str] = DATETIME_PARTS) -> None:
@@ -83,16 +78,8 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> DatetimeFeatures:
         """Learn the column names and the per-part medians used to fill missing dates.
 
-        Args:
-            X: the datetime columns (DataFrame or 2-D array).
-            y: ignored.
-
-        Returns:
-            The fitted transformer.
-
         Raises:
-            ValueError: ``parts`` is empty or names an unknown part, or a column has values
-                that are not dates.
+            ValueError: ``parts`` is empty or unknown, or a column has values that are not dates.
         """
         unknown = [p for p in self.parts if p not in DATETIME_PARTS]
         if not self.parts or unknown:
@@ -120,18 +107,8 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        """Return the calendar parts as a float array, missing dates filled.
-
-        Args:
-            X: the same datetime columns as in ``fit``.
-
-        Returns:
-            An array of shape ``(n_rows, n_columns * len(parts))``.
-        """
-        check_is_fitted(self, "fill_values_")
-        frame = _as_frame(X, self.feature_names_in_)
-        _check_columns(frame, self.feature_names_in_, "DatetimeFeatures")
-        out = self._extract(frame)
+        """Return the calendar parts, shape ``(n_rows, n_columns * len(parts))``, gaps filled."""
+        out = self._extract(_fitted_frame(self, X))
         missing = np.isnan(out)
         if missing.any():
             out[missing] = np.broadcast_to(self.fill_values_, out.shape)[missing]
@@ -165,30 +142,17 @@ def normalize_value(value: Any, boolean: bool) -> Any:
 
 
 class CategoryNormalizer(TransformerMixin, BaseEstimator):
-    """Cast categorical values to strings so that training and requests agree.
+    """Cast categorical values to strings (:func:`normalize_value`) so training and requests agree.
 
-    Numbers become their text (``3.0`` and ``3`` both give ``"3"``), booleans give
-    ``"true"``/``"false"`` (the processed-data convention), missing values stay NaN. With
-    ``boolean=True``, the spellings ``True``/``yes``/``1`` and ``False``/``no``/``0`` are also
-    mapped to ``"true"``/``"false"``.
-
-    Args:
-        boolean: normalise the column as a true/false flag.
+    ``3.0``, ``3`` and ``"3"`` give ``"3"``, booleans ``"true"``/``"false"``, missing stays NaN;
+    with ``boolean=True``, ``yes``/``1``/``no``/``0``... also become ``"true"``/``"false"``.
     """
 
     def __init__(self, *, boolean: bool = False) -> None:
         self.boolean = boolean
 
     def fit(self, X: Any, y: Any = None) -> CategoryNormalizer:
-        """Record the input columns.
-
-        Args:
-            X: the categorical columns (DataFrame or 2-D array).
-            y: ignored.
-
-        Returns:
-            The fitted transformer.
-        """
+        """Record the input columns."""
         if not isinstance(self.boolean, bool):
             raise ValueError(
                 f"CategoryNormalizer boolean must be True or False, got {self.boolean!r}"
@@ -200,9 +164,7 @@ class CategoryNormalizer(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         """Return the values as an object array of strings, missing values as NaN."""
-        check_is_fitted(self, "n_features_in_")
-        frame = _as_frame(X, self.feature_names_in_)
-        _check_columns(frame, self.feature_names_in_, "CategoryNormalizer")
+        frame = _fitted_frame(self, X)
         out = np.empty(frame.shape, dtype=object)
         for j, column in enumerate(frame.columns):
             values = frame[column]
