@@ -66,12 +66,7 @@ def init():
         ),
         max_body=int(limits.get("max_body_bytes", 2**20)),
         max_rows=int(limits.get("max_rows", 1000)),
-        model={
-            "name": meta.get("name"),
-            "version": meta.get("version"),
-            "deployment": deployment,
-            "backend": scorer.backend,
-        },
+        model={"name": meta.get("name"), "version": meta.get("version"), "backend": scorer.backend},
         answered_by={  # in every request-log row: which model and deployment answered
             "model_name": meta.get("name"),
             "model_version": meta.get("version"),
