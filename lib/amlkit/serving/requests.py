@@ -164,6 +164,8 @@ def _clean(col: str, kind: str, values: list[Any], problems: list[str]) -> list[
         problems.append(f"column {col!r} ({kind}) row {i}: got {got}, need {want} or null")
 
     if kind in kinds.NUMERIC_KINDS:
+        if all(type(v) is float for v in values) and not any(map(math.isinf, values)):
+            return values  # the usual request: finite floats, nothing to convert (~5x faster)
         clean = []
         for i, v in enumerate(values):
             if type(v) is float or (type(v) is int and abs(v) <= FLOAT_MAX):

@@ -80,8 +80,8 @@ def _answer(status, body, request_id, extra_headers=None):
     return AMLResponse(json.dumps(body), status, headers | (extra_headers or {}))
 
 
-def _log(request_id, started, status, rows):
-    """Append one record per row (fields of ``rows``) with the request's id, time and latency."""
+def _log(request_id, started, status, fields):
+    """Append a line per row (``fields``: name to a value per row) with the request's id, time..."""
     common = {
         "request_id": request_id,
         **STATE["answered_by"],
@@ -89,7 +89,7 @@ def _log(request_id, started, status, rows):
         "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         "status": status,
     }
-    STATE["log"].write(rows, common)
+    STATE["log"].write_columns(fields, common)
 
 
 def _score(request, request_id, started):
@@ -106,22 +106,20 @@ def _score(request, request_id, started):
             result = scorer.predict_images(images)
         except ValueError as exc:  # wrong shape, bad base64, unreadable image: the client's
             raise RequestError(f"{exc} Send {IMAGE_HELP}.") from None
-        inputs = [{"image": i} for i in range(len(images))]
+        inputs = {"image": list(range(len(images)))}
         preds, probs = result["predictions"], result.get("probabilities")
     else:
         cols, types = scorer.feature_columns, scorer.feature_types
         limits = {"content_type": content_type, "max_body_bytes": max_body, "max_rows": max_rows}
         values, _ = parse_request(body, feature_columns=cols, feature_types=types, **limits)
         preds, probs = scorer.predict_values(values)
-        rows = zip(*(values[c] for c in cols), strict=True)
-        inputs = [dict(zip(cols, row, strict=True)) for row in rows]
+        inputs = {c: values[c] for c in cols}
     answer = {"predictions": preds}
+    fields = {"row": list(range(len(preds))), "inputs": inputs, "prediction": preds}
     if probs is not None:
         answer |= {"probabilities": probs, "classes": scorer.classes}
-    records = [{"row": i, "inputs": inputs[i], "prediction": p} for i, p in enumerate(preds)]
-    for record, p in zip(records, probs or [], strict=False):
-        record["probabilities"] = p
-    _log(request_id, started, 200, records)
+        fields["probabilities"] = probs
+    _log(request_id, started, 200, fields)
     return answer | {"request_id": request_id, "model": STATE["model"]}
 
 
@@ -143,5 +141,5 @@ def run(request):
             return _answer(401, body, request_id, {"WWW-Authenticate": "Bearer"})
         return _answer(200, _score(request, request_id, started), request_id)
     except RequestError as exc:
-        _log(request_id, started, exc.status, [{"error": exc.message}])
+        _log(request_id, started, exc.status, {"error": [exc.message]})
         return _answer(exc.status, {"error": exc.message, "request_id": request_id}, request_id)
