@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from serving_benchmark import Client, add_model_arguments, prepare_model
+from serving_benchmark import Client, add_model_arguments, package_model
 
 
 def main() -> int:
@@ -31,14 +31,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     add_model_arguments(parser)
     args = parser.parse_args()
-    print(f"load average before: {tuple(round(x, 2) for x in os.getloadavg())}")
-
-    root, version, rows, parity_rows = prepare_model(args, "amlkit-load-")
-    from amlkit.serving.package import package_service
+    root, _, rows, _, folder = package_model(args, "amlkit-load-", "load")
     from amlkit.serving.requestlog import read_log
     from amlkit.serving.server import serve
 
-    folder = package_service(version, service="load", parity_rows=parity_rows)
     info = json.loads((folder / "service_metadata.json").read_text())
     print(f"model: {info['model']['name']} v{info['model']['version']}, backend {info['backend']}")
     bodies = [json.dumps(random.Random(i).sample(rows, 1 + i % 10)).encode() for i in range(64)]

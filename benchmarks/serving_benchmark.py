@@ -1,7 +1,7 @@
 """Latency and throughput of the local endpoint against `mlflow models serve` on one model.
 
 Run: .venv/bin/python benchmarks/serving_benchmark.py [--model NAME[:VERSION]] [--root PATH]
-     [--model-dir PATH] [--seconds 5] [--workers 1]
+     [--model-dir PATH] [--seconds 5] [--rounds 5] [--workers 1]
 
 The model: a registered version of the project's registry (``--model``, read from
 ``--root`` or the default project root), a version folder (``--model-dir``), or by default a
@@ -9,8 +9,10 @@ The model: a registered version of the project's registry (``--model``, read fro
 (ingest the bundled penguins, preprocess, fit, register) in a temporary project root.
 The version's processed test split gives the parity rows and the request rows. It is
 packaged in a temporary AMLKIT_ROOT (ONNX fast path when the parity check passes), served by
-azmlinfsrv on loopback and, in the same run, by `mlflow models serve --env-manager local` on
-the same version folder; 1-row and 100-row requests go out from a keep-alive HTTP client
+azmlinfsrv on loopback and, at the same time, by `mlflow models serve --env-manager local` on
+the same version folder. The two take turns in ``--rounds`` short windows (``--seconds`` in
+all per server and request size), so a shared machine's load falls on both alike; 1-row and
+100-row requests go out from a keep-alive HTTP client
 (http.client; azmlinfsrv's gunicorn sync workers close each connection, so its client
 reconnects as needed). Prints p50/p99 latency, throughput, the ratios and the machine's load
 average (the machine may be shared).
@@ -19,6 +21,7 @@ average (the machine may be shared).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +67,21 @@ class Client:
         return 0
 
 
-def measure(client: Client, body: bytes, seconds: float) -> dict[str, float]:
-    for _ in range(50):
+def measure(client: Client, body: bytes, seconds: float, lat: list[float]) -> int:
+    """POST ``body`` for ``seconds``; append each latency (ms) to ``lat``; return the errors."""
+    for _ in range(20):
         assert client.post(body) == 200
-    lat = []
     errors = 0
     end = time.perf_counter() + seconds
     while (start := time.perf_counter()) < end:
         status = client.post(body)
         lat.append((time.perf_counter() - start) * 1000)
         errors += status != 200
-    lat.sort()
+    return errors
+
+
+def summary(lat: list[float], errors: int, seconds: float) -> dict[str, float]:
+    lat = sorted(lat)
     return {
         "n": len(lat),
         "errors": errors,
@@ -156,6 +164,22 @@ def prepare_model(args: argparse.Namespace, prefix: str) -> tuple[Path, Path, li
     return root, version, rows, parity
 
 
+def package_model(
+    args: argparse.Namespace, prefix: str, service: str
+) -> tuple[Path, Path, list[dict], Any, Path]:
+    """Print the load average, then :func:`prepare_model` and package it as ``service``.
+
+    Returns:
+        ``(root, version folder, 100 request records, parity rows, service folder)``.
+    """
+    print(f"load average before: {tuple(round(x, 2) for x in os.getloadavg())}")
+    root, version, rows, parity_rows = prepare_model(args, prefix)
+    from amlkit.serving.package import package_service
+
+    folder = package_service(version, service=service, parity_rows=parity_rows)
+    return root, version, rows, parity_rows, folder
+
+
 def request_rows(model_dir: Path, source_root: Path | None) -> tuple[list[dict], Any]:
     """Return 100 request records and the parity rows (the version's processed test split)."""
     import pandas as pd
@@ -173,66 +197,63 @@ def request_rows(model_dir: Path, source_root: Path | None) -> tuple[list[dict],
     return json.loads(frame.to_json(orient="records")), parity
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--workers", type=int, default=1)
-    add_model_arguments(parser)
-    parser.add_argument("--skip-mlflow", action="store_true")
-    args = parser.parse_args()
-    print(f"load average before: {tuple(round(x, 2) for x in os.getloadavg())}")
-
-    root, version, rows, parity_rows = prepare_model(args, "amlkit-bench-")
-    from amlkit.serving.package import package_service
-    from amlkit.serving.server import free_port, serve
-
-    folder = package_service(version, service="bench", parity_rows=parity_rows)
-    info = json.loads((folder / "service_metadata.json").read_text())
-    model_type = json.loads((version / "model_metadata.json").read_text()).get("model_type")
-    print(f"model: {info['model']['name']} v{info['model']['version']} ({model_type})")
-    print(f"backend: {info['backend']} ({info['backend_reason']})")
-    one = json.dumps(rows[:1]).encode()
-    hundred = json.dumps(rows).encode()
-    results = {}
-    with serve(folder, port=0, workers=args.workers) as endpoint:
-        client = Client(endpoint.port, "/score", endpoint.headers())
-        results["azmlinfsrv 1 row"] = measure(client, one, args.seconds)
-        results["azmlinfsrv 100 rows"] = measure(client, hundred, args.seconds)
-    if not args.skip_mlflow:
-        port = free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            str(version),
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--workers",
-            str(args.workers),
-        ]
-        log = open(root / "mlflow-serve.log", "wb")  # noqa: SIM115 - closed in finally
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+@contextlib.contextmanager
+def mlflow_serve(version: Path, port: int, workers: int, root: Path) -> Iterator[None]:
+    """Run `mlflow models serve --env-manager local` on ``version`` at ``port``."""
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(version)]
+    cmd += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", str(workers)]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    with open(root / "mlflow-serve.log", "wb") as log:
         proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
         try:
             wait_http(port, "/ping", 120)
-            client = Client(port, "/invocations", {"Content-Type": "application/json"})
-            body1 = json.dumps({"dataframe_records": rows[:1]}).encode()
-            body100 = json.dumps({"dataframe_records": rows}).encode()
-            results["mlflow serve 1 row"] = measure(client, body1, args.seconds)
-            results["mlflow serve 100 rows"] = measure(client, body100, args.seconds)
+            yield
         finally:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=20)
-            log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per setup and size")
+    parser.add_argument("--rounds", type=int, default=5, help="turns the seconds are split in")
+    parser.add_argument("--workers", type=int, default=1)
+    add_model_arguments(parser)
+    parser.add_argument("--skip-mlflow", action="store_true")
+    args = parser.parse_args()
+    root, version, rows, _, folder = package_model(args, "amlkit-bench-", "bench")
+    from amlkit.serving.server import free_port, serve
+
+    info = json.loads((folder / "service_metadata.json").read_text())
+    model_type = json.loads((version / "model_metadata.json").read_text()).get("model_type")
+    print(f"model: {info['model']['name']} v{info['model']['version']} ({model_type})")
+    print(f"backend: {info['backend']} ({info['backend_reason']})")
+    bodies = {"1 row": rows[:1], "100 rows": rows}
+    clients: dict[str, tuple[Client, Any]] = {}
+    with contextlib.ExitStack() as stack:
+        endpoint = stack.enter_context(serve(folder, port=0, workers=args.workers))
+        ours = Client(endpoint.port, "/score", endpoint.headers())
+        clients["azmlinfsrv"] = (ours, lambda r: r)
+        if not args.skip_mlflow:
+            port = free_port()
+            stack.enter_context(mlflow_serve(version, port, args.workers, root))
+            theirs = Client(port, "/invocations", {"Content-Type": "application/json"})
+            clients["mlflow serve"] = (theirs, lambda r: {"dataframe_records": r})
+        # both servers up; they take turns in short windows, so load from others on a shared
+        # machine falls on both alike
+        lat: dict[str, list[float]] = {}
+        errors: dict[str, int] = {}
+        for _ in range(args.rounds):
+            for size, records in bodies.items():
+                for setup, (client, wrap) in clients.items():
+                    name = f"{setup} {size}"
+                    body = json.dumps(wrap(records)).encode()
+                    window = args.seconds / args.rounds
+                    errs = measure(client, body, window, lat.setdefault(name, []))
+                    errors[name] = errors.get(name, 0) + errs
+    results = {name: summary(lat[name], errors[name], args.seconds) for name in lat}
     print(f"{'setup':24} {'n':>7} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
     for name, r in results.items():
         print(

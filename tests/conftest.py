@@ -222,7 +222,8 @@ def make_version(penguins_frame: pd.DataFrame) -> Callable[..., Path]:
 
         frame = penguins_frame
         features = PENGUIN_NUMERIC + PENGUIN_CATEGORICAL
-        estimator = estimator or RandomForestClassifier(n_estimators=50, random_state=0, n_jobs=1)
+        if estimator is None:  # not `or`: an unfitted ensemble has no len()
+            estimator = RandomForestClassifier(n_estimators=50, random_state=0, n_jobs=1)
         pipeline = _penguin_pipeline(estimator).fit(frame[features], frame["species"])
         target = folder / name / str(version)
         mlflow.sklearn.save_model(

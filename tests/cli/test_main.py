@@ -17,6 +17,8 @@ HEAVY = (
     "tensorflow",
     "keras",
     "azure.ai.ml",
+    "pydantic",
+    "amlkit.config",
     "amlkit.serving",
     "amlkit.pipeline.runner",
 )
@@ -26,7 +28,7 @@ def test_the_command_line_imports_no_heavy_library_before_a_command_runs():
     code = (
         "import sys\n"
         "from amlkit.cli.main import build_parser\n"
-        "build_parser()\n"
+        "build_parser().parse_args(['run'])\n"
         "print('\\n'.join(sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

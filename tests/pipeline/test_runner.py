@@ -66,8 +66,10 @@ def test_run_01_and_03_on_another_csv_with_a_date_and_a_text_target(
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "run weather-run: 2 notebook(s) ok" in proc.stdout
-    assert "without encryption" not in proc.stderr  # kernel start-up noise
     run = project_with_notebooks / "runs" / "weather-run"
+    kernel_logs = "".join(p.read_text() for p in run.glob("*.kernel.log"))
+    for output in (proc.stdout, proc.stderr, kernel_logs):  # encrypted, not merely hidden
+        assert "without encryption" not in output
     summary = json.loads((run / "run.json").read_text())
     assert [n["notebook"] for n in summary["notebooks"]] == [
         "01_data_ingestion.ipynb",

@@ -58,3 +58,19 @@ def test_azure_deploy_refuses_without_workspace(penguins_service):
 
     with pytest.raises(RuntimeError, match="names no workspace"):
         deploy(penguins_service.folder)
+
+
+@pytest.mark.parametrize("forest", ["RandomForestClassifier", "ExtraTreesClassifier"])
+def test_forest_labels_from_one_probability_pass_equal_its_predict(
+    tmp_path, forest, penguins_frame, penguin_features, make_version
+):
+    from sklearn import ensemble
+
+    from amlkit.serving.runtime import Scorer
+
+    model = getattr(ensemble, forest)(n_estimators=30, random_state=0)
+    scorer = Scorer(make_version(tmp_path, model), backend="sklearn")
+    frame = penguins_frame[penguin_features]
+    labels, probs = scorer.predict_arrays(frame)
+    assert labels.tolist() == scorer._model.predict(frame).tolist()
+    assert probs.tolist() == scorer._model.predict_proba(frame).tolist()

@@ -169,3 +169,9 @@ def test_switch_traffic_between_real_inference_servers(
     assert switch.drained and switch.traffic == {"green": 100} and switch.smoke_predictions == 2
     assert not blue.alive()
     assert router.served["blue"] > 0 and router.served["green"] > 0
+    from amlkit.monitoring.monitor import read_request_log
+
+    log = read_request_log(blue.request_log_dir)  # both deployments log to their endpoint
+    answered = log[log["status"] == 200].groupby(["deployment", "model_version"]).size()
+    assert answered.index.tolist() == [("svc-blue", 1), ("svc-green", 2)]
+    assert set(log["model_name"]) == {log["model_name"].iloc[0]}

@@ -86,6 +86,37 @@ def test_request_log_rotates_by_size(tmp_path):
     assert all(p.stat().st_size <= 300 for p in tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(
+    ("inputs", "preds", "probs"),
+    [
+        (
+            {"x": [1.5, math.nan, 2e300], "s": ["a", None, 'q,"]']},
+            ["a", "b", "c"],
+            [[0.1, 0.9]] * 3,
+        ),
+        ({"x": [-math.inf, 1.0, 3.0], "%s": ["],[", "{}", "\u00e9"]}, [1, None, 2.5], None),
+        ({"image": [0, 1, 2]}, [[1, [2]], [3], {"k": 1}], [[[1.0]], [2.0, 3.0], [1.0, "s"]]),
+    ],
+)
+def test_request_log_columns_write_what_records_would(tmp_path, inputs, preds, probs):
+    from amlkit.serving.requestlog import RequestLog
+
+    common = {"request_id": "r%s", "latency_ms": 1.5, "status": 200}
+    fields = {"row": [0, 1, 2], "inputs": inputs, "prediction": preds}
+    records = [{"row": i, "inputs": {c: v[i] for c, v in inputs.items()}} for i in range(3)]
+    for i, record in enumerate(records):
+        record["prediction"] = preds[i]
+        if probs is not None:
+            record["probabilities"] = probs[i]
+    if probs is not None:
+        fields["probabilities"] = probs
+    by_rows = RequestLog(tmp_path / "rows", max_bytes=10**6, backup_count=1)
+    by_columns = RequestLog(tmp_path / "columns", max_bytes=10**6, backup_count=1)
+    by_rows.write(records, common)
+    by_columns.write_columns(fields, common)
+    assert by_columns.path.read_bytes() == by_rows.path.read_bytes()
+
+
 def test_key_checker_accepts_only_bearer_keys(tmp_path, monkeypatch):
     from amlkit.serving import auth
 

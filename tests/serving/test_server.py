@@ -98,6 +98,21 @@ def test_bad_input_gets_4xx_json_error(endpoint, body, status, words):
     assert endpoint.alive()
 
 
+def test_every_log_row_names_the_model_version_and_deployment(endpoint):
+    from amlkit.serving.requestlog import read_log
+
+    assert post(endpoint, [ROW, ROW], {"x-request-id": "named-ok"})[0] == 200
+    assert post(endpoint, [ROW | {"sex": 1}], {"x-request-id": "named-bad"})[0] == 422
+    rows = [r for r in read_log(endpoint.request_log_dir) if r["request_id"].startswith("named")]
+    assert len(rows) == 3
+    for row in rows:
+        assert (row["model_name"], row["model_version"], row["deployment"]) == (
+            "penguins",
+            1,
+            "svc",
+        )
+
+
 def test_oversized_body_gets_413(endpoint):
     body = b'{"data": [' + b"[" + b"1," * 600_000 + b"1]]}"
     status, answer = post(endpoint, body)
@@ -217,3 +232,21 @@ def test_log_holds_every_answered_request_after_sigkill(penguins_service):
     assert len(answered) > 20
     missing = [rid for rid in answered if logged.get(rid) != {0, 1}]
     assert missing == []
+
+
+@pytest.mark.parametrize("name", ["model.pkl", "model.onnx", "MLmodel"])
+def test_server_refuses_to_start_when_a_model_file_changed(penguins_service, tmp_path, name):
+    import shutil
+
+    from amlkit.serving.server import start_server
+
+    folder = tmp_path / "svc"
+    shutil.copytree(penguins_service.folder, folder)
+    changed = folder / "model" / name
+    data = bytearray(changed.read_bytes())
+    data[len(data) // 2] ^= 1
+    changed.write_bytes(bytes(data))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AMLKIT_ROOT", str(penguins_service.root))
+        with pytest.raises(RuntimeError, match=f"model file {changed} has sha256"):
+            start_server(folder, port=0, startup_timeout_s=60).stop()

@@ -100,7 +100,7 @@ def online_deployment(
         request_settings=OnlineRequestSettings(**dep.request_settings.model_dump()),
         liveness_probe=ProbeSettings(**dep.liveness_probe.model_dump()),
         readiness_probe=ProbeSettings(**dep.readiness_probe.model_dump()),
-        environment_variables={"AMLKIT_AUTH": "endpoint"},
+        environment_variables={"AMLKIT_AUTH": "endpoint", "AMLKIT_DEPLOYMENT": name},
         app_insights_enabled=dep.app_insights_enabled,
         data_collector=data_collector(dep, name),
     )

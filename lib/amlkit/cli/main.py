@@ -1,6 +1,8 @@
 """The ``amlkit`` command: run the pipeline, manage notebooks and configuration.
 
-It starts fast: heavy libraries load inside the commands that use them (tests/cli checks).
+It starts fast: the configuration models (pydantic) and the heavy libraries load after the
+arguments are parsed, inside the commands that use them (tests/cli checks it;
+benchmarks/cli_startup.py times every command).
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from amlkit import paths
 from amlkit.cli import azure as azure_commands
 from amlkit.cli import monitor as monitor_command
 from amlkit.cli import serving as serving_commands
-from amlkit.config import ConfigError, load_all
-from amlkit.logs import setup_logging
 from amlkit.pipeline import PipelineError
 from amlkit.pipeline.stages import discover
 
@@ -86,6 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """Validate every configuration file."""
+    from amlkit.config import load_all
+
     for name in load_all():
         print(f"config/{name}.json: ok")
     return 0
@@ -166,7 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``amlkit`` console command."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # --help and usage errors end here, before pydantic
+    from amlkit.config import ConfigError
+    from amlkit.logs import setup_logging
+
     try:
         setup_logging("INFO" if args.verbose else None)
         return args.func(args)

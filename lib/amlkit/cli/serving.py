@@ -111,13 +111,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     """Score a CSV or Parquet file with a service or a registered model."""
     from amlkit.serving.batch import score_file
-    from amlkit.serving.package import resolve_model_dir
     from amlkit.serving.server import service_folder
 
     kwargs: dict[str, Any] = {}
     if args.service:
         kwargs["service"] = service_folder(args.service)
     else:
+        from amlkit.serving.package import resolve_model_dir  # the registry: MLflow, seconds
+
         name, _, version = args.model.partition(":")
         kwargs["model_dir"] = resolve_model_dir(name, version or None)
     out = score_file(

@@ -32,7 +32,18 @@ from amlkit.monitoring.usage import LOG_COLUMNS, usage_summary
 
 logger = logging.getLogger(__name__)
 
-LOG_FIELDS = ("request_id", "row", "time", "latency_ms", "status", "error", "prediction")
+LOG_FIELDS = (
+    "request_id",
+    "row",
+    "time",
+    "latency_ms",
+    "status",
+    "error",
+    "prediction",
+    "model_name",  # the model, version and deployment that answered (blue/green apart)
+    "model_version",
+    "deployment",
+)
 
 
 def request_log_dir(endpoint: str) -> Path:

@@ -96,12 +96,12 @@ def score_frame(chunk: Any, scorer: Any, offset: int = 0) -> Any:
         offset: the row number of the frame's first row, for error messages.
     """
     frame = _check_chunk(chunk, scorer, offset)
-    preds, probs = scorer.predict_frame(frame)
+    preds, probs = scorer.predict_arrays(frame)
     result = chunk.reset_index(drop=True)
     result["prediction"] = preds
     if probs is not None and scorer.classes:
         for j, cls in enumerate(scorer.classes):
-            result[f"probability_{cls}"] = [p[j] for p in probs]
+            result[f"probability_{cls}"] = probs[:, j].astype("float64")
     return result
 
 
@@ -129,12 +129,12 @@ def score_file(
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
-    from amlkit.serving.runtime import Scorer
+    from amlkit.serving.runtime import Scorer, verified_model_dir
     from amlkit.serving.server import service_folder
 
     if (service is None) == (model_dir is None):
         raise ValueError("give exactly one of service= or model_dir= to score_file")
-    scorer = Scorer(service_folder(service) / "model" if service is not None else str(model_dir))
+    scorer = Scorer(verified_model_dir(service_folder(service)) if service else str(model_dir))
     src = Path(input_path)
     if not src.is_file():
         raise FileNotFoundError(f"no input file {src}")

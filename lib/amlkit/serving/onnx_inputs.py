@@ -38,8 +38,18 @@ class OnnxFeeder:
             out = [missing if is_missing(v) else str(v) for v in vals]
         else:
             boolean = kind == "boolean"
+            seen: dict[str, str] = {}
+
+            def norm(v: Any) -> str:
+                t = normalize_value(v, boolean)
+                return t if isinstance(t, str) else missing
+
+            # each distinct string normalised once: requests and files repeat categories
             out = [
-                t if isinstance(t := normalize_value(v, boolean), str) else missing for v in vals
+                (seen[v] if v in seen else seen.setdefault(v, norm(v)))
+                if type(v) is str
+                else norm(v)
+                for v in vals
             ]
         return np.array(out, dtype=object).reshape(-1, 1)
 

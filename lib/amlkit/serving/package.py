@@ -4,7 +4,8 @@ The folder serves locally and is what Azure uploads: ``scoring_script.py``, ``mo
 version, sha256 checked, with ``model.onnx`` and ``serving.json``), ``amlkit/`` (the modules
 it imports, found from its imports rather than listed by hand), ``environment.yml`` (the lean
 environment of its backend, :mod:`.environments`: the inference server and what the runtime
-imports), ``deployment_config.json``, ``logging.json`` and ``service_metadata.json``.
+imports), ``deployment_config.json``, ``logging.json`` and ``service_metadata.json`` (with the
+sha256 of every model file, which the service checks before loading).
 Packaging again swaps in a complete new folder by renames, under the service's file lock; the
 next packaging cleans up after one that was killed. :func:`write_service_code` writes all but
 the model, for a service folder and for the Azure ML specs' code folders.
@@ -286,12 +287,14 @@ def _write_service(
     service = final.name
     stage = Path(tempfile.mkdtemp(prefix=f".{service}.", suffix=".partial", dir=final.parent))
     try:
-        hashes = _copy_verified(src, stage / "model", metadata)
+        _copy_verified(src, stage / "model", metadata)
         if fast_path:
             serving = _fast_path(stage / "model", metadata, parity_rows)
         else:
             serving = {"backend": metadata.get("flavor", "sklearn"), "reason": "fast path off"}
         backend = serving["backend"]
+        files = sorted(p for p in (stage / "model").rglob("*") if p.is_file())  # fast path's too
+        hashes = {p.relative_to(stage / "model").as_posix(): io.sha256_file(p) for p in files}
         model_file = stage / "model" / metadata.get("model_file", "model.pkl")
         pickled = pickled_modules(model_file) if backend == "sklearn" else set()
         modules = write_service_code(stage, backend, dep, service=service, pickled=pickled)

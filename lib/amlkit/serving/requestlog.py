@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,33 @@ class RequestLog:
             path.unlink(missing_ok=True)
         self._open()
 
-    def write(self, records: list[dict[str, Any]]) -> None:
-        """Append records as JSON lines in one system call (NaN is written as null)."""
+    def write(self, records: list[dict[str, Any]], common: dict[str, Any] | None = None) -> None:
+        """Append records as JSON lines in one system call (NaN is written as null).
+
+        ``common``: fields every line starts with, encoded once (the request's id, time...).
+        """
         if self._pid != os.getpid():  # first use, or a fork
             self._open()
-        data = "".join(_line(r) for r in records).encode("utf-8")
+        head, sep = (_line(common)[:-2], ",") if common else ("{", "")
+        lines = (head + (sep + _line(r)[1:] if r else "}\n") for r in records)
+        self._append("".join(lines).encode("utf-8"))
+
+    def write_columns(self, fields: dict[str, Any], common: dict[str, Any]) -> None:
+        """Append one line per row, as :meth:`write` would, from values given column-wise.
+
+        ``fields``: name to a list with a value per row, or to a dict of such lists (written
+        as an object per row, e.g. the inputs). Each column is encoded in one call and the
+        keys once, not per row: a 100-row request's lines take ~35% less time than building
+        records for :meth:`write` (the floats' text is most of what is left).
+        """
+        if self._pid != os.getpid():
+            self._open()
+        pattern, columns = _pattern(fields)
+        line = _line(common)[:-2].replace("%", "%%") + "," + pattern + "}\n"
+        rows = zip(*columns, strict=True)
+        self._append("".join([line % row for row in rows]).encode("utf-8"))
+
+    def _append(self, data: bytes) -> None:
         if self._size and self._size + len(data) > self.max_bytes:
             self._rotate()
         view = memoryview(data)
@@ -68,12 +91,49 @@ class RequestLog:
             self._fd = -1
 
 
+# one encoder for every line: json.dumps with options builds a new one per call (~15% more)
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
+
+
 def _line(record: dict[str, Any]) -> str:
     try:
-        return json.dumps(record, separators=(",", ":"), default=str, allow_nan=False) + "\n"
+        return _ENCODE(record) + "\n"
     except ValueError:  # NaN or infinity somewhere: write null, keep the file strict JSON
         plain = json.loads(json.dumps(record, default=str), parse_constant=lambda _: None)
         return json.dumps(plain, separators=(",", ":")) + "\n"
+
+
+_ENCODE_ANY = json.JSONEncoder(separators=(",", ":"), default=str).encode  # NaN: NaN
+_NOT_FINITE = re.compile(r"-?Infinity|NaN")
+
+
+def _cells(values: list[Any]) -> list[str]:
+    """The JSON text of each value (NaN: null), from one encoding of the whole list."""
+    text = _ENCODE_ANY(values)
+    lists = all(type(v) is list for v in values)  # e.g. probabilities
+    brackets = len(values) + 1 if lists else 1  # lists of numbers only, no deeper
+    if not values or '"' in text or "{" in text or text.count("[") != brackets:
+        return [_line(v)[:-1] for v in values]  # strings, objects, nesting: one by one
+    if "N" in text or "I" in text:
+        text = _NOT_FINITE.sub("null", text)
+    if lists:
+        return ["[" + cell + "]" for cell in text[2:-2].split("],[")]
+    return text[1:-1].split(",")
+
+
+def _pattern(fields: dict[str, Any]) -> tuple[str, list[list[str]]]:
+    """``"name":%s`` for each field (an object of them for a dict), and each one's cells."""
+    parts, columns = [], []
+    for name, values in fields.items():
+        key = _ENCODE(name).replace("%", "%%") + ":"
+        if isinstance(values, dict):
+            inner, cells = _pattern(values)
+            parts.append(key + "{" + inner + "}")
+            columns += cells
+        else:
+            parts.append(key + "%s")
+            columns.append(_cells(values))
+    return ",".join(parts), columns
 
 
 def read_log(folder: str | Path) -> Iterator[dict[str, Any]]:

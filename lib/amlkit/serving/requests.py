@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from datetime import datetime
 from typing import Any
 
 from amlkit import kinds
 
 MAX_PROBLEMS = 5
+FLOAT_MAX = sys.float_info.max
 
 
 class RequestError(Exception):
@@ -60,6 +62,10 @@ def parse_json(body: bytes, *, content_type: str | None, max_body_bytes: int) ->
         where = f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
         raise RequestError(
             f"request body is not valid JSON: {where}; fix the JSON syntax.", 400
+        ) from None
+    except (ValueError, RecursionError) as exc:  # a 4,300+ digit number; nesting too deep
+        raise RequestError(
+            f"request body is not JSON rows ({str(exc)[:80]}); send JSON rows of values.", 400
         ) from None
 
 
@@ -140,6 +146,14 @@ def extract_rows(payload: Any, feature_columns: list[str]) -> tuple[list[str], l
     )
 
 
+def _encodable(text: str) -> bool:
+    try:  # a lone surrogate ("\ud800") parses, but no model can read it
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _clean(col: str, kind: str, values: list[Any], problems: list[str]) -> list[Any]:
     """Return ``values`` converted for ``kind``; append what is wrong to ``problems``."""
 
@@ -150,9 +164,11 @@ def _clean(col: str, kind: str, values: list[Any], problems: list[str]) -> list[
         problems.append(f"column {col!r} ({kind}) row {i}: got {got}, need {want} or null")
 
     if kind in kinds.NUMERIC_KINDS:
+        if all(type(v) is float for v in values) and not any(map(math.isinf, values)):
+            return values  # the usual request: finite floats, nothing to convert (~5x faster)
         clean = []
         for i, v in enumerate(values):
-            if type(v) is float or type(v) is int:
+            if type(v) is float or (type(v) is int and abs(v) <= FLOAT_MAX):
                 if math.isinf(v):
                     bad(i, v)
                 clean.append(float(v))
@@ -174,6 +190,8 @@ def _clean(col: str, kind: str, values: list[Any], problems: list[str]) -> list[
                 values[i] = "true" if v else "false"
             else:
                 bad(i, v)
+        elif type(v) is str and not (v.isascii() or _encodable(v)):
+            bad(i, v)
     return values
 
 

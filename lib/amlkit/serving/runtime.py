@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from amlkit import kinds
+from amlkit import io, kinds
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,36 @@ def find_model_dir(root: str | Path) -> Path:
         f"no {METADATA_FILE} in {root} or its subfolders ({len(found)} found); point "
         "AZUREML_MODEL_DIR at the packaged model folder (deployed_models/<service>/model)."
     )
+
+
+def verified_model_dir(service_dir: str | Path, model_root: str | Path | None = None) -> Path:
+    """Return a service's model folder after checking every file against ``model_files``.
+
+    ``service_metadata.json`` records the sha256 of each model file at packaging; a file
+    that changed, went missing or was added raises ValueError naming it, before anything is
+    unpickled. ``model_root``: where the model lies (Azure mounts it apart), default
+    ``<service_dir>/model``.
+    """
+    model_dir = find_model_dir(model_root or Path(service_dir) / "model")
+    recorded = io.read_json(Path(service_dir) / "service_metadata.json")["model_files"]
+    present = {
+        p.relative_to(model_dir).as_posix()
+        for p in model_dir.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and "__pycache__" not in p.parts
+    }
+    for rel in sorted(present | set(recorded)):
+        path = model_dir / rel
+        if rel not in present or rel not in recorded:
+            problem = ("is missing" if rel not in present else "was added") + " since packaging"
+        elif (got := io.sha256_file(path)) != recorded[rel]:
+            problem = f"has sha256 {got}, but service_metadata.json records {recorded[rel]}"
+        else:
+            continue
+        raise ValueError(
+            f"model file {path} {problem}; refusing to load the model. Package the service "
+            "again (amlkit package) rather than editing its files."
+        )
+    return model_dir
 
 
 def _item(value: Any) -> Any:
@@ -127,25 +157,39 @@ class Scorer:
     ) -> tuple[list[Any], list[list[float]] | None]:
         """Score validated rows given column by column; probabilities are None for regressors."""
         if self.backend == "onnx":
-            return self._onnx_answer(self._feeder.from_values(values))
+            return _lists(*self._onnx_arrays(self._feeder.from_values(values)))
         return self.predict_frame(self.frame(values))
 
-    def _onnx_answer(self, feeds: dict[str, np.ndarray]) -> tuple[list[Any], Any]:
+    def _onnx_arrays(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, Any]:
         outputs = self._session.run(None, feeds)
-        probs = outputs[1].tolist() if len(outputs) > 1 and self.task == "classification" else None
-        return outputs[0].ravel().tolist(), probs
+        probs = outputs[1] if len(outputs) > 1 and self.task == "classification" else None
+        return outputs[0].ravel(), probs
 
-    def predict_frame(self, frame: Any) -> tuple[list[Any], list[list[float]] | None]:
-        """Score a pandas frame with the model's feature columns."""
+    def predict_arrays(self, frame: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Score a pandas frame; return predictions and probabilities (or None) as arrays."""
         if self.backend == "onnx":
-            return self._onnx_answer(self._feeder.from_frame(frame))
+            return self._onnx_arrays(self._feeder.from_frame(frame))
         if self.backend == "keras":
             raise ValueError("keras models score images; use predict_images")
-        probs = None
-        if self.task == "classification" and hasattr(self._model, "predict_proba"):
-            probs = self._model.predict_proba(frame).tolist()
-        return [_item(p) for p in self._model.predict(frame)], probs
+        model = self._model
+        if self.task != "classification" or not hasattr(model, "predict_proba"):
+            return np.asarray(model.predict(frame)), None
+        from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+        probs = model.predict_proba(frame)
+        final = model[-1] if hasattr(model, "steps") else model
+        if isinstance(final, RandomForestClassifier | ExtraTreesClassifier):
+            return final.classes_.take(probs.argmax(axis=1)), probs  # = its predict: one pass
+        return np.asarray(model.predict(frame)), probs
+
+    def predict_frame(self, frame: Any) -> tuple[list[Any], list[list[float]] | None]:
+        """Score a pandas frame with the model's feature columns (plain Python lists)."""
+        return _lists(*self.predict_arrays(frame))
 
     def predict_images(self, images: list[Any]) -> dict[str, Any]:
         """Score images (nested lists or base64 PNG) with the Keras model."""
         return self._predict_images(self._model, images, preprocessing=self._preprocessing)
+
+
+def _lists(preds: np.ndarray, probs: np.ndarray | None) -> tuple[list[Any], Any]:
+    return preds.tolist(), None if probs is None else probs.tolist()

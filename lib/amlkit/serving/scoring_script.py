@@ -1,8 +1,11 @@
 """Scoring script of an amlkit service (Azure ML contract: ``init()`` then ``run()``).
 
-Settings come from the ``deployment_config.json`` beside it; keys from ``$AMLKIT_KEYS_FILE``
-(``AMLKIT_AUTH=endpoint`` when the platform checks keys, as on Azure). ``run()`` takes the
-raw request to answer 4xx with ``{"error": ...}``; each scored row is logged before answering.
+``init()`` checks every model file against the sha256 in ``service_metadata.json`` and stops
+the start naming a changed one, before loading anything. Settings come from the
+``deployment_config.json`` beside it; keys from ``$AMLKIT_KEYS_FILE`` (``AMLKIT_AUTH=endpoint``
+when the platform checks keys, as on Azure). ``run()`` takes the raw request to answer 4xx
+with ``{"error": ...}``; each row is logged before answering, naming the model, its version
+and the deployment (``$AMLKIT_DEPLOYMENT``, set by the Azure specs, else the service name).
 With Azure ML's data collector on (the platform sets ``AZUREML_MDC_CONFIG_PATH`` or
 ``AZUREML_MDC_ENABLED``), scored rows and predictions also go to the ``model_inputs`` and
 ``model_outputs`` collections that Azure ML model monitoring reads (``azureml-ai-monitoring``).
@@ -34,7 +37,7 @@ from amlkit.serving.requests import (  # noqa: E402
     parse_request,
     too_large,
 )
-from amlkit.serving.runtime import Scorer  # noqa: E402
+from amlkit.serving.runtime import Scorer, verified_model_dir  # noqa: E402
 
 STATE: dict[str, Any] = {}
 IMAGE_HELP = '{"images": [...]} with nested lists of pixels or base64 PNG strings'
@@ -43,7 +46,7 @@ IMAGE_HELP = '{"images": [...]} with nested lists of pixels or base64 PNG string
 def init():
     """Load the model, settings, keys and request log once per worker."""
     config = json.loads((HERE / "deployment_config.json").read_text(encoding="utf-8"))
-    scorer = Scorer(os.environ.get("AZUREML_MODEL_DIR") or HERE / "model")
+    scorer = Scorer(verified_model_dir(HERE, os.environ.get("AZUREML_MODEL_DIR")))
     checker = None
     if config.get("auth_mode") == "key" and os.environ.get("AMLKIT_AUTH") != "endpoint":
         keys_file = os.environ.get("AMLKIT_KEYS_FILE")
@@ -55,6 +58,7 @@ def init():
             )
         checker = KeyChecker(keys_file)
     log_cfg, limits, meta = config.get("request_log", {}), config.get("limits", {}), scorer.metadata
+    deployment = os.environ.get("AMLKIT_DEPLOYMENT") or config.get("service")
     STATE.update(
         scorer=scorer,
         checker=checker,
@@ -67,6 +71,11 @@ def init():
         max_body=int(limits.get("max_body_bytes", 2**20)),
         max_rows=int(limits.get("max_rows", 1000)),
         model={"name": meta.get("name"), "version": meta.get("version"), "backend": scorer.backend},
+        answered_by={  # in every request-log row: which model and deployment answered
+            "model_name": meta.get("name"),
+            "model_version": meta.get("version"),
+            "deployment": deployment,
+        },
     )
 
 
@@ -94,15 +103,16 @@ def _answer(status, body, request_id, extra_headers=None):
     return AMLResponse(json.dumps(body), status, headers | (extra_headers or {}))
 
 
-def _log(request_id, started, status, rows):
-    """Append one record per row (fields of ``rows``) with the request's id, time and latency."""
+def _log(request_id, started, status, fields):
+    """Append a line per row (``fields``: name to a value per row) with the request's id, time..."""
     common = {
         "request_id": request_id,
+        **STATE["answered_by"],
         "time": datetime.now(UTC).isoformat(timespec="microseconds"),
         "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         "status": status,
     }
-    STATE["log"].write([{**common, **row} for row in rows])
+    STATE["log"].write_columns(fields, common)
 
 
 def _score(request, request_id, started):
@@ -119,24 +129,22 @@ def _score(request, request_id, started):
             result = scorer.predict_images(images)
         except ValueError as exc:  # wrong shape, bad base64, unreadable image: the client's
             raise RequestError(f"{exc} Send {IMAGE_HELP}.") from None
-        inputs = [{"image": i} for i in range(len(images))]
+        inputs = {"image": list(range(len(images)))}
         preds, probs = result["predictions"], result.get("probabilities")
     else:
         cols, types = scorer.feature_columns, scorer.feature_types
         limits = {"content_type": content_type, "max_body_bytes": max_body, "max_rows": max_rows}
         values, _ = parse_request(body, feature_columns=cols, feature_types=types, **limits)
         preds, probs = scorer.predict_values(values)
-        rows = zip(*(values[c] for c in cols), strict=True)
-        inputs = [dict(zip(cols, row, strict=True)) for row in rows]
+        inputs = {c: values[c] for c in cols}
     if STATE["collectors"] and scorer.backend != "keras":
         _collect(inputs, preds)
     answer = {"predictions": preds}
+    fields = {"row": list(range(len(preds))), "inputs": inputs, "prediction": preds}
     if probs is not None:
         answer |= {"probabilities": probs, "classes": scorer.classes}
-    records = [{"row": i, "inputs": inputs[i], "prediction": p} for i, p in enumerate(preds)]
-    for record, p in zip(records, probs or [], strict=False):
-        record["probabilities"] = p
-    _log(request_id, started, 200, records)
+        fields["probabilities"] = probs
+    _log(request_id, started, 200, fields)
     return answer | {"request_id": request_id, "model": STATE["model"]}
 
 
@@ -158,5 +166,5 @@ def run(request):
             return _answer(401, body, request_id, {"WWW-Authenticate": "Bearer"})
         return _answer(200, _score(request, request_id, started), request_id)
     except RequestError as exc:
-        _log(request_id, started, exc.status, [{"error": exc.message}])
+        _log(request_id, started, exc.status, {"error": [exc.message]})
         return _answer(exc.status, {"error": exc.message, "request_id": request_id}, request_id)
