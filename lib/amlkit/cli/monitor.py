@@ -21,7 +21,6 @@ from typing import Any
 
 from amlkit import paths
 from amlkit.cli.serving import _rel
-from amlkit.config import DataConfig, DeploymentConfig
 
 EXIT_RETRAIN = 4
 
@@ -66,6 +65,8 @@ def training_data(
         data = service["model_metadata"].get("data", {})
         if data.get("dataset") and data.get("version"):
             return data["dataset"], data["version"]
+    from amlkit.config import DataConfig
+
     return dataset or DataConfig.load().default_dataset, version or "latest"
 
 
@@ -95,6 +96,7 @@ def watched(service: dict[str, Any] | None, current: Any) -> Any:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Monitor an endpoint's production data; exit 4 when the retraining rule fires."""
+    from amlkit.config import DeploymentConfig
     from amlkit.data.preprocess import load_processed
     from amlkit.monitoring import monitor
     from amlkit.monitoring.collected import read_collected
