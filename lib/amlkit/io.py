@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from amlkit import paths
 
 logger = logging.getLogger(__name__)
@@ -121,6 +119,8 @@ def locked(name: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     Re-entrant in one process. Raises filelock's ``Timeout`` (a ``TimeoutError``) after
     ``timeout`` seconds of waiting for another process.
     """
+    from filelock import FileLock  # here: a service's lean environment has no filelock
+
     folder = paths.state_dir() / "locks"
     folder.mkdir(exist_ok=True)
     with FileLock(folder / f"{name}.lock", timeout=timeout, is_singleton=True):
