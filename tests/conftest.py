@@ -208,13 +208,16 @@ def _penguin_pipeline(estimator):
 def make_version(penguins_frame: pd.DataFrame) -> Callable[..., Path]:
     """A factory writing a penguins model version folder per docs/contracts.md.
 
-    ``make_version(folder, estimator=None, *, name="penguins", version=1)`` fits a pipeline
-    (imputation, scaling, one-hot, then ``estimator``, by default a 50-tree forest), saves it
+    ``make_version(folder, estimator=None, *, name="penguins", version=1, pipeline=None)``
+    fits a pipeline (imputation, scaling, one-hot, then ``estimator``, by default a 50-tree
+    forest; or ``pipeline`` as given, on the rows without missing values), saves it
     as an MLflow model under ``folder/<name>/<version>`` with its ``model_metadata.json``,
     and returns that folder. It does not register the version in MLflow.
     """
 
-    def make(folder: Path, estimator=None, *, name: str = "penguins", version: int = 1) -> Path:
+    def make(
+        folder: Path, estimator=None, *, name: str = "penguins", version: int = 1, pipeline=None
+    ) -> Path:
         import mlflow.sklearn
         from sklearn.ensemble import RandomForestClassifier
 
@@ -224,7 +227,12 @@ def make_version(penguins_frame: pd.DataFrame) -> Callable[..., Path]:
         features = PENGUIN_NUMERIC + PENGUIN_CATEGORICAL
         if estimator is None:  # not `or`: an unfitted ensemble has no len()
             estimator = RandomForestClassifier(n_estimators=50, random_state=0, n_jobs=1)
-        pipeline = _penguin_pipeline(estimator).fit(frame[features], frame["species"])
+        if pipeline is None:
+            pipeline = _penguin_pipeline(estimator).fit(frame[features], frame["species"])
+        else:
+            complete = frame.dropna(subset=features)
+            pipeline.fit(complete[features], complete["species"])
+            estimator = pipeline[-1]
         target = folder / name / str(version)
         mlflow.sklearn.save_model(
             pipeline, target, serialization_format="cloudpickle", pip_requirements=["scikit-learn"]

@@ -111,3 +111,30 @@ def endpoint(penguins_service):
         mp.setenv("AMLKIT_ROOT", str(penguins_service.root))
         with serve(penguins_service.folder, port=0, workers=1, startup_timeout_s=60) as handle:
             yield handle
+
+
+@pytest.fixture(scope="session")
+def digits_service(tmp_path_factory, new_project, digit_splits, digit_classifier):
+    """The digits CNN registered as notebook 05 does and packaged (keras) in its own root.
+
+    A namespace of ``root``, ``folder`` (the service), ``model`` and ``splits``.
+    """
+    from amlkit.deep import workflow
+    from amlkit.registry import tracking
+    from amlkit.serving.package import package_service
+
+    model, history = digit_classifier
+    with pytest.MonkeyPatch.context() as mp:
+        root = new_project(tmp_path_factory.mktemp("keras") / "root", mp)
+        tracking.configure_tracking()  # as notebook 05's setup does: this project's store
+        version, _ = workflow.track_and_register(
+            model,
+            history,
+            digit_splits,
+            {},
+            name="digits-cnn",
+            data={"dataset": "digits", "version": "bundled", "sha256": ""},
+            hyperparameters={"epochs": 3},
+        )
+        folder = package_service(version.path, service="digits")
+    return SimpleNamespace(root=root, folder=folder, model=model, splits=digit_splits)

@@ -102,6 +102,7 @@ def test_onnx_environment_holds_no_training_library(services):
     names = {Requirement(r).name for r in pip}
     assert names == {
         "azureml-inference-server-http",
+        "orjson",
         "onnxruntime",
         "numpy",
         "azureml-ai-monitoring",
@@ -111,28 +112,12 @@ def test_onnx_environment_holds_no_training_library(services):
 
 @pytest.mark.slow
 def test_keras_scoring_script_imports_only_its_environment(
-    tmp_path, tmp_path_factory, new_project, digit_splits, digit_classifier, score_isolated
+    tmp_path, digits_service, score_isolated
 ):
-    from amlkit.deep import images, workflow
-    from amlkit.registry import tracking
-    from amlkit.serving.package import package_service
+    from amlkit.deep import images
 
-    model, history = digit_classifier
-    with pytest.MonkeyPatch.context() as mp:
-        new_project(tmp_path_factory.mktemp("keras-env") / "root", mp)
-        tracking.configure_tracking()  # this root's store, as a notebook's setup does
-        version, _ = workflow.track_and_register(
-            model,
-            history,
-            digit_splits,
-            {},
-            name="digits-cnn",
-            data={"dataset": "digits", "version": "bundled", "sha256": ""},
-            hyperparameters={"epochs": 3},
-        )
-        folder = package_service(version.path, service="digits")
     x, _ = images.load_images()
     payload = {"images": x[:2, :, :, 0].tolist()}
-    status, outside = score_in_environment(score_isolated, folder, payload, tmp_path)
+    status, outside = score_in_environment(score_isolated, digits_service.folder, payload, tmp_path)
     assert status == 200
     assert outside == []

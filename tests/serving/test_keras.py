@@ -10,29 +10,13 @@ pyfunc = pytest.importorskip("amlkit.deep.pyfunc")
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, new_project, digit_splits, digit_classifier):
-    from amlkit.deep import workflow
-    from amlkit.registry import tracking
-    from amlkit.serving.package import package_service
+def served(digits_service):
     from amlkit.serving.server import serve
 
-    splits = digit_splits
-    model, history = digit_classifier
     with pytest.MonkeyPatch.context() as mp:
-        root = new_project(tmp_path_factory.mktemp("keras") / "root", mp)
-        tracking.configure_tracking()  # as notebook 05's setup does: this project's store
-        version, _ = workflow.track_and_register(
-            model,
-            history,
-            splits,
-            {},
-            name="digits-cnn",
-            data={"dataset": "digits", "version": "bundled", "sha256": ""},
-            hyperparameters={"epochs": 3},
-        )
-        folder = package_service(version.path, service="digits")
-        with serve(folder, port=0, startup_timeout_s=120) as endpoint:
-            yield endpoint, model, splits, root
+        mp.setenv("AMLKIT_ROOT", str(digits_service.root))
+        with serve(digits_service.folder, port=0, startup_timeout_s=120) as endpoint:
+            yield endpoint, digits_service.model, digits_service.splits, digits_service.root
 
 
 def test_keras_service_records_backend_and_reason(served):

@@ -92,6 +92,47 @@ def test_no_parity_rows_falls_back_with_reason(root, make_version):
     assert "parity rows" in info["backend_reason"]
 
 
+def test_pipeline_without_imputation_packages_and_its_service_refuses_empty_columns(
+    root, penguins_frame, penguin_features, make_version
+):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from amlkit.serving.package import package_service, service_info
+    from amlkit.serving.server import serve
+
+    numeric = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+    pre = ColumnTransformer(
+        [
+            ("num", StandardScaler(), numeric),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["island", "sex"]),
+        ]
+    )
+    pipeline = Pipeline([("pre", pre), ("model", LogisticRegression(max_iter=500))])
+    version = make_version(root / "models" / "trained_models", pipeline=pipeline)
+    rows = penguins_frame.head(80)  # holds rows with missing values, as test splits do
+    assert rows[penguin_features].isna().any(axis=None)
+
+    folder = package_service(version, service="svc", parity_rows=rows)
+
+    info = service_info(folder)
+    serving = json.loads((folder / "model" / "serving.json").read_text())
+    # scikit-learn's one-hot refuses a missing value among strings, as the scaler does
+    assert serving["required_columns"] == penguin_features
+    assert info["backend"] == "onnx", info["backend_reason"]
+    complete = json.loads(rows[penguin_features].dropna().head(2).to_json(orient="records"))
+    with serve(folder, port=0) as endpoint:
+        assert endpoint.score(complete)[0] == 200
+        status, answer = endpoint.score([complete[0], complete[1] | {"body_mass_g": None}])
+        assert status == 422
+        assert "'body_mass_g' row 1: got null" in answer["error"]
+        assert "trained without missing values" in answer["error"]
+        status, answer = endpoint.score([complete[0] | {"sex": None}])
+        assert status == 422 and "'sex' row 0: got null" in answer["error"]
+
+
 # --- the pipelines notebook 04 trains (its preprocessing: the feature_preprocessor fixture) ---
 
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
@@ -347,3 +388,20 @@ def test_datetime_feature_falls_back_to_pickle_with_reason(
     info = service_info(package_service(version, service="svc", parity_rows=frame.head(20)))
     assert info["backend"] == "sklearn"
     assert "'when'" in info["backend_reason"] and "datetime" in info["backend_reason"]
+
+
+def test_onnx_threads_share_the_cpus_among_the_servers_workers(monkeypatch):
+    import os
+
+    from amlkit.serving.runtime import onnx_threads
+
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("AMLKIT_ONNX_THREADS", raising=False)
+    monkeypatch.delenv("WORKER_COUNT", raising=False)
+    assert onnx_threads() == cpus  # batch scoring, notebooks: one process
+    monkeypatch.setenv("WORKER_COUNT", "2")
+    assert onnx_threads() == max(1, cpus // 2)
+    monkeypatch.setenv("WORKER_COUNT", str(cpus * 4))
+    assert onnx_threads() == 1
+    monkeypatch.setenv("AMLKIT_ONNX_THREADS", "3")
+    assert onnx_threads() == 3

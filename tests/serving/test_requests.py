@@ -98,23 +98,26 @@ def test_request_log_rotates_by_size(tmp_path):
         ({"image": [0, 1, 2]}, [[1, [2]], [3], {"k": 1}], [[[1.0]], [2.0, 3.0], [1.0, "s"]]),
     ],
 )
-def test_request_log_columns_write_what_records_would(tmp_path, inputs, preds, probs):
-    from amlkit.serving.requestlog import RequestLog
+def test_request_line_reads_back_as_the_records_of_its_rows(tmp_path, inputs, preds, probs):
+    from amlkit.serving.requestlog import RequestLog, json_bytes, read_log
 
     common = {"request_id": "r%s", "latency_ms": 1.5, "status": 200}
-    fields = {"row": [0, 1, 2], "inputs": inputs, "prediction": preds}
     records = [{"row": i, "inputs": {c: v[i] for c, v in inputs.items()}} for i in range(3)]
     for i, record in enumerate(records):
         record["prediction"] = preds[i]
         if probs is not None:
             record["probabilities"] = probs[i]
+    encoded = {"prediction": json_bytes(preds)}  # as the scoring script: encoded for the answer
     if probs is not None:
-        fields["probabilities"] = probs
+        encoded["probabilities"] = json_bytes(probs)
     by_rows = RequestLog(tmp_path / "rows", max_bytes=10**6, backup_count=1)
-    by_columns = RequestLog(tmp_path / "columns", max_bytes=10**6, backup_count=1)
+    by_request = RequestLog(tmp_path / "request", max_bytes=10**6, backup_count=1)
     by_rows.write(records, common)
-    by_columns.write_columns(fields, common)
-    assert by_columns.path.read_bytes() == by_rows.path.read_bytes()
+    by_request.write_columns(common, 3, {"inputs": inputs}, encoded)
+    assert len(by_request.path.read_text().splitlines()) == 1
+    assert list(read_log(tmp_path / "request")) == list(read_log(tmp_path / "rows"))
+    first = next(read_log(tmp_path / "request"))
+    assert list(first)[:4] == ["request_id", "latency_ms", "status", "row"]
 
 
 def test_key_checker_accepts_only_bearer_keys(tmp_path, monkeypatch):

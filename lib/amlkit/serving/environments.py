@@ -3,7 +3,8 @@
 A service folder's ``environment.yml`` and the Azure ML environments of the online and batch
 deployments are built from :data:`BACKEND_PACKAGES`, not from the project's environment
 (TensorFlow, JupyterLab, papermill, ... about 3.3 GB): an ONNX service needs the Azure ML
-inference server, onnxruntime and numpy, nothing else. Version bounds are the project's own
+inference server, orjson (it reads requests and writes answers and the request log),
+onnxruntime and numpy, nothing else. Version bounds are the project's own
 (``pyproject.toml``, read from amlkit's installed metadata), so a service never gets a library
 older than the one that trained its model.
 
@@ -28,11 +29,11 @@ from typing import Any
 
 import yaml
 
-SERVER = "azureml-inference-server-http"
+SERVER = ("azureml-inference-server-http", "orjson")  # orjson: requests and the request log
 BACKEND_PACKAGES: dict[str, tuple[str, ...]] = {
-    "onnx": (SERVER, "onnxruntime", "numpy"),
-    "sklearn": (SERVER, "scikit-learn", "pandas", "numpy", "scipy"),
-    "keras": (SERVER, "tensorflow", "numpy"),
+    "onnx": (*SERVER, "onnxruntime", "numpy"),
+    "sklearn": (*SERVER, "scikit-learn", "pandas", "numpy", "scipy"),
+    "keras": (*SERVER, "tensorflow", "numpy"),
 }
 """The packages of each backend's runtime (``amlkit.serving.runtime.Scorer._load_<backend>``)."""
 DATA_COLLECTOR: tuple[str, ...] = ("azureml-ai-monitoring",)

@@ -106,13 +106,46 @@ def convert(
     return _cast_tree_inputs(onnx_model).SerializeToString(), input_kinds, normalize
 
 
-def parity_frame(frame: Any, feature_columns: list[str], feature_types: dict[str, str]) -> Any:
-    """Return ``frame`` plus hard copies: each column blanked, strings padded/upper/empty."""
+def required_columns(pipeline: Any, frame: Any, feature_columns: list[str]) -> list[str]:
+    """Return the columns whose missing values ``pipeline`` refuses (it has no imputer there).
+
+    Each column is blanked in turn on up to 20 of ``frame``'s complete rows; a column whose
+    blanking makes ``pipeline.predict`` raise is required. A service answers a request that
+    leaves such a column empty with a 422 naming it, not with the pipeline's 500.
+    """
+    base = frame[feature_columns].dropna().head(20)
+    if not len(base):
+        return []
+    required = []
+    for col in feature_columns:
+        probe = base.copy()
+        probe[col] = np.nan
+        try:
+            pipeline.predict(probe)
+        except Exception:  # scikit-learn raises ValueError, custom steps anything
+            required.append(col)
+    return required
+
+
+def parity_frame(
+    frame: Any,
+    feature_columns: list[str],
+    feature_types: dict[str, str],
+    required: list[str] | tuple[str, ...] = (),
+) -> Any:
+    """Return ``frame`` plus hard copies: each column blanked, strings padded/upper/empty.
+
+    Rows missing a ``required`` column are left out, and so are blanked copies of it: the
+    service refuses those before the model sees them.
+    """
     import pandas as pd
 
-    base = frame[feature_columns].head(20)
-    parts = [frame[feature_columns]]
+    rows = frame[feature_columns].dropna(subset=list(required))
+    base = rows.head(20)
+    parts = [rows]
     for col in feature_columns:
+        if col in required:
+            continue
         part = base.copy()
         part[col] = np.nan  # the contract's missing marker, for strings too
         parts.append(part)
@@ -130,11 +163,17 @@ def _refused(reason: str, parity: dict[str, Any] | None = None) -> tuple[None, d
 
 
 def convert_and_check(
-    pipeline: Any, metadata: dict[str, Any], rows: Any, *, tolerance: float = 1e-5
+    pipeline: Any,
+    metadata: dict[str, Any],
+    rows: Any,
+    *,
+    tolerance: float = 1e-5,
+    required: list[str] | tuple[str, ...] = (),
 ) -> tuple[bytes | None, dict[str, Any]]:
     """Convert ``pipeline`` and compare it with the original on ``rows`` (a frame, or None).
 
-    Returns the ONNX bytes (None when refused) and the ``serving.json`` fields.
+    ``required``: :func:`required_columns` of the pipeline. Returns the ONNX bytes (None when
+    refused) and the ``serving.json`` fields.
     """
     import onnxruntime as ort
 
@@ -151,13 +190,24 @@ def convert_and_check(
     except Exception as exc:  # skl2onnx raises many types for unsupported steps
         first = str(exc).splitlines()[0][:300] if str(exc) else ""
         return _refused(f"ONNX conversion failed: {type(exc).__name__}: {first}")
-    frame = parity_frame(rows, columns, types)
+    frame = parity_frame(rows, columns, types, required)
+    if not len(frame):
+        return _refused("no parity row has every required column; serving the pickled pipeline")
+    try:
+        expected = pipeline.predict(frame)
+        expected_probs = (
+            pipeline.predict_proba(frame)
+            if metadata.get("task", "classification") == "classification"
+            else None
+        )
+    except Exception as exc:  # e.g. padded or empty strings the pipeline cannot take
+        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        return _refused(f"the pipeline itself fails on the parity rows: {first}")
     feeds = OnnxFeeder(input_kinds, normalize, MISSING_STRING).from_frame(frame)
     try:
         outputs = session.run(None, feeds)
     except Exception as exc:
         return _refused(f"ONNX model failed on the parity rows: {exc}")
-    expected = pipeline.predict(frame)
     got = outputs[0].ravel()
     parity: dict[str, Any] = {"rows": len(frame), "tolerance": tolerance}
     classes = None
@@ -165,7 +215,7 @@ def convert_and_check(
         same = int((got == expected).sum())
         parity["labels_equal"] = same == len(frame)
         parity["label_mismatches"] = len(frame) - same
-        diff = float(np.abs(outputs[1] - pipeline.predict_proba(frame)).max())
+        diff = float(np.abs(outputs[1] - expected_probs).max())
         parity["max_probability_diff"] = diff
         ok = parity["labels_equal"] and diff <= tolerance
         classes = [c.item() if hasattr(c, "item") else c for c in pipeline.classes_]

@@ -178,13 +178,16 @@ def _default_parity_rows(metadata: dict[str, Any]) -> Any:
 def _fast_path(model_dst: Path, metadata: dict[str, Any], parity_rows: Any) -> dict[str, Any]:
     if metadata.get("flavor", "sklearn") != "sklearn":
         return {"backend": metadata.get("flavor", "keras"), "reason": "not a scikit-learn model"}
-    from amlkit.serving.onnx import convert_and_check
+    from amlkit.serving.onnx import convert_and_check, required_columns
     from amlkit.serving.runtime import Scorer
 
     pipeline = Scorer(model_dst, backend="sklearn")._model
     if parity_rows is None:
         parity_rows = _default_parity_rows(metadata)
-    onnx_bytes, info = convert_and_check(pipeline, metadata, parity_rows)
+    columns = list(metadata["feature_columns"])
+    required = [] if parity_rows is None else required_columns(pipeline, parity_rows, columns)
+    onnx_bytes, info = convert_and_check(pipeline, metadata, parity_rows, required=required)
+    info["required_columns"] = required  # both backends refuse a request missing one
     if onnx_bytes is not None:
         (model_dst / "model.onnx").write_bytes(onnx_bytes)
         sha = io.sha256_file(model_dst / "model.onnx")

@@ -12,7 +12,10 @@ import json
 import math
 import sys
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
+
+import orjson
 
 from amlkit import kinds
 
@@ -52,6 +55,10 @@ def parse_json(body: bytes, *, content_type: str | None, max_body_bytes: int) ->
         raise RequestError(
             'request body is empty; send JSON rows, for example [{"column": value}].', 400
         )
+    try:
+        return orjson.loads(body)  # about 3x faster; it refuses a few bodies json reads
+    except orjson.JSONDecodeError:
+        pass  # NaN literals, UTF-16/32, ints past 64 bits, broken JSON: json reads or explains
     try:
         return json.loads(body)
     except UnicodeDecodeError as exc:
@@ -93,7 +100,7 @@ def _split_form(obj: Any, key: str, feature_columns: list[str]) -> tuple[list[st
     return columns, data
 
 
-def _records(records: list[Any]) -> tuple[list[str], list[list[Any]]]:
+def _records(records: list[Any]) -> tuple[list[str], list[Any]]:
     if not records:
         raise RequestError("the request holds no rows; send at least one record.")
     first = records[0]
@@ -101,17 +108,21 @@ def _records(records: list[Any]) -> tuple[list[str], list[list[Any]]]:
         raise RequestError(
             f"a list body must hold records (objects); row 0 is {type(first).__name__}."
         )
-    for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
-            raise RequestError(f"row {i} is {type(rec).__name__}, expected an object.")
-        if rec.keys() != first.keys():
-            diff = sorted(set(first) ^ set(rec))
-            raise RequestError(
-                f"row {i} has different columns from row 0 (differing: {diff}); "
-                "send the same columns in every record."
-            )
+    keys = first.keys()
+    if not all(type(rec) is dict and rec.keys() == keys for rec in records):
+        for i, rec in enumerate(records):
+            if not isinstance(rec, dict):
+                raise RequestError(f"row {i} is {type(rec).__name__}, expected an object.")
+            if rec.keys() != keys:
+                diff = sorted(set(first) ^ set(rec))
+                raise RequestError(
+                    f"row {i} has different columns from row 0 (differing: {diff}); "
+                    "send the same columns in every record."
+                )
     columns = list(first)
-    return columns, [[rec[c] for c in columns] for rec in records]
+    if len(columns) < 2:  # itemgetter of one key gives the value, of none a TypeError
+        return columns, [[rec[c] for c in columns] for rec in records]
+    return columns, list(map(itemgetter(*columns), records))  # tuples, made here at C speed
 
 
 def _is_records(value: Any) -> bool:
@@ -154,6 +165,10 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def _plain(value: str | None) -> bool:
+    return value is None or value.isascii()
+
+
 def _clean(col: str, kind: str, values: list[Any], problems: list[str]) -> list[Any]:
     """Return ``values`` converted for ``kind``; append what is wrong to ``problems``."""
 
@@ -163,8 +178,9 @@ def _clean(col: str, kind: str, values: list[Any], problems: list[str]) -> list[
         got = f"{v!r} ({type(v).__name__})"
         problems.append(f"column {col!r} ({kind}) row {i}: got {got}, need {want} or null")
 
+    types = set(map(type, values))
     if kind in kinds.NUMERIC_KINDS:
-        if all(type(v) is float for v in values) and not any(map(math.isinf, values)):
+        if types == {float} and not any(map(math.isinf, values)):
             return values  # the usual request: finite floats, nothing to convert (~5x faster)
         clean = []
         for i, v in enumerate(values):
@@ -177,6 +193,8 @@ def _clean(col: str, kind: str, values: list[Any], problems: list[str]) -> list[
             else:
                 bad(i, v)
         return clean
+    if kind != "datetime" and types <= {str, type(None)} and all(map(_plain, values)):
+        return values  # the usual request: ASCII strings (and nulls), nothing to check
     for i, v in enumerate(values):
         if v is None:
             continue
@@ -201,10 +219,12 @@ def validate_rows(
     feature_columns: list[str],
     feature_types: dict[str, str],
     max_rows: int,
+    required: list[str] | tuple[str, ...] = (),
 ) -> dict[str, list[Any]]:
     """Check rows (lists in ``columns`` order) against the model; return them column by column.
 
     Numbers become floats (null: NaN), booleans "true"/"false"; strings and ISO dates stay.
+    A null (or NaN) in a ``required`` column, one the model cannot take empty, is refused.
     """
     if not rows:
         raise RequestError("the request holds no rows; send at least one row.")
@@ -223,8 +243,9 @@ def validate_rows(
         if parts:
             expected = f". The model expects exactly these columns: {feature_columns}."
             raise RequestError("; ".join(parts) + expected)
+    width = len(columns)
     for i, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) != len(columns):
+        if not isinstance(row, list | tuple) or len(row) != width:  # tuples: from records
             got = len(row) if isinstance(row, list) else type(row).__name__
             raise RequestError(
                 f"row {i} has {got} values; each row needs {len(columns)} values in column order."
@@ -234,8 +255,15 @@ def validate_rows(
     for col in feature_columns:
         j = columns.index(col)
         out[col] = _clean(
-            col, feature_types.get(col, "numeric"), [row[j] for row in rows], problems
+            col, feature_types.get(col, "numeric"), list(map(itemgetter(j), rows)), problems
         )
+        if col in required:
+            empty = [i for i, v in enumerate(out[col]) if v is None or v != v]  # None, NaN
+            if empty:
+                problems.append(
+                    f"column {col!r} row {empty[0]}: got null, need a value (this model was "
+                    f"trained without missing values in {col!r}; {len(empty)} row(s) empty)"
+                )
         if len(problems) >= MAX_PROBLEMS:
             break
     if problems:
@@ -253,11 +281,13 @@ def parse_request(
     feature_types: dict[str, str],
     max_body_bytes: int,
     max_rows: int,
+    required: list[str] | tuple[str, ...] = (),
 ) -> tuple[dict[str, list[Any]], int]:
     """Parse, check and convert one tabular request: the values by column and the row count."""
     payload = parse_json(body, content_type=content_type, max_body_bytes=max_body_bytes)
     columns, rows = extract_rows(payload, feature_columns)
-    return validate_rows(columns, rows, feature_columns, feature_types, max_rows), len(rows)
+    values = validate_rows(columns, rows, feature_columns, feature_types, max_rows, required)
+    return values, len(rows)
 
 
 def parse_images(payload: Any, *, max_rows: int) -> list[Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,18 @@ def verified_model_dir(service_dir: str | Path, model_root: str | Path | None = 
     return model_dir
 
 
+def onnx_threads() -> int:
+    """The CPUs this process may use, shared out among the server's workers (at least 1).
+
+    ``$WORKER_COUNT`` is azmlinfsrv's worker count (1 in batch scoring and notebooks);
+    ``$AMLKIT_ONNX_THREADS`` overrides.
+    """
+    if os.environ.get("AMLKIT_ONNX_THREADS"):
+        return max(1, int(os.environ["AMLKIT_ONNX_THREADS"]))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cpus or 1) // max(1, int(os.environ.get("WORKER_COUNT") or 1)))
+
+
 def _item(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
@@ -83,6 +96,8 @@ class Scorer:
         self.feature_columns: list[str] = list(meta.get("feature_columns") or [])
         types = meta.get("feature_types") or {}
         self.feature_types = {c: str(types.get(c, "numeric")) for c in self.feature_columns}
+        # columns the model cannot take empty (no imputer there), found at packaging
+        self.required: list[str] = list(self.serving.get("required_columns") or [])
         self.task: str = meta.get("task", "classification")
         self.flavor: str = meta.get("flavor", "sklearn")
         self.classes: list[Any] | None = list(meta["classes"]) if meta.get("classes") else None
@@ -117,7 +132,11 @@ class Scorer:
         from amlkit.serving.onnx_inputs import OnnxFeeder
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        threads = onnx_threads()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        logger.info("onnxruntime uses %d thread(s) per request", threads)
+        # idle threads sleep rather than spin: the HTTP work between requests needs the CPUs
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(self.model_dir / self.serving["onnx_file"]),
             opts,

@@ -5,7 +5,8 @@ the start naming a changed one, before loading anything. Settings come from the
 ``deployment_config.json`` beside it; keys from ``$AMLKIT_KEYS_FILE`` (``AMLKIT_AUTH=endpoint``
 when the platform checks keys, as on Azure). ``run()`` takes the raw request to answer 4xx
 with ``{"error": ...}``; each row is logged before answering, naming the model, its version
-and the deployment (``$AMLKIT_DEPLOYMENT``, set by the Azure specs, else the service name).
+and the deployment (``$AMLKIT_DEPLOYMENT``, set by the Azure specs, else the service name);
+a scored request is one line holding its rows column by column (see ``requestlog``).
 With Azure ML's data collector on (the platform sets ``AZUREML_MDC_CONFIG_PATH`` or
 ``AZUREML_MDC_ENABLED``), scored rows and predictions also go to the ``model_inputs`` and
 ``model_outputs`` collections that Azure ML model monitoring reads (``azureml-ai-monitoring``).
@@ -29,7 +30,7 @@ if importlib.util.find_spec("amlkit") is None:  # on Azure: the modules packaged
     sys.path.insert(0, str(HERE))
 
 from amlkit.serving.auth import KeyChecker  # noqa: E402
-from amlkit.serving.requestlog import RequestLog  # noqa: E402
+from amlkit.serving.requestlog import RequestLog, json_bytes  # noqa: E402
 from amlkit.serving.requests import (  # noqa: E402
     RequestError,
     parse_images,
@@ -71,6 +72,7 @@ def init():
         max_body=int(limits.get("max_body_bytes", 2**20)),
         max_rows=int(limits.get("max_rows", 1000)),
         model={"name": meta.get("name"), "version": meta.get("version"), "backend": scorer.backend},
+        classes=json_bytes(scorer.classes),
         answered_by={  # in every request-log row: which model and deployment answered
             "model_name": meta.get("name"),
             "model_version": meta.get("version"),
@@ -99,20 +101,21 @@ def _collect(inputs, preds):
 
 
 def _answer(status, body, request_id, extra_headers=None):
+    """Answer ``body`` (a dict, or its JSON already encoded) with ``status``."""
     headers = {"Content-Type": "application/json", "x-request-id": request_id}
-    return AMLResponse(json.dumps(body), status, headers | (extra_headers or {}))
+    data = body if isinstance(body, bytes) else json_bytes(body)
+    return AMLResponse(data, status, headers | (extra_headers or {}))
 
 
-def _log(request_id, started, status, fields):
-    """Append a line per row (``fields``: name to a value per row) with the request's id, time..."""
-    common = {
+def _common(request_id, started, status):
+    """The fields of a request's log line: its id, who answered, time, latency and status."""
+    return {
         "request_id": request_id,
         **STATE["answered_by"],
         "time": datetime.now(UTC).isoformat(timespec="microseconds"),
         "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         "status": status,
     }
-    STATE["log"].write_columns(fields, common)
 
 
 def _score(request, request_id, started):
@@ -134,18 +137,24 @@ def _score(request, request_id, started):
     else:
         cols, types = scorer.feature_columns, scorer.feature_types
         limits = {"content_type": content_type, "max_body_bytes": max_body, "max_rows": max_rows}
-        values, _ = parse_request(body, feature_columns=cols, feature_types=types, **limits)
+        values, _ = parse_request(
+            body, feature_columns=cols, feature_types=types, required=scorer.required, **limits
+        )
         preds, probs = scorer.predict_values(values)
         inputs = {c: values[c] for c in cols}
     if STATE["collectors"] and scorer.backend != "keras":
         _collect(inputs, preds)
-    answer = {"predictions": preds}
-    fields = {"row": list(range(len(preds))), "inputs": inputs, "prediction": preds}
+    # predictions and probabilities are encoded once, for the log line and the answer
+    encoded = {"prediction": json_bytes(preds)}
+    answer = [b'{"predictions":', encoded["prediction"]]
     if probs is not None:
-        answer |= {"probabilities": probs, "classes": scorer.classes}
-        fields["probabilities"] = probs
-    _log(request_id, started, 200, fields)
-    return answer | {"request_id": request_id, "model": STATE["model"]}
+        encoded["probabilities"] = json_bytes(probs)
+        answer += [b',"probabilities":', encoded["probabilities"], b',"classes":', STATE["classes"]]
+    STATE["log"].write_columns(
+        _common(request_id, started, 200), len(preds), {"inputs": inputs}, encoded
+    )
+    rest = json_bytes({"request_id": request_id, "model": STATE["model"]})
+    return b"".join(answer) + b"," + rest[1:]
 
 
 @rawhttp
@@ -166,5 +175,5 @@ def run(request):
             return _answer(401, body, request_id, {"WWW-Authenticate": "Bearer"})
         return _answer(200, _score(request, request_id, started), request_id)
     except RequestError as exc:
-        _log(request_id, started, exc.status, {"error": [exc.message]})
+        STATE["log"].write([{"error": exc.message}], _common(request_id, started, exc.status))
         return _answer(exc.status, {"error": exc.message, "request_id": request_id}, request_id)
