@@ -4,6 +4,8 @@ Every valid body (any accepted shape, any encoding json reads, NaN as a missing 
 unseen categories) gets a 200 with one prediction per row; every invalid one (arbitrary JSON,
 wrong value types, huge numbers, Infinity, deep nesting, broken bytes, wrong shapes) gets a
 4xx JSON answer that says what is wrong. The cases Hypothesis found stay as ``@example``s.
+The pickled pipeline (the backend when ONNX is refused) answers valid bodies with a 200, or a
+422 for values its own checks refuse (a forest past float32), never a 500.
 """
 
 from __future__ import annotations
@@ -196,3 +198,50 @@ def test_wrong_shapes_get_4xx(endpoint, values, shape, data):
 )
 def test_malformed_bytes_get_4xx(endpoint, body):
     assert_refused(endpoint, body)
+
+
+# --- the pickled pipeline (the backend when ONNX is refused): the same contract ---
+
+
+@pytest.fixture(scope="module")
+def pickled_endpoint(penguins_service, tmp_path_factory):
+    from amlkit.serving.package import package_service, service_info
+    from amlkit.serving.server import serve
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AMLKIT_ROOT", str(penguins_service.root))
+        folder = package_service(penguins_service.version, service="pickled", fast_path=False)
+        assert service_info(folder)["backend"] == "sklearn"
+        with serve(folder, port=0, workers=1) as handle:
+            yield handle
+
+
+float32_numbers = st.one_of(
+    st.none(),
+    st.floats(min_value=-1e30, max_value=1e30),
+    st.integers(min_value=-(10**30), max_value=10**30),
+)
+float32_rows = st.lists(
+    st.tuples(*[float32_numbers] * len(NUMERIC), *[categories] * len(CATEGORICAL)).map(list),
+    min_size=1,
+    max_size=12,
+)
+
+
+@FUZZ
+@given(values=rows, shape=shapes)
+@example(values=[[1e300, 18.7, 181.0, 3750.0, "Torgersen", "male"]], shape="data")
+def test_pickled_pipeline_answers_valid_bodies_without_a_500(pickled_endpoint, values, shape):
+    status, answer = post(pickled_endpoint, json.dumps(shaped(shape, values)).encode())
+    if status == 200:
+        assert len(answer["predictions"]) == len(values)
+    else:  # scikit-learn's forest refuses values past float32: the service says so
+        assert status == 422 and "the model cannot score these rows" in answer["error"], answer
+
+
+@FUZZ
+@given(values=float32_rows, shape=shapes)
+def test_pickled_pipeline_scores_values_within_float32(pickled_endpoint, values, shape):
+    status, answer = post(pickled_endpoint, json.dumps(shaped(shape, values)).encode())
+    assert status == 200, answer
+    assert len(answer["predictions"]) == len(values)

@@ -140,7 +140,14 @@ def _score(request, request_id, started):
         values, _ = parse_request(
             body, feature_columns=cols, feature_types=types, required=scorer.required, **limits
         )
-        preds, probs = scorer.predict_values(values)
+        try:
+            preds, probs = scorer.predict_values(values)
+        except ValueError as exc:  # the pipeline's own check, e.g. a forest past float32
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise RequestError(
+                f"the model cannot score these rows: {first}. Send values in the range the "
+                "model was trained on."
+            ) from None
         inputs = {c: values[c] for c in cols}
     if STATE["collectors"] and scorer.backend != "keras":
         _collect(inputs, preds)
