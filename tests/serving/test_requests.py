@@ -84,6 +84,9 @@ def test_request_log_rotates_by_size(tmp_path):
     records = list(read_log(tmp_path))
     assert records[-1]["value"] is None
     assert all(p.stat().st_size <= 300 for p in tmp_path.iterdir())
+    other = RequestLog(tmp_path / "surrogate", max_bytes=300, backup_count=0)
+    other.write([{"request_id": "s", "error": "got 'x\ud800'"}])  # json, not orjson, writes it
+    assert list(read_log(tmp_path / "surrogate"))[-1]["error"] == "got 'x\ud800'"
 
 
 @pytest.mark.parametrize(

@@ -153,6 +153,13 @@ def _rows(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield row
 
 
+def _load(line: str) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:  # what json_bytes wrote through json (a lone surrogate)
+        return json.loads(line)
+
+
 def read_log(folder: str | Path) -> Iterator[dict[str, Any]]:
     """Yield every row's record from every log file in ``folder``; a torn last line is skipped.
 
@@ -162,4 +169,4 @@ def read_log(folder: str | Path) -> Iterator[dict[str, Any]]:
         with open(path, encoding="utf-8") as handle:
             for line in handle:
                 if line.endswith("\n"):
-                    yield from _rows(orjson.loads(line))
+                    yield from _rows(_load(line))
