@@ -119,6 +119,23 @@ def test_oversized_body_gets_413(endpoint):
     assert status == 413 and "over the limit" in answer["error"]
 
 
+def test_oversized_body_is_read_so_a_slow_client_still_gets_its_413(endpoint):
+    size = 2 * 2**20
+    head = (
+        f"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {endpoint.key}\r\nContent-Length: {size}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", endpoint.port), timeout=30) as sock:
+        sock.sendall(head + b"1" * (size // 2))
+        time.sleep(0.5)  # the server has refused by now; a closed socket would reset the rest
+        sock.sendall(b"1" * (size - size // 2))
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"over the limit" in answer
+
+
 def test_non_json_content_type_gets_415(endpoint):
     status, answer = post(endpoint, b"a,b\n1,2", {"Content-Type": "text/csv"})
     assert status == 415 and "application/json" in answer["error"]

@@ -118,12 +118,25 @@ def _common(request_id, started, status):
     }
 
 
+def _drain(stream, limit=64 * 2**20):
+    """Read and drop the rest of a refused body, up to ``limit`` bytes.
+
+    The client then finishes sending and reads the 413: closing a socket with unread data
+    resets the connection, and the client would see a broken pipe instead of the answer.
+    """
+    while limit > 0 and (chunk := stream.read(min(limit, 2**20))):
+        limit -= len(chunk)
+
+
 def _score(request, request_id, started):
     scorer, max_body, max_rows = STATE["scorer"], STATE["max_body"], STATE["max_rows"]
     length = request.content_length
     if length is not None and length > max_body:
+        _drain(request.stream)
         raise too_large(length, max_body)
     body = request.stream.read(max_body + 1)
+    if len(body) > max_body:  # a chunked body, no Content-Length
+        _drain(request.stream)
     content_type = request.headers.get("Content-Type")
     if scorer.backend == "keras":
         payload = parse_json(body, content_type=content_type, max_body_bytes=max_body)
