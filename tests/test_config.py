@@ -93,6 +93,31 @@ def test_wrong_type_in_deployment_config(tmp_path, repo):
         config.DeploymentConfig.load(folder)
 
 
+@pytest.mark.parametrize(
+    ("traffic", "message"),
+    [
+        ({"blue": 60, "green": 60}, r"adds up to 120%, not 100%"),
+        ({"blue": 90}, r"adds up to 90%, not 100%"),
+        ({"blue": 150, "green": -50}, r"not percentages; give 0 to 100"),
+        ({"../blue": 100}, r"deployment name '../blue' is not allowed"),
+    ],
+)
+def test_traffic_split_must_be_percentages_that_sum_to_100(tmp_path, repo, traffic, message):
+    cfg = json.loads((repo / "config" / "deployment_config.json").read_text())
+    cfg["traffic"] = traffic
+    folder = _write(tmp_path, "deployment_config", cfg, repo)
+    with pytest.raises(config.ConfigError, match=r"key 'traffic': ") as err:
+        config.DeploymentConfig.load(folder)
+    assert err.match(message)
+
+
+def test_traffic_split_of_blue_and_green_is_accepted():
+    cfg = config.DeploymentConfig.from_dict(
+        {"endpoint_name": "svc-one", "traffic": {"blue": 90, "green": 10}}
+    )
+    assert cfg.traffic == {"blue": 90, "green": 10}
+
+
 def test_unknown_retraining_key_is_refused(tmp_path, repo):
     cfg = json.loads((repo / "config" / "deployment_config.json").read_text())
     cfg["monitoring"]["retraining"]["max_drift"] = 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, cast
@@ -17,6 +18,7 @@ from pydantic import (
     Field,
     PositiveInt,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -587,6 +589,9 @@ class BatchSettings(Section):
     chunk_rows: int = Field(50_000, gt=0)
 
 
+DEPLOYMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
+
+
 class DeploymentConfig(ConfigFile):
     """``deployment_config.json``: the endpoint, its instances, limits and monitoring."""
 
@@ -607,6 +612,26 @@ class DeploymentConfig(ConfigFile):
     app_insights_enabled: bool = True
     data_collection: DataCollection = DataCollection()
     batch: BatchSettings = BatchSettings()
+
+    @field_validator("traffic")
+    @classmethod
+    def _traffic_is_a_split(cls, traffic: dict[str, int]) -> dict[str, int]:
+        """Azure ML's rule for an endpoint's traffic: percentages per deployment summing to 100."""
+        bad_names = [name for name in traffic if not DEPLOYMENT_NAME.match(name)]
+        if bad_names:
+            raise ValueError(
+                f"deployment name {bad_names[0]!r} is not allowed; use 3 to 32 letters, digits "
+                "or '-', starting with a letter (for example 'blue' or 'green')"
+            )
+        out_of_range = {name: share for name, share in traffic.items() if not 0 <= share <= 100}
+        if out_of_range:
+            raise ValueError(f"traffic shares {out_of_range} are not percentages; give 0 to 100")
+        if traffic and sum(traffic.values()) != 100:
+            raise ValueError(
+                f"traffic {traffic} adds up to {sum(traffic.values())}%, not 100%; "
+                'split it so the shares sum to 100, e.g. {"blue": 90, "green": 10}'
+            )
+        return traffic
 
 
 class LoggingConfig(ConfigFile):

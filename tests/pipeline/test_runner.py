@@ -1,9 +1,13 @@
 """`amlkit run`: papermill runs with non-default parameters, stage selection, failures."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -113,6 +117,35 @@ def test_a_kernel_that_dies_stops_the_run_and_names_the_notebook(project, make_n
     assert "00_killed.ipynb stopped: Kernel died" in proc.stderr
     summary = json.loads((project / "runs" / "killed" / "run.json").read_text())
     assert summary["notebooks"][0]["error"].startswith("DeadKernelError")
+
+
+def test_a_killed_run_leaves_its_kernel_connection_file_in_the_run_not_in_tmp(
+    project, make_notebook, tmp_path
+):
+    marker = tmp_path / "kernel.json"
+    record = (
+        "import json, os\nfrom ipykernel import get_connection_file\n"
+        f"open({str(marker)!r}, 'w').write(json.dumps([get_connection_file(), os.getpid()]))"
+    )
+    make_notebook(project / "notebooks" / "00_slow.ipynb", record, "import time\ntime.sleep(120)")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "amlkit.cli", "run", "--no-progress", "--run-id", "slow"],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.is_file() or not marker.read_text():
+            assert run.poll() is None and time.monotonic() < deadline, "the kernel never started"
+            time.sleep(0.2)
+    finally:
+        run.kill()  # as a user's kill -9 or a lost terminal would
+        run.wait()
+    connection_file, kernel_pid = json.loads(marker.read_text())
+    os.kill(kernel_pid, signal.SIGKILL)  # the orphaned kernel
+    assert Path(connection_file).parent == project / "runs" / "slow"
+    assert Path(connection_file).parent != Path(tempfile.gettempdir())
 
 
 def test_a_kernel_that_fails_to_start_is_reported_with_the_end_of_its_log(

@@ -33,10 +33,15 @@ class LoggedKernelManager(AsyncKernelManager):
             return await super().start_kernel(stderr=log, **kw)
 
 
-def launch_config(log: Path) -> Config:
-    """Return the configuration for papermill's kernel manager: encrypted, stderr to ``log``."""
+def launch_config(log: Path, connection_file: Path) -> Config:
+    """Return the configuration for papermill's kernel manager: encrypted, stderr to ``log``.
+
+    The kernel's connection file goes to ``connection_file`` (beside the executed notebook)
+    rather than the system's temporary folder, where every run killed before its clean-up
+    would leave one behind; jupyter_client removes it when the kernel shuts down.
+    """
     return Config(
-        KernelManager={"transport_encryption": "auto"},
+        KernelManager={"transport_encryption": "auto", "connection_file": str(connection_file)},
         LoggedKernelManager={"stderr_path": str(log)},
     )
 

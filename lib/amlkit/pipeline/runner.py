@@ -86,7 +86,7 @@ def execute(
             request_save_on_cell_execute=True,
             execution_timeout=CELL_TIMEOUT_S,
             kernel_manager_class=kernels.LoggedKernelManager,
-            config=kernels.launch_config(log),
+            config=kernels.launch_config(log, output.with_suffix(".kernel.json")),
         )
     except pm.PapermillExecutionError as exc:
         raise PipelineError(
