@@ -71,9 +71,12 @@ class ConfigFile(Section):
         return cls.from_dict(obj)
 
     @classmethod
-    def from_dict(cls, obj: Any) -> Self:
-        """Validate a parsed file; errors name the file, the key and what is expected."""
-        where = f"config/{cls.file_name}.json"
+    def from_dict(cls, obj: Any, source: str | Path | None = None) -> Self:
+        """Validate a parsed file; errors name the file, the key and what is expected.
+
+        ``source`` names the file in errors (default: the one in ``config/``).
+        """
+        where = str(source) if source is not None else f"config/{cls.file_name}.json"
         if not isinstance(obj, dict):
             raise ConfigError(f"{where} must hold a JSON object, got {type(obj).__name__}.")
         try:

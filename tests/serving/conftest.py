@@ -104,12 +104,16 @@ def penguins_service(tmp_path_factory, penguins_frame, make_version, new_project
 
 @pytest.fixture(scope="module")
 def endpoint(penguins_service):
-    """The penguins service served by azmlinfsrv on loopback, one worker (per module)."""
+    """The penguins service served by azmlinfsrv on loopback, one worker (per module).
+
+    Its front waits 1 s for a stalled body (5 s by default), so the tests of one stay short.
+    """
     from amlkit.serving.server import serve
 
+    quick = {"AMLKIT_FRONT_BODY_TIMEOUT_S": "1"}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AMLKIT_ROOT", str(penguins_service.root))
-        with serve(penguins_service.folder, port=0, workers=1, startup_timeout_s=60) as handle:
+        with serve(penguins_service.folder, port=0, workers=1, env=quick) as handle:
             yield handle
 
 

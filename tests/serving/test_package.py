@@ -243,6 +243,7 @@ SERVICE_RUNTIME = {  # what every service imports: its scoring script's modules
     "amlkit.paths",
     "amlkit.serving",
     "amlkit.serving.auth",
+    "amlkit.serving.front",
     "amlkit.serving.requestlog",
     "amlkit.serving.requests",
     "amlkit.serving.runtime",

@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
 from amlkit import io, paths
+from amlkit.serving.front import Tally
+
+logger = logging.getLogger(__name__)
 
 KEY_NAMES = ("primary", "secondary")
+
+
+class KeysFileError(ValueError):
+    """An endpoint's keys file is missing, unreadable or holds no keys."""
 
 
 def endpoint_dir(endpoint: str) -> Path:
@@ -47,8 +55,10 @@ def ensure_keys(endpoint: str) -> Path:
 
 
 def show_keys(endpoint: str) -> dict[str, str]:
-    """Return the endpoint's keys (created on first use)."""
-    return json.loads(ensure_keys(endpoint).read_text(encoding="utf-8"))
+    """Return the endpoint's keys (created on first use); KeysFileError when the file is broken."""
+    path = ensure_keys(endpoint)
+    KeyChecker(path)  # the same checks as the service's: names the problem and the fix
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def regenerate_key(endpoint: str, which: str = "primary") -> dict[str, str]:
@@ -59,31 +69,64 @@ def regenerate_key(endpoint: str, which: str = "primary") -> dict[str, str]:
 
 
 class KeyChecker:
-    """Check ``Authorization`` headers against a keys file, reloading it when it changes."""
+    """Check ``Authorization`` headers against a keys file, reloading it when it changes.
+
+    A missing, unreadable or empty keys file stops the start (:class:`KeysFileError`). Once
+    serving, a keys file that breaks is logged and the last good keys stay in force, so a
+    broken file is not a 401 for every request. Refused requests are counted in the server
+    log (one line at most every 10 s, with the running count), not in the request log.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._mtime = -1
         self._keys: list[bytes] = []
+        self._problem = ""
+        self.refusals = Tally(logger, "requests refused for a missing or wrong key")
         self._reload()
 
     def _reload(self) -> None:
-        mtime = self.path.stat().st_mtime_ns
-        if mtime != self._mtime:
+        """Read the keys file if it changed; KeysFileError naming the problem and the fix."""
+        fix = (
+            f"delete it and run `amlkit keys {self.path.parent.name}` to make new keys, then "
+            "restart the service"
+        )
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except OSError as exc:
+            raise KeysFileError(
+                f"keys file {self.path} cannot be read ({exc.strerror}); start the service with "
+                "amlkit.serving.server.start_server (`amlkit serve`), which creates it."
+            ) from None
+        if mtime == self._mtime:
+            return
+        try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            self._keys = [data[k].encode() for k in KEY_NAMES if data.get(k)]
-            self._mtime = mtime
-            if not self._keys:
-                raise ValueError(f"{self.path} holds no keys; run amlkit keys --regenerate")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise KeysFileError(
+                f"keys file {self.path} is not readable JSON ({exc}); {fix}."
+            ) from None
+        keys = [data[k] for k in KEY_NAMES if isinstance(data, dict) and data.get(k)]
+        if not keys or not all(isinstance(k, str) for k in keys):
+            raise KeysFileError(f"keys file {self.path} holds no keys (strings); {fix}.")
+        self._keys, self._mtime = [k.encode() for k in keys], mtime
 
     def check(self, header: str | None) -> bool:
-        """Return True when ``header`` is ``Bearer <a valid key>``."""
-        if not header or not header.startswith("Bearer "):
+        """Return True when ``header`` is ``Bearer <a valid key>`` (the scheme in any case)."""
+        scheme, _, token = (header or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            self.refusals.add("no 'Authorization: Bearer <key>' header")
             return False
         try:
             self._reload()
-        except (OSError, ValueError):
-            return False
-        given = header[7:].strip().encode()
+            self._problem = ""
+        except KeysFileError as exc:  # keep serving with the keys read last
+            if str(exc) != self._problem:
+                self._problem = str(exc)
+                logger.error("%s; the keys read before stay in force", exc)
+        given = token.strip().encode()
         # no early exit: the same work for every key
-        return sum(hmac.compare_digest(given, key) for key in self._keys) > 0
+        if sum(hmac.compare_digest(given, key) for key in self._keys) > 0:
+            return True
+        self.refusals.add("a key that is not the endpoint's")
+        return False

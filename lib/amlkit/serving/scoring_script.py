@@ -14,6 +14,7 @@ With Azure ML's data collector on (the platform sets ``AZUREML_MDC_CONFIG_PATH``
 
 import importlib.util
 import json
+import logging
 import os
 import sys
 import time
@@ -24,12 +25,14 @@ from typing import Any
 
 from azureml_inference_server_http.api.aml_request import rawhttp
 from azureml_inference_server_http.api.aml_response import AMLResponse
+from werkzeug.exceptions import ClientDisconnected
 
 HERE = Path(__file__).resolve().parent
 if importlib.util.find_spec("amlkit") is None:  # on Azure: the modules packaged beside us
     sys.path.insert(0, str(HERE))
 
 from amlkit.serving.auth import KeyChecker  # noqa: E402
+from amlkit.serving.front import BODY_BYTES_HEADER  # noqa: E402
 from amlkit.serving.requestlog import RequestLog, json_bytes  # noqa: E402
 from amlkit.serving.requests import (  # noqa: E402
     RequestError,
@@ -40,16 +43,18 @@ from amlkit.serving.requests import (  # noqa: E402
 )
 from amlkit.serving.runtime import Scorer, verified_model_dir  # noqa: E402
 
+logger = logging.getLogger("amlkit.serving.scoring_script")
 STATE: dict[str, Any] = {}
 IMAGE_HELP = '{"images": [...]} with nested lists of pixels or base64 PNG strings'
 
 
 def init():
     """Load the model, settings, keys and request log once per worker."""
-    config = json.loads((HERE / "deployment_config.json").read_text(encoding="utf-8"))
+    config = _checked_config(HERE / "deployment_config.json")
     scorer = Scorer(verified_model_dir(HERE, os.environ.get("AZUREML_MODEL_DIR")))
     checker = None
-    if config.get("auth_mode") == "key" and os.environ.get("AMLKIT_AUTH") != "endpoint":
+    auth_mode, platform_auth = config.get("auth_mode", "key"), os.environ.get("AMLKIT_AUTH")
+    if auth_mode == "key" and platform_auth != "endpoint":
         keys_file = os.environ.get("AMLKIT_KEYS_FILE")
         if not keys_file:
             raise RuntimeError(
@@ -58,6 +63,12 @@ def init():
                 "platform checks keys."
             )
         checker = KeyChecker(keys_file)
+    elif auth_mode != "key" and platform_auth != "endpoint":
+        logger.warning(
+            "auth_mode is %r: this server checks no key, every local process may score; "
+            "use auth_mode 'key' to require one.",
+            auth_mode,
+        )
     log_cfg, limits, meta = config.get("request_log", {}), config.get("limits", {}), scorer.metadata
     deployment = os.environ.get("AMLKIT_DEPLOYMENT") or config.get("service")
     STATE.update(
@@ -79,6 +90,44 @@ def init():
             "deployment": deployment,
         },
     )
+
+
+# What the script reads of deployment_config.json, checked as amlkit.config.DeploymentConfig
+# checks it (the lean serving environment has no pydantic): (section, key) -> smallest value.
+AUTH_MODES = ("key", "aml_token", "none")
+CHECKED_COUNTS = {
+    ("limits", "max_body_bytes"): 1,
+    ("limits", "max_rows"): 1,
+    ("request_log", "max_bytes"): 1,
+    ("request_log", "backup_count"): 0,
+}
+
+
+def _checked_config(path):
+    """Read the service's deployment_config.json; ValueError naming a wrong value and the fix."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"{path} cannot be read as JSON ({exc}); package the service again."
+        ) from None
+    fix = "fix it there (or in config/deployment_config.json, then package the service again)"
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a JSON object; {fix}.")
+    auth_mode = config.get("auth_mode", "key")
+    if auth_mode not in AUTH_MODES:
+        raise ValueError(
+            f"{path}: auth_mode {auth_mode!r} is not one of {list(AUTH_MODES)} (lower case); {fix}."
+        )
+    for (section, key), least in CHECKED_COUNTS.items():
+        part = config.get(section, {})
+        value = part.get(key, least) if isinstance(part, dict) else part
+        if type(value) is not int or value < least:
+            raise ValueError(
+                f"{path}: {section}.{key} is {value!r}, it must be a whole number of at least "
+                f"{least}; {fix}."
+            )
+    return config
 
 
 def _collectors():
@@ -128,15 +177,38 @@ def _drain(stream, limit=64 * 2**20):
         limit -= len(chunk)
 
 
+def _read_body(request, max_body):
+    """Return the request body; RequestError for one too large, compressed or cut short."""
+    kept_back = request.headers.get(BODY_BYTES_HEADER, "")
+    if kept_back.isdigit():  # the local front read a body over the limit and kept it back
+        raise too_large(int(kept_back), max_body)
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise RequestError(
+            f"Content-Encoding {encoding!r} is not supported; send the JSON body uncompressed "
+            "(limits.max_body_bytes applies to it).",
+            415,
+        )
+    length = request.content_length
+    try:
+        if length is not None and length > max_body:
+            _drain(request.stream)
+            raise too_large(length, max_body)
+        body = request.stream.read(max_body + 1)
+        if len(body) > max_body:  # a chunked body, no Content-Length
+            _drain(request.stream)
+    except (ClientDisconnected, OSError):
+        raise RequestError(
+            f"the body ended before the {length} bytes its Content-Length declared; send the "
+            "whole body or fix Content-Length.",
+            400,
+        ) from None
+    return body
+
+
 def _score(request, request_id, started):
     scorer, max_body, max_rows = STATE["scorer"], STATE["max_body"], STATE["max_rows"]
-    length = request.content_length
-    if length is not None and length > max_body:
-        _drain(request.stream)
-        raise too_large(length, max_body)
-    body = request.stream.read(max_body + 1)
-    if len(body) > max_body:  # a chunked body, no Content-Length
-        _drain(request.stream)
+    body = _read_body(request, max_body)
     content_type = request.headers.get("Content-Type")
     if scorer.backend == "keras":
         payload = parse_json(body, content_type=content_type, max_body_bytes=max_body)
@@ -182,17 +254,19 @@ def run(request):
     """Score one HTTP request; answer JSON with a fitting status code."""
     started = time.perf_counter()
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    # the key first: a refused request is counted in the server log (KeyChecker), never
+    # written to the request log, so no one without a key can fill it
+    checker = STATE["checker"]
+    if checker is not None and not checker.check(request.headers.get("Authorization")):
+        error = (
+            "missing or wrong key; send 'Authorization: Bearer <key>' with a key from "
+            "`amlkit keys <endpoint>`."
+        )
+        body = {"error": error, "request_id": request_id}
+        return _answer(401, body, request_id, {"WWW-Authenticate": "Bearer"})
     try:
         if request.method != "POST":
             raise RequestError(f"method {request.method} is not allowed; POST JSON rows.", 405)
-        checker = STATE["checker"]
-        if checker is not None and not checker.check(request.headers.get("Authorization")):
-            error = (
-                "missing or wrong key; send 'Authorization: Bearer <key>' with a key from "
-                "`amlkit keys <endpoint>`."
-            )
-            body = {"error": error, "request_id": request_id}
-            return _answer(401, body, request_id, {"WWW-Authenticate": "Bearer"})
         return _answer(200, _score(request, request_id, started), request_id)
     except RequestError as exc:
         STATE["log"].write([{"error": exc.message}], _common(request_id, started, exc.status))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from amlkit import io, paths
+from amlkit.config import ConfigError, DeploymentConfig
 from amlkit.serving import auth
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,24 @@ def service_folder(service: str | Path) -> Path:
         f"no packaged service {str(service)!r} in {base} (packaged: {have or 'none'}); "
         "run `amlkit package <model-name> --service NAME` first."
     )
+
+
+def service_config(service_dir: Path) -> dict[str, Any]:
+    """Read and validate a service folder's ``deployment_config.json`` (ConfigError naming it).
+
+    The folder's copy is what the service runs with, so it is checked by the same rules as
+    ``config/deployment_config.json``; the ``service`` key packaging adds is allowed.
+    """
+    path = service_dir / "deployment_config.json"
+    try:
+        config = io.read_json(path)
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); package the service again.") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must hold a JSON object; package the service again.")
+    rest = {k: v for k, v in config.items() if k != "service"}
+    DeploymentConfig.from_dict(rest, source=path)
+    return config
 
 
 def free_port() -> int:
@@ -176,7 +195,7 @@ def start_server(
     if host != LOOPBACK:
         raise ValueError(f"host {host!r} refused: the local endpoint listens on {LOOPBACK} only")
     service_dir = Path(service_dir).resolve()
-    config = io.read_json(service_dir / "deployment_config.json")
+    config = service_config(service_dir)
     local, endpoint = config.get("local", {}), config["endpoint_name"]
     port = (local.get("port", 5001) if port is None else port) or free_port()
     workers = workers or int(local.get("workers", 1))
@@ -190,6 +209,7 @@ def start_server(
         "AZUREML_MODEL_DIR": str(service_dir / "model"),
         "AMLKIT_REQUEST_LOG_DIR": str(state / "logs"),
         "SCORING_TIMEOUT_MS": str(timeout_ms),
+        "AMLKIT_MAX_BODY_BYTES": str(config.get("limits", {}).get("max_body_bytes", 2**20)),
         "SERVER_VERSION_LOG_RESPONSE_ENABLED": "true",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(service_dir), os.getenv("PYTHONPATH")])),
         "PYTHONUNBUFFERED": "1",
@@ -197,9 +217,9 @@ def start_server(
         **(env or {}),
     }
     key = None
-    if config.get("auth_mode") == "key":
+    if config.get("auth_mode", "key") == "key":
         child_env["AMLKIT_KEYS_FILE"] = str(auth.ensure_keys(endpoint))
-        key = auth.show_keys(endpoint)["primary"]
+        key = auth.show_keys(endpoint)["primary"]  # KeysFileError when the file is broken
     # -P: not the launcher's folder first on sys.path (it holds serving/requests.py)
     cmd = [str(python or sys.executable), "-P", str(Path(__file__).with_name("_launch.py"))]
     cmd += ["--entry_script", str(service_dir / "scoring_script.py")]
