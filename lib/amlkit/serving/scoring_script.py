@@ -38,7 +38,7 @@ from amlkit.serving.requests import (  # noqa: E402
     parse_request,
     too_large,
 )
-from amlkit.serving.runtime import Scorer, verified_model_dir  # noqa: E402
+from amlkit.serving.runtime import Scorer  # noqa: E402
 
 STATE: dict[str, Any] = {}
 IMAGE_HELP = '{"images": [...]} with nested lists of pixels or base64 PNG strings'
@@ -47,7 +47,8 @@ IMAGE_HELP = '{"images": [...]} with nested lists of pixels or base64 PNG string
 def init():
     """Load the model, settings, keys and request log once per worker."""
     config = json.loads((HERE / "deployment_config.json").read_text(encoding="utf-8"))
-    scorer = Scorer(verified_model_dir(HERE, os.environ.get("AZUREML_MODEL_DIR")))
+    # every model file checked against service_metadata.json before anything is loaded
+    scorer = Scorer(os.environ.get("AZUREML_MODEL_DIR") or HERE / "model", service_dir=HERE)
     checker = None
     if config.get("auth_mode") == "key" and os.environ.get("AMLKIT_AUTH") != "endpoint":
         keys_file = os.environ.get("AMLKIT_KEYS_FILE")
