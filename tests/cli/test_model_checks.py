@@ -26,9 +26,8 @@ FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g
 
 
 def register(frame: pd.DataFrame, c: float) -> store.ModelVersion:
-    pipeline = Pipeline(
-        [("impute", SimpleImputer()), ("scale", StandardScaler()), ("model", LogisticRegression(C=c))]
-    )
+    steps = [("impute", SimpleImputer()), ("scale", StandardScaler())]
+    pipeline = Pipeline([*steps, ("model", LogisticRegression(C=c))])
     pipeline.fit(frame[FEATURES], frame["species"])
     return store.register_sklearn_model(
         pipeline,

@@ -516,6 +516,7 @@ def test_without_champion_json_the_mlflow_alias_names_the_champion_and_the_gate_
 
     assert (decision.promoted, decision.champion_version) == (False, logreg.version)
     assert "no champion yet" not in decision.reason
+    assert calls == [1, 2, 1]  # the candidate, then the alias's champion, scored
     alias = MlflowClient().get_model_version_by_alias("toy", "champion")
     assert int(alias.version) == logreg.metadata.mlflow_model_version
 
@@ -556,3 +557,15 @@ def test_a_damaged_champion_json_is_named_with_what_is_wrong(
     for read in (store.read_champion, lambda name: store.get_version(name, "champion")):
         with pytest.raises(store.ChampionFileError, match=rf"{path} is damaged: .*({problem})"):
             read("toy")
+
+
+def test_load_model_as_a_generic_pyfunc_checks_the_files_first(
+    root: Path, data: dict, fitted: dict
+) -> None:
+    mv = register(fitted["logreg"], data)
+    generic = store.load_model("toy", mv.version, flavor="pyfunc")
+    assert list(generic.predict(data["x_test"])) == list(fitted["logreg"].predict(data["x_test"]))
+
+    flip_byte(mv.path / "model.pkl")
+    with pytest.raises(store.ModelIntegrityError, match=r"model\.pkl has sha256"):
+        store.load_model("toy", mv.version, flavor="pyfunc")

@@ -239,6 +239,7 @@ def test_serving_package_init_imports_nothing():
 
 SERVICE_RUNTIME = {  # what every service imports: its scoring script's modules
     "amlkit",
+    "amlkit.integrity",  # the model-file check shared with the registry
     "amlkit.io",
     "amlkit.kinds",
     "amlkit.paths",
