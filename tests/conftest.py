@@ -211,8 +211,9 @@ def make_version(penguins_frame: pd.DataFrame) -> Callable[..., Path]:
     ``make_version(folder, estimator=None, *, name="penguins", version=1, pipeline=None)``
     fits a pipeline (imputation, scaling, one-hot, then ``estimator``, by default a 50-tree
     forest; or ``pipeline`` as given, on the rows without missing values), saves it
-    as an MLflow model under ``folder/<name>/<version>`` with its ``model_metadata.json``,
-    and returns that folder. It does not register the version in MLflow.
+    as an MLflow model under ``folder/<name>/<version>`` with its ``model_metadata.json``
+    (every file's sha256 in ``files``, as the registry records them), and returns that
+    folder. It does not register the version in MLflow.
     """
 
     def make(
@@ -221,7 +222,7 @@ def make_version(penguins_frame: pd.DataFrame) -> Callable[..., Path]:
         import mlflow.sklearn
         from sklearn.ensemble import RandomForestClassifier
 
-        from amlkit import io
+        from amlkit import integrity, io
 
         frame = penguins_frame
         features = PENGUIN_NUMERIC + PENGUIN_CATEGORICAL
@@ -254,6 +255,7 @@ def make_version(penguins_frame: pd.DataFrame) -> Callable[..., Path]:
                 "data": {"dataset": "penguins", "version": "test", "sha256": "0"},
                 "model_file": "model.pkl",
                 "model_sha256": io.sha256_file(target / "model.pkl"),
+                "files": integrity.file_records(target),
             },
         )
         return target

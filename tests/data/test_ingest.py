@@ -216,3 +216,18 @@ print(json.dumps({{"created": result.created, "version": result.manifest.version
     folder = project / "data" / "raw" / "penguins"
     assert [p.name for p in folder.iterdir()] == [results[0]["version"]]  # no temporaries
     assert ingest.get_manifest("penguins").rows == 20_000
+
+
+def test_a_raw_version_without_its_manifest_is_named_not_skipped(project, tmp_path):
+    from amlkit.data.manifests import IncompleteVersionError
+
+    source = _csv(tmp_path, GOOD)
+    first = ingest.ingest("penguins", source=source, progress=False)
+    (first.path / "manifest.json").unlink()
+    hint = rf"{first.path} has no manifest\.json.*Remove the folder .* ingest it again"
+
+    with pytest.raises(IncompleteVersionError, match=hint):
+        ingest.get_manifest("penguins", "latest")
+    with pytest.raises(IncompleteVersionError, match=hint):
+        ingest.ingest("penguins", source=source, progress=False)
+    assert (first.path / "data.csv").read_text() == GOOD  # nothing removed on the way

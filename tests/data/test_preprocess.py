@@ -259,3 +259,20 @@ def test_02_and_03_run_on_other_real_datasets(project, execute_notebook, tmp_pat
     assert str(processed.train.dtypes[datetime]).startswith("datetime64")
     summary = json.loads((tmp_path / "03.ipynb").read_text())["cells"][-1]["outputs"][0]
     assert m.version in "".join(summary["data"]["text/plain"])
+
+
+def test_a_processed_version_without_its_manifest_is_named_not_skipped(penguin_splits):
+    from amlkit.data.manifests import IncompleteVersionError
+
+    raw, cleaned, splits = penguin_splits
+    older, _ = write(raw, cleaned, splits, {"random_state": 1})
+    newest, _ = write(raw, cleaned, splits)
+    (newest.path / "manifest.json").unlink()
+    hint = rf"{newest.path} has no manifest\.json.*Remove the folder .* run 03_data_preprocessing"
+
+    for version in ("latest", raw.version):  # what 04 and 07 ask for
+        with pytest.raises(IncompleteVersionError, match=hint):
+            preprocess.load_processed("penguins", version)
+    with pytest.raises(IncompleteVersionError, match=hint):  # 03 again, same content
+        write(raw, cleaned, splits)
+    assert preprocess.load_processed("penguins", older.manifest.version).path == older.path

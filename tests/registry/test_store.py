@@ -153,7 +153,7 @@ def test_load_model_returns_a_pipeline_that_predicts_the_same(
     [
         ("nope", "latest", r"no model named 'nope'.*models: toy"),
         ("toy", 7, r"no version 7; versions: \[1\]"),
-        ("toy", "champion", r"no champion yet \(versions: \[1\]\)"),
+        ("toy", "champion", r"has no champion: .*does not exist.*\(versions: \[1\]\)"),
         ("toy", "best", None),
     ],
 )
@@ -290,10 +290,10 @@ def delete(path: Path) -> None:
 @pytest.mark.parametrize(
     ("tamper", "message"),
     [
-        (flip_byte, r"sha256 of model.pkl is [0-9a-f]{64}, [0-9a-f]{64} was recorded"),
-        (truncate, r"model.pkl is \d+ bytes, \d+ were written \(truncated or changed\)"),
-        (add_file, r"unexpected files \['code/sitecustomize.py'\]"),
-        (delete, r"file model.pkl is missing"),
+        (flip_byte, r"model\.pkl has sha256 [0-9a-f]{64}, but \S+model_metadata\.json records"),
+        (truncate, r"model\.pkl is \d+ bytes, but \S+ records \d+ \(truncated or changed\)"),
+        (add_file, r"code/sitecustomize\.py was added: \S+model_metadata\.json does not"),
+        (delete, r"model\.pkl is missing, though \S+model_metadata\.json records it"),
     ],
 )
 def test_load_model_refuses_a_tampered_version(
@@ -500,3 +500,72 @@ def test_two_processes_promoting_at_once_leave_one_champion_and_a_consistent_log
     assert champion.previous == (1 if decisions[1].promoted else None)
     alias = MlflowClient().get_model_version_by_alias("race", "champion")
     assert int(alias.version) == store.get_version("race", 2).metadata.mlflow_model_version
+
+
+def test_without_champion_json_the_mlflow_alias_names_the_champion_and_the_gate_compares(
+    root: Path, data: dict, fitted: dict
+) -> None:
+    score, calls = accuracy_on(data)
+    gate = {"metric": "accuracy", "greater_is_better": True, "margin": 0.0, "score": score}
+    logreg, dummy = register(fitted["logreg"], data), register(fitted["dummy"], data)
+    promote_if_better(logreg, **gate)
+    (store.model_dir("toy") / store.CHAMPION_FILE).unlink()
+
+    assert store.get_version("toy", "champion").version == logreg.version
+    decision = promote_if_better(dummy, **gate)
+
+    assert (decision.promoted, decision.champion_version) == (False, logreg.version)
+    assert "no champion yet" not in decision.reason
+    assert calls == [1, 2, 1]  # the candidate, then the alias's champion, scored
+    alias = MlflowClient().get_model_version_by_alias("toy", "champion")
+    assert int(alias.version) == logreg.metadata.mlflow_model_version
+
+
+def test_without_champion_json_or_alias_the_champion_is_refused_with_the_repair(
+    root: Path, data: dict, fitted: dict
+) -> None:
+    register(fitted["logreg"], data)
+    register(fitted["dummy"], data)
+
+    with pytest.raises(store.ModelNotFoundError, match=r"set_champion\(.*'latest'"):
+        store.get_version("toy", "champion")
+    assert store.find_champion("toy") is None
+
+
+def truncate_text(path: Path) -> None:
+    path.write_text(path.read_text()[:20])
+
+
+def drop_score(path: Path) -> None:
+    record = json.loads(path.read_text())
+    del record["score"]
+    path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [(truncate_text, r"Unterminated string|Expecting"), (drop_score, r"score: Field required")],
+)
+def test_a_damaged_champion_json_is_named_with_what_is_wrong(
+    root: Path, data: dict, fitted: dict, damage, problem: str
+) -> None:
+    mv = register(fitted["logreg"], data)
+    store.set_champion(mv, metric="accuracy", score=0.9)
+    path = store.model_dir("toy") / store.CHAMPION_FILE
+    damage(path)
+
+    for read in (store.read_champion, lambda name: store.get_version(name, "champion")):
+        with pytest.raises(store.ChampionFileError, match=rf"{path} is damaged: .*({problem})"):
+            read("toy")
+
+
+def test_load_model_as_a_generic_pyfunc_checks_the_files_first(
+    root: Path, data: dict, fitted: dict
+) -> None:
+    mv = register(fitted["logreg"], data)
+    generic = store.load_model("toy", mv.version, flavor="pyfunc")
+    assert list(generic.predict(data["x_test"])) == list(fitted["logreg"].predict(data["x_test"]))
+
+    flip_byte(mv.path / "model.pkl")
+    with pytest.raises(store.ModelIntegrityError, match=r"model\.pkl has sha256"):
+        store.load_model("toy", mv.version, flavor="pyfunc")

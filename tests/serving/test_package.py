@@ -148,7 +148,7 @@ def make_real_version(
     import mlflow.sklearn
     from sklearn.pipeline import Pipeline
 
-    from amlkit import io
+    from amlkit import integrity, io
 
     name = "real"
     types = types or REAL_TYPES
@@ -174,6 +174,7 @@ def make_real_version(
             "data": {"dataset": "penguins", "version": "test", "sha256": "0"},
             "model_file": "model.pkl",
             "model_sha256": io.sha256_file(target / "model.pkl"),
+            "files": integrity.file_records(target),
         },
     )
     return target
@@ -238,6 +239,7 @@ def test_serving_package_init_imports_nothing():
 
 SERVICE_RUNTIME = {  # what every service imports: its scoring script's modules
     "amlkit",
+    "amlkit.integrity",  # the model-file check shared with the registry
     "amlkit.io",
     "amlkit.kinds",
     "amlkit.paths",

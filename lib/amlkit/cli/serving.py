@@ -27,13 +27,25 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
+def _choose(name: str, version: str | None) -> Path:
+    """Return the folder of the version asked for, printing which one and why."""
+    from amlkit.registry.store import ModelNotFoundError
+    from amlkit.serving.package import choose_version  # the registry: MLflow, seconds
+
+    try:
+        chosen, why = choose_version(name, version)
+    except ModelNotFoundError as exc:
+        raise FileNotFoundError(str(exc)) from None
+    print(f"model    {name} version {chosen.version} ({why})", flush=True)
+    return chosen.path
+
+
 def cmd_package(args: argparse.Namespace) -> int:
     """Package a registered model version as a service folder."""
     from amlkit.serving.package import package_service, service_info
 
     folder = package_service(
-        model_name=args.model,
-        version=args.version,
+        _choose(args.model, args.version),
         service=args.service,
         fast_path=not args.no_onnx,
     )
@@ -117,10 +129,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.service:
         kwargs["service"] = service_folder(args.service)
     else:
-        from amlkit.serving.package import resolve_model_dir  # the registry: MLflow, seconds
-
         name, _, version = args.model.partition(":")
-        kwargs["model_dir"] = resolve_model_dir(name, version or None)
+        kwargs["model_dir"] = _choose(name, version or None)
     out = score_file(
         args.input,
         output_path=args.output,
@@ -162,7 +172,11 @@ def add_parsers(sub: Any) -> None:
         "ONNX when the parity check passes, else serves the pickled pipeline and says why.",
     )
     pkg.add_argument("model", help="registered model name (models/trained_models/<name>)")
-    pkg.add_argument("--version", default="champion", help="version number or 'champion'")
+    pkg.add_argument(
+        "--version",
+        default="champion",
+        help="version number, 'champion' (default; refused when none was promoted) or 'latest'",
+    )
     pkg.add_argument("--service", help="service name (default: the config's endpoint_name)")
     pkg.add_argument("--no-onnx", action="store_true", help="serve the pickled pipeline")
     pkg.set_defaults(func=cmd_package)
@@ -193,7 +207,11 @@ def add_parsers(sub: Any) -> None:
     score.add_argument("input", help="a .csv or .parquet file")
     which = score.add_mutually_exclusive_group(required=True)
     which.add_argument("--service", help="a packaged service (uses its ONNX fast path)")
-    which.add_argument("--model", help="NAME or NAME:VERSION of a registered model")
+    which.add_argument(
+        "--model",
+        help="NAME (its champion), NAME:VERSION or NAME:latest of a registered model; its files "
+        "are checked against model_metadata.json first",
+    )
     score.add_argument("--output", help="output file (default: beside the input)")
     score.add_argument("--chunk-rows", type=int, default=50_000, help="rows per chunk")
     score.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -26,10 +26,12 @@ import pandas as pd
 from amlkit import __version__, paths
 from amlkit.config import DataConfig, DatasetConfig
 from amlkit.data import sources, validation
-from amlkit.data.manifests import ColumnInfo, RawManifest
+from amlkit.data.manifests import ColumnInfo, RawManifest, version_manifests, written_manifest
 from amlkit.io import locked, read_json, reclaim, staged_directory, write_json_atomic
 
 logger = logging.getLogger(__name__)
+
+RERUN = "ingest it again (01_data_ingestion, or amlkit.data.ingest.ingest)"
 
 _LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -207,9 +209,9 @@ def _write(
     try:
         version = fetched.sha256[:12]
         final = root / version
-        if (final / "manifest.json").is_file():
+        if written := written_manifest(final, rerun=RERUN):
             logger.info("%s version %s already ingested; nothing written", dataset, version)
-            return IngestResult(RawManifest.read(final / "manifest.json"), final, False)
+            return IngestResult(RawManifest.read(written), final, False)
         manifest = _check(fetched, dataset, entry, cfg, target, task, version)
         with staged_directory(final) as stage:
             shutil.move(fetched.path, stage / manifest.file)
@@ -310,12 +312,19 @@ def _check(
 def list_versions(dataset: str) -> list[RawManifest]:
     """Return the manifests of a data set's raw versions, oldest first."""
     root = paths.raw_dir() / check_name(dataset)
-    manifests = [RawManifest.read(p) for p in root.glob("*/manifest.json")]
+    manifests = [RawManifest.read(p) for p in version_manifests(root, rerun=RERUN)]
     return sorted(manifests, key=lambda m: (m.ingested_at, m.version))
 
 
 def get_manifest(dataset: str, data_version: str = "latest") -> RawManifest:
-    """Return the manifest of a raw version (``latest`` = most recently ingested)."""
+    """Return the manifest of a raw version (``latest`` = most recently ingested).
+
+    IncompleteVersionError when a version folder lacks its manifest, unless the version
+    asked for is another, complete one.
+    """
+    exact = paths.raw_dir() / check_name(dataset) / data_version / "manifest.json"
+    if data_version.isalnum() and data_version != "latest" and exact.is_file():
+        return RawManifest.read(exact)
     versions = list_versions(dataset)
     if not versions:
         raise FileNotFoundError(

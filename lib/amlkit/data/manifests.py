@@ -12,6 +12,49 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from amlkit.io import read_json, write_json_atomic
 
+MANIFEST_FILE = "manifest.json"
+
+
+class IncompleteVersionError(FileExistsError):
+    """A data version folder without its ``manifest.json``: neither usable nor overwritable."""
+
+
+def _incomplete(folder: Path, rerun: str) -> IncompleteVersionError:
+    return IncompleteVersionError(
+        f"data version folder {folder} has no {MANIFEST_FILE}: it is incomplete (its manifest "
+        "was deleted, or it was not written by amlkit), so it can be neither used nor "
+        f"written again. Remove the folder (rm -r '{folder}') and {rerun}."
+    )
+
+
+def version_manifests(root: Path, *, rerun: str) -> list[Path]:
+    """Return the ``manifest.json`` of every version folder under ``root`` (none: empty).
+
+    Temporaries (dot folders) are skipped; a version folder without its manifest raises
+    :class:`IncompleteVersionError` naming it, so that "latest" is never an older version
+    chosen in silence. ``rerun`` says what writes the version again ("run 03 ...").
+    """
+    found = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    manifests = []
+    for folder in (f for f in found if not f.name.startswith(".")):
+        if not (folder / MANIFEST_FILE).is_file():
+            raise _incomplete(folder, rerun)
+        manifests.append(folder / MANIFEST_FILE)
+    return manifests
+
+
+def written_manifest(final: Path, *, rerun: str) -> Path | None:
+    """Return ``final``'s manifest when the version was written, else None (write it).
+
+    For writers, before they stage ``final``: IncompleteVersionError, with the repair, when
+    the folder exists without its manifest.
+    """
+    if (final / MANIFEST_FILE).is_file():
+        return final / MANIFEST_FILE
+    if final.exists():
+        raise _incomplete(final, rerun)
+    return None
+
 
 class Record(BaseModel):
     """A JSON record written once and read back: immutable, unknown keys ignored on reading."""

@@ -20,7 +20,12 @@ import pandas as pd
 
 from amlkit import kinds, paths
 from amlkit.data import ingest
-from amlkit.data.manifests import ProcessedManifest, RawManifest
+from amlkit.data.manifests import (
+    ProcessedManifest,
+    RawManifest,
+    version_manifests,
+    written_manifest,
+)
 from amlkit.io import (
     canonical_json,
     locked,
@@ -33,6 +38,8 @@ from amlkit.io import (
 from amlkit.kinds import normalize_value
 
 logger = logging.getLogger(__name__)
+
+RERUN = "run 03_data_preprocessing again (the same inputs write the same version)"
 
 SPLITS = ("train", "validation", "test")
 TRIM = "trimmed spaces"
@@ -202,7 +209,7 @@ def write_processed(
     final = folder / version
     with locked(f"processed-{dataset}"):
         reclaim(folder)
-        if (final / "manifest.json").is_file():
+        if written_manifest(final, rerun=RERUN):
             logger.info("%s processed version %s exists; nothing written", dataset, version)
             return load_processed(dataset, version), False
         rows = pd.concat([splits[name] for name in SPLITS], ignore_index=True)
@@ -258,7 +265,7 @@ def write_manifest(
 def list_processed(dataset: str) -> list[ProcessedManifest]:
     """Return the manifests of a data set's processed versions, oldest first."""
     root = paths.processed_dir() / ingest.check_name(dataset)
-    manifests = [ProcessedManifest.read(p) for p in root.glob("*/manifest.json")]
+    manifests = [ProcessedManifest.read(p) for p in version_manifests(root, rerun=RERUN)]
     return sorted(manifests, key=lambda m: (m.created, m.version))
 
 
@@ -267,9 +274,15 @@ def load_processed(dataset: str, data_version: str = "latest") -> Processed:
 
     Raises:
         FileNotFoundError: no processed version matches.
+        IncompleteVersionError: a version folder lacks its manifest (a FileExistsError naming
+            it), unless ``data_version`` names another, complete processed version.
         ValueError: a file was changed after it was written.
     """
-    manifests = list_processed(dataset)
+    exact = paths.processed_dir() / ingest.check_name(dataset) / data_version / "manifest.json"
+    if data_version.isalnum() and data_version != "latest" and exact.is_file():
+        manifests = [ProcessedManifest.read(exact)]
+    else:
+        manifests = list_processed(dataset)
     if not manifests:
         raise FileNotFoundError(
             f"no processed versions of {dataset!r} under {paths.processed_dir()}; run "

@@ -30,7 +30,7 @@ from sklearn.model_selection import train_test_split
 from amlkit import kinds, paths
 from amlkit.config import DataConfig, SplitConfig
 from amlkit.data import ingest, preprocess, profile
-from amlkit.data.manifests import ProcessedManifest, RawManifest
+from amlkit.data.manifests import ProcessedManifest, RawManifest, written_manifest
 from amlkit.io import locked, reclaim
 
 logger = logging.getLogger(__name__)
@@ -138,9 +138,9 @@ def _write(
         params=params,
     )
     final = stage.parent / version
-    if (final / "manifest.json").is_file():
+    if written := written_manifest(final, rerun=preprocess.RERUN):
         logger.info("%s processed version %s exists; nothing written", raw.dataset, version)
-        return ProcessedManifest.read(final / "manifest.json"), final, False
+        return ProcessedManifest.read(written), final, False
     train = pq.ParquetFile(stage / "train.parquet")
     profiles = {}
     for column, kind in columns.items():

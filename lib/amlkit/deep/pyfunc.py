@@ -147,7 +147,10 @@ def _keras_flavored_model() -> Any:
 def load_mlflow_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
     """Return ``(model, preprocessing)`` of a :func:`save_mlflow_model` folder, for serving.
 
-    Faster than ``mlflow.pyfunc.load_model``; FileNotFoundError when a file is missing.
+    Faster than ``mlflow.pyfunc.load_model``; FileNotFoundError when a file is missing. It
+    does not check the files' hashes: load a registered version with
+    :class:`amlkit.serving.runtime.Scorer` (``scorer.predict_images``) or
+    :func:`amlkit.registry.store.load_model`, which check them first.
     """
     path = Path(path)
     keras_file, pre_file = path / KERAS_FILE, path / PREPROCESSING_FILE

@@ -69,12 +69,14 @@ def promote_if_better(
     """Promote ``candidate`` when it beats the champion by more than ``margin`` (metric units).
 
     Both are scored by ``score`` (on the same data); the first version is always promoted.
+    The champion is :func:`amlkit.registry.store.find_champion`'s: ``champion.json``, or the
+    MLflow alias ``champion`` when the file is missing (a damaged file is refused).
     """
     if margin < 0 or not math.isfinite(margin):
         raise ValueError(f"margin must be a finite number >= 0, got {margin!r}.")
     with io.locked(f"champion-{candidate.name}"):  # each decision sees the last one's champion
-        current = store.read_champion(candidate.name)
-        champion = store.get_version(candidate.name, current.version) if current else None
+        # champion.json, else the MLflow alias (a missing file is not "no champion yet")
+        champion = store.find_champion(candidate.name)
         cand_score = float(score(candidate))
         champ_score = float(score(champion)) if champion is not None else None
         if not math.isfinite(cand_score):

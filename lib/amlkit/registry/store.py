@@ -7,8 +7,8 @@ The champion is ``<name>/champion.json`` and the MLflow alias ``champion``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
+import json
 import logging
 import platform
 import re
@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from pydantic import ValidationError
 
-from amlkit import io, paths
+from amlkit import integrity, io, paths
 from amlkit.data.manifests import DataRef, Record
 from amlkit.registry import tracking
 
@@ -40,12 +40,16 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 LIBRARIES = ("scikit-learn", "mlflow", "pandas", "numpy", "scipy", "cloudpickle")
 
 
-class ModelIntegrityError(RuntimeError):
-    """A model version's files differ from the hashes recorded when it was written."""
+ModelIntegrityError = integrity.ModelIntegrityError
+"""A model version's files differ from the hashes recorded when it was written."""
 
 
 class ModelNotFoundError(LookupError):
     """No model, version or champion of that name."""
+
+
+class ChampionFileError(ValueError):
+    """``champion.json`` exists but cannot be read: truncated, not JSON, or wrong fields."""
 
 
 class FileHash(Record):
@@ -159,13 +163,8 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 
 def _hash_files(folder: Path) -> dict[str, FileHash]:
     """Return ``{relative path: FileHash}`` for every file of ``folder`` but the metadata."""
-    return {
-        path.relative_to(folder).as_posix(): FileHash(
-            sha256=io.sha256_file(path), bytes=path.stat().st_size
-        )
-        for path in sorted(p for p in folder.rglob("*") if p.is_file())
-        if path.relative_to(folder).as_posix() != METADATA_FILE
-    }
+    records = integrity.file_records(folder, exclude={METADATA_FILE})
+    return {rel: FileHash(**record) for rel, record in records.items()}
 
 
 def _register_in_mlflow(
@@ -365,10 +364,101 @@ def list_versions(name: str) -> list[ModelVersion]:
     return [_load_version(name, n) for n in _version_numbers(folder)]
 
 
+def _champion_path(name: str) -> Path:
+    return model_dir(name) / CHAMPION_FILE
+
+
+def _repair_hint(name: str) -> str:
+    return (
+        "promote a version with the champion gate (run 04 or 05, or "
+        "amlkit.registry.champion.promote_if_better), or record one with "
+        f"amlkit.registry.store.set_champion(store.get_version({name!r}, N), metric=..., "
+        "score=...); to use the newest version instead, ask for version 'latest'"
+    )
+
+
 def read_champion(name: str) -> ChampionRecord | None:
-    """Return ``champion.json`` of ``name``, or None when no version was promoted yet."""
-    path = model_dir(name) / CHAMPION_FILE
-    return ChampionRecord.read(path) if path.is_file() else None
+    """Return ``champion.json`` of ``name``, or None when the file does not exist.
+
+    Raises:
+        ChampionFileError: the file is truncated, not JSON, or its fields are wrong; the
+            error names the file, what is wrong and how to repair it.
+    """
+    path = _champion_path(name)
+    if not path.is_file():
+        return None
+    try:
+        record = ChampionRecord.read(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+        if isinstance(exc, ValidationError):
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "the record"
+            problem = f"{where}: {error['msg']}"
+        else:
+            problem = str(exc) or type(exc).__name__
+        problem = f"{problem} (a ChampionRecord: {', '.join(ChampionRecord.model_fields)})"
+    else:
+        if record.name == name:
+            return record
+        problem = f"it names model {record.name!r}, not {name!r}"
+    raise ChampionFileError(
+        f"{path} is damaged: {problem}. Remove it: the champion is then read from the MLflow "
+        f"alias {CHAMPION_ALIAS!r} of the registered model {name!r}; if that is gone too, "
+        + _repair_hint(name)
+        + "."
+    )
+
+
+def _alias_champion(name: str) -> int | None:
+    """Return the local version the MLflow alias ``champion`` of ``name`` names, or None."""
+    tracking.ensure_tracking()
+    try:
+        aliases = MlflowClient().get_registered_model(name).aliases or {}
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    if CHAMPION_ALIAS not in aliases:
+        return None
+    mlflow_version = int(aliases[CHAMPION_ALIAS])
+    recorded = {}
+    for number in _version_numbers(model_dir(name)):
+        try:
+            recorded[number] = _load_version(name, number).metadata.mlflow_model_version
+        except ModelIntegrityError:
+            continue  # a damaged version is refused when it is loaded, not here
+        if recorded[number] == mlflow_version:
+            return number
+    raise ModelNotFoundError(
+        f"the MLflow alias {CHAMPION_ALIAS!r} of {name!r} names MLflow version "
+        f"{mlflow_version}, which no version folder in {model_dir(name)} records (they record "
+        f"{recorded}), and {_champion_path(name)} is missing; bring that version's folder "
+        "here, or " + _repair_hint(name) + "."
+    )
+
+
+def champion_source(name: str) -> tuple[int, str] | None:
+    """Return ``(version number, where it was read)`` of ``name``'s champion, else None.
+
+    ``champion.json`` when it exists (ChampionFileError when it is damaged); else the MLflow
+    alias ``champion`` of the registered model (with a warning: the file is missing); None
+    when neither names one. The champion is never guessed.
+    """
+    record = read_champion(name)
+    if record is not None:
+        return record.version, CHAMPION_FILE
+    number = _alias_champion(name)
+    if number is None:
+        return None
+    where = f"the MLflow alias {CHAMPION_ALIAS!r} ({_champion_path(name)} is missing)"
+    logger.warning("champion of %s: version %s, from %s", name, number, where)
+    return number, where
+
+
+def find_champion(name: str) -> ModelVersion | None:
+    """Return ``name``'s champion version (see :func:`champion_source`), or None."""
+    found = champion_source(name)
+    return None if found is None else get_version(name, found[0])
 
 
 def set_champion(version: ModelVersion, *, metric: str, score: float) -> ChampionRecord:
@@ -376,7 +466,7 @@ def set_champion(version: ModelVersion, *, metric: str, score: float) -> Champio
 
     The record keeps ``metric``, ``score`` and the ``previous`` champion.
     """
-    current = read_champion(version.name)
+    current = find_champion(version.name)
     fields = {"name": version.name, "version": version.version, "metric": metric, "score": score}
     fields |= {"mlflow_model_version": version.metadata.mlflow_model_version}
     fields |= {"previous": current.version if current else None, "decided_at": utc_now()}
@@ -402,13 +492,14 @@ def get_version(name: str, version: int | str = "latest") -> ModelVersion:
     if version == "latest":
         number = numbers[-1]
     elif version == CHAMPION_ALIAS:
-        champion = read_champion(name)
-        if champion is None:
+        found = champion_source(name)
+        if found is None:
             raise ModelNotFoundError(
-                f"model {name!r} has no champion yet (versions: {numbers}); promote one with "
-                "promote_if_better()."
+                f"model {name!r} has no champion: {_champion_path(name)} does not exist and "
+                f"the registered model has no MLflow alias {CHAMPION_ALIAS!r} (versions: "
+                f"{numbers}); " + _repair_hint(name) + "."
             )
-        number = champion.version
+        number = found[0]
     elif isinstance(version, int) or (isinstance(version, str) and version.isdigit()):
         number = int(version)
     else:
@@ -420,43 +511,33 @@ def get_version(name: str, version: int | str = "latest") -> ModelVersion:
 
 def verify(version: ModelVersion) -> None:
     """Check each file's size and sha256; ModelIntegrityError for a missing, changed, added one."""
-    files = version.metadata.files
-    where = f"{version.name} version {version.version} ({version.path})"
+    files = {rel: record.model_dump() for rel, record in version.metadata.files.items()}
     if version.metadata.model_file not in files:
-        raise ModelIntegrityError(f"{where}: {METADATA_FILE} records no file hashes; re-register.")
-    found = _hash_files(version.path)
-    for rel, record in files.items():
-        if rel not in found:
-            raise ModelIntegrityError(f"{where}: file {rel} is missing; re-register the model.")
-        if found[rel].bytes != record.bytes:
-            raise ModelIntegrityError(
-                f"{where}: {rel} is {found[rel].bytes} bytes, {record.bytes} were written "
-                "(truncated or changed); refusing to load it. Restore the file or re-register "
-                "the model."
-            )
-        if found[rel].sha256 != record.sha256:
-            raise ModelIntegrityError(
-                f"{where}: sha256 of {rel} is {found[rel].sha256}, {record.sha256} was recorded; "
-                "the file was changed, refusing to load it. Restore it or re-register the model."
-            )
-    if extra := sorted(set(found) - set(files)):
-        raise ModelIntegrityError(
-            f"{where}: unexpected files {extra} were added after writing; remove them."
-        )
+        files = {}  # metadata of an older layout: no file hashes, refused by the check
+    integrity.check_files(
+        version.path,
+        files,
+        record=version.path / METADATA_FILE,
+        fix=integrity.VERSION_FIX,
+        exclude={METADATA_FILE},
+    )
 
 
-def load_model(name: str, version: int | str = "latest") -> Any:
-    """Verify a version's files (ModelIntegrityError), then load its model."""
+def load_model(name: str, version: int | str = "latest", *, flavor: str | None = None) -> Any:
+    """Verify a version's files (ModelIntegrityError), then load its model.
+
+    ``flavor``: the MLflow flavor to load it with (``"pyfunc"``: the generic MLflow model);
+    default the version's own (scikit-learn: the pipeline; Keras: the network).
+    """
     mv = get_version(name, version)
     verify(mv)
     meta = mv.metadata
-    if meta.flavor == "sklearn":
+    flavor = flavor or meta.flavor
+    if flavor == "sklearn":
         import cloudpickle
 
         # Hash the very bytes we unpickle, so the file cannot change between check and load.
-        data = (mv.path / meta.model_file).read_bytes()
-        if hashlib.sha256(data).hexdigest() != meta.model_sha256:
-            raise ModelIntegrityError(f"{mv.path / meta.model_file} changed while loading.")
+        data = integrity.read_verified(mv.path / meta.model_file, meta.model_sha256)
         return cloudpickle.loads(data)
-    module = importlib.import_module(f"mlflow.{meta.flavor}")
+    module = importlib.import_module(f"mlflow.{flavor}")
     return module.load_model(str(mv.path))

@@ -123,18 +123,24 @@ def score_file(
     """Score a CSV or Parquet file with a ``service`` or a version's ``model_dir``.
 
     Writes the input columns, ``prediction`` and one ``probability_<class>`` per class.
+    The model's files are checked first (the service's record, or the version's
+    ``model_metadata.json``): a changed file raises ModelIntegrityError naming it.
     """
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
-    from amlkit.serving.runtime import Scorer, verified_model_dir
+    from amlkit.serving.runtime import Scorer
     from amlkit.serving.server import service_folder
 
     if (service is None) == (model_dir is None):
         raise ValueError("give exactly one of service= or model_dir= to score_file")
-    scorer = Scorer(verified_model_dir(service_folder(service)) if service else str(model_dir))
+    if service:
+        folder = service_folder(service)
+        scorer = Scorer(folder / "model", service_dir=folder)
+    else:
+        scorer = Scorer(str(model_dir))
     src = Path(input_path)
     if not src.is_file():
         raise FileNotFoundError(f"no input file {src}")

@@ -32,7 +32,7 @@ CHUNK_ROWS = int(os.environ.get("AMLKIT_BATCH_CHUNK_ROWS", "50000"))
 
 
 def init():
-    """Load the model once per worker process."""
+    """Load the model once per worker process, its files checked against its metadata first."""
     STATE["scorer"] = Scorer(os.environ.get("AZUREML_MODEL_DIR") or HERE / "model")
     logger.info("batch scorer ready: %s backend", STATE["scorer"].backend)
 

@@ -132,35 +132,47 @@ def copy_modules(modules: dict[str, Path], folder: Path) -> None:
         target.write_bytes(path.read_bytes())
 
 
+def choose_version(name: str, version: int | str | None = None) -> tuple[store.ModelVersion, str]:
+    """Return the version to package or score and why it was chosen.
+
+    ``version`` None or ``"champion"``: the champion (``champion.json``, else the MLflow alias
+    ``champion``); refused with ModelNotFoundError, saying how to record one, when neither
+    names it: the champion is never guessed. ``"latest"`` or a number: that version.
+    """
+    asked = "champion" if version is None else version
+    if asked == store.CHAMPION_ALIAS:
+        found = store.champion_source(name)
+        chosen = store.get_version(name, found[0] if found else asked)
+        why = f"the champion, from {found[1] if found else store.CHAMPION_FILE}"
+    else:
+        chosen = store.get_version(name, asked)
+        why = "the newest version, as asked" if asked == "latest" else "as asked"
+    logger.info("chose %s version %s: %s", name, chosen.version, why)
+    return chosen, why
+
+
 def resolve_model_dir(name: str, version: int | str | None = None) -> Path:
-    """Return a version folder; version None or "champion": the champion, else the newest."""
-    if version is None or version == "champion":
-        version = "champion" if store.read_champion(name) else "latest"
+    """Return a version folder (:func:`choose_version`); FileNotFoundError when there is none."""
     try:
-        return store.get_version(name, version).path
+        return choose_version(name, version)[0].path
     except store.ModelNotFoundError as exc:
         raise FileNotFoundError(str(exc)) from None
 
 
-def _copy_verified(src: Path, dst: Path, metadata: dict[str, Any]) -> dict[str, str]:
+def _copy_verified(src: Path, dst: Path, metadata: dict[str, Any]) -> None:
+    """Copy a version folder, checking the source and then the copy against its metadata.
+
+    ModelIntegrityError names a registered file that changed (``metadata`` is the one of
+    ``src``, checked by :func:`amlkit.serving.runtime.verified_version_dir`).
+    """
+    from amlkit.serving.runtime import verified_version_dir
+
+    verified_version_dir(src)
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", ".*"))
-    hashes = {}
-    for path in sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        rel = path.relative_to(src).as_posix()
-        if "__pycache__" in rel:
-            continue
-        want, got = io.sha256_file(path), io.sha256_file(dst / rel)
-        if want != got:
-            raise OSError(f"copy of {rel} differs from {path} (sha256 {got} != {want}); retry")
-        hashes[rel] = got
-    model_file, expected = metadata.get("model_file"), metadata.get("model_sha256")
-    if model_file and expected and hashes.get(model_file) != expected:
-        raise ValueError(
-            f"{src / model_file} has sha256 {hashes.get(model_file)}, but model_metadata.json "
-            f"records {expected}: the version folder was changed after registration; "
-            "register a new version."
-        )
-    return hashes
+    try:
+        verified_version_dir(dst)
+    except store.ModelIntegrityError as exc:
+        raise OSError(f"the copy of {src} ({metadata.get('name')}) differs: {exc} Retry.") from None
 
 
 def _default_parity_rows(metadata: dict[str, Any]) -> Any:

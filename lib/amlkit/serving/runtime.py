@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from amlkit import io, kinds
+from amlkit import integrity, io, kinds
 
 logger = logging.getLogger(__name__)
 
 SERVING_FILE = "serving.json"
 METADATA_FILE = "model_metadata.json"
+SERVICE_METADATA_FILE = "service_metadata.json"
 
 
 def find_model_dir(root: str | Path) -> Path:
@@ -40,30 +41,61 @@ def verified_model_dir(service_dir: str | Path, model_root: str | Path | None = 
     """Return a service's model folder after checking every file against ``model_files``.
 
     ``service_metadata.json`` records the sha256 of each model file at packaging; a file
-    that changed, went missing or was added raises ValueError naming it, before anything is
-    unpickled. ``model_root``: where the model lies (Azure mounts it apart), default
-    ``<service_dir>/model``.
+    that changed, went missing or was added raises :class:`~amlkit.integrity.ModelIntegrityError`
+    (a ValueError) naming it, before anything is unpickled. ``model_root``: where the model
+    lies (Azure mounts it apart), default ``<service_dir>/model``.
     """
     model_dir = find_model_dir(model_root or Path(service_dir) / "model")
-    recorded = io.read_json(Path(service_dir) / "service_metadata.json")["model_files"]
-    present = {
-        p.relative_to(model_dir).as_posix()
-        for p in model_dir.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and "__pycache__" not in p.parts
-    }
-    for rel in sorted(present | set(recorded)):
-        path = model_dir / rel
-        if rel not in present or rel not in recorded:
-            problem = ("is missing" if rel not in present else "was added") + " since packaging"
-        elif (got := io.sha256_file(path)) != recorded[rel]:
-            problem = f"has sha256 {got}, but service_metadata.json records {recorded[rel]}"
-        else:
-            continue
-        raise ValueError(
-            f"model file {path} {problem}; refusing to load the model. Package the service "
-            "again (amlkit package) rather than editing its files."
-        )
+    _check(model_dir, Path(service_dir) / SERVICE_METADATA_FILE)
     return model_dir
+
+
+def verified_version_dir(model_dir: str | Path) -> Path:
+    """Return a model folder after checking its files against its own ``model_metadata.json``.
+
+    For a registered version folder, or a packaged model without its service folder (an
+    Azure ML batch deployment's model): ``files`` of the metadata records each file at
+    registration; packaging may add ``serving.json`` and the ONNX file whose sha256 it
+    records. Raises :class:`~amlkit.integrity.ModelIntegrityError` like
+    :func:`verified_model_dir`.
+    """
+    model_dir = find_model_dir(model_dir)
+    _check(model_dir)
+    return model_dir
+
+
+def _check(model_dir: Path, service_record: Path | None = None) -> dict[str, str]:
+    """Check ``model_dir`` against a service's record, else its own metadata; return hashes."""
+    if service_record is not None:
+        recorded = io.read_json(service_record)["model_files"]
+        hashes = integrity.check_files(
+            model_dir,
+            recorded,
+            record=service_record,
+            fix=integrity.SERVICE_FIX,
+            skip_hidden=True,
+        )
+    else:
+        meta_path = model_dir / METADATA_FILE
+        meta = io.read_json(meta_path)
+        recorded = dict(meta.get("files") or {})
+        if meta.get("model_file") not in recorded:
+            recorded = {}  # no file hashes: refused by the check
+        serving_path = model_dir / SERVING_FILE
+        if recorded and serving_path.is_file():  # what packaging added, the ONNX file hashed
+            serving = io.read_json(serving_path)
+            recorded[SERVING_FILE] = io.sha256_file(serving_path)
+            if serving.get("onnx_file"):
+                recorded[serving["onnx_file"]] = str(serving.get("onnx_sha256"))
+        hashes = integrity.check_files(
+            model_dir,
+            recorded,
+            record=meta_path,
+            fix=integrity.VERSION_FIX,
+            exclude={METADATA_FILE},
+            skip_hidden=True,
+        )
+    return hashes
 
 
 def onnx_threads() -> int:
@@ -83,10 +115,23 @@ def _item(value: Any) -> Any:
 
 
 class Scorer:
-    """A loaded model with its feature contract; ``backend`` overrides ``serving.json``'s."""
+    """A loaded model with its feature contract; ``backend`` overrides ``serving.json``'s.
 
-    def __init__(self, model_dir: str | Path, backend: str | None = None) -> None:
+    The model's files are checked before anything is loaded: against ``service_dir``'s
+    ``service_metadata.json`` when given (:func:`verified_model_dir`), else against the
+    folder's own ``model_metadata.json`` (:func:`verified_version_dir`).
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        backend: str | None = None,
+        *,
+        service_dir: str | Path | None = None,
+    ) -> None:
         self.model_dir = find_model_dir(model_dir)
+        record = None if service_dir is None else Path(service_dir) / SERVICE_METADATA_FILE
+        self._hashes = _check(self.model_dir, record)  # {file: sha256}, before any load
         meta = json.loads((self.model_dir / METADATA_FILE).read_text(encoding="utf-8"))
         self.metadata = meta
         serving_path = self.model_dir / SERVING_FILE
@@ -119,9 +164,9 @@ class Scorer:
     # what a service folder of that backend carries (see amlkit.serving.package).
 
     def _load_sklearn(self) -> None:
-        path = self.model_dir / self.metadata.get("model_file", "model.pkl")
-        with open(path, "rb") as handle:  # a cloudpickle file is a plain pickle to load
-            self._model = pickle.load(handle)
+        rel = self.metadata.get("model_file", "model.pkl")
+        # the very bytes that were checked (a cloudpickle file is a plain pickle to load)
+        self._model = pickle.loads(integrity.read_verified(self.model_dir / rel, self._hashes[rel]))
         model_classes = getattr(self._model, "classes_", None)
         if model_classes is not None:
             self.classes = [_item(c) for c in model_classes]
@@ -137,8 +182,9 @@ class Scorer:
         logger.info("onnxruntime uses %d thread(s) per request", threads)
         # idle threads sleep rather than spin: the HTTP work between requests needs the CPUs
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        onnx_file = self.serving["onnx_file"]
         self._session = ort.InferenceSession(
-            str(self.model_dir / self.serving["onnx_file"]),
+            integrity.read_verified(self.model_dir / onnx_file, self._hashes[onnx_file]),
             opts,
             providers=["CPUExecutionProvider"],
         )

@@ -41,7 +41,7 @@ from amlkit.serving.requests import (  # noqa: E402
     parse_request,
     too_large,
 )
-from amlkit.serving.runtime import Scorer, verified_model_dir  # noqa: E402
+from amlkit.serving.runtime import Scorer  # noqa: E402
 
 logger = logging.getLogger("amlkit.serving.scoring_script")
 STATE: dict[str, Any] = {}
@@ -51,7 +51,8 @@ IMAGE_HELP = '{"images": [...]} with nested lists of pixels or base64 PNG string
 def init():
     """Load the model, settings, keys and request log once per worker."""
     config = _checked_config(HERE / "deployment_config.json")
-    scorer = Scorer(verified_model_dir(HERE, os.environ.get("AZUREML_MODEL_DIR")))
+    # every model file checked against service_metadata.json before anything is loaded
+    scorer = Scorer(os.environ.get("AZUREML_MODEL_DIR") or HERE / "model", service_dir=HERE)
     checker = None
     auth_mode, platform_auth = config.get("auth_mode", "key"), os.environ.get("AMLKIT_AUTH")
     if auth_mode == "key" and platform_auth != "endpoint":
