@@ -1,7 +1,12 @@
-"""Atomic writes, hashing, and locks: no half-written file after a crash, no overwritten version.
+"""Atomic writes, append-only lines, hashing, and locks: nothing half-written is lost or fatal.
 
 Writers of one data set, model or service hold one :func:`locked` lock while they write, so a
 temporary file that the holder finds beside the versions was left by a killed writer.
+
+Append-only logs (request logs, ``decisions.jsonl``) go through :class:`LineAppender` and
+:func:`read_lines`: a write cut short (a full disk, a killed writer) leaves a torn line that
+the reader skips with a warning, and the next record starts on a fresh line instead of being
+glued onto it.
 """
 
 from __future__ import annotations
@@ -13,16 +18,18 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from amlkit import paths
 
 logger = logging.getLogger(__name__)
 
 LOCK_TIMEOUT_S = 900.0
+
+T = TypeVar("T")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -138,3 +145,74 @@ def reclaim(folder: Path, pattern: str = ".*.partial") -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+class LineAppender:
+    """Append whole lines to one file, never gluing a record onto a torn one.
+
+    Each line goes out in one ``os.write`` loop on an ``O_APPEND`` descriptor. When a write
+    fails part-way (``ENOSPC``...), or the file was found ending mid-line when opened (a
+    writer killed mid-write), the next line starts with a newline: the torn line stays a
+    line of its own, which :func:`read_lines` skips, and the records after it read back.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], mode: int = 0o600) -> None:
+        self.path = Path(path)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, mode)
+        self.size = os.fstat(self._fd).st_size
+        self._mid_line = self.size > 0 and os.pread(self._fd, 1, self.size - 1) != b"\n"
+
+    def append(self, data: bytes) -> None:
+        """Append ``data`` (whole lines, ending with a newline); OSError as the system gives it."""
+        if self._mid_line:
+            data = b"\n" + data
+        view, written = memoryview(data), 0
+        try:
+            while written < len(data):
+                written += os.write(self._fd, view[written:])
+        finally:
+            self.size += written
+            if written:  # nothing written leaves the file as it was
+                self._mid_line = written < len(data) or not data.endswith(b"\n")
+
+    def sync(self) -> None:
+        """Flush the file to disk (``fsync``)."""
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Close the file descriptor."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def read_lines(
+    path: str | os.PathLike[str], parse: Callable[[bytes], T]
+) -> Iterator[tuple[int, T]]:
+    """Yield ``(line number, parse(line))`` for each line of an append-only file.
+
+    A line ``parse`` refuses (ValueError: torn by a failed write, or garbage) is skipped with
+    a warning naming the file and the line; blank lines are skipped; an unfinished last line
+    (no newline: a write in progress, or torn) is skipped silently. Line numbers start at 1.
+    """
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith(b"\n"):
+                logger.debug("%s line %d is unfinished; skipped", path, number)
+                break
+            if not line.strip():
+                continue
+            try:
+                value = parse(line)
+            except ValueError as exc:  # json's, orjson's and pydantic's errors are ValueErrors
+                reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                logger.warning(
+                    "%s line %d is damaged (%s); skipped it (%d bytes: %r)",
+                    path,
+                    number,
+                    reason,
+                    len(line),
+                    line[:80],
+                )
+                continue
+            yield number, value

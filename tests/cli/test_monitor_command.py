@@ -132,6 +132,29 @@ def test_monitor_reads_the_endpoints_request_log_by_default(penguins_project):
     assert f"({len(rows)} rows)" in done.stdout
 
 
+def test_monitor_reads_a_request_log_with_a_torn_line_in_the_middle(penguins_project):
+    rows = _rows(penguins_project, drifted=False)
+    features = list(penguins_project.manifest.feature_types)
+    log = RequestLog(monitor.request_log_dir(ENDPOINT), max_bytes=10_000_000, backup_count=1)
+    for i, row in rows.iterrows():
+        common = {"request_id": "same", "time": f"2025-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00"}
+        common |= {"latency_ms": 1.5, "status": 200}
+        inputs = {name: [row[name]] for name in features}
+        log.write_columns(common, 1, {"inputs": inputs, "prediction": [row["species"]]})
+        if i == 10:  # the disk filled: the next line was cut short, and the one after glued on
+            with open(log.path, "ab") as handle:
+                handle.write(b'{"request_id":"same","time":"2025-01-01T00:00:11+00:00","lat')
+    log.close()
+
+    done = _amlkit("monitor", "--json")
+
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["rows"] == len(rows) - 1  # the glued row is lost with the torn one
+    assert summary["requests"] == len(rows) - 1  # one id reused: each request counts
+    assert f"{log.path.name} line 12 is damaged" in done.stderr
+
+
 def test_monitor_says_how_to_get_data_when_the_endpoint_has_no_request_log(penguins_project):
     done = _amlkit("monitor", "--endpoint", "never-served")
 

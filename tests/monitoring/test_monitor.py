@@ -59,6 +59,23 @@ def test_read_request_log_flattens_inputs_and_filters_by_time_and_prefix(tmp_pat
     ]
 
 
+def test_requests_that_reuse_an_id_each_count_in_usage(tmp_path):
+    from amlkit.monitoring.usage import usage_summary
+    from amlkit.serving.requestlog import RequestLog
+
+    log = RequestLog(tmp_path, max_bytes=10**6, backup_count=1)
+    for i in range(30):
+        common = {"request_id": "same", "time": f"2024-05-01T10:00:{i:02d}+00:00", "status": 200}
+        log.write_columns(common | {"latency_ms": 1.0}, 2, {"inputs": {"x": [1.0, 2.0]}})
+    log.close()
+
+    requests = monitor.requests_frame(monitor.read_request_log(tmp_path))
+
+    assert len(requests) == 30 and requests["n_rows"].tolist() == [2] * 30
+    summary = usage_summary(requests)
+    assert (summary["requests"], summary["rows_scored"]) == (30, 60)
+
+
 @pytest.mark.parametrize("name", ["data.csv", "data.parquet"])
 def test_read_production_file_reads_csv_and_parquet(tmp_path, name):
     frame = pd.DataFrame({"x": [1.0, 2.0], "c": ["a", "b"]})

@@ -370,6 +370,27 @@ def test_champion_gate_promotes_better_and_rejects_worse(
 
 
 @pytest.mark.parametrize(
+    "damage",
+    [b"garbage\n", b'{"name": "toy", "promoted": tr', b"\x00\x00\x00"],
+    ids=["garbage-line", "torn-line", "nul-bytes"],
+)
+def test_a_damaged_decisions_line_keeps_the_decisions_after_it(
+    root: Path, data: dict, fitted: dict, damage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    score, _ = accuracy_on(data)
+    gate = {"metric": "accuracy", "greater_is_better": True, "margin": 0.0, "score": score}
+    first = promote_if_better(register(fitted["dummy"], data), **gate)
+    path = store.model_dir("toy") / "decisions.jsonl"
+    with open(path, "ab") as handle:  # a torn write (a full disk) or a stray edit
+        handle.write(damage)
+
+    second = promote_if_better(register(fitted["logreg"], data), **gate)
+
+    assert read_decisions("toy") == [first, second]
+    assert "decisions.jsonl line 2 is damaged" in caplog.text
+
+
+@pytest.mark.parametrize(
     ("greater_is_better", "margin", "champion_score", "candidate_score", "promoted"),
     [
         (True, 0.0, 0.80, 0.85, True),

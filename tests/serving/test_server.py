@@ -113,6 +113,23 @@ def test_every_log_row_names_the_model_version_and_deployment(endpoint):
         )
 
 
+@pytest.mark.parametrize("rows", [[ROW], [ROW | {"sex": 1}]], ids=["scored", "refused"])
+def test_a_request_without_an_id_has_one_id_in_header_body_and_log(endpoint, rows):
+    from amlkit.serving.requestlog import read_log
+
+    conn = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=30)
+    conn.request("POST", "/score", body=json.dumps(rows), headers=endpoint.headers())
+    resp = conn.getresponse()
+    answer = json.loads(resp.read())
+    conn.close()
+
+    request_id = resp.getheader("x-request-id")
+    assert request_id and answer["request_id"] == request_id
+    assert resp.getheader("x-ms-request-id") == request_id  # the server's legacy header
+    logged = [r for r in read_log(endpoint.request_log_dir) if r["request_id"] == request_id]
+    assert len(logged) == 1 and logged[0]["status"] == resp.status
+
+
 def test_oversized_body_gets_413(endpoint):
     body = b'{"data": [' + b"[" + b"1," * 600_000 + b"1]]}"
     status, answer = post(endpoint, body)
@@ -267,3 +284,66 @@ def test_server_refuses_to_start_when_a_model_file_changed(penguins_service, tmp
         mp.setenv("AMLKIT_ROOT", str(penguins_service.root))
         with pytest.raises(RuntimeError, match=f"model file {changed} has sha256"):
             start_server(folder, port=0, startup_timeout_s=60).stop()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KiB tmpfs to hold a request log, filled up on demand (needs mount rights)."""
+    import subprocess
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(folder)]
+    done = subprocess.run(mount, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _fill(folder):
+    """Write a file in ``folder`` until its file system has no space left (ENOSPC)."""
+    import errno
+
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_gets_503_withholding_the_prediction_and_the_service_recovers(
+    penguins_service, tiny_disk
+):
+    from amlkit.serving.requestlog import read_log
+    from amlkit.serving.server import start_server
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AMLKIT_ROOT", str(penguins_service.root))
+        env = {"AMLKIT_REQUEST_LOG_DIR": str(tiny_disk)}
+        handle = start_server(penguins_service.folder, port=0, workers=1, env=env)
+    with handle:
+        assert post(handle, [ROW], {"x-request-id": "before"})[0] == 200
+        _fill(tiny_disk)
+        # 500 rows: the line fills what is left of the log's last page, then the disk refuses
+        full = [post(handle, rows, {"x-request-id": "full"}) for rows in ([ROW] * 500, [ROW])]
+        (tiny_disk / "filler").unlink()
+        after = post(handle, [ROW], {"x-request-id": "after"})
+        server_log = handle.log_path.read_text()
+
+    for status, answer in full:
+        assert status == 503, answer
+        assert "cannot write its request log (No space left on device)" in answer["error"]
+        assert "predictions" not in answer
+    assert after[0] == 200 and after[1]["predictions"] == ["Adelie"]
+    (path,) = tiny_disk.glob("requests-*.jsonl")
+    lines = path.read_bytes().split(b"\n")
+    assert len(lines) == 4 and lines[1].startswith(b'{"request_id":"full"')  # torn, apart
+    assert [r["request_id"] for r in read_log(tiny_disk)] == ["before", "after"]
+    assert server_log.count("cannot write the request log") == 1, server_log[-3000:]
+    assert "takes lines again, after" in server_log

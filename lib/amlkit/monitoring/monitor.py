@@ -43,6 +43,7 @@ LOG_FIELDS = (
     "model_name",  # the model, version and deployment that answered (blue/green apart)
     "model_version",
     "deployment",
+    "log_line",  # the request's line in the log: tells apart requests that reuse an id
 )
 
 
@@ -81,13 +82,19 @@ def read_request_log(
 
 
 def requests_frame(log: pd.DataFrame) -> pd.DataFrame:
-    """Collapse a read log to one row per request, ``usage.LOG_COLUMNS`` (``n_rows`` scored)."""
+    """Collapse a read log to one row per request, ``usage.LOG_COLUMNS`` (``n_rows`` scored).
+
+    Requests are told apart by their ``log_line``, so clients reusing an id count once per
+    request; a frame without it (not read from a request log) goes by ``request_id``.
+    """
     if not len(log):
         return pd.DataFrame(columns=list(LOG_COLUMNS))
+    key = "log_line" if "log_line" in log.columns and log["log_line"].notna().all() else None
     scored = log.assign(scored=(log["status"] == 200).astype(int))
-    first = {column: (column, "first") for column in ("time", "latency_ms", "status")}
-    grouped = scored.groupby("request_id", sort=False).agg(**first, n_rows=("scored", "sum"))
-    return grouped.reset_index().sort_values("time", kind="stable").reset_index(drop=True)
+    first = {c: (c, "first") for c in ("request_id", "time", "latency_ms", "status")}
+    grouped = scored.groupby(key or "request_id", sort=False).agg(**first, n_rows=("scored", "sum"))
+    frame = grouped.reset_index(drop=True)[list(LOG_COLUMNS)]
+    return frame.sort_values("time", kind="stable").reset_index(drop=True)
 
 
 def read_production_file(path: str | Path) -> pd.DataFrame:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable
 
 from mlflow import MlflowClient
@@ -42,20 +41,25 @@ class PromotionDecision(Record):
 
 
 def read_decisions(name: str) -> list[PromotionDecision]:
-    """Return every decision of the gate for model ``name``, oldest first."""
+    """Return every decision of the gate for model ``name``, oldest first.
+
+    A damaged line (torn by a failed write, or garbage) is skipped with a warning that
+    names the file and the line.
+    """
     path = store.model_dir(name) / DECISIONS_FILE
     if not path.is_file():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [PromotionDecision.model_validate_json(line) for line in lines if line.strip()]
+    return [decision for _, decision in io.read_lines(path, PromotionDecision.model_validate_json)]
 
 
 def _append_decision(decision: PromotionDecision) -> None:
-    line = decision.model_dump_json() + "\n"
-    with open(store.model_dir(decision.name) / DECISIONS_FILE, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append ``decision`` on a line of its own (after a torn one too) and fsync it."""
+    appender = io.LineAppender(store.model_dir(decision.name) / DECISIONS_FILE, mode=0o644)
+    try:
+        appender.append(decision.model_dump_json().encode("utf-8") + b"\n")
+        appender.sync()
+    finally:
+        appender.close()
 
 
 def promote_if_better(

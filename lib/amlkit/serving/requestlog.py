@@ -8,12 +8,15 @@ request is one record with its ``error``. Column-wise lines cost a 100-row reque
 third of what a line per row did, in encoding and in bytes written.
 
 Each line goes out in one ``os.write`` on an ``O_APPEND`` descriptor before the response:
-it survives the worker being killed, not a power cut (no ``fsync``: too slow).
+it survives the worker being killed, not a power cut (no ``fsync``: too slow). A write cut
+short (a full disk) raises, and the next line starts on a fresh line; :func:`read_log` skips
+a damaged line with a warning naming the file and line (:mod:`amlkit.io`'s append-only lines).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -21,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from amlkit.io import LineAppender, read_lines
+
+logger = logging.getLogger(__name__)
 
 
 class RequestLog:
@@ -31,9 +38,9 @@ class RequestLog:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.backup_count = backup_count
-        self._fd = -1
+        self._file: LineAppender | None = None
         self._pid = -1
-        self._size = 0
+        self.failures = 0  # writes failed in a row
 
     @property
     def path(self) -> Path:
@@ -42,9 +49,8 @@ class RequestLog:
 
     def _open(self) -> None:
         self.close()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._file = LineAppender(self.path)
         self._pid = os.getpid()
-        self._size = os.fstat(self._fd).st_size
 
     def _rotate(self) -> None:
         self.close()
@@ -62,10 +68,9 @@ class RequestLog:
     def write(self, records: list[dict[str, Any]], common: dict[str, Any] | None = None) -> None:
         """Append records as JSON lines in one system call (NaN is written as null).
 
-        ``common``: fields every line starts with (the request's id, time...).
+        ``common``: fields every line starts with (the request's id, time...). OSError when
+        the file cannot take them (a full disk): the next write starts on a fresh line.
         """
-        if self._pid != os.getpid():  # first use, or a fork
-            self._open()
         head = json_bytes(common)[:-1] + b"," if common else b"{"
         lines = (
             (head + json_bytes(r)[1:] if r else json_bytes(common or {})) + b"\n" for r in records
@@ -83,10 +88,8 @@ class RequestLog:
 
         ``columns``: name to a list with a value per row, or to a dict of such lists (the
         inputs); ``encoded``: more such columns already as JSON (:func:`json_bytes`),
-        e.g. the predictions the answer encoded.
+        e.g. the predictions the answer encoded. OSError as :meth:`write`.
         """
-        if self._pid != os.getpid():
-            self._open()
         inner = [json_bytes(name) + b":" + json_bytes(value) for name, value in columns.items()]
         inner += [json_bytes(name) + b":" + data for name, data in (encoded or {}).items()]
         head = json_bytes(common)[:-1] + b"," if common else b"{"
@@ -94,18 +97,38 @@ class RequestLog:
         self._append(head + rows_part + b",".join(inner) + b"}}\n")
 
     def _append(self, data: bytes) -> None:
-        if self._size and self._size + len(data) > self.max_bytes:
+        if self._file is None or self._pid != os.getpid():  # first use, or a fork
+            self._open()
+        assert self._file is not None
+        if self._file.size and self._file.size + len(data) > self.max_bytes:
             self._rotate()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        self._size += len(data)
+            assert self._file is not None
+        try:
+            self._file.append(data)
+        except OSError as exc:
+            if not self.failures:  # once per outage: a full disk fails every request
+                logger.error(
+                    "cannot write the request log %s (%s): free space in %s; said once, "
+                    "until it takes lines again",
+                    self._file.path,
+                    exc.strerror or exc,
+                    self.folder,
+                )
+            self.failures += 1
+            raise
+        if self.failures:
+            logger.warning(
+                "the request log %s takes lines again, after %d failed writes",
+                self._file.path,
+                self.failures,
+            )
+            self.failures = 0
 
     def close(self) -> None:
         """Close the file descriptor."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 # the standard library's encoder, for what orjson refuses (ints past 64 bits, lone surrogates,
@@ -153,20 +176,47 @@ def _rows(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def _load(line: str) -> Any:
+def _load(line: bytes) -> Any:
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError:  # what json_bytes wrote through json (a lone surrogate)
         return json.loads(line)
 
 
-def read_log(folder: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield every row's record from every log file in ``folder``; a torn last line is skipped.
+def _records(line: bytes) -> list[dict[str, Any]]:
+    """The records of one log line; ValueError when it is not one that the log writes."""
+    record = _load(line)
+    if type(record) is not dict:
+        raise ValueError(f"a line holds a JSON object, not {type(record).__name__}")
+    try:
+        return list(_rows(record))
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ValueError(f"a request line with broken columns ({exc!r})") from None
 
-    Lines written a row each, by earlier versions, are read as they are.
+
+def read_log(folder: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield every row's record from every log file in ``folder``.
+
+    A damaged line (torn by a failed write, or garbage) is skipped with a warning naming the
+    file and line; an unfinished last line is skipped. Each record's ``log_line``
+    (``"requests-<pid>.jsonl:<line>"``) tells requests apart, even those that reuse an id.
+    Lines written a row each, by earlier versions, are read as they are: the rows
+    ``1, 2, ...`` following a request's row ``0`` under its id carry its ``log_line``.
     """
     for path in sorted(Path(folder).glob("requests-*.jsonl*")):
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                if line.endswith("\n"):
-                    yield from _rows(_load(line))
+        key, last = "", None
+        for number, records in read_lines(path, _records):
+            first = records[0] if records else {}
+            row = first.get("row")
+            if not (  # the next row of the request the line before began, a line a row
+                last is not None
+                and isinstance(row, int)
+                and row > 0
+                and last.get("row") == row - 1
+                and last.get("request_id") == first.get("request_id")
+            ):
+                key = f"{path.name}:{number}"
+            for record in records:
+                record["log_line"] = key
+                yield record
+            last = records[-1] if records else None

@@ -6,12 +6,16 @@ the start naming a changed one, before loading anything. Settings come from the
 when the platform checks keys, as on Azure). ``run()`` takes the raw request to answer 4xx
 with ``{"error": ...}``; each row is logged before answering, naming the model, its version
 and the deployment (``$AMLKIT_DEPLOYMENT``, set by the Azure specs, else the service name);
-a scored request is one line holding its rows column by column (see ``requestlog``).
+a scored request is one line holding its rows column by column (see ``requestlog``). A
+prediction the log cannot take (a full disk) is withheld: the answer is a 503 saying so. A
+request without ``x-request-id`` goes by the id the server gives it (in the answer's header),
+in the answer's body and the log too.
 With Azure ML's data collector on (the platform sets ``AZUREML_MDC_CONFIG_PATH`` or
 ``AZUREML_MDC_ENABLED``), scored rows and predictions also go to the ``model_inputs`` and
 ``model_outputs`` collections that Azure ML model monitoring reads (``azureml-ai-monitoring``).
 """
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -25,6 +29,7 @@ from typing import Any
 
 from azureml_inference_server_http.api.aml_request import rawhttp
 from azureml_inference_server_http.api.aml_response import AMLResponse
+from flask import g, has_app_context
 from werkzeug.exceptions import ClientDisconnected
 
 HERE = Path(__file__).resolve().parent
@@ -168,6 +173,11 @@ def _common(request_id, started, status):
     }
 
 
+def _server_request_id():
+    """The id the inference server gives a request without ``x-request-id`` (and answers in it)."""
+    return (g.get("request_id") if has_app_context() else None) or uuid.uuid4().hex
+
+
 def _drain(stream, limit=64 * 2**20):
     """Read and drop the rest of a refused body, up to ``limit`` bytes.
 
@@ -243,9 +253,16 @@ def _score(request, request_id, started):
     if probs is not None:
         encoded["probabilities"] = json_bytes(probs)
         answer += [b',"probabilities":', encoded["probabilities"], b',"classes":', STATE["classes"]]
-    STATE["log"].write_columns(
-        _common(request_id, started, 200), len(preds), {"inputs": inputs}, encoded
-    )
+    try:
+        STATE["log"].write_columns(
+            _common(request_id, started, 200), len(preds), {"inputs": inputs}, encoded
+        )
+    except OSError as exc:  # e.g. a full disk: no prediction goes out that the log lacks
+        raise RequestError(
+            f"the service cannot write its request log ({exc.strerror or exc}); the "
+            "prediction is withheld, as every answer is logged first. Retry later.",
+            503,
+        ) from None
     rest = json_bytes({"request_id": request_id, "model": STATE["model"]})
     return b"".join(answer) + b"," + rest[1:]
 
@@ -254,7 +271,7 @@ def _score(request, request_id, started):
 def run(request):
     """Score one HTTP request; answer JSON with a fitting status code."""
     started = time.perf_counter()
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    request_id = request.headers.get("x-request-id") or _server_request_id()
     # the key first: a refused request is counted in the server log (KeyChecker), never
     # written to the request log, so no one without a key can fill it
     checker = STATE["checker"]
@@ -270,5 +287,6 @@ def run(request):
             raise RequestError(f"method {request.method} is not allowed; POST JSON rows.", 405)
         return _answer(200, _score(request, request_id, started), request_id)
     except RequestError as exc:
-        STATE["log"].write([{"error": exc.message}], _common(request_id, started, exc.status))
+        with contextlib.suppress(OSError):  # the refusal goes out; the server's log says why
+            STATE["log"].write([{"error": exc.message}], _common(request_id, started, exc.status))
         return _answer(exc.status, {"error": exc.message, "request_id": request_id}, request_id)
