@@ -76,3 +76,43 @@ def state_dir() -> Path:
     path = project_root() / ".amlkit"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_inside(path: Path, base: Path | None = None) -> Path:
+    """Return ``path`` if, symbolic links followed, it lies inside ``base`` and the project.
+
+    Call it before writing to, moving or deleting under ``path``: a link on the way (a data
+    set's folder, ``data/raw`` itself) that leads out of the project would send the write
+    somewhere else without a word. ``base`` defaults to the project root.
+
+    Raises:
+        ValueError: naming the link (or the path) and where it leads, and what to do.
+    """
+    root = project_root()
+    for outer in dict.fromkeys([root, *([base] if base is not None else [])]):
+        real, bound = path.resolve(), outer.resolve()
+        if real == bound or real.is_relative_to(bound):
+            continue
+        link = _link_out(path, root, bound) or path
+        raise ValueError(
+            f"{link} is a symbolic link to {link.resolve()}, outside {bound}: amlkit does not "
+            "write through a link that leads out of the project's folders; replace the link by "
+            "a folder, or set AMLKIT_ROOT to a project on the disk it points to"
+            if link.is_symlink()
+            else f"{path} lies outside {bound} (it resolves to {real}); amlkit writes only "
+            "there: use a plain name, not a path"
+        )
+    return path
+
+
+def _link_out(path: Path, root: Path, bound: Path) -> Path | None:
+    """Return the first symbolic link from ``root`` down to ``path`` that leads out of ``bound``."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return None
+    for depth in range(1, len(parts) + 1):
+        step = root.joinpath(*parts[:depth])
+        if step.is_symlink() and not step.resolve().is_relative_to(bound):
+            return step
+    return None

@@ -236,3 +236,14 @@ def test_specs_round_trip_wherever_the_plan_is_written(repo, new_project, tmp_pa
         assert not list(out.rglob(".*.roundtrip*")), "the round trip leaves its dump behind"
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def test_plan_does_not_empty_a_folder_that_is_not_a_plan(project, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    done = _amlkit(project, "plan", "--out", str(out))
+    assert done.returncode == 1  # cmd_plan's status for a plan that could not be written
+    message = f"amlkit: plan failed: {out} holds files but no plan.json, so it is not a plan"
+    assert message in done.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]

@@ -67,6 +67,24 @@ def test_a_version_folder_input_goes_under_its_data_set_and_version(tmp_path):
     assert placement("data/processed", tmp_path) == "data/processed"
 
 
+@pytest.mark.parametrize(
+    ("marker", "record"),
+    [
+        ("manifest.json", {"dataset": "../../escape", "version": "ab12"}),
+        ("manifest.json", {"dataset": "penguins", "version": "../ab12"}),
+        ("model_metadata.json", {"name": "a/b", "version": 1}),
+    ],
+)
+def test_an_input_whose_record_names_a_path_is_refused(tmp_path, marker, record):
+    from amlkit.azure.step import placement
+
+    version = tmp_path / "asset"
+    version.mkdir()
+    (version / marker).write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"name '.*' is not allowed"):
+        placement("data/processed", version)
+
+
 def test_placeholders_are_filled_quoted_and_optional_parts_dropped():
     from amlkit.azure.twin import TwinError, substitute
 

@@ -144,3 +144,20 @@ def test_batch_deployment_scores_a_file_through_its_entry_points(planned, tmp_pa
     assert scorer.backend == "onnx"
     expected, _ = scorer.predict_frame(test_rows[scorer.feature_columns])
     assert predictions["prediction"].tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"type": "command", "outputs": {"../up": {"type": "uri_folder"}}},
+        {"type": "pipeline", "jobs": {"../step": {"type": "command"}}},
+        {"type": "pipeline", "jobs": {"train": {"component": {"outputs": {"a/b": {}}}}}},
+        {"output_file_name": "../../predictions.csv"},
+    ],
+    ids=["job_output", "step", "step_output", "batch_output_file"],
+)
+def test_a_spec_whose_names_would_write_outside_its_out_folder_is_refused(spec):
+    from amlkit.azure.twin import check_spec_names
+
+    with pytest.raises(ValueError, match=r"^(output|step|output file) name '.*' is not allowed"):
+        check_spec_names(spec)

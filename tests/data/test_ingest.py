@@ -183,7 +183,7 @@ def test_unknown_dataset_without_source_says_how_to_fix(project):
         ingest.ingest("nowhere", progress=False)
 
 
-@pytest.mark.parametrize("name", ["../escape", "", "a/b", "x" * 80])
+@pytest.mark.parametrize("name", ["../escape", "", "a/b", "x" * 129, ".hidden", "a;touch x"])
 def test_unsafe_dataset_names_are_refused(project, name):
     with pytest.raises(ValueError, match="data set name"):
         ingest.ingest(name, source="bundled:penguins", target="species", progress=False)
@@ -231,3 +231,55 @@ def test_a_raw_version_without_its_manifest_is_named_not_skipped(project, tmp_pa
     with pytest.raises(IncompleteVersionError, match=hint):
         ingest.ingest("penguins", source=source, progress=False)
     assert (first.path / "data.csv").read_text() == GOOD  # nothing removed on the way
+
+
+# --- a data folder that is a symbolic link out of the project is never written through ---
+
+
+def _outside(tmp_path):
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    return folder
+
+
+@pytest.mark.parametrize("link", ["data/raw/penguins", "data/raw", "data"])
+def test_ingest_refuses_a_data_folder_that_links_out_of_the_project(project, tmp_path, link):
+    outside = _outside(tmp_path)
+    (project / link).parent.mkdir(parents=True, exist_ok=True)
+    (project / link).symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ValueError) as caught:
+        ingest.ingest("penguins", progress=False)
+    message = str(caught.value)
+    assert f"{project / link} is a symbolic link to {outside}, outside {project}" in message
+    assert "replace the link by a folder, or set AMLKIT_ROOT" in message
+    assert sorted(p.name for p in outside.rglob("*")) == ["keep.txt"]
+
+
+def test_ingest_writes_through_a_link_that_stays_in_the_project(project):
+    (project / "data" / "big-disk").mkdir(parents=True)
+    (project / "data" / "raw").symlink_to(project / "data" / "big-disk", target_is_directory=True)
+    result = ingest.ingest("penguins", progress=False)
+    assert result.created and (project / "data" / "big-disk" / "penguins").is_dir()
+
+
+def test_processing_refuses_a_processed_folder_that_links_out_of_the_project(project, tmp_path):
+    from amlkit.config import DataConfig
+    from amlkit.data import preprocess, stream
+
+    ingest.ingest("penguins", progress=False)
+    outside = _outside(tmp_path)
+    link = project / "data" / "processed" / "penguins"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ValueError, match=rf"{link} is a symbolic link to {outside}"):
+        stream.preprocess_in_chunks("penguins", split=DataConfig.load().split)
+    frame, raw = ingest.load_raw("penguins")
+    cleaned = preprocess.clean(frame, raw)
+    rows = cleaned.frame
+    splits = {"train": rows.iloc[:200], "validation": rows.iloc[200:270], "test": rows.iloc[270:]}
+    with pytest.raises(ValueError, match=rf"{link} is a symbolic link to {outside}"):
+        preprocess.write_processed(
+            splits, raw=raw, cleaned=cleaned, params={}, stratified=False, profile={}
+        )
+    assert sorted(p.name for p in outside.rglob("*")) == ["keep.txt"]

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from amlkit import names
 from amlkit.config import ModelConfig
 from amlkit.deep import images
 from amlkit.registry import store
@@ -61,7 +62,7 @@ def _untrained(shape):
 )
 def test_default_model_name_is_dataset_cnn_and_a_valid_registry_name(dataset, name):
     assert workflow.default_model_name(dataset) == name
-    assert store.NAME_PATTERN.match(name)
+    assert names.is_name(name)
 
 
 def test_score_split_scores_each_split_with_the_project_metrics(digit_splits, digit_classifier):

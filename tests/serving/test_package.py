@@ -61,6 +61,142 @@ def test_package_refuses_tampered_model(root, make_version):
     assert not (root / "models" / "deployed_models" / "svc").exists()
 
 
+# --- a service name is one plain folder name under deployed_models/, never a path ---
+
+UNSAFE_SERVICES = [
+    "../../data/external/victim",
+    "../trained_models",
+    "a;touch x",
+    "$(x)",
+    "nested/svc",
+    ".hidden",
+    "x" * 129,
+]
+
+
+def register_penguins(frame: pd.DataFrame):
+    """Register a small penguins model named ``penguins`` in the current project's registry."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.tree import DecisionTreeClassifier
+
+    from amlkit.data.manifests import DataRef
+    from amlkit.registry import store
+
+    features = ["bill_length_mm", "flipper_length_mm"]
+    model = make_pipeline(SimpleImputer(), DecisionTreeClassifier(max_depth=2, random_state=0))
+    model.fit(frame[features], frame["species"])
+    return store.register_sklearn_model(
+        model,
+        name="penguins",
+        task="classification",
+        target="species",
+        feature_types=dict.fromkeys(features, "numeric"),
+        classes=sorted(frame["species"].unique().tolist()),
+        data=DataRef(dataset="penguins", version="v1", sha256="0" * 64),
+        metrics={"test": {"accuracy": 1.0}},
+        hyperparameters={"max_depth": 2},
+        input_example=frame[features].head(3),
+    )
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Return every file under ``folder`` with its bytes, to compare before and after."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files}
+
+
+def test_amlkit_package_refuses_a_service_name_that_leads_to_another_folder(
+    root, penguins_frame, capsys
+):
+    from amlkit.cli.main import main
+
+    register_penguins(penguins_frame)
+    victim = root / "data" / "external" / "victim"
+    victim.mkdir(parents=True)
+    (victim / "keep.txt").write_text("mine")
+    registry = tree(root / "models" / "trained_models")
+
+    for service in ("../../data/external/victim", "../trained_models"):
+        assert main(["package", "penguins", "--service", service, "--no-onnx"]) == 2
+        err = capsys.readouterr().err
+        assert f"amlkit: service name {service!r} is not allowed: use 1-128 letters" in err
+    assert tree(victim) == {"keep.txt": b"mine"}
+    assert tree(root / "models" / "trained_models") == registry
+    assert not (root / "models" / "deployed_models").exists()
+    # the same model packages under a plain name: the refusal was the name's, not the model's
+    assert main(["package", "penguins", "--service", "victim", "--no-onnx"]) == 0
+    assert (root / "models" / "deployed_models" / "victim" / "service_metadata.json").is_file()
+
+
+@pytest.mark.parametrize("service", UNSAFE_SERVICES)
+def test_package_refuses_service_names_that_are_not_plain_names(root, make_version, service):
+    from amlkit.serving.package import package_service
+
+    version = make_version(root / "models" / "trained_models")
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    with pytest.raises(ValueError, match=r"^service name .* is not allowed: use 1-128 letters"):
+        package_service(version, service=service, fast_path=False)
+    after = sorted(p.relative_to(root) for p in root.rglob("*"))
+    assert [p for p in after if p not in before and p.parts[0] != ".amlkit"] == []
+
+
+def test_package_refuses_an_endpoint_name_from_the_config_that_is_a_path(root, make_version):
+    from amlkit.config import DeploymentConfig
+    from amlkit.serving.package import package_service
+
+    version = make_version(root / "models" / "trained_models")
+    config = DeploymentConfig.load().model_copy(update={"endpoint_name": "../trained_models"})
+    with pytest.raises(ValueError, match=r"^service name '\.\./trained_models' is not allowed"):
+        package_service(version, deployment_config=config, fast_path=False)
+    assert tree(root / "models" / "trained_models") != {}
+
+
+def test_package_does_not_replace_a_folder_that_is_not_a_service(root, make_version):
+    from amlkit.serving.package import package_service
+
+    version = make_version(root / "models" / "trained_models")
+    folder = root / "models" / "deployed_models" / "svc"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("not a service")
+    with pytest.raises(ValueError) as caught:
+        package_service(version, service="svc", fast_path=False)
+    message = str(caught.value)
+    assert f"{folder} exists and is not a service (it has no service_metadata.json)" in message
+    assert "move it out of the way or choose another service name" in message
+    assert tree(folder) == {"notes.txt": b"not a service"}
+    assert [p.name for p in folder.parent.iterdir()] == ["svc"]  # no temporaries left
+
+
+def test_package_refuses_a_service_folder_that_links_out_of_deployed_models(
+    root, make_version, tmp_path
+):
+    from amlkit.serving.package import package_service
+
+    version = make_version(root / "models" / "trained_models")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    (root / "models" / "deployed_models").mkdir(parents=True)
+    link = root / "models" / "deployed_models" / "svc"
+    link.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ValueError, match=rf"{link} is a symbolic link to {outside}"):
+        package_service(version, service="svc", fast_path=False)
+    assert tree(outside) == {"keep.txt": b"mine"} and link.is_symlink()
+
+
+def test_repackaging_keeps_a_folder_left_aside_that_is_not_a_service(root, make_version):
+    from amlkit.serving.package import package_service
+
+    version = make_version(root / "models" / "trained_models")
+    package_service(version, service="svc", fast_path=False)
+    aside = root / "models" / "deployed_models" / ".svc.abcd1234.old"
+    (aside / "svc").mkdir(parents=True)
+    (aside / "svc" / "data.csv").write_text("a,b\n")
+    package_service(version, service="svc", fast_path=False)
+    assert (aside / "svc" / "data.csv").read_text() == "a,b\n"
+
+
 @pytest.mark.parametrize(
     "estimator",
     ["LogisticRegression", "HistGradientBoostingClassifier"],
@@ -242,6 +378,7 @@ SERVICE_RUNTIME = {  # what every service imports: its scoring script's modules
     "amlkit.integrity",  # the model-file check shared with the registry
     "amlkit.io",
     "amlkit.kinds",
+    "amlkit.names",
     "amlkit.paths",
     "amlkit.serving",
     "amlkit.serving.auth",

@@ -43,6 +43,7 @@ from amlkit.azure import (
 )
 from amlkit.azure import pipeline as pipelines
 from amlkit.config import AzureConfig, DataConfig, DeploymentConfig, ModelConfig
+from amlkit.names import check_name
 from amlkit.pipeline.stages import discover
 
 logger = logging.getLogger(__name__)
@@ -85,14 +86,23 @@ def _relative(target: Path, folder: Path) -> str:
 def write_plan(out_dir: str | Path) -> list[Entry]:
     """Write and validate every spec into ``out_dir`` (emptied first); return the plan.
 
+    Only an empty folder or an earlier plan (it has ``plan.json``) is emptied.
+
     Raises:
         amlkit.config.ConfigError: a configuration file is invalid.
-        ValueError: a spec does not validate (the message names it and the SDK's reason).
+        ValueError: a spec does not validate (the message names it and the SDK's reason), or
+            ``out_dir`` holds files but no plan.
     """
     out = Path(out_dir).resolve()
+    if out.is_dir() and any(out.iterdir()) and not (out / PLAN_FILE).is_file():
+        raise ValueError(
+            f"{out} holds files but no {PLAN_FILE}, so it is not a plan folder and will not be "
+            "emptied; choose an empty or new folder for --out"
+        )
     if out.is_dir():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    io.write_json_atomic(out / PLAN_FILE, [])  # a plan folder from the start, if it fails
     with specs.quiet_sdk():
         return _write_plan(out)
 
@@ -193,7 +203,7 @@ def _deployments(
     """Plan the online endpoint, the batch endpoint and the monitoring schedule."""
     from amlkit.serving.package import pickled_modules, write_service_code
 
-    service = paths.deployed_models_dir() / deployment_config.endpoint_name
+    service = paths.deployed_models_dir() / check_name("service", deployment_config.endpoint_name)
     online_dir = out / "endpoints" / "online"
     if (service / "service_metadata.json").is_file():
         model, backend = endpoints.service_model(service)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from amlkit import io, paths
+from amlkit.names import check_name
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,8 @@ def placement(rel: str, where: Path) -> str:
     for marker, key in (("manifest.json", "dataset"), ("model_metadata.json", "name")):
         if (where / marker).is_file():
             record = io.read_json(where / marker)
-            return f"{rel}/{record[key]}/{record['version']}"
+            name = check_name("data set" if key == "dataset" else "model", record[key])
+            return f"{rel}/{name}/{check_name('version', str(record['version']))}"
     return rel
 
 

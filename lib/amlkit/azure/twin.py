@@ -41,6 +41,7 @@ import yaml
 
 from amlkit import io
 from amlkit.azure import specs
+from amlkit.names import check_name
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Twin:
         if unknown:
             raise TwinError(f"--set takes inputs.NAME=VALUE or model=PATH; got {unknown}")
         specs.validate(self.path, self.kind)  # the SDK accepts it before anything runs
+        check_spec_names(self.spec)
         self.assets = _data_index(self.path.parent)
 
     # --- values -----------------------------------------------------------------------------
@@ -387,6 +389,24 @@ def _upstream(job: dict[str, Any]) -> set[str]:
         if bound and bound[0] == "jobs":
             found.add(bound[1].split(".")[0])
     return found
+
+
+def check_spec_names(spec: dict[str, Any]) -> None:
+    """Refuse a spec whose step, output or output file names would not be plain folder names.
+
+    They name the folders and files the twin writes under ``--out``.
+
+    Raises:
+        ValueError: naming the first bad name (:func:`amlkit.names.check_name`).
+    """
+    for output in spec.get("outputs") or {}:
+        check_name("output", output)
+    for step, job in (spec.get("jobs") or {}).items():
+        check_name("step", step)
+        for port in _flatten_node(job).get("outputs") or {}:
+            check_name("output", port)
+    if "output_file_name" in spec:
+        check_name("output file", spec["output_file_name"])
 
 
 def _flatten_node(job: dict[str, Any]) -> dict[str, Any]:

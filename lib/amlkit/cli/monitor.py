@@ -21,6 +21,7 @@ from typing import Any
 
 from amlkit import paths
 from amlkit.cli.serving import _rel
+from amlkit.names import check_name
 
 EXIT_RETRAIN = 4
 
@@ -102,7 +103,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from amlkit.monitoring.collected import read_collected
 
     config = DeploymentConfig.load()
-    endpoint = args.endpoint or config.endpoint_name
+    endpoint = check_name("endpoint", args.endpoint or config.endpoint_name)
     service = newest_service(endpoint)
     dataset, version = training_data(service, args.dataset, args.data_version)
     processed = load_processed(dataset, version)

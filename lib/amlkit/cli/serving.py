@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from amlkit import paths
+from amlkit.names import check_name
 
 SERVE_EPILOG = """\
 The server listens on 127.0.0.1 only and runs until Ctrl-C (or SIGTERM), then stops its
@@ -102,7 +103,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     """Show (or regenerate) an endpoint's keys."""
     from amlkit.serving import auth
 
-    endpoint, known = args.endpoint, _known_endpoints()
+    endpoint, known = check_name("endpoint", args.endpoint), _known_endpoints()
     if endpoint not in known:
         raise ValueError(
             f"no endpoint {endpoint!r}; known endpoints: {known or 'none'} (package a service "

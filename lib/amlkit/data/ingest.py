@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import gc
 import logging
-import re
 import shutil
 import sys
 from collections.abc import Iterable, Iterator
@@ -23,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from amlkit import __version__, paths
+from amlkit import __version__, names, paths
 from amlkit.config import DataConfig, DatasetConfig
 from amlkit.data import sources, validation
 from amlkit.data.manifests import ColumnInfo, RawManifest, version_manifests, written_manifest
@@ -34,7 +33,6 @@ logger = logging.getLogger(__name__)
 RERUN = "ingest it again (01_data_ingestion, or amlkit.data.ingest.ingest)"
 
 _LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -48,12 +46,7 @@ class IngestResult:
 
 def check_name(dataset: str) -> str:
     """Return ``dataset`` if it is a safe folder name, else raise a clear error."""
-    if not NAME_RE.match(dataset or ""):
-        raise ValueError(
-            f"data set name {dataset!r} must be 1-64 letters, digits, '_', '.' or '-', starting "
-            "with a letter or digit"
-        )
-    return dataset
+    return names.check_name("data set", dataset)
 
 
 def read_chunks(path: Path, fmt: str, cfg: DataConfig) -> Iterator[pd.DataFrame]:
@@ -182,7 +175,7 @@ def ingest(
         raise ValueError(f"no target column for {dataset!r}; pass target= or declare it")
     if task not in (None, "", "classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-    root = paths.raw_dir() / dataset
+    root = paths.check_inside(paths.raw_dir() / dataset)  # not through a link out
     # One ingestion of a data set at a time: temporaries found under the lock are a killed
     # run's, and a failed run removes the data set's folder when it holds no version.
     with locked(f"raw-{dataset}"):

@@ -201,11 +201,11 @@ def write_processed(
                 f"split {name!r} is missing or its columns are not {columns}; pass the train, "
                 "validation and test parts of the cleaned rows"
             )
-    dataset, params = raw.dataset, dict(params)
+    dataset, params = ingest.check_name(raw.dataset), dict(params)
     version = content_version(
         splits, raw_version=raw.version, feature_types=cleaned.feature_types, params=params
     )
-    folder = paths.processed_dir() / dataset
+    folder = paths.check_inside(paths.processed_dir() / dataset)  # not through a link out
     final = folder / version
     with locked(f"processed-{dataset}"):
         reclaim(folder)

@@ -88,7 +88,7 @@ def preprocess_in_chunks(
     cfg = data_config or DataConfig.load()
     raw = ingest.get_manifest(dataset, data_version)
     params = split.model_dump() | {"chunk_rows": cfg.ingestion.chunk_rows}
-    folder = paths.processed_dir() / dataset
+    folder = paths.check_inside(paths.processed_dir() / ingest.check_name(dataset))
     with locked(f"processed-{dataset}"):
         reclaim(folder)
         folder.mkdir(parents=True, exist_ok=True)

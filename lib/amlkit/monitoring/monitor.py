@@ -29,6 +29,7 @@ from amlkit.monitoring import drift as drift_mod
 from amlkit.monitoring import performance as perf_mod
 from amlkit.monitoring import quality, report, trends, verdict
 from amlkit.monitoring.usage import LOG_COLUMNS, usage_summary
+from amlkit.names import check_name
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +50,12 @@ LOG_FIELDS = (
 
 def request_log_dir(endpoint: str) -> Path:
     """Return the endpoint's request-log folder, ``.amlkit/endpoints/<endpoint>/logs``."""
-    return paths.state_dir() / "endpoints" / endpoint / "logs"
+    return paths.state_dir() / "endpoints" / check_name("endpoint", endpoint) / "logs"
 
 
 def report_dir(endpoint: str) -> Path:
     """Return the endpoint's report folder, ``.amlkit/endpoints/<endpoint>/monitoring``."""
-    return paths.state_dir() / "endpoints" / endpoint / "monitoring"
+    return paths.state_dir() / "endpoints" / check_name("endpoint", endpoint) / "monitoring"
 
 
 def read_request_log(

@@ -27,12 +27,19 @@ from tqdm import tqdm
 from amlkit import paths
 from amlkit.config import DataConfig, load_all
 from amlkit.io import write_json_atomic
+from amlkit.names import check_name
 from amlkit.pipeline import PipelineError, kernels
 from amlkit.pipeline.stages import NOTEBOOK_RE, discover, select
 
 logger = logging.getLogger(__name__)
 
 CELL_TIMEOUT_S = 1800
+NAME_PARAMETERS = {  # notebook parameters that become folder names, and what they name
+    "dataset": "data set",
+    "model_name": "model",
+    "image_model_name": "model",
+    "service": "service",
+}
 
 
 @dataclass
@@ -53,7 +60,11 @@ def new_run_id() -> str:
 def plan(
     notebooks: list[Path], overrides: dict[str, Any], defaults: dict[str, Any]
 ) -> list[tuple[Path, dict[str, Any]]]:
-    """Return each notebook with the parameters it will get; refuse unknown names."""
+    """Return each notebook with the parameters it will get; refuse unknown names.
+
+    A parameter that becomes a folder name (:data:`NAME_PARAMETERS`) must be a plain name
+    (:func:`amlkit.names.check_name`), so a bad one fails here, before any notebook starts.
+    """
     declared = {nb: pm.inspect_notebook(str(nb)) for nb in notebooks}
     known = set().union(*(set(d) for d in declared.values())) if declared else set()
     unknown = sorted(set(overrides) - known)
@@ -63,6 +74,9 @@ def plan(
             f"known parameters: {', '.join(sorted(known))}"
         )
     merged = {**defaults, **overrides}
+    for key, kind in NAME_PARAMETERS.items():
+        if merged.get(key) is not None:
+            check_name(kind, merged[key])
     return [(nb, {k: v for k, v in merged.items() if k in declared[nb]}) for nb in notebooks]
 
 
@@ -123,6 +137,8 @@ def run_pipeline(
         ValueError: a stage, a parameter or a kernel is unknown, or the folder holds files.
         PipelineError: a notebook failed (the executed copy is kept).
     """
+    if run_id is not None:
+        check_name("run id", run_id)  # it names the run's folder under runs/
     load_all()  # fail on a broken configuration before any notebook starts
     data_config = DataConfig.load()
     notebooks = select(stages, discover())

@@ -11,7 +11,6 @@ import importlib
 import json
 import logging
 import platform
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from pydantic import ValidationError
 
-from amlkit import integrity, io, paths
+from amlkit import integrity, io, names, paths
 from amlkit.data.manifests import DataRef, Record
 from amlkit.registry import tracking
 
@@ -36,7 +35,6 @@ METRICS_FILE = "performance_metrics.json"
 HYPERPARAMETERS_FILE = "hyperparameters.yaml"
 CHAMPION_FILE = "champion.json"
 CHAMPION_ALIAS = "champion"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 LIBRARIES = ("scikit-learn", "mlflow", "pandas", "numpy", "scipy", "cloudpickle")
 
 
@@ -124,18 +122,9 @@ def default_model_name(dataset: str, task: str) -> str:
     return f"{dataset}-{task}"
 
 
-def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise ValueError(
-            f"model name {name!r} is not allowed; use letters, digits, '.', '_' or '-' "
-            "(starting with a letter or digit, at most 128 characters)."
-        )
-    return name
-
-
 def model_dir(name: str) -> Path:
     """Return ``models/trained_models/<name>/`` (not created)."""
-    return paths.trained_models_dir() / _check_name(name)
+    return paths.trained_models_dir() / names.check_name("model", name)
 
 
 def list_models() -> list[str]:
@@ -247,7 +236,7 @@ def write_version(
     ``{split: {metric: value}}``; ``run_id`` defaults to the active run; ``description`` and
     ``tags`` go to the MLflow model version.
     """
-    _check_name(name)
+    names.check_name("model", name)
     if run_id is None and (active := mlflow.active_run()) is not None:
         run_id = active.info.run_id
     spec = {"flavor": flavor, "model_file": model_file, "metadata": metadata, "run_id": run_id}

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from amlkit import io, paths
+from amlkit.names import check_name
 from amlkit.serving.front import Tally
 
 logger = logging.getLogger(__name__)
@@ -26,9 +27,7 @@ class KeysFileError(ValueError):
 
 def endpoint_dir(endpoint: str) -> Path:
     """Return ``state_dir()/endpoints/<endpoint>`` (created, 0700)."""
-    if not endpoint or "/" in endpoint or endpoint.startswith("."):
-        raise ValueError(f"endpoint name {endpoint!r} is not a plain name; use letters, digits, -")
-    path = paths.state_dir() / "endpoints" / endpoint
+    path = paths.state_dir() / "endpoints" / check_name("endpoint", endpoint)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 

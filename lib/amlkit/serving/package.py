@@ -28,6 +28,7 @@ from typing import Any
 
 from amlkit import io, paths
 from amlkit.config import DeploymentConfig
+from amlkit.names import check_name
 from amlkit.registry import store
 from amlkit.serving import environments
 
@@ -52,6 +53,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the amlkit package folder
 SCORING_SCRIPT = Path(__file__).with_name("scoring_script.py")
 BATCH_DRIVER = Path(__file__).with_name("batch_driver.py")
 RUNTIME_MODULE = "amlkit.serving.runtime"
+SERVICE_FILE = "service_metadata.json"  # what makes a folder a service that may be replaced
 
 
 def module_file(name: str) -> Path | None:
@@ -262,7 +264,11 @@ def package_service(
 
     Give ``model_dir``, or ``model_name`` and ``version`` (:func:`resolve_model_dir`).
     ``parity_rows`` (for the ONNX check) default to the processed test split the metadata names.
+    ``service`` must be a plain name (:func:`amlkit.names.check_name`); an existing folder of
+    that name is replaced only when it is a service (it has ``service_metadata.json``).
     """
+    if service is not None:
+        check_name("service", service)  # before the model is looked up or anything moves
     if model_dir is None:
         if not model_name:
             raise ValueError("give model_dir or model_name (and version) to package_service")
@@ -273,21 +279,55 @@ def package_service(
     metadata = io.read_json(src / "model_metadata.json")
     dep = (deployment_config or DeploymentConfig.load()).to_dict()
     service = service or dep["endpoint_name"]
-    final = paths.deployed_models_dir() / service
+    final = service_target(service)  # the configured endpoint name is checked here too
     final.parent.mkdir(parents=True, exist_ok=True)
     with io.locked(f"service-{service}"):  # one packaging of a service at a time
         _recover(final)
+        _check_replaceable(final)
         return _write_service(src, final, metadata, dep, parity_rows, fast_path)
 
 
+def service_target(service: str) -> Path:
+    """Return ``deployed_models/<service>`` for a checked name, refusing a link that leads out.
+
+    Raises:
+        ValueError: the name is not a plain name, or the folder (or ``deployed_models``) is a
+            symbolic link that leads out of ``deployed_models`` or the project.
+    """
+    base = paths.deployed_models_dir()
+    return paths.check_inside(base / check_name("service", service), base)
+
+
+def _check_replaceable(final: Path) -> None:
+    """Refuse to replace ``final`` unless it is absent or a service folder packaging made."""
+    if final.is_symlink():
+        problem = "is a symbolic link"
+    elif final.exists() and not (final / SERVICE_FILE).is_file():
+        problem = f"exists and is not a service (it has no {SERVICE_FILE})"
+    else:
+        return
+    raise ValueError(
+        f"{final} {problem}, so packaging will not replace it; move it out of the way or "
+        "choose another service name"
+    )
+
+
 def _recover(final: Path) -> None:
-    """Undo what a killed packaging of ``final`` left: a swap stopped half-way is rolled back."""
+    """Undo what a killed packaging of ``final`` left: a swap stopped half-way is rolled back.
+
+    A folder moved aside is put back; one left aside is deleted only when it is a service.
+    """
     temporaries = f".{glob.escape(final.name)}.????????"
     for old in sorted(final.parent.glob(temporaries + ".old")):
-        if not final.exists() and (old / final.name).is_dir():
+        moved = old / final.name
+        if not final.exists() and moved.is_dir():
             logger.warning("restoring %s, moved aside by a packaging that was killed", final)
-            os.rename(old / final.name, final)
-    io.reclaim(final.parent, temporaries + ".old")
+            os.rename(moved, final)
+        if moved.exists() and not (moved / SERVICE_FILE).is_file():
+            logger.warning("keeping %s: it holds a folder that is not a service", old)
+            continue
+        logger.warning("removing %s, left by a packaging that was killed", old)
+        shutil.rmtree(old, ignore_errors=True)
     io.reclaim(final.parent, temporaries + ".partial")
 
 
@@ -315,7 +355,7 @@ def _write_service(
         modules = write_service_code(stage, backend, dep, service=service, pickled=pickled)
         model = {k: metadata.get(k) for k in ("name", "version")} | {"source": str(src)}
         io.write_json_atomic(
-            stage / "service_metadata.json",
+            stage / SERVICE_FILE,
             {
                 "service": service,
                 "endpoint_name": dep["endpoint_name"],
@@ -329,6 +369,7 @@ def _write_service(
             },
         )
         old = None
+        _check_replaceable(final)  # again: the folder may have changed while this one was built
         if final.exists():  # two renames: readers see the old or the new folder, complete
             old = Path(tempfile.mkdtemp(prefix=f".{service}.", suffix=".old", dir=final.parent))
             os.rename(final, old / service)
@@ -344,4 +385,4 @@ def _write_service(
 
 def service_info(service_dir: str | Path) -> dict[str, Any]:
     """Return a service folder's ``service_metadata.json``."""
-    return io.read_json(Path(service_dir) / "service_metadata.json")
+    return io.read_json(Path(service_dir) / SERVICE_FILE)

@@ -24,6 +24,7 @@ from typing import Any
 
 from amlkit import io, paths
 from amlkit.config import ConfigError, DeploymentConfig
+from amlkit.names import is_name
 from amlkit.serving import auth
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ LOOPBACK = "127.0.0.1"
 def service_folder(service: str | Path) -> Path:
     """Return a packaged service's folder, from a name under ``deployed_models/`` or a path."""
     base = paths.deployed_models_dir()
-    for folder in (Path(service), base / service):
+    named = [base / service] if is_name(str(service)) else []  # a plain name, never "../x"
+    for folder in (Path(service), *named):
         if (folder / "deployment_config.json").is_file():
             return folder
     have = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
