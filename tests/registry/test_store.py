@@ -590,3 +590,16 @@ def test_load_model_as_a_generic_pyfunc_checks_the_files_first(
     flip_byte(mv.path / "model.pkl")
     with pytest.raises(store.ModelIntegrityError, match=r"model\.pkl has sha256"):
         store.load_model("toy", mv.version, flavor="pyfunc")
+
+
+def test_register_refuses_a_model_folder_that_links_out_of_the_project(
+    root: Path, data: dict, fitted: dict, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("elsewhere")  # root is tmp_path: this lies outside it
+    link = root / "models" / "trained_models" / "toy"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside, target_is_directory=True)
+
+    with pytest.raises(ValueError, match=rf"{link} is a symbolic link to {outside}"):
+        register(fitted["logreg"], data)
+    assert list(outside.iterdir()) == []

@@ -245,7 +245,7 @@ def write_version(
     # One writer per model at a time: a staged folder found under the lock, or an MLflow
     # version whose folder never appeared, was left by a killed writer.
     with io.locked(f"model-{name}"):
-        io.reclaim(model_dir(name))
+        io.reclaim(paths.check_inside(model_dir(name)))  # never through a link out
         _drop_orphans(name)
         version = _stage_once(name, write_model, **spec)
     logger.info("registered %s version %s at %s", name, version.version, version.path)
