@@ -124,7 +124,8 @@ def references(
     from amlkit.data.preprocess import load_processed
     from amlkit.monitoring import served
 
-    groups = served.served_versions(current) or {served.UNLOGGED: current.index}
+    groups: dict[Any, Any] = {served.UNLOGGED: ()}  # no rows: the service's model, if any
+    groups = served.served_versions(current) or groups
     loaded: dict[tuple[str, str], Any] = {}
     out = {}
     for key, rows in groups.items():
@@ -150,7 +151,7 @@ def references(
         baseline = {}
         if metrics is not None and metrics.is_file():
             baseline = json.loads(metrics.read_text(encoding="utf-8")).get("test", {})
-        out[key] = served.Reference(loaded[data], *key, baseline=baseline)
+        out[key] = served.Reference(loaded[data], key[0], key[1], baseline=baseline)
     return out
 
 

@@ -385,7 +385,7 @@ def run_monitoring_by_version(
     """
     groups = served_mod.served_versions(current)
     if not groups:  # no rows: the one reference given, if one
-        groups = dict.fromkeys(list(references)[:1], current.index)
+        groups = dict.fromkeys(list(references)[:1], np.arange(len(current)))
     if missing := [key for key in groups if key not in references]:
         named = ", ".join(f"{served_mod.label(k)} ({len(groups[k])} rows)" for k in missing)
         raise ValueError(
@@ -394,7 +394,7 @@ def run_monitoring_by_version(
         )
     parts = []
     for key, index in sorted(groups.items(), key=lambda pair: -len(pair[1])):
-        ref, rows = references[key], current.loc[index]
+        ref, rows = references[key], current.iloc[index]
         part = run_monitoring(
             rows,
             ref.processed,

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 logger = logging.getLogger(__name__)
@@ -67,24 +68,39 @@ def label(key: Key) -> str:
     return f"{name} version {version}" if name else f"version {version}"
 
 
-def row_keys(current: pd.DataFrame) -> pd.Series:
-    """Return each row's (name, version) key; :data:`UNLOGGED` where the row names no version."""
-    absent = pd.Series(None, index=current.index, dtype=object)
-    names = current[NAME] if NAME in current.columns else absent
-    versions = current[VERSION] if VERSION in current.columns else absent
-    keys = [version_key(n, v) for n, v in zip(names, versions, strict=True)]
-    return pd.Series([k if k[1] is not None else UNLOGGED for k in keys], index=current.index)
+def _codes(current: pd.DataFrame) -> tuple[np.ndarray, list[Key]]:
+    """Return a code per row and the key of each code, in order of first appearance.
 
-
-def served_versions(current: pd.DataFrame) -> dict[Key, pd.Index]:
-    """Return the rows each version answered, ``{key: row labels}``, versions in logged order.
-
-    Rows that name no version are under :data:`UNLOGGED`.
+    Vectorized: a million-row log has a handful of versions, so keys are made per distinct
+    (name, version) pair, not per row.
     """
-    groups: dict[Key, list[Any]] = {}
-    for index, key in row_keys(current).items():
-        groups.setdefault(key, []).append(index)
-    return {key: pd.Index(rows) for key, rows in groups.items()}
+    absent = pd.Series(None, index=current.index, dtype=object)
+    names, name_values = pd.factorize(current.get(NAME, absent).astype(object))
+    versions, version_values = pd.factorize(current.get(VERSION, absent).astype(object))
+    width = len(version_values) + 1
+    codes, pairs = pd.factorize((names + 1) * width + versions + 1)
+    keys = []
+    for pair in pairs:
+        name, version = divmod(int(pair), width)
+        key = version_key(
+            name_values[name - 1] if name else None,
+            version_values[version - 1] if version else None,
+        )
+        keys.append(key if key[1] is not None else UNLOGGED)
+    return codes, keys
+
+
+def served_versions(current: pd.DataFrame) -> dict[Key, np.ndarray]:
+    """Return the rows each version answered, ``{key: row positions}``, in logged order.
+
+    Rows that name no version are under :data:`UNLOGGED`; ``1``, ``1.0`` and ``"1"`` are one
+    version.
+    """
+    codes, keys = _codes(current)
+    positions: dict[Key, list[np.ndarray]] = {}
+    for code, key in enumerate(keys):
+        positions.setdefault(key, []).append(np.flatnonzero(codes == code))
+    return {key: np.sort(np.concatenate(parts)) for key, parts in positions.items()}
 
 
 def assign_version(current: pd.DataFrame, name: str | None, version: Any, why: str) -> pd.DataFrame:
@@ -93,7 +109,9 @@ def assign_version(current: pd.DataFrame, name: str | None, version: Any, why: s
     ``why`` says where that version comes from ("the model of service x, the endpoint's newest
     packaged service"). Rows that name a version are left as they are.
     """
-    missing = pd.Series([k == UNLOGGED for k in row_keys(current)], index=current.index)
+    missing = np.zeros(len(current), dtype=bool)
+    if UNLOGGED in (groups := served_versions(current)):
+        missing[groups[UNLOGGED]] = True
     if not missing.any() or version is None:
         return current
     logger.warning(
@@ -106,8 +124,8 @@ def assign_version(current: pd.DataFrame, name: str | None, version: Any, why: s
     )
     out = current.copy()
     for column, value in ((NAME, name), (VERSION, _text(version))):
-        values = out[column].astype(object) if column in out.columns else pd.Series(None, out.index)
-        out[column] = values.where(~missing, value)
+        values = out[column] if column in out.columns else pd.Series(None, out.index, dtype=object)
+        out[column] = values.astype(object).where(~missing, value)
     return out
 
 
