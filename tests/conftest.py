@@ -142,6 +142,35 @@ def processed_penguins(project: Path, processed_penguins_data: Path):
 
 
 @pytest.fixture(scope="session")
+def processed_subset() -> Callable[..., Any]:
+    """A factory of a second processed version: another reference to compare rows with.
+
+    ``processed_subset(processed, train_rows)`` writes, beside ``processed``, a version of the
+    same data set whose train split keeps only its first ``train_rows`` rows (manifest and
+    hashes rewritten, so it loads like any other), and returns it loaded.
+    """
+
+    def make(processed: Any, train_rows: int) -> Any:
+        from amlkit.data import preprocess
+        from amlkit.io import sha256_file
+
+        manifest = processed.manifest
+        version = f"{manifest.version[:6]}-train{train_rows}"
+        folder = processed.path.parent / version
+        shutil.copytree(processed.path, folder)
+        processed.train.head(train_rows).to_parquet(folder / "train.parquet", index=False)
+        changes = {
+            "version": version,
+            "files": {name: sha256_file(folder / name) for name in manifest.files},
+            "rows": manifest.rows | {"train": train_rows},
+        }
+        manifest.model_copy(update=changes).write(folder / "manifest.json")
+        return preprocess.load_processed(manifest.dataset, version)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow SQLite file with the schema created once (alembic takes seconds)."""
     folder = tmp_path_factory.mktemp("mlflow_template")

@@ -178,7 +178,166 @@ def test_monitor_compares_with_the_data_of_the_model_the_endpoint_serves(project
         )
 
     served = newest_service(ENDPOINT)
-    assert training_data(served, None, None) == ("cars", "v2")
+    assert served is not None
+    assert training_data(served["model_metadata"], None, None) == ("cars", "v2")
     assert newest_service("another-endpoint") is None
     assert training_data(None, None, None) == ("penguins", "latest")
-    assert training_data(served, "penguins", None) == ("penguins", "latest")
+    assert training_data(served["model_metadata"], "penguins", None) == ("penguins", "latest")
+
+
+MODEL = "penguins-classification"
+
+
+@pytest.fixture
+def two_versions(root, processed_penguins_data, processed_subset, feature_preprocessor):
+    """Version 1 trained on the processed penguins, version 2 on an 80-row subset of them.
+
+    Both are registered; version 2, the newer, is packaged as the endpoint's service.
+    Returns the two processed versions, version 1's first.
+    """
+    import shutil
+
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+
+    from amlkit.data import preprocess
+    from amlkit.registry import store
+    from amlkit.serving.package import package_service
+
+    shutil.copytree(processed_penguins_data, root / "data")
+    first = preprocess.load_processed("penguins")
+    second = processed_subset(first, 80)
+    features = list(first.manifest.feature_types)
+    for number, (processed, accuracy) in enumerate(((first, 0.97), (second, 0.91)), start=1):
+        model = Pipeline(
+            [
+                ("preprocess", feature_preprocessor(processed.manifest.feature_types)),
+                ("model", RandomForestClassifier(n_estimators=5, random_state=0, n_jobs=1)),
+            ]
+        ).fit(processed.train[features], processed.train["species"])
+        version = store.register_sklearn_model(
+            model,
+            name=MODEL,
+            task="classification",
+            target="species",
+            feature_types=processed.manifest.feature_types,
+            classes=sorted(processed.train["species"].unique()),
+            data=processed.manifest.ref(),
+            metrics={"test": {"accuracy": accuracy}},
+            hyperparameters={},
+            input_example=processed.train[features].head(3),
+        )
+        assert version.version == number
+    package_service(version.path, service=ENDPOINT, fast_path=False)
+    return first, second
+
+
+def _log(processed, versions: list[int | None]) -> None:
+    """Write the endpoint's request log: a request a row, answered by ``versions[i]``."""
+    rows = _rows(processed, drifted=False).head(len(versions))
+    features = list(processed.manifest.feature_types)
+    log = RequestLog(monitor.request_log_dir(ENDPOINT), max_bytes=10_000_000, backup_count=1)
+    records = []
+    for i, (version, (_, row)) in enumerate(zip(versions, rows.iterrows(), strict=True)):
+        answered = {"model_name": MODEL, "model_version": version} if version else {}
+        answered |= {"deployment": "green" if version == 2 else "blue"} if version else {}
+        records.append(
+            {
+                "request_id": f"r{i}",
+                "row": 0,
+                "time": f"2025-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00",
+                "latency_ms": 1.5,
+                "status": 200,
+                "error": None,
+                "prediction": row["species"],
+                "inputs": {name: row[name] for name in features},
+                **answered,
+            }
+        )
+    log.write(records)
+    log.close()
+
+
+def test_monitor_compares_with_the_version_that_answered_not_the_newest_packaged(two_versions):
+    first, second = two_versions  # version 2, trained on `second`, is the packaged service
+    _log(first, [1] * 150)
+
+    _, summary = _monitor()
+
+    data = {"dataset": "penguins", "version": first.manifest.version}
+    assert (
+        summary["training_data"]
+        == data
+        != {"dataset": "penguins", "version": second.manifest.version}
+    )
+    twin = json.loads((paths.project_root() / summary["report_json"]).read_text())
+    assert twin["reference_rows"] == len(first.train) != len(second.train)
+    assert (twin["model"], str(twin["version"])) == (MODEL, "1")
+    assert twin["performance"]["baseline"] == {"accuracy": 0.97}
+    assert summary["served"] == [
+        {"model": MODEL, "version": "1", "rows": 150, "training_data": data}
+    ]
+    assert "sections" not in twin
+
+
+def test_monitor_gives_each_version_that_served_its_own_section(two_versions):
+    first, second = two_versions
+    _log(first, [1] * 120 + [2] * 30)
+
+    _, summary = _monitor()
+
+    assert [(s["version"], s["rows"]) for s in summary["served"]] == [("1", 120), ("2", 30)]
+    assert "version 1 (120 rows) and version 2 (30 rows)" in summary["verdict"]
+    twin = json.loads((paths.project_root() / summary["report_json"]).read_text())
+    assert [(s["version"], s["rows"], s["training_data"]["version"]) for s in twin["sections"]] == [
+        ("1", 120, first.manifest.version),
+        ("2", 30, second.manifest.version),
+    ]
+    assert [s["reference_rows"] for s in twin["sections"]] == [len(first.train), 80]
+    page = (paths.project_root() / summary["report"]).read_text()
+    assert f"{MODEL} version 1: 120 rows" in page and f"{MODEL} version 2: 30 rows" in page
+
+
+def test_monitor_takes_rows_logged_without_a_version_as_the_services_model(two_versions):
+    first, second = two_versions
+    _log(first, [None] * 150)
+
+    out = _amlkit("monitor", "--json")
+
+    assert out.returncode in (0, 4), out.stderr
+    summary = json.loads(out.stdout)
+    data = {"dataset": "penguins", "version": second.manifest.version}
+    assert summary["served"] == [
+        {"model": MODEL, "version": "2", "rows": 150, "training_data": data}
+    ]
+    assert summary["training_data"] == data
+    assert "150 of 150 production rows name no model version" in out.stderr
+    assert f"comparing them with {MODEL} version 2, the model of {ENDPOINT}" in out.stderr
+
+
+def test_monitor_names_a_version_it_cannot_find(two_versions):
+    first, _ = two_versions
+    _log(first, [1] * 99 + [7])
+
+    done = _amlkit("monitor")
+
+    assert done.returncode == 2
+    assert f"{MODEL} version 7 answered 1 of the rows, but it is neither registered" in done.stderr
+
+
+@pytest.mark.parametrize("missing", [["bill_length_mm"], ["island", "sex"]])
+def test_monitor_refuses_a_production_file_without_a_model_input(
+    penguins_project, tmp_path, missing
+):
+    rows = _rows(penguins_project, drifted=False).drop(columns=missing)
+    path = tmp_path / "rows.csv"
+    rows.to_csv(path, index=False)
+
+    done = _amlkit("monitor", "--production", str(path))
+
+    assert done.returncode == 2
+    names = ", ".join(repr(c) for c in missing)
+    assert f"production data {path} has no column{'s' * (len(missing) > 1)} {names}" in done.stderr
+    assert "expects the inputs " + ", ".join(penguins_project.manifest.feature_types) in done.stderr
+    assert "Retraining" not in done.stdout
+    assert not monitor.report_dir(ENDPOINT).exists()

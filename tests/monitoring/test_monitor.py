@@ -263,3 +263,103 @@ def test_logged_traffic_from_a_real_server_is_read_back(
     assert len(merged) == 40
     assert (merged["prediction"] == merged["species"]).mean() > 0.9
     assert monitor.requests_frame(log)["n_rows"].tolist() == [2] * 20
+
+
+MODEL = "penguins-classification"
+
+
+def _answered_by(rows: pd.DataFrame, versions: list[object]) -> pd.DataFrame:
+    """The rows as the request log gives them back: each names the version that answered."""
+    deployments = {1: "blue", 2: "green"}  # the version a deployment serves
+    return rows.assign(
+        model_name=MODEL,
+        model_version=versions,
+        deployment=[deployments.get(int(str(v).split(".")[0]), "blue") for v in versions],
+    )
+
+
+@pytest.fixture
+def two_references(penguins, processed_subset):
+    """Version 1 trained on the penguins' processed version, version 2 on an 80-row subset."""
+    from amlkit.monitoring.served import Reference
+
+    small = processed_subset(penguins, 80)
+    return {
+        (MODEL, "1"): Reference(penguins, MODEL, "1", baseline={"accuracy": 0.97}),
+        (MODEL, "2"): Reference(small, MODEL, "2", baseline={"accuracy": 0.91}),
+    }
+
+
+@pytest.mark.parametrize("logged", [1, 1.0, "1"])
+def test_rows_answered_by_version_1_are_compared_with_version_1s_data(
+    penguins, two_references, logged
+):
+    rows = _answered_by(window(penguins, 0.0, 0), [logged] * 300)
+
+    result = monitor.run_monitoring_by_version(rows, two_references)
+
+    assert result.sections == []
+    assert result.served == [
+        {
+            "model": MODEL,
+            "version": "1",
+            "rows": 300,
+            "deployments": ["blue"],
+            "training_data": {"dataset": "penguins", "version": penguins.manifest.version},
+            "reference_rows": len(penguins.train),
+        }
+    ]
+    data = {"dataset": "penguins", "version": penguins.manifest.version}
+    assert result.summary()["served"] == [
+        {"model": MODEL, "version": "1", "rows": 300, "training_data": data}
+    ]
+
+
+def test_a_window_two_versions_served_has_a_section_per_version(penguins, two_references, tmp_path):
+    rows = _answered_by(window(penguins, 0.0, 0), [1] * 200 + [2] * 100)
+    rows["time"] = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.arange(300), unit="s")
+
+    result = monitor.run_monitoring_by_version(rows, two_references)
+    watched = verdict.Watched(MODEL, "1 and 2", {"blue": 67, "green": 33}, "none", {})
+    html_path, json_path = monitor.write_monitoring_report(
+        result, penguins, tmp_path / "m", watched=watched
+    )
+
+    sections = [(s["version"], s["rows"], s["reference_rows"]) for s in result.served]
+    assert sections == [("1", 200, len(penguins.train)), ("2", 100, 80)]
+    assert [len(part.current) for part in result.sections] == [200, 100]
+    assert "2 versions served this window: version 1 (200 rows) and version 2 (100 rows)" in (
+        result.decision.verdict
+    )
+    assert set(result.summary()["versions"]) == {f"{MODEL} version 1", f"{MODEL} version 2"}
+    twin = json.loads(json_path.read_text())
+    assert [(s["version"], s["rows"], s["reference_rows"]) for s in twin["sections"]] == sections
+    assert [s["performance"]["baseline"] for s in twin["sections"]] == [
+        {"accuracy": 0.97},
+        {"accuracy": 0.91},
+    ]
+    page = html_path.read_text()
+    assert f"{MODEL} version 1: 200 rows" in page and f"{MODEL} version 2: 100 rows" in page
+    assert page.count("<h3>Drift per feature</h3>") == 2 and "<h2>Drift per feature" not in page
+    assert "version 1: 200 rows on blue; version 2: 100 rows on green" in page
+
+
+def test_a_version_without_a_reference_is_named(penguins, two_references):
+    rows = _answered_by(window(penguins, 0.0, 0), [1] * 290 + [3] * 10)
+
+    with pytest.raises(ValueError, match=f"no reference data for {MODEL} version 3 \\(10 rows\\)"):
+        monitor.run_monitoring_by_version(rows, two_references)
+
+
+def test_rows_without_a_version_are_given_one_with_a_warning(caplog):
+    from amlkit.monitoring import served
+
+    rows = pd.DataFrame({"model_name": [MODEL, None], "model_version": [1, None], "x": [0, 1]})
+
+    filled = served.assign_version(rows, MODEL, 2, "the model of svc")
+
+    assert list(served.served_versions(filled)) == [(MODEL, "1"), (MODEL, "2")]
+    assert "1 of 2 production rows name no model version" in caplog.text
+    assert f"comparing them with {MODEL} version 2, the model of svc" in caplog.text
+    unlogged = served.served_versions(pd.DataFrame({"x": [1]}))
+    assert [(key, list(rows)) for key, rows in unlogged.items()] == [(served.UNLOGGED, [0])]

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from amlkit.monitoring.monitor import read_production_file
+from amlkit.monitoring.served import missing_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -104,3 +106,24 @@ def read_collected(path: str | Path) -> pd.DataFrame:
         rows = rows.merge(out, on=KEYS, how="left", suffixes=("", "_output"))
     logger.info("read %d production rows from %d file(s) under %s", len(rows), len(files), path)
     return rows.drop(columns=[c for c in KEYS if c in rows.columns])
+
+
+def require_inputs(
+    rows: pd.DataFrame, features: Sequence[str], *, source: str | Path, model: str
+) -> None:
+    """Check that the production rows carry every input the model expects, as a column.
+
+    A column missing entirely is a schema error, not missing values: it says the file is not
+    what the model was fed, and comparing it would report 100% nulls.
+
+    Raises:
+        ValueError: a column is missing; the message names it and what the model expects.
+    """
+    if missing := missing_inputs(rows, features):
+        names = ", ".join(repr(c) for c in missing)
+        plural = "s" if len(missing) > 1 else ""
+        raise ValueError(
+            f"production data {source} has no column{plural} {names}; {model} expects the "
+            f"inputs {', '.join(features)}. Add the missing column{plural} (values may be "
+            "empty), or pass the file of rows this model was sent"
+        )

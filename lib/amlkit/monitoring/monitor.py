@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from amlkit.io import sha256_text, write_text_atomic
 from amlkit.monitoring import drift as drift_mod
 from amlkit.monitoring import performance as perf_mod
 from amlkit.monitoring import quality, report, trends, verdict
+from amlkit.monitoring import served as served_mod
 from amlkit.monitoring.usage import LOG_COLUMNS, usage_summary
 from amlkit.names import check_name
 
@@ -202,7 +203,12 @@ class MonitoringResult:
 
     ``performance`` holds ``task``, ``realized`` and ``estimated``
     (:mod:`amlkit.monitoring.performance`, None when not known) and, under ``frames``,
-    the labelled rows' ``truth`` and ``pred``.
+    the labelled rows' ``truth`` and ``pred``. ``served`` has one entry per model version
+    that answered rows (``model``, ``version``, ``rows``, ``deployments``, ``training_data``,
+    ``reference_rows``). When several versions served, ``sections`` holds each version's own
+    result, compared with its own reference; ``drift``, ``quality``, ``prediction_drift`` and
+    ``performance`` are then those of the version that answered the most rows, and
+    ``decision`` is the window's: retrain when the rule fired for any version.
     """
 
     current: pd.DataFrame
@@ -212,6 +218,9 @@ class MonitoringResult:
     performance: dict[str, Any]
     usage: dict[str, Any] | None
     decision: RetrainingDecision
+    served: list[dict[str, Any]] = field(default_factory=list)
+    sections: list[MonitoringResult] = field(default_factory=list)
+    reference: served_mod.Reference | None = None
 
     def window(self) -> dict[str, str]:
         """Return the window's ``start`` and ``end`` (request times, else now), ISO 8601."""
@@ -223,27 +232,54 @@ class MonitoringResult:
         return {"start": now, "end": now}
 
     def summary(self) -> dict[str, Any]:
-        """Return the headline numbers (rounded; no times) for a notebook or a log line."""
-        head = report.summarize(self.drift, self.quality, None)
+        """Return the headline numbers (rounded; no times) for a notebook or a log line.
+
+        ``served`` names each version that answered and its rows; with several, ``versions``
+        holds each one's summary and the feature lists gather every version's.
+        """
+        parts = self.sections or [self]
+        heads = [report.summarize(p.drift, p.quality, None) for p in parts]
+
+        def gathered(lists: list[list[str]]) -> list[str]:
+            return list(dict.fromkeys(c for names in lists for c in names))
+
         out = {
             "verdict": self.decision.verdict,
             "rows": len(self.current),
-            "shifted_significantly": self.decision.checks["drifted_share"]["drifted"],
-            "above_distance_threshold": head["drifted_features"],
-            "quality_flagged_features": head["quality_flagged_features"],
+            "served": [
+                {k: s[k] for k in ("model", "version", "rows", "training_data")}
+                for s in self.served
+            ],
+            "shifted_significantly": gathered(
+                [p.decision.checks["drifted_share"]["drifted"] for p in parts]
+            ),
+            "above_distance_threshold": gathered([h["drifted_features"] for h in heads]),
+            "quality_flagged_features": gathered([h["quality_flagged_features"] for h in heads]),
             "retrain": self.decision.retrain,
             "reasons": self.decision.reasons,
         }
+        if self.sections:
+            out["versions"] = {
+                served_mod.label(_key(s.served[0])): s.summary() for s in self.sections
+            }
+            return out | _usage_summary(self.usage)
         if self.prediction_drift is not None and len(self.prediction_drift):
             out["prediction_drift"] = _round(self.prediction_drift["value"].iloc[0])
         for kind in ("realized", "estimated"):
             if found := self.performance.get(kind):
                 values = found.get("metrics", found)
                 out[kind] = {k: _round(v) for k, v in values.items() if k in SUMMARY_METRICS}
-        if self.usage:
-            out["requests"] = self.usage["requests"]
-            out["error_rate"] = _round(self.usage["error_rate"])
-        return out
+        return out | _usage_summary(self.usage)
+
+
+def _usage_summary(usage: dict[str, Any] | None) -> dict[str, Any]:
+    if not usage:
+        return {}
+    return {"requests": usage["requests"], "error_rate": _round(usage["error_rate"])}
+
+
+def _key(entry: dict[str, Any]) -> served_mod.Key:
+    return served_mod.version_key(entry.get("model"), entry.get("version"))
 
 
 SUMMARY_METRICS = ("accuracy", "f1_macro", "mae", "rmse", "r2")
@@ -310,7 +346,103 @@ def run_monitoring(
         drift, qual, n_rows=len(current), config=cfg, prediction_drift=pred_drift, ranking=ranking
     )
     logger.info("monitoring: retrain=%s (%s)", decision.retrain, "; ".join(decision.reasons))
-    return MonitoringResult(current, drift, pred_drift, qual, performance, usage, decision)
+    keys = list(served_mod.served_versions(current))
+    if len(keys) > 1:
+        logger.warning(
+            "the rows were answered by %s but are all compared with one reference; "
+            "run_monitoring_by_version compares each version with its own",
+            ", ".join(served_mod.label(k) for k in keys),
+        )
+    entries = [_served_entry(k, current, processed) for k in keys[:1]] if len(keys) == 1 else []
+    result = MonitoringResult(current, drift, pred_drift, qual, performance, usage, decision)
+    result.served = entries
+    return result
+
+
+def _served_entry(key: served_mod.Key, rows: pd.DataFrame, processed: Any) -> dict[str, Any]:
+    """Describe one served version: who, how many rows, where, and what it is compared with."""
+    manifest = processed.manifest
+    return {
+        "model": key[0],
+        "version": key[1],
+        "rows": len(rows),
+        "deployments": served_mod.deployments(rows),
+        "training_data": {"dataset": manifest.dataset, "version": manifest.version},
+        "reference_rows": len(processed.train),
+    }
+
+
+def run_monitoring_by_version(
+    current: pd.DataFrame,
+    references: Mapping[served_mod.Key, served_mod.Reference],
+    *,
+    monitoring_config: MonitoringConfig | None = None,
+    requests: pd.DataFrame | None = None,
+    ranking: Sequence[str] | None = None,
+) -> MonitoringResult:
+    """Compare each model version's rows with that version's own reference.
+
+    ``references`` maps each (model name, version) key that the rows name
+    (:func:`amlkit.monitoring.served.served_versions`; :data:`~amlkit.monitoring.served.UNLOGGED`
+    for rows that name none) to its :class:`~amlkit.monitoring.served.Reference`. With one
+    version the result is :func:`run_monitoring`'s; with several, it has one section per
+    version (largest first), and its verdict says which versions served, with their rows.
+
+    Raises:
+        ValueError: a version that answered rows has no reference; the message names it.
+    """
+    groups = served_mod.served_versions(current)
+    if not groups:  # no rows: the one reference given, if one
+        groups = dict.fromkeys(list(references)[:1], np.arange(len(current)))
+    if missing := [key for key in groups if key not in references]:
+        named = ", ".join(f"{served_mod.label(k)} ({len(groups[k])} rows)" for k in missing)
+        raise ValueError(
+            f"no reference data for {named}, which answered rows of this window; give a "
+            "reference (the processed data it was trained on) for every version that served"
+        )
+    parts = []
+    for key, index in sorted(groups.items(), key=lambda pair: -len(pair[1])):
+        ref, rows = references[key], current.iloc[index]
+        part = run_monitoring(
+            rows,
+            ref.processed,
+            monitoring_config=monitoring_config,
+            requests=requests if len(groups) == 1 else None,
+            ranking=ranking,
+            model=ref.model,
+        )
+        part.served, part.reference = [_served_entry(key, rows, ref.processed)], ref
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    main = parts[0]
+    predictions = current["prediction"] if "prediction" in current.columns else None
+    usage = usage_summary(requests, predictions) if requests is not None else None
+    decision = _window_decision(parts)
+    logger.info("monitoring: retrain=%s (%s)", decision.retrain, "; ".join(decision.reasons))
+    return MonitoringResult(
+        current,
+        main.drift,
+        main.prediction_drift,
+        main.quality,
+        main.performance,
+        usage,
+        decision,
+        served=[part.served[0] for part in parts],
+        sections=parts,
+        reference=main.reference,
+    )
+
+
+def _window_decision(parts: list[MonitoringResult]) -> RetrainingDecision:
+    """Combine the versions' decisions: retrain when any fired; the verdict names them all."""
+    labels = verdict.version_labels([_key(p.served[0]) for p in parts])
+    pairs = list(zip(labels, parts, strict=True))
+    reasons = [f"{name}: {reason}" for name, p in pairs for reason in p.decision.reasons]
+    words = verdict.versions_sentence(
+        [(name, len(p.current), p.decision.retrain, p.decision.verdict) for name, p in pairs]
+    )
+    return RetrainingDecision(any(p.decision.retrain for p in parts), reasons, {}, words)
 
 
 def write_monitoring_report(
@@ -343,22 +475,22 @@ def write_monitoring_report(
         metric=metric,
         baseline=line["performance"]["baseline"],
     )
-    checks = result.decision.checks
+    several = bool(result.sections)
+    reference_rows = None if several else len(processed.train)
     page = {
         **{k: line[k] for k in ("model", "version", "traffic", "action", "window", "rows")},
-        "reference_rows": len(processed.train),
-        "sentence": result.decision.verdict,
-        "retrain": result.decision.retrain,
-        "reasons": result.decision.reasons,
-        "checks": checks,
-        "facts": verdict.facts(watched, line["window"], len(result.current), len(processed.train)),
-        "note": verdict.drift_note(checks, result.drift),
-        "quality_limits": {
-            m: (checks[m]["flag_at"], checks[m]["limit"])
-            for m in quality.QUALITY_METRICS
-            if m in checks
-        },
+        "reference_rows": reference_rows,
+        "served": result.served,
+        **_verdict_page(result),
+        "facts": verdict.facts(
+            watched, line["window"], len(result.current), reference_rows, result.served
+        ),
     }
+    baseline = watched.baseline if watched else {}
+    sections = [
+        _section(part, part.reference.processed if part.reference else processed, baseline)
+        for part in result.sections
+    ]
     html_path, json_path = report.write_report(
         folder / "reports" / f"{name}.html",
         drift=result.drift,
@@ -367,14 +499,63 @@ def write_monitoring_report(
         reference=processed.train,
         current=result.current,
         verdict=page,
-        performance={**result.performance, "baseline": watched.baseline if watched else {}},
+        performance={**result.performance, "baseline": baseline},
         trends=charts,
         title=title,
+        sections=sections,
     )
     previous = history.read_text(encoding="utf-8") if history.is_file() else ""
     write_text_atomic(history, previous + json.dumps(line, default=str) + "\n")
     report.write_index(folder, [*lines], title=f"Monitoring reports: {folder.parent.name}")
     return html_path, json_path
+
+
+def _verdict_page(result: MonitoringResult) -> dict[str, Any]:
+    """Return the verdict of one comparison as the report shows it: sentence, checks, notes."""
+    checks = result.decision.checks
+    return {
+        "sentence": result.decision.verdict,
+        "retrain": result.decision.retrain,
+        "reasons": result.decision.reasons,
+        "checks": checks,
+        "note": verdict.drift_note(checks, result.drift),
+        "quality_limits": {
+            m: (checks[m]["flag_at"], checks[m]["limit"])
+            for m in quality.QUALITY_METRICS
+            if m in checks
+        },
+    }
+
+
+def _section(
+    part: MonitoringResult, processed: Any, baseline: Mapping[str, float]
+) -> dict[str, Any]:
+    """Return one served version's section of a report: its rows against its own reference."""
+    entry = part.served[0]
+    key = _key(entry)
+    data = entry["training_data"]
+    facts = verdict.facts(None, part.window(), len(part.current), len(processed.train))
+    facts.insert(0, ("compared with", f"training data {data['dataset']} {data['version']}"))
+    if entry["deployments"]:
+        facts.insert(0, ("deployments", ", ".join(entry["deployments"])))
+    own = part.reference.baseline if part.reference and part.reference.baseline else baseline
+    return {
+        "heading": f"{served_mod.label(key)}: {len(part.current):,} rows",
+        "drift": part.drift,
+        "quality": part.quality,
+        "reference": processed.train,
+        "current": part.current,
+        "verdict": {
+            "model": key[0],
+            "version": key[1],
+            "rows": len(part.current),
+            "training_data": data,
+            "reference_rows": len(processed.train),
+            **_verdict_page(part),
+            "facts": facts,
+        },
+        "performance": {**part.performance, "baseline": own},
+    }
 
 
 def write_retraining_source(

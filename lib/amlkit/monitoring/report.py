@@ -14,7 +14,7 @@ import functools
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -182,40 +182,16 @@ def _drift_rows(drift: pd.DataFrame, checks: Mapping[str, Any]) -> pd.DataFrame:
     return out
 
 
-def write_report(
-    path: str | os.PathLike[str],
-    *,
+def _window(
     drift: pd.DataFrame,
     quality: pd.DataFrame,
-    usage: Mapping[str, Any] | None = None,
-    reference: pd.DataFrame | None = None,
-    current: pd.DataFrame | None = None,
-    verdict: Mapping[str, Any] | None = None,
-    performance: Mapping[str, Any] | None = None,
-    trends: list[figures.Image] | None = None,
-    title: str = "Model monitoring report",
-) -> tuple[Path, Path]:
-    """Write the HTML report to ``path`` and its JSON twin beside it (``.json``), atomically.
-
-    ``usage`` None leaves usage out; ``reference`` and ``current`` rows enable the
-    distribution plots. ``verdict``: ``sentence``, ``retrain``, ``facts`` (label, value
-    pairs), ``note``, ``quality_limits`` and the rule's ``checks``; its other keys (model,
-    version, window, action ...) go to the JSON twin as they are. ``performance``:
-    ``baseline`` (training test metrics), ``realized`` and ``estimated``
-    (:mod:`amlkit.monitoring.performance`), ``frames`` (``truth``, ``pred``) for the plots.
-    ``trends``: :func:`amlkit.monitoring.trends.trend_charts`.
-
-    Returns:
-        The paths of the HTML page and of the JSON twin.
-    """
-    html_path = Path(path)
-    json_path = html_path.with_suffix(".json")
-    verdict = dict(verdict or {})
+    reference: pd.DataFrame | None,
+    current: pd.DataFrame | None,
+    verdict: Mapping[str, Any],
+    performance: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Return what the page shows of one comparison: rule, performance, drift, quality."""
     checks = verdict.get("checks") or {}
-    summary = summarize(
-        drift, quality, {k: verdict[k] for k in ("retrain", "sentence") if k in verdict}
-    )
-    created = datetime.now(UTC).isoformat(timespec="seconds")
     distributions = None
     if reference is not None and current is not None and len(drift):
         distributions = _distributions(drift, reference, current)
@@ -231,6 +207,82 @@ def write_report(
         quality_header.get(c, h)
         for c, h in zip(QUALITY_COLUMNS, quality_table["header"], strict=True)
     ]
+    return {
+        "rule": _table(pd.DataFrame(rule).T.rename_axis("check").reset_index()) if rule else None,
+        "performance": _performance_section(performance) if performance else None,
+        "drift_chart": figures.drift_chart(drift) if drift["value"].notna().any() else None,
+        "drift_table": _table(_drift_rows(drift, checks), DRIFT_COLUMNS, {"distance": "drifted"}),
+        "distributions": distributions,
+        "quality_table": quality_table,
+    }
+
+
+def _record(
+    drift: pd.DataFrame, quality: pd.DataFrame, performance: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Return the JSON twin's drift, quality and performance of one comparison."""
+    return {
+        "performance": {k: v for k, v in performance.items() if k != "frames"}
+        if performance
+        else None,
+        "drift": drift.to_dict(orient="records"),
+        "quality": quality.to_dict(orient="records"),
+    }
+
+
+def write_report(
+    path: str | os.PathLike[str],
+    *,
+    drift: pd.DataFrame,
+    quality: pd.DataFrame,
+    usage: Mapping[str, Any] | None = None,
+    reference: pd.DataFrame | None = None,
+    current: pd.DataFrame | None = None,
+    verdict: Mapping[str, Any] | None = None,
+    performance: Mapping[str, Any] | None = None,
+    trends: list[figures.Image] | None = None,
+    title: str = "Model monitoring report",
+    sections: Sequence[Mapping[str, Any]] | None = None,
+) -> tuple[Path, Path]:
+    """Write the HTML report to ``path`` and its JSON twin beside it (``.json``), atomically.
+
+    ``usage`` None leaves usage out; ``reference`` and ``current`` rows enable the
+    distribution plots. ``verdict``: ``sentence``, ``retrain``, ``facts`` (label, value
+    pairs), ``note``, ``quality_limits`` and the rule's ``checks``; its other keys (model,
+    version, window, action ...) go to the JSON twin as they are. ``performance``:
+    ``baseline`` (training test metrics), ``realized`` and ``estimated``
+    (:mod:`amlkit.monitoring.performance`), ``frames`` (``truth``, ``pred``) for the plots.
+    ``trends``: :func:`amlkit.monitoring.trends.trend_charts`. ``sections``, when several
+    model versions served, one per version, each with its ``heading`` and its own ``drift``,
+    ``quality``, ``reference``, ``current``, ``verdict`` and ``performance``: the page shows
+    them in place of the single comparison, and the twin lists them under ``sections``.
+
+    Returns:
+        The paths of the HTML page and of the JSON twin.
+    """
+    html_path = Path(path)
+    json_path = html_path.with_suffix(".json")
+    verdict = dict(verdict or {})
+    summary = summarize(
+        drift, quality, {k: verdict[k] for k in ("retrain", "sentence") if k in verdict}
+    )
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    parts = [
+        {
+            "heading": section["heading"],
+            "verdict": section["verdict"],
+            **_window(
+                section["drift"],
+                section["quality"],
+                section.get("reference"),
+                section.get("current"),
+                section["verdict"],
+                section.get("performance"),
+            ),
+        }
+        for section in sections or []
+    ]
+    window = _window(drift, quality, reference, current, verdict, performance) if not parts else {}
     page = (
         _templates()
         .get_template("report.html")
@@ -239,29 +291,31 @@ def write_report(
             created=created,
             summary=summary,
             verdict=verdict,
-            rule=_table(pd.DataFrame(rule).T.rename_axis("check").reset_index()) if rule else None,
             trends=trends or [],
-            performance=_performance_section(performance) if performance else None,
-            drift_chart=figures.drift_chart(drift) if drift["value"].notna().any() else None,
-            drift_table=_table(_drift_rows(drift, checks), DRIFT_COLUMNS, {"distance": "drifted"}),
-            distributions=distributions,
-            quality_table=quality_table,
+            sections=parts,
             usage=_usage_section(usage) if usage is not None else None,
+            **{"rule": None} | window,
         )
     )
+    skip = ("facts", "note")
     record = {
         "title": title,
         "created": created,
-        **{k: v for k, v in verdict.items() if k not in ("facts", "note")},
+        **{k: v for k, v in verdict.items() if k not in skip},
         "summary": summary,
-        "performance": {k: v for k, v in performance.items() if k != "frames"}
-        if performance
-        else None,
-        "drift": drift.to_dict(orient="records"),
-        "quality": quality.to_dict(orient="records"),
+        **_record(drift, quality, performance),
         "usage": {k: v for k, v in usage.items() if k != "frames"} if usage else usage,
         "html": html_path.name,
     }
+    if sections:
+        record["sections"] = [
+            {
+                "heading": section["heading"],
+                **{k: v for k, v in section["verdict"].items() if k not in skip},
+                **_record(section["drift"], section["quality"], section.get("performance")),
+            }
+            for section in sections
+        ]
     write_text_atomic(html_path, page)
     write_json_atomic(json_path, plain(record))
     logger.info("monitoring report written: %s (%s)", html_path, summary["status"])

@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from amlkit.monitoring import served
+
 QUALITY_PHRASES = {
     "null_value_rate": "are missing",
     "data_type_error_rate": "have the wrong type",
@@ -107,6 +109,31 @@ def sentence(
     )
 
 
+def version_labels(keys: Sequence[tuple[str | None, str | None]]) -> list[str]:
+    """Name each served (model name, version): ``"version 1"``, or with the model's name too.
+
+    The name is left out when every version belongs to one model.
+    """
+    one_model = len({name for name, _ in keys}) == 1
+    return [
+        f"version {version}" if one_model and version is not None else served.label((name, version))
+        for name, version in keys
+    ]
+
+
+def versions_sentence(parts: Sequence[tuple[str, int, bool, str]]) -> str:
+    """Return the verdict of a window that several versions served.
+
+    ``parts``: per version, largest first, its label, rows, whether its rule fired, and its
+    own sentence.
+    """
+    due = [name for name, _, retrain, _ in parts if retrain]
+    head = f"Retraining recommended for {_join(due)}" if due else "No action needed"
+    rows = _join([f"{name} ({n:,} rows)" for name, n, _, _ in parts])
+    each = " ".join(f"{name[0].upper()}{name[1:]}: {words}" for name, _, _, words in parts)
+    return f"{head}; {len(parts)} versions served this window: {rows}. {each}"
+
+
 def drift_note(checks: Mapping[str, Mapping[str, Any]], drift: pd.DataFrame) -> str:
     """Say what the rule counts as shifted, and which features it left out and why."""
     share = checks.get("drifted_share")
@@ -128,14 +155,31 @@ def drift_note(checks: Mapping[str, Mapping[str, Any]], drift: pd.DataFrame) -> 
 
 
 def facts(
-    watched: Watched | None, window: Mapping[str, Any] | None, rows: int, reference_rows: int | None
+    watched: Watched | None,
+    window: Mapping[str, Any] | None,
+    rows: int,
+    reference_rows: int | None,
+    versions: Sequence[Mapping[str, Any]] = (),
 ) -> list[tuple[str, str]]:
-    """Return the lines under the verdict: model, deployments, window, rows, reference, action."""
+    """Return the lines under the verdict: model, deployments, window, rows, reference, action.
+
+    ``versions``, when more than one served (``monitor.MonitoringResult.served``), adds a line
+    with each version's rows and deployments.
+    """
     out = []
     if watched is not None:
         split = ", ".join(f"{name} {share}%" for name, share in watched.traffic.items())
-        out += [("model", f"{watched.model} version {watched.version}")]
+        several = "versions" if len(versions) > 1 else "version"
+        out += [("model", f"{watched.model} {several} {watched.version}")]
         out += [("deployments (traffic)", split or "not recorded")]
+    if len(versions) > 1:
+        labels = version_labels([(v.get("model"), v.get("version")) for v in versions])
+        lines = [
+            f"{name}: {v['rows']:,} rows"
+            + (f" on {', '.join(v['deployments'])}" * bool(v.get("deployments")))
+            for name, v in zip(labels, versions, strict=True)
+        ]
+        out.append(("versions served", "; ".join(lines)))
     if window and window.get("start"):
         start, end = (pd.Timestamp(window[k]) for k in ("start", "end"))
         seconds = max((end - start).total_seconds(), 0)
