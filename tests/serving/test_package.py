@@ -118,14 +118,19 @@ def test_amlkit_package_refuses_a_service_name_that_leads_to_another_folder(
     registry = tree(root / "models" / "trained_models")
 
     for service in ("../../data/external/victim", "../trained_models"):
-        assert main(["package", "penguins", "--service", service, "--no-onnx"]) == 2
+        assert main(["package", "penguins", "--service", service, "--no-onnx"]) == 2  # no champion
+        err = capsys.readouterr().err
+        assert f"amlkit: service name {service!r} is not allowed: use 1-128 letters" in err
+        assert (
+            main(["package", "penguins", "--version", "1", "--service", service, "--no-onnx"]) == 2
+        )
         err = capsys.readouterr().err
         assert f"amlkit: service name {service!r} is not allowed: use 1-128 letters" in err
     assert tree(victim) == {"keep.txt": b"mine"}
     assert tree(root / "models" / "trained_models") == registry
     assert not (root / "models" / "deployed_models").exists()
     # the same model packages under a plain name: the refusal was the name's, not the model's
-    assert main(["package", "penguins", "--service", "victim", "--no-onnx"]) == 0
+    assert main(["package", "penguins", "--version", "1", "--service", "victim", "--no-onnx"]) == 0
     assert (root / "models" / "deployed_models" / "victim" / "service_metadata.json").is_file()
 
 

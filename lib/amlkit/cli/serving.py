@@ -43,8 +43,11 @@ def _choose(name: str, version: str | None) -> Path:
 
 def cmd_package(args: argparse.Namespace) -> int:
     """Package a registered model version as a service folder."""
+    from amlkit.names import check_name
     from amlkit.serving.package import package_service, service_info
 
+    if args.service is not None:  # the name first: it is refused before a model is looked up
+        check_name("service", args.service)
     folder = package_service(
         _choose(args.model, args.version),
         service=args.service,
