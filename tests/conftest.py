@@ -32,6 +32,21 @@ PENGUIN_NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body
 PENGUIN_CATEGORICAL = ["island", "sex"]
 
 
+@pytest.fixture(autouse=True)
+def _absl_handler_keeps_off_pytest_streams() -> Any:
+    """Point TensorFlow's absl log handler at the real stderr after each test.
+
+    absl's handler keeps the ``sys.stderr`` of the moment TensorFlow was imported (pytest's
+    capture of that test) and closes it when logging shuts handlers down, unless it is the
+    current ``sys.stderr``. ``amlkit``'s CLI configures logging (``dictConfig`` shuts every
+    handler down), so a later test calling ``main()`` would close pytest's own capture.
+    """
+    yield
+    absl_logging = sys.modules.get("absl.logging")
+    if absl_logging is not None:
+        absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+
+
 @pytest.fixture(scope="session")
 def run_at_once() -> Callable[[list[str], Path], list[Any]]:
     """Run Python snippets in processes of their own that start their work at one moment.
