@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -105,23 +106,26 @@ def test_monitor_reads_the_azure_data_collector_folders_and_joins_the_outputs(
     assert summary["prediction_drift"] < 0.1
 
 
+def _logged(i: int, row: pd.Series, features: list[str], **answered: Any) -> dict[str, Any]:
+    """One scored row as the request log records it (``answered``: model, version, deployment)."""
+    return {
+        "request_id": f"r{i}",
+        "row": 0,
+        "time": f"2025-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00",
+        "latency_ms": 1.5,
+        "status": 200,
+        "error": None,
+        "prediction": row["species"],
+        "inputs": {name: row[name] for name in features},
+        **answered,
+    }
+
+
 def test_monitor_reads_the_endpoints_request_log_by_default(penguins_project):
     rows = _rows(penguins_project, drifted=False)
     features = list(penguins_project.manifest.feature_types)
     log = RequestLog(monitor.request_log_dir(ENDPOINT), max_bytes=10_000_000, backup_count=1)
-    records = [
-        {
-            "request_id": f"r{i}",
-            "row": 0,
-            "time": f"2025-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00",
-            "latency_ms": 1.5,
-            "status": 200,
-            "error": None,
-            "prediction": row["species"],
-            "inputs": {name: row[name] for name in features},
-        }
-        for i, row in rows.iterrows()
-    ]
+    records = [_logged(i, row, features) for i, row in rows.iterrows()]
     log.write(records)
     log.close()
 
@@ -241,19 +245,7 @@ def _log(processed, versions: list[int | None]) -> None:
     for i, (version, (_, row)) in enumerate(zip(versions, rows.iterrows(), strict=True)):
         answered = {"model_name": MODEL, "model_version": version} if version else {}
         answered |= {"deployment": "green" if version == 2 else "blue"} if version else {}
-        records.append(
-            {
-                "request_id": f"r{i}",
-                "row": 0,
-                "time": f"2025-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00",
-                "latency_ms": 1.5,
-                "status": 200,
-                "error": None,
-                "prediction": row["species"],
-                "inputs": {name: row[name] for name in features},
-                **answered,
-            }
-        )
+        records.append(_logged(i, row, features, **answered))
     log.write(records)
     log.close()
 
