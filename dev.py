@@ -105,6 +105,17 @@ def setup() -> None:
     STAMP.write_text(wanted + "\n")
 
 
+def install_azurite() -> None:
+    """Install Azurite (the blob storage stand-in of the Azure twin) into .venv/azurite.
+
+    Needs npm; without it the twin's tests skip and say why.
+    """
+    if (VENV / "azurite" / "node_modules" / ".bin" / "azurite-blob").is_file():
+        return
+    code = "from amlkit.azure.standins import install_azurite as i; i('.venv/azurite')"
+    sh(BIN / "python", "-c", code)
+
+
 def lint() -> None:
     """Lint, check the formatting and type-check (mypy; settings in pyproject.toml)."""
     sh(BIN / "ruff", "check", ".")
@@ -148,6 +159,7 @@ def main() -> None:
         sh(BIN / "uv", "lock", *extra, env=UV_ENV)
         return
     setup()
+    install_azurite()
     register_kernel()  # before nbval, which starts the kernel each notebook declares
     env_bin = str(BIN)
     os.environ["PATH"] = env_bin + os.pathsep + os.environ.get("PATH", "")

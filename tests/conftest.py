@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -466,3 +466,27 @@ def stub_deployment() -> Callable[..., StubDeployment]:
     yield make
     for server in made:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real ``mlflow server`` on loopback (proxied artifacts), shared by the session.
+
+    Stands in for a workspace's tracking server and registry: tests that use it talk HTTP.
+    Each test keeps to its own experiment and model names.
+    """
+    from amlkit.azure.standins import MlflowServer
+
+    with MlflowServer(tmp_path_factory.mktemp("mlflow-server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Azurite's blob service on loopback, shared by the session (skips when not installed)."""
+    from amlkit.azure.standins import Azurite, find_azurite
+
+    if find_azurite() is None:
+        pytest.skip("Azurite is not installed (npm is missing); `python3 dev.py setup` installs it")
+    with Azurite(tmp_path_factory.mktemp("azurite")) as emulator:
+        yield emulator
