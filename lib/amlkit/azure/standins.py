@@ -55,17 +55,18 @@ def free_port() -> int:
 
 def _wait_until(check: Any, process: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
+    name = Path(str(next(iter(process.args)))).name  # type: ignore[call-overload]
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise StandInError(
-                f"{process.args[0]} exited with {process.returncode} while starting; "
+                f"{name} exited with {process.returncode} while starting; "
                 f"its log {log} ends with:\n{_tail(log)}"
             )
         if check():
             return
         time.sleep(0.2)
     _stop(process)
-    raise StandInError(f"{process.args[0]} did not answer in {timeout_s:.0f} s; log:\n{_tail(log)}")
+    raise StandInError(f"{name} did not answer in {timeout_s:.0f} s; log:\n{_tail(log)}")
 
 
 def _tail(log: Path, lines: int = 15) -> str:
