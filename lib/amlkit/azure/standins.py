@@ -55,7 +55,7 @@ def free_port() -> int:
 
 def _wait_until(check: Any, process: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    name = Path(str(next(iter(process.args)))).name  # type: ignore[call-overload]
+    name = Path(str(next(iter(process.args)))).name  # type: ignore[arg-type]
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise StandInError(
