@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
 import subprocess
-import sys
 from typing import Any
 
 import pandas as pd
@@ -34,14 +34,19 @@ def _rows(processed, *, drifted: bool) -> pd.DataFrame:
 
 
 def _amlkit(*args: str) -> subprocess.CompletedProcess:
-    """Run the command as a user does, in its own process (it configures logging)."""
-    return subprocess.run(
-        [sys.executable, "-m", "amlkit.cli", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        check=False,
-    )
+    """Run the command as a user does, in this process (a subprocess costs seconds of imports).
+
+    Its output is captured as a user's terminal sees it: what it prints and what it logs.
+    """
+    from amlkit.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(["amlkit", *args], code, out.getvalue(), err.getvalue())
 
 
 def _monitor(*args: str) -> tuple[int, dict]:
