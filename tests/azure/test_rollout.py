@@ -118,7 +118,9 @@ def test_init_finds_service_metadata_in_the_mounted_registered_model(root, packa
     code = tmp_path / "code"
     write_service_code(code, "onnx", DeploymentConfig.load().to_dict(), service="amlkit-penguins")
     mounted = tmp_path / "azureml-models" / "penguins-packaged" / "2"
-    mlflow.artifacts.download_artifacts("models:/penguins-packaged/2", dst_path=str(mounted / "service"))
+    mlflow.artifacts.download_artifacts(
+        "models:/penguins-packaged/2", dst_path=str(mounted / "service")
+    )
     env = {
         **os.environ,
         "AZUREML_MODEL_DIR": str(mounted),
@@ -157,6 +159,12 @@ def test_blue_green_on_the_twin_endpoint(root, packaged, smoke, tmp_path):
         status, answer, served_by = twin.score(smoke)
         assert (status, served_by, answer["model"]["version"]) == (200, "blue", 1)
         assert len(answer["predictions"]) == 3
+        again = rollout.deploy(twin, plan, model=first_model)  # CD's switch after a first run
+        assert (again.action, again.deployment, again.traffic) == (
+            "unchanged",
+            "blue",
+            {"blue": 100},
+        )
 
         canary = rollout.deploy(twin, plan, model=second_model, share=10)
         assert (canary.action, canary.deployment) == ("canary", "green")
@@ -165,7 +173,11 @@ def test_blue_green_on_the_twin_endpoint(root, packaged, smoke, tmp_path):
         assert (status, answer["model"]["version"]) == (200, 2)
 
         switch = rollout.deploy(twin, plan, model=second_model, share=100)  # finds green again
-        assert (switch.action, switch.deployment, switch.traffic) == ("switch", "green", {"green": 100})
+        assert (switch.action, switch.deployment, switch.traffic) == (
+            "switch",
+            "green",
+            {"green": 100},
+        )
         assert switch.retired == ["blue"] and switch.monitored == "green"
         assert twin.running() == ["green"]  # blue is deleted: one instance is paid for
 
@@ -194,3 +206,25 @@ def test_a_deploy_refuses_a_model_without_an_exact_version(tmp_path):
 
     with pytest.raises(ValueError, match="is not NAME:VERSION"):
         rollout.deploy(None, tmp_path, model="penguins-packaged@latest")  # type: ignore[arg-type]
+
+
+def test_cli_deploys_to_the_local_twin_and_rolls_back_only_with_somewhere_to_go(
+    root, packaged, tmp_path
+):
+    env = {**os.environ, "AMLKIT_ROOT": str(root)}
+
+    def azure(*args: str) -> dict:
+        done = subprocess.run(
+            [sys.executable, "-m", "amlkit.cli", "azure", *args, "--target", "local", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)
+
+    nothing = azure("deploy", "--deployment", "idle", "--rollback")
+    assert nothing["action"] == "nothing_to_roll_back" and nothing["traffic"] == {}
+    first = azure("deploy", "--model", packaged[0], "--traffic", "10", "--out", str(tmp_path / "p"))
+    assert (first["action"], first["traffic"]) == ("first", {"blue": 100})
