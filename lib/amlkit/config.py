@@ -580,6 +580,8 @@ class BatchSettings(Section):
     """The batch endpoint that scores files with the champion (Azure ML batch deployment)."""
 
     endpoint_name: str = Field("amlkit-penguins-batch", pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
+    # the batch endpoint's name on Azure; None: endpoint_name with the workspace's suffix
+    azure_endpoint_name: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
     deployment_name: str = "champion"
     instance_count: int = Field(1, gt=0)
     mini_batch_size: int = Field(10, gt=0)
@@ -601,6 +603,9 @@ class DeploymentConfig(ConfigFile):
     file_name: ClassVar[str] = "deployment_config"
 
     endpoint_name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
+    # the online endpoint's name on Azure (unique per region); None: endpoint_name with a
+    # suffix from the workspace (amlkit.azure.endpoints.azure_endpoint_names)
+    azure_endpoint_name: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
     auth_mode: Literal["key", "aml_token", "none"] = "key"
     instance_type: str = "Standard_DS3_v2"
     instance_count: int = Field(1, gt=0)

@@ -36,6 +36,13 @@ def fresh_plan(tmp_path_factory, new_project):
         yield out, write_plan(out)
 
 
+def _azure_names() -> tuple[str, str]:
+    from amlkit.azure.endpoints import azure_endpoint_names
+    from amlkit.config import AzureConfig, DeploymentConfig
+
+    return azure_endpoint_names(DeploymentConfig.load(), AzureConfig.load())
+
+
 def _path_values(obj, key=""):
     if isinstance(obj, dict):
         for k, v in obj.items():
@@ -51,9 +58,10 @@ def test_fresh_clone_plan_writes_every_kind_of_spec(fresh_plan):
     _, entries = fresh_plan
     assert {e.kind for e in entries if e.file != "-"} == EXPECTED_KINDS
     names = {e.name for e in entries}
+    online, batch = _azure_names()
     assert {"training-pipeline", "training-sweep", "job-05-distributed"} <= names
-    assert {"amlkit-penguins/blue", "amlkit-penguins-batch/champion"} <= names
-    assert "amlkit-penguins-monitoring" in names
+    assert {f"{online}/blue", f"{batch}/champion"} <= names
+    assert f"{online}-monitoring" in names
     data = [e for e in entries if e.kind == "data"]
     assert [(e.file, e.note) for e in data] == [("-", "none: no data version here yet")]
 
@@ -172,7 +180,7 @@ def test_monitor_uses_the_local_monitors_metric_names_and_thresholds(fresh_plan,
     reference = signals["data_drift"]["reference_data"]["input_data"]["path"]
     assert reference == "azureml:penguins-train@latest"
     production = signals["data_drift"]["production_data"]["input_data"]["path"]
-    assert production == "azureml:amlkit-penguins-blue-model_inputs:1"
+    assert production == f"azureml:{_azure_names()[0]}-blue-model_inputs:1"
 
 
 def test_a_bayesian_sweep_with_early_termination_is_refused():
@@ -184,6 +192,7 @@ def test_a_bayesian_sweep_with_early_termination_is_refused():
 
 def _amlkit(root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "AMLKIT_ROOT": str(root)}
+    env.pop("MLFLOW_TRACKING_URI", None)  # no tracking server: nothing to read or deploy to
     return subprocess.run(
         [sys.executable, "-m", "amlkit.cli", "azure", *args],
         capture_output=True,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from amlkit.azure.live import idle_deployment, traffic_split
+from amlkit.azure.rollout import idle_deployment, traffic_split
 
 
 @pytest.mark.parametrize(

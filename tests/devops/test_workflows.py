@@ -120,7 +120,15 @@ def test_cd_signs_in_with_oidc_and_deploys_only_after_approval_with_a_rollback()
     deploy = cd["jobs"]["deploy"]
     assert deploy["environment"] == "production"
     assert deploy["if"] == "needs.train.outputs.promoted == 'true'"
-    assert deploy["steps"][-1]["if"] == "failure()" and "--rollback" in deploy["steps"][-1]["run"]
+    rollback = deploy["steps"][-1]
+    # only when a canary moved traffic: a first deployment has nothing to roll back to
+    assert rollback["if"] == "failure() && steps.canary.outputs.action == 'canary'"
+    assert "--rollback" in rollback["run"]
+    switch = deploy["steps"][-2]
+    assert switch["if"] == "steps.canary.outputs.action == 'canary'"  # no canary on a first run
+    for step in deploy["steps"][-3:-1]:  # the exact version the train job produced
+        assert '--model "$PACKAGED_MODEL"' in step["run"]
+        assert step["env"]["PACKAGED_MODEL"] == "${{ needs.train.outputs.packaged-model }}"
 
 
 def _gate_script(workflow: str) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
+import yaml
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -45,19 +48,25 @@ def test_azure_specs_round_trip_through_sdk_loaders(penguins_service):
 
     specs = write_specs(penguins_service.folder)
     endpoint = load_online_endpoint(source=specs["endpoint"])
-    assert endpoint.name == "amlkit-penguins" and endpoint.traffic == {"blue": 100}
+    assert endpoint.name.startswith("amlkit-penguins-")  # unique per workspace
+    assert endpoint.traffic == {"blue": 100}
     for name in ("blue", "green"):
         dep = load_online_deployment(source=specs[name])
+        written = yaml.safe_load(specs[name].read_text())["model"]
+        # anonymous: the SDK names it by its content's hash, so it cannot collide with the
+        # versions the pipeline registers as <model>-packaged
+        assert re.fullmatch("[0-9a-f]{64}", written["name"]), written
         assert dep.name == name and dep.code_configuration.scoring_script == "scoring_script.py"
         assert dep.request_settings.request_timeout_ms == 5000
         assert dep.environment.image.startswith("mcr.microsoft.com/azureml/")
 
 
-def test_azure_deploy_refuses_without_workspace(penguins_service):
-    from amlkit.azure.endpoints import deploy
+def test_azure_deploy_skips_without_workspace_or_tracking_server(penguins_service, monkeypatch):
+    from amlkit.azure import delivery, live
 
-    with pytest.raises(RuntimeError, match="names no workspace"):
-        deploy(penguins_service.folder)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(live.Skipped, match="names no workspace"):
+        delivery.deploy_model(model="penguins-packaged:1")
 
 
 @pytest.mark.parametrize("forest", ["RandomForestClassifier", "ExtraTreesClassifier"])

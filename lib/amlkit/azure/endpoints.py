@@ -7,12 +7,14 @@ backend (:mod:`amlkit.azure.environments`), Application Insights on, and a data 
 for the model's inputs and outputs (the collections Azure ML model monitoring reads, see
 :mod:`amlkit.azure.monitoring`). :func:`write_specs` writes them as ``endpoint.yml``,
 ``blue.yml`` and ``green.yml`` with paths relative to their folder and loads them back with
-the SDK's loaders. :func:`deploy` needs a workspace and credentials (see
-:mod:`amlkit.azure.live`).
+the SDK's loaders. Deploying them is :mod:`amlkit.azure.rollout`'s (blue/green), on a
+workspace (:mod:`amlkit.azure.live`) or the local twin (:mod:`amlkit.azure.twin_endpoint`).
+Endpoint names on Azure are unique per workspace by default (:func:`azure_endpoint_names`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 DEPLOYMENTS = ("blue", "green")
 COLLECTIONS = ("model_inputs", "model_outputs")
+MAX_ENDPOINT_NAME = 32  # Azure ML's limit for an endpoint name
 
 
 def collected_data(endpoint: str, deployment: str, collection: str) -> dict[str, Any]:
@@ -77,7 +80,8 @@ def online_deployment(
     Args:
         name: the deployment's name.
         deployment_config: instances, request settings, probes, telemetry, data collection.
-        model: a ``Model`` entity or ``azureml:<name>@latest``.
+        model: ``azureml:<name>:<version>``, ``azureml:<name>@latest`` (a plan made before
+            the version is known; deploys always name one), or an anonymous ``Model``.
         code: the service folder (scoring script and its modules).
         environment: the lean serving ``Environment``.
     """
@@ -106,23 +110,82 @@ def online_deployment(
     )
 
 
-def service_model(service_dir: Path) -> tuple[Any, str]:
-    """Return a packaged service's model as a ``Model`` entity, and its backend.
+def azure_endpoint_names(
+    deployment_config: DeploymentConfig, azure_config: AzureConfig
+) -> tuple[str, str]:
+    """Return the online and batch endpoints' names on Azure, unique per workspace by default.
 
-    The model is the service's ``model/`` folder (the MLflow model, and ``model.onnx`` when
-    the fast path passed), registered as ``<model name>-packaged``: the name the training
-    pipeline registers its packaged model under.
+    Azure ML wants an endpoint name unique in its region, so a fixed name fails the second
+    team. ``azure_endpoint_name`` (and ``batch.azure_endpoint_name``) of
+    ``deployment_config.json`` win when set; otherwise the local name gets ``-`` and 6 hex
+    digits of sha256(subscription_id/resource_group/workspace_name), cut to Azure's 32
+    characters. Local service folders keep ``endpoint_name``.
+    """
+    workspace = "/".join(
+        (azure_config.subscription_id, azure_config.resource_group, azure_config.workspace_name)
+    )
+    suffix = hashlib.sha256(workspace.encode()).hexdigest()[:6]
+
+    def unique(name: str) -> str:
+        return f"{name[: MAX_ENDPOINT_NAME - len(suffix) - 1].rstrip('-')}-{suffix}"
+
+    batch = deployment_config.batch
+    return (
+        deployment_config.azure_endpoint_name or unique(deployment_config.endpoint_name),
+        batch.azure_endpoint_name or unique(batch.endpoint_name),
+    )
+
+
+def for_azure(deployment_config: DeploymentConfig, azure_config: AzureConfig) -> DeploymentConfig:
+    """Return ``deployment_config`` with its endpoints named as on Azure.
+
+    The names are :func:`azure_endpoint_names`'.
+
+    The spec builders (online, batch, monitoring) take this copy, so every spec names the
+    same endpoints.
+    """
+    online, batch = azure_endpoint_names(deployment_config, azure_config)
+    return deployment_config.model_copy(
+        update={
+            "endpoint_name": online,
+            "batch": deployment_config.batch.model_copy(update={"endpoint_name": batch}),
+        }
+    )
+
+
+def model_reference(model: str) -> str:
+    """Return ``azureml:NAME:VERSION`` for an exact ``NAME:VERSION`` (ValueError otherwise).
+
+    A deployment names one version: ``@latest`` would deploy whatever was registered last,
+    not what the train job produced.
+    """
+    name, _, version = model.removeprefix("azureml:").partition(":")
+    if not (name and version.isdigit()) or "@" in model:
+        raise ValueError(
+            f"model {model!r} is not NAME:VERSION with a version number; name the exact "
+            "packaged version (`amlkit azure champion --json` prints it as packaged_model)"
+        )
+    return f"azureml:{name}:{version}"
+
+
+def service_model(service_dir: Path) -> tuple[Any, str]:
+    """Return a packaged service's model for a deployment spec, and its backend.
+
+    A service registered by ``amlkit package`` (its ``service_metadata.json`` records
+    ``registered``) is named by its exact version, ``azureml:<model>-packaged:<M>``. Otherwise
+    the spec uploads the folder's ``model/`` as an anonymous model: a name and a version
+    picked here would collide with the versions the pipeline registers under that name.
     """
     from azure.ai.ml.entities import Model
 
     info = io.read_json(service_dir / "service_metadata.json")
-    name = str(info["model"]["name"] or info["endpoint_name"])
+    registered = info.get("registered") or {}
+    if registered.get("name") and registered.get("version"):
+        return model_reference(f"{registered['name']}:{registered['version']}"), info["backend"]
     model = Model(
-        name=f"{name}-packaged",
-        version=str(info["model"]["version"]),
         path=str(service_dir / "model"),
         type="custom_model",
-        description=f"{name} v{info['model']['version']} packaged for serving "
+        description=f"{info['model']['name']} v{info['model']['version']} packaged for serving "
         f"(backend {info['backend']})",
     )
     return model, info["backend"]
@@ -138,19 +201,27 @@ def build_entities(
 
     Args:
         service_dir: a packaged service folder (its ``deployment_config.json`` is used).
-        azure_config: gives the environments' base image; default ``azure_config.json``.
+        azure_config: the workspace (it names the endpoint) and the environments' base image;
+            default ``azure_config.json``.
         code: the code folder as the spec will name it; default the service folder.
     """
     folder = Path(service_dir).resolve()
-    dep = DeploymentConfig.from_dict(
-        {k: v for k, v in io.read_json(folder / "deployment_config.json").items() if k != "service"}
-    )
     azure_config = azure_config or AzureConfig.load()
+    dep = for_azure(
+        DeploymentConfig.from_dict(
+            {
+                k: v
+                for k, v in io.read_json(folder / "deployment_config.json").items()
+                if k != "service"
+            }
+        ),
+        azure_config,
+    )
     model, backend = service_model(folder)
     environment = environments.serving_environment(
         azure_config, backend, "online", collect_data=dep.data_collection.enabled
     )
-    entities = {"endpoint": endpoint(dep, f"amlkit service {folder.name} (model {model.name})")}
+    entities = {"endpoint": endpoint(dep, f"amlkit service {folder.name}")}
     for name in DEPLOYMENTS:
         entities[name] = online_deployment(
             name, dep, model=model, code=code or str(folder), environment=environment
@@ -183,26 +254,3 @@ def write_specs(service_dir: str | Path, out_dir: str | Path | None = None) -> d
         written[kind] = path
     logger.info("wrote and validated Azure specs in %s", out)
     return written
-
-
-def deploy(
-    service_dir: str | Path,
-    *,
-    deployment: str = "blue",
-    traffic: dict[str, int] | None = None,
-    smoke_request: Any = None,
-) -> dict[str, Any]:
-    """Deploy a packaged service to Azure ML: endpoint, one deployment, smoke test, traffic.
-
-    RuntimeError, saying which, without a configured workspace or credentials.
-    """
-    from amlkit.azure import live
-
-    try:
-        client = live.connect(AzureConfig.load())
-    except live.Skipped as exc:
-        raise RuntimeError(f"Azure deployment skipped: {exc}") from exc
-    entities = build_entities(service_dir)
-    return live.deploy_entities(
-        client, entities, deployment=deployment, traffic=traffic, smoke_request=smoke_request
-    )

@@ -1,5 +1,9 @@
 """What ``amlkit azure submit``, ``deploy`` and ``champion`` do against a live workspace.
 
+``deploy`` is :mod:`amlkit.azure.rollout`'s blue/green with :class:`WorkspaceTarget`;
+``champion`` reads the registry ``MLFLOW_TRACKING_URI`` names when it is set (a twin's
+tracking server), the workspace's otherwise.
+
 Everything here needs the workspace of ``config/azure_config.json`` and credentials
 (azure-identity's ``DefaultAzureCredential``: ``az login``, a service principal's
 ``AZURE_*`` variables, a managed identity, or OIDC in CI). :func:`connect` checks both first
@@ -16,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -114,19 +120,55 @@ def submit(plan_dir: Path, job: str, *, wait: bool) -> dict[str, Any]:
     return {"name": created.name, "status": created.status, "studio_url": created.studio_url}
 
 
-def champion(model: str) -> dict[str, Any]:
-    """Return the workspace registry's champion of ``model`` and the last gate decision."""
+def registry_client(azure_config: AzureConfig | None = None) -> Any:
+    """Return an ``MlflowClient`` on the registry CD reads.
+
+    ``MLFLOW_TRACKING_URI``'s when it is set (a twin's tracking server, or a job's workspace),
+    else the configured workspace's.
+
+    Raises:
+        Skipped: neither is there.
+    """
     from mlflow import MlflowClient
 
-    azure_config = AzureConfig.load()
-    connect(azure_config)
-    client = MlflowClient(tracking_uri=workspace.tracking_uri(azure_config))
-    found: dict[str, Any] = {"model": model, "champion_version": None}
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri:
+        azure_config = azure_config or AzureConfig.load()
+        connect(azure_config)
+        uri = workspace.tracking_uri(azure_config)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def champion(model: str, client: Any = None) -> dict[str, Any]:
+    """Return the registry's champion of ``model``, its packaged version and the last decision.
+
+    ``{"model", "champion_version", "packaged_model": "<model>-packaged:<M>" | None,
+    "last_decision": {"version", "promoted", "reason", "metrics"}}``; the champion is the
+    alias ``champion``, else the registered model's tag ``amlkit.champion``.
+    """
+    from amlkit.serving.packaged_model import find_packaged
+
+    client = client or registry_client()
+    found: dict[str, Any] = {"model": model, "champion_version": None, "packaged_model": None}
     try:
         found["champion_version"] = client.get_model_version_by_alias(model, "champion").version
     except Exception as exc:  # no alias yet, or a registry without aliases
         logger.info("no champion alias on %s: %s", model, exc)
-    versions = client.search_model_versions(f"name = '{model}'", order_by=["version_number DESC"])
+        try:
+            tags = client.get_registered_model(model).tags or {}
+            found["champion_version"] = tags.get("amlkit.champion")
+        except Exception as missing:  # no such model yet
+            logger.info("no registered model %s: %s", model, missing)
+    if found["champion_version"] is not None:
+        packaged = find_packaged(model, found["champion_version"], client=client)
+        found["packaged_model"] = packaged.ref if packaged else None
+    try:
+        versions = client.search_model_versions(f"name = '{model}'")
+    except Exception as exc:  # a registry that does not know the name
+        logger.info("no versions of %s: %s", model, exc)
+        versions = []
+    versions = sorted(versions, key=lambda v: int(v.version), reverse=True)
+    found["last_decision"] = None
     if versions and versions[0].run_id:
         run = client.get_run(versions[0].run_id)
         found["last_decision"] = {
@@ -138,91 +180,110 @@ def champion(model: str) -> dict[str, Any]:
     return found
 
 
-def idle_deployment(traffic: dict[str, int] | None) -> str:
-    """Return the deployment a new model goes to: the one serving under half of the traffic.
-
-    Blue/green alternates: the deployment that serves (most of) the traffic keeps serving while
-    the other one takes the new model; a canary share is under 50 percent, so during a canary
-    the idle one is still the canary, and the full switch and a rollback find it again without
-    being told. An endpoint with no traffic yet (or none at all) starts on blue.
-    """
-    from amlkit.azure.endpoints import DEPLOYMENTS
-
-    shares = {name: int((traffic or {}).get(name, 0)) for name in DEPLOYMENTS}
-    if not any(shares.values()):
-        return DEPLOYMENTS[0]
-    return min(DEPLOYMENTS, key=lambda name: shares[name])
-
-
-def traffic_split(current: dict[str, int] | None, deployment: str, share: int) -> dict[str, int]:
-    """Return the endpoint's traffic after giving ``deployment`` ``share`` percent.
-
-    The other deployment gets the rest, but only when it serves traffic now: on a new endpoint
-    (or one whose other deployment serves nothing) the deployment takes all of it, since there
-    is nothing to share with.
-    """
-    if not 0 <= share <= 100:
-        raise ValueError(f"traffic share {share} is not a percentage; give 0 to 100")
-    split = {name: 0 for name in current or {}}
-    others = [name for name, value in (current or {}).items() if name != deployment and value]
-    if not others or share == 100:
-        return {**split, deployment: 100}
-    return {**split, deployment: share, others[0]: 100 - share}
-
-
-def current_traffic(client: Any, endpoint: str) -> dict[str, int]:
-    """Return the live endpoint's traffic split, or ``{}`` when the endpoint does not exist."""
-    from azure.core.exceptions import ResourceNotFoundError
-
-    try:
-        return dict(client.online_endpoints.get(endpoint).traffic or {})
-    except ResourceNotFoundError:
-        return {}
-
-
-def deploy_entities(
-    client: Any,
-    entities: dict[str, Any],
-    *,
-    deployment: str,
-    traffic: dict[str, int] | None = None,
-    smoke_request: Any = None,
-) -> dict[str, Any]:
-    """Create the endpoint and one deployment, smoke-test it, then set the traffic.
+class WorkspaceTarget:
+    """The Azure ML managed online endpoint as a :class:`amlkit.azure.rollout.Target`.
 
     Args:
         client: an ``MLClient`` (:func:`connect`).
-        entities: ``{"endpoint": ..., "blue": ..., "green": ...}``.
-        deployment: which deployment to create or update.
-        traffic: the endpoint's traffic afterwards; default all on ``deployment``.
-        smoke_request: a request body sent to the new deployment before traffic moves.
-
-    Raises:
-        RuntimeError: the smoke test answered an error (traffic is left as it was).
+        endpoint: the endpoint's Azure name (:func:`amlkit.azure.endpoints.azure_endpoint_names`).
+        monitor_schedule: builds the ``MonitorSchedule`` of a deployment name; None: no schedule.
     """
-    endpoint = entities["endpoint"]
-    try:
-        client.online_endpoints.get(endpoint.name)
-    except Exception:
-        endpoint.traffic = {}
-        client.online_endpoints.begin_create_or_update(endpoint).result()
-    client.online_deployments.begin_create_or_update(entities[deployment]).result()
-    answer = None
-    if smoke_request is not None:
-        import tempfile
 
+    def __init__(self, client: Any, endpoint: str, monitor_schedule: Any = None) -> None:
+        self.client = client
+        self.endpoint = endpoint
+        self.monitor_schedule = monitor_schedule
+        self._models: dict[str, str] = {}
+
+    def traffic(self) -> dict[str, int]:
+        """Return the live endpoint's traffic split, or ``{}`` when it does not exist."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return dict(self.client.online_endpoints.get(self.endpoint).traffic or {})
+        except ResourceNotFoundError:
+            return {}
+
+    def deployed_model(self, name: str) -> str | None:
+        """Return ``NAME:VERSION`` of deployment ``name``'s model, or None without it."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            found = self.client.online_deployments.get(name=name, endpoint_name=self.endpoint)
+        except ResourceNotFoundError:
+            return None
+        model = str(found.model or "")
+        # an ARM id ".../models/<name>/versions/<version>" or "azureml:<name>:<version>"
+        if "/versions/" in model:
+            head, _, version = model.partition("/versions/")
+            return f"{head.rstrip('/').rpartition('/')[2]}:{version}"
+        return model.removeprefix("azureml:") or None
+
+    def create_or_update(self, name: str, spec: Path, endpoint_spec: Path, model: str) -> None:
+        """Create the endpoint (no traffic) if needed, then the deployment with ``model``."""
+        from amlkit.azure.endpoints import model_reference
+
+        if not self.traffic() and not self._exists():
+            endpoint = specs.validate(endpoint_spec, "online_endpoint")
+            endpoint.traffic = {}
+            self.client.online_endpoints.begin_create_or_update(endpoint).result()
+        deployment = specs.validate(spec, "online_deployment")
+        deployment.model = model_reference(model)
+        with contextlib.chdir(Path(spec).parent):  # its code folder is relative to the spec
+            self.client.online_deployments.begin_create_or_update(deployment).result()
+        self._models[name] = model
+
+    def _exists(self) -> bool:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self.client.online_endpoints.get(self.endpoint)
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def smoke_test(self, name: str) -> dict[str, Any]:
+        """Invoke deployment ``name`` with its model's input example."""
+        from amlkit.azure.rollout import SmokeTestFailed
+
+        model = self.deployed_model(name) or self._models.get(name, "")
+        request = smoke_request(self.client, f"azureml:{model}")
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-            json.dump(smoke_request, handle)
-        answer = client.online_endpoints.invoke(
-            endpoint_name=endpoint.name, deployment_name=deployment, request_file=handle.name
-        )
-        Path(handle.name).unlink()
-        if "error" in str(answer)[:200].lower():
-            raise RuntimeError(f"smoke test of {deployment} failed: {answer}; traffic unchanged")
-    live = client.online_endpoints.get(endpoint.name)
-    live.traffic = traffic or {deployment: 100}
-    client.online_endpoints.begin_create_or_update(live).result()
-    return {"endpoint": live.name, "traffic": live.traffic, "smoke_answer": answer}
+            json.dump(request, handle)
+        try:
+            answer = self.client.online_endpoints.invoke(
+                endpoint_name=self.endpoint, deployment_name=name, request_file=handle.name
+            )
+        finally:
+            Path(handle.name).unlink()
+        rows = len(request["input_data"].get("data") or [])
+        try:
+            predictions = len(json.loads(answer).get("predictions") or [])
+        except (TypeError, ValueError, AttributeError):
+            predictions = 0
+        if predictions != rows:
+            raise SmokeTestFailed(
+                f"smoke test of {self.endpoint}/{name} failed ({predictions} of {rows} "
+                f"predictions): {str(answer)[:300]}; traffic unchanged"
+            )
+        return {"rows": rows}
+
+    def set_traffic(self, split: dict[str, int]) -> None:
+        """Set the endpoint's traffic split."""
+        live = self.client.online_endpoints.get(self.endpoint)
+        live.traffic = dict(split)
+        self.client.online_endpoints.begin_create_or_update(live).result()
+
+    def delete(self, name: str) -> None:
+        """Delete deployment ``name`` (managed deployments cannot scale to zero)."""
+        self.client.online_deployments.begin_delete(name=name, endpoint_name=self.endpoint).result()
+
+    def monitor(self, name: str) -> None:
+        """Create or update the MonitorSchedule so it watches deployment ``name``."""
+        if self.monitor_schedule is None:
+            return
+        schedule = self.monitor_schedule(name)
+        self.client.schedules.begin_create_or_update(schedule).result()
 
 
 def smoke_request(client: Any, model: str) -> dict[str, Any]:
@@ -230,26 +291,14 @@ def smoke_request(client: Any, model: str) -> dict[str, Any]:
 
     Args:
         client: an ``MLClient``.
-        model: ``azureml:<name>:<version>`` or ``azureml:<name>@latest`` (the deployment's).
+        model: ``azureml:<name>:<version>`` (the deployment's).
     """
-    import tempfile
-
     body = model.removeprefix("azureml:")
-    name, _, version = body.partition("@") if "@" in body else body.partition(":")
-    found = client.models.get(name, label="latest") if version in ("", "latest") else None
-    found = found or client.models.get(name, version=version)
+    name, _, version = body.partition(":")
+    found = client.models.get(name, version=version)
     with tempfile.TemporaryDirectory(prefix="amlkit-smoke-") as tmp:
         client.models.download(name=found.name, version=found.version, download_path=tmp)
         example = next(Path(tmp).rglob("input_example.json"), None)
         if example is None:
             raise RuntimeError(f"model {found.name}:{found.version} holds no input_example.json")
         return {"input_data": json.loads(example.read_text(encoding="utf-8"))}
-
-
-def rollback(client: Any, endpoint: str, deployment: str) -> dict[str, int]:
-    """Put all traffic back on the deployment other than ``deployment``; return the split."""
-    live = client.online_endpoints.get(endpoint)
-    others = [name for name in ("blue", "green") if name != deployment]
-    live.traffic = {others[0]: 100, deployment: 0}
-    client.online_endpoints.begin_create_or_update(live).result()
-    return dict(live.traffic)

@@ -24,14 +24,12 @@ from amlkit.config import DeploymentConfig
 MONITORED_DEPLOYMENT = "blue"
 
 
-def _production(deployment_config: DeploymentConfig, collection: str) -> Any:
+def _production(deployment_config: DeploymentConfig, collection: str, deployment: str) -> Any:
     from azure.ai.ml import Input
     from azure.ai.ml.constants import MonitorDatasetContext
     from azure.ai.ml.entities import ProductionData
 
-    asset = endpoints.collected_data(
-        deployment_config.endpoint_name, MONITORED_DEPLOYMENT, collection
-    )
+    asset = endpoints.collected_data(deployment_config.endpoint_name, deployment, collection)
     return ProductionData(
         input_data=Input(type="uri_folder", path=f"azureml:{asset['name']}:{asset['version']}"),
         data_context=MonitorDatasetContext(collection),
@@ -45,6 +43,7 @@ def signals(
     target: str,
     task: str,
     data_version: str | None = None,
+    deployment: str = MONITORED_DEPLOYMENT,
 ) -> dict:
     """Return the data drift, prediction drift and data quality signals.
 
@@ -54,6 +53,7 @@ def signals(
         target: the target column (left out of the input signals).
         task: ``classification`` (categorical predictions) or ``regression``.
         data_version: the processed version the deployed model trained on; None: the newest.
+        deployment: the deployment whose collected data is read (the one that serves).
     """
     from azure.ai.ml import Input
     from azure.ai.ml.constants import MonitorDatasetContext
@@ -93,19 +93,19 @@ def signals(
     )
     return {
         "data_drift": DataDriftSignal(
-            production_data=_production(deployment_config, "model_inputs"),
+            production_data=_production(deployment_config, "model_inputs", deployment),
             reference_data=reference,
             metric_thresholds=DataDriftMetricThreshold(numerical=numeric, categorical=categorical),
             alert_enabled=True,
         ),
         "prediction_drift": PredictionDriftSignal(
-            production_data=_production(deployment_config, "model_outputs"),
+            production_data=_production(deployment_config, "model_outputs", deployment),
             reference_data=reference,
             metric_thresholds=PredictionDriftMetricThreshold(**prediction),
             alert_enabled=True,
         ),
         "data_quality": DataQualitySignal(
-            production_data=_production(deployment_config, "model_inputs"),
+            production_data=_production(deployment_config, "model_inputs", deployment),
             reference_data=reference,
             metric_thresholds=DataQualityMetricThreshold(
                 numerical=DataQualityMetricsNumerical(**rates),
@@ -123,8 +123,9 @@ def monitor_schedule(
     target: str,
     task: str,
     data_version: str | None = None,
+    deployment: str = MONITORED_DEPLOYMENT,
 ) -> Any:
-    """Return the ``MonitorSchedule`` of the online endpoint's ``blue`` deployment.
+    """Return the ``MonitorSchedule`` of one of the online endpoint's deployments.
 
     Args:
         deployment_config: the endpoint, thresholds, schedule and alert e-mails.
@@ -132,6 +133,7 @@ def monitor_schedule(
         target: its target column.
         task: ``classification`` or ``regression``.
         data_version: the processed version the deployed model trained on; None: the newest.
+        deployment: the deployment watched: the one that serves (blue/green moves it).
     """
     from azure.ai.ml.entities import (
         AlertNotification,
@@ -155,10 +157,15 @@ def monitor_schedule(
             runtime_version=settings.spark_runtime_version,
         ),
         monitoring_target=MonitoringTarget(
-            ml_task=task, endpoint_deployment_id=f"azureml:{endpoint}:{MONITORED_DEPLOYMENT}"
+            ml_task=task, endpoint_deployment_id=f"azureml:{endpoint}:{deployment}"
         ),
         monitoring_signals=signals(
-            deployment_config, dataset=dataset, target=target, task=task, data_version=data_version
+            deployment_config,
+            dataset=dataset,
+            target=target,
+            task=task,
+            data_version=data_version,
+            deployment=deployment,
         ),
         alert_notification=AlertNotification(emails=emails) if emails else None,
     )

@@ -16,9 +16,12 @@ each with the SDK's loader of its kind, and records the plan in ``plan.json``::
                     no service is packaged yet)
 
 It needs no workspace and no data: on a fresh clone the data assets are left out (there are
-no versions yet) and the deployments name the model the pipeline registers
-(``<model>-packaged@latest``) and assume the ONNX backend; once a service is packaged here,
-they use its model folder, its backend and its folder as code.
+no versions yet). The online deployments run the generic code folder ``code/online`` with the
+packaged service model that ``amlkit package`` registers (``<model>-packaged``): the exact
+version when it is known (``write_plan(packaged=...)``, which ``amlkit azure deploy --model
+NAME:VERSION`` uses, or a service packaged and registered here), else ``@latest`` with the
+ONNX backend assumed, a placeholder a deploy always replaces. Endpoint names are the Azure
+ones, unique per workspace (:func:`amlkit.azure.endpoints.azure_endpoint_names`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from amlkit.azure import pipeline as pipelines
 from amlkit.config import AzureConfig, DataConfig, DeploymentConfig, ModelConfig
 from amlkit.names import check_name
 from amlkit.pipeline.stages import discover
+from amlkit.serving.packaged_model import PackagedVersion, packaged_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +87,11 @@ def _relative(target: Path, folder: Path) -> str:
     return specs.relative_to(str(target.resolve()), folder.resolve())
 
 
-def write_plan(out_dir: str | Path) -> list[Entry]:
+def write_plan(out_dir: str | Path, *, packaged: PackagedVersion | None = None) -> list[Entry]:
     """Write and validate every spec into ``out_dir`` (emptied first); return the plan.
 
-    Only an empty folder or an earlier plan (it has ``plan.json``) is emptied.
+    Only an empty folder or an earlier plan (it has ``plan.json``) is emptied. ``packaged``:
+    the exact packaged model version the online and batch deployments name.
 
     Raises:
         amlkit.config.ConfigError: a configuration file is invalid.
@@ -104,10 +109,10 @@ def write_plan(out_dir: str | Path) -> list[Entry]:
     out.mkdir(parents=True)
     io.write_json_atomic(out / PLAN_FILE, [])  # a plan folder from the start, if it fails
     with specs.quiet_sdk():
-        return _write_plan(out)
+        return _write_plan(out, packaged)
 
 
-def _write_plan(out: Path) -> list[Entry]:
+def _write_plan(out: Path, packaged: PackagedVersion | None) -> list[Entry]:
     azure_config, data_config = AzureConfig.load(), DataConfig.load()
     model_config, deployment_config = ModelConfig.load(), DeploymentConfig.load()
     notebooks = discover()
@@ -187,9 +192,43 @@ def _write_plan(out: Path) -> list[Entry]:
         f"{tuning['sampling_algorithm']}, {tuning['limits']['max_total_trials']} trials, "
         f"{tuning['objective']['goal']} {tuning['objective']['primary_metric']}",
     )
-    _deployments(plan, out, assets, azure_config, data_config, deployment_config)
+    _deployments(plan, out, assets, azure_config, data_config, deployment_config, packaged)
     io.write_json_atomic(out / PLAN_FILE, [asdict(e) for e in plan.entries])
     return plan.entries
+
+
+def _online_model(
+    packaged: PackagedVersion | None, deployment_config: DeploymentConfig, data_config: DataConfig
+) -> tuple[str, str, set[str], dict[str, Any], str]:
+    """Return the deployments' model reference, backend, pickled modules, data, and a note.
+
+    The exact packaged version when the caller names it (a deploy always does); else the one a
+    service packaged and registered here records; else ``<model>-packaged@latest``, a
+    placeholder for ``az ml`` that ``amlkit azure deploy --model NAME:VERSION`` replaces.
+    """
+    if packaged is not None:
+        backend = packaged.backend or "onnx"
+        note = f"{packaged.ref} ({backend})"
+        return (
+            endpoints.model_reference(packaged.ref),
+            backend,
+            set(packaged.pickled_modules),
+            {},
+            note,
+        )
+    service = paths.deployed_models_dir() / check_name("service", deployment_config.endpoint_name)
+    if (service / "service_metadata.json").is_file():
+        info = io.read_json(service / "service_metadata.json")
+        registered = info.get("registered") or {}
+        trained_on = io.read_json(service / "model" / "model_metadata.json").get("data") or {}
+        if registered.get("version"):
+            ref = f"{registered['name']}:{registered['version']}"
+            pickled = set(info.get("pickled_modules") or [])
+            note = f"{ref} ({info['backend']}), registered by `amlkit package` here"
+            return endpoints.model_reference(ref), info["backend"], pickled, trained_on, note
+    model_name = packaged_model_name(jobs.model_name(data_config))
+    note = f"{model_name}@latest (assumed onnx; deploy names the exact version)"
+    return f"azureml:{model_name}@latest", "onnx", set(), {}, note
 
 
 def _deployments(
@@ -198,31 +237,25 @@ def _deployments(
     assets: list[Any],
     azure_config: AzureConfig,
     data_config: DataConfig,
-    deployment_config: DeploymentConfig,
+    local_config: DeploymentConfig,
+    packaged: PackagedVersion | None,
 ) -> None:
-    """Plan the online endpoint, the batch endpoint and the monitoring schedule."""
-    from amlkit.serving.package import pickled_modules, write_service_code
+    """Plan the online endpoint, the batch endpoint and the monitoring schedule.
 
-    service = paths.deployed_models_dir() / check_name("service", deployment_config.endpoint_name)
+    The online deployments always use the generic code folder ``code/online`` (the scoring
+    script and the modules of the model's backend, no model): the model, the packaged
+    service with its ``service_metadata.json``, is the registered version they name.
+    """
+    from amlkit.serving.package import write_service_code
+
+    deployment_config = endpoints.for_azure(local_config, azure_config)
+    model, backend, pickled, trained_on, source = _online_model(packaged, local_config, data_config)
     online_dir = out / "endpoints" / "online"
-    if (service / "service_metadata.json").is_file():
-        model, backend = endpoints.service_model(service)
-        info = io.read_json(service / "service_metadata.json")
-        model_file = service / "model" / "model.pkl"
-        pickled = pickled_modules(model_file) if backend == "sklearn" else set()
-        online_code = _relative(service, online_dir)
-        source = f"service {service.name} ({backend}, model v{info['model']['version']})"
-        trained_on = io.read_json(service / "model" / "model_metadata.json").get("data") or {}
-    else:
-        model_name = pipelines.packaged_model_name(jobs.model_name(data_config))
-        model, backend, pickled = f"azureml:{model_name}@latest", "onnx", set()
-        trained_on = {}
-        code = out / "code" / "online"
-        write_service_code(
-            code, backend, deployment_config.to_dict(), service=deployment_config.endpoint_name
-        )
-        online_code = _relative(code, online_dir)
-        source = f"{model_name}@latest (assumed onnx: no service packaged here)"
+    code = out / "code" / "online"
+    write_service_code(
+        code, backend, local_config.to_dict(), service=local_config.endpoint_name, pickled=pickled
+    )
+    online_code = _relative(code, online_dir)
     collect = deployment_config.data_collection.enabled
     online_env = environments.serving_environment(
         azure_config, backend, "online", collect_data=collect

@@ -3,7 +3,8 @@
 :func:`add_parsers` adds the group to the ``amlkit`` parser. The command line is a contract
 with the CI/CD workflows (``plan --out DIR``, ``submit [--pipeline NAME] [--wait]``,
 ``champion [--model NAME] [--json]``, ``deploy [--deployment blue|green|idle] [--model
-NAME[:VERSION]] [--traffic N] [--smoke-test] [--rollback]``, ``run-local SPEC [--out DIR]``).
+NAME:VERSION] [--traffic N] [--smoke-test] [--rollback] [--target workspace|local] [--json]``,
+``run-local SPEC [--out DIR]``).
 Exit status: 0 done; 1 a spec did not validate, a job failed or a local run failed; 2 bad
 arguments or configuration; 3 skipped, with a one-line ``skipped: ...`` saying why (no
 workspace in ``config/azure_config.json``, or no credentials), which CI treats as skipped.
@@ -28,6 +29,18 @@ The plan folder gets one YAML file per entity (environments, compute, data asset
 jobs, the training pipeline and its schedule, the sweep, the online and batch endpoints and
 deployments, the monitoring schedule), paths relative to it, each loaded back with the
 azure-ai-ml loader of its kind. `az ml <kind> create -f <file>` accepts every one.
+"""
+DEPLOY_EPILOG = """\
+targets:
+  workspace  the managed online endpoint of config/azure_config.json's workspace
+  local      the twin: a loopback router and one azmlinfsrv per deployment, started from the
+             plan's code folder and the registered model (models:/NAME/VERSION of the registry
+             MLflow is configured for), state in .amlkit/twin-endpoints/<endpoint>/endpoint.json;
+             servers run during the command and start again from that file in the next one
+Without --target: workspace when one is configured, else local when MLFLOW_TRACKING_URI is an
+http(s) URI (a twin's tracking server), else exit 3 (skipped).
+--json prints {"action": first|canary|switch|update|unchanged|rollback|nothing_to_roll_back,
+"deployment", "model", "traffic", "previous_traffic", "retired", "monitored", "message"}.
 """
 RUN_LOCAL_EPILOG = """\
 examples:
@@ -89,7 +102,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_champion(args: argparse.Namespace) -> int:
-    """Print the workspace registry's champion and the last gate decision."""
+    """Print the registry's champion, its packaged version and the last gate decision."""
     from amlkit.azure import jobs, live
     from amlkit.config import DataConfig
 
@@ -106,51 +119,40 @@ def cmd_champion(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_outcome(outcome: Any, as_json: bool) -> None:
+    """Print a deploy's or rollback's outcome: one line, or JSON with ``--json``."""
+    if as_json:
+        print(json.dumps(outcome.to_dict(), indent=2))
+    else:
+        print(outcome.message)
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
-    """Deploy the champion blue/green, smoke-test it and move traffic; or roll back."""
-    from amlkit.azure import live
-    from amlkit.config import AzureConfig, DeploymentConfig
+    """Deploy an exact packaged version blue/green, smoke-test it, move traffic; or roll back."""
+    from amlkit.azure import delivery, live, rollout
 
     if args.traffic is not None and not 0 <= args.traffic <= 100:
         raise ValueError(f"--traffic {args.traffic} is not a percentage; give 0 to 100")
-    dep = DeploymentConfig.load()
     try:
-        client = live.connect(AzureConfig.load())
+        if args.rollback:
+            outcome = delivery.rollback_endpoint(target=args.target, deployment=args.deployment)
+        else:
+            outcome = delivery.deploy_model(
+                target=args.target,
+                model=args.model,
+                deployment=args.deployment,
+                share=args.traffic,
+                smoke_test=args.smoke_test,
+                plan_dir=args.out,
+            )
     except live.Skipped as exc:
         return _skipped(exc)
-    current = live.current_traffic(client, dep.endpoint_name)
-    if args.deployment == "idle":
-        args.deployment = live.idle_deployment(current)
-        print(f"idle deployment of {dep.endpoint_name}: {args.deployment} (traffic {current})")
-    if args.rollback:
-        traffic = live.rollback(client, dep.endpoint_name, args.deployment)
-        print(f"rolled back {dep.endpoint_name}: traffic {traffic}")
-        return 0
-    from amlkit.azure import specs
-
-    out = default_plan_dir()
-    entries = {e.name: e for e in _write_plan(out, table=False)}
-    entities = {
-        kind: specs.validate(out / entries[name].file, entries[name].kind)
-        for kind, name in (
-            ("endpoint", dep.endpoint_name),
-            (args.deployment, f"{dep.endpoint_name}/{args.deployment}"),
-        )
-    }
-    if args.model:
-        name, _, version = args.model.partition(":")
-        model = f"azureml:{name}:{version}" if version else f"azureml:{name}@latest"
-        entities[args.deployment].model = model
-    share = 100 if args.traffic is None else args.traffic
-    traffic = live.traffic_split(current, args.deployment, share)
-    model_ref = entities[args.deployment].model
-    request = None
-    if args.smoke_test:
-        request = live.smoke_request(client, model_ref if isinstance(model_ref, str) else "")
-    result = live.deploy_entities(
-        client, entities, deployment=args.deployment, traffic=traffic, smoke_request=request
-    )
-    print(f"deployed {args.deployment} to {result['endpoint']}; traffic {result['traffic']}")
+    except rollout.SmokeTestFailed as exc:
+        print(f"amlkit: {exc}", file=sys.stderr)
+        return 1
+    except LookupError as exc:
+        raise ValueError(str(exc)) from None
+    print_outcome(outcome, args.json)
     return 0
 
 
@@ -214,23 +216,47 @@ def add_parsers(sub: Any) -> None:
     submit.add_argument("--out", help="plan folder (default .amlkit/azure-plan)")
     submit.set_defaults(func=cmd_submit)
 
-    champion = commands.add_parser("champion", help="the workspace registry's champion")
+    champion = commands.add_parser(
+        "champion",
+        help="the registry's champion and its packaged version (MLFLOW_TRACKING_URI's "
+        "registry when set, else the workspace's)",
+    )
     champion.add_argument("--model", help="registered model (default <dataset>-<task>)")
     champion.add_argument("--json", action="store_true", help="print JSON")
     champion.set_defaults(func=cmd_champion)
 
-    deploy = commands.add_parser("deploy", help="blue/green deployment of the champion")
+    deploy = commands.add_parser(
+        "deploy",
+        help="blue/green deployment of an exact packaged model version",
+        description="Deploy NAME:VERSION (a version of <model>-packaged that `amlkit package` "
+        "registered; default the registry's packaged champion) to the online endpoint: the "
+        "first deployment takes 100%% at once, a canary (--traffic under 100) only beside a "
+        "live deployment, a full switch deletes the other deployment, a rollback needs one to "
+        "go back to (else it says so and exits 0), and the monitoring schedule follows the "
+        "deployment that serves.",
+        epilog=DEPLOY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     deploy.add_argument(
         "--deployment",
         choices=["blue", "green", "idle"],
-        default="blue",
-        help="blue, green, or idle: the one serving under half of the traffic (blue/green "
-        "alternation: a new model goes there, and a full switch or rollback finds it again)",
+        default="idle",
+        help="blue, green, or idle (default): the one already running --model, else the one "
+        "serving under half of the traffic, so a canary, the full switch and a rollback find it",
     )
-    deploy.add_argument("--model", help="NAME or NAME:VERSION (default the packaged champion)")
+    deploy.add_argument(
+        "--model", help="NAME:VERSION, exact (default the packaged champion of the registry)"
+    )
     deploy.add_argument("--traffic", type=int, help="percent of traffic to the deployment")
     deploy.add_argument("--smoke-test", action="store_true", help="score test rows first")
     deploy.add_argument("--rollback", action="store_true", help="all traffic to the other one")
+    deploy.add_argument(
+        "--target",
+        choices=["workspace", "local"],
+        help="workspace (Azure ML) or local (the twin endpoint); default: see below",
+    )
+    deploy.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    deploy.add_argument("--out", help="plan folder (default .amlkit/azure-plan)")
     deploy.set_defaults(func=cmd_deploy)
 
     run_local = commands.add_parser(

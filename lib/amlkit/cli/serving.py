@@ -52,11 +52,15 @@ def cmd_package(args: argparse.Namespace) -> int:
         _choose(args.model, args.version),
         service=args.service,
         fast_path=not args.no_onnx,
+        register=not args.no_register,
     )
     info = service_info(folder)
     model, endpoint = info["model"], info["endpoint_name"]
     print(f"packaged {model['name']} version {model['version']} as service {info['service']}")
     print(f"  folder   {_rel(folder)}")
+    if info.get("registered"):
+        registered = info["registered"]
+        print(f"  registry {registered['name']}:{registered['version']}  (deploy --model takes it)")
     print(f"  backend  {info['backend']} ({info['backend_reason']})")
     print(f"  endpoint {endpoint}  (keys: amlkit keys {endpoint})")
     return 0
@@ -147,8 +151,13 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    """Write and validate the Azure specs (dry run) or deploy to a configured workspace."""
+    """Write and validate a service's Azure specs; without --dry-run, deploy it blue/green.
+
+    The deploy is ``amlkit azure deploy --model <the service's registered version>``: one
+    path for both commands.
+    """
     from amlkit.azure import endpoints as azure
+    from amlkit.serving.package import service_info
     from amlkit.serving.server import service_folder
 
     folder = service_folder(args.service)
@@ -157,13 +166,26 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("dry run: nothing sent to Azure")
         return 0
-    try:
-        result = azure.deploy(folder, deployment=args.deployment)
-    except RuntimeError as exc:
-        print(f"amlkit: {exc}", file=sys.stderr)
-        return 2
-    print(f"deployed {args.deployment} to {result['endpoint']}; traffic {result['traffic']}")
-    return 0
+    registered = service_info(folder).get("registered")
+    if not registered:
+        raise ValueError(
+            f"service {folder.name} is not registered (package it with `amlkit package`, which "
+            "registers <model>-packaged), so there is no exact version to deploy"
+        )
+    from amlkit.cli import azure as azure_cli
+
+    return azure_cli.cmd_deploy(
+        argparse.Namespace(
+            traffic=None,
+            rollback=False,
+            target=args.target,
+            model=f"{registered['name']}:{registered['version']}",
+            deployment=args.deployment,
+            smoke_test=False,
+            out=None,
+            json=False,
+        )
+    )
 
 
 def add_parsers(sub: Any) -> None:
@@ -173,7 +195,10 @@ def add_parsers(sub: Any) -> None:
         help="package a registered model version as a service folder",
         description="Build models/deployed_models/<service>/ (scoring_script.py, the model, "
         "environment.yml, deployment_config.json) from a registered version; converts to "
-        "ONNX when the parity check passes, else serves the pickled pipeline and says why.",
+        "ONNX when the parity check passes, else serves the pickled pipeline and says why. "
+        "Then registers the folder in the MLflow registry (MLFLOW_TRACKING_URI, else the "
+        "project's store) as <model>-packaged, from runs:/, reusing the version that holds "
+        "the same packaging: the exact version `amlkit azure deploy --model` takes.",
     )
     pkg.add_argument("model", help="registered model name (models/trained_models/<name>)")
     pkg.add_argument(
@@ -183,6 +208,11 @@ def add_parsers(sub: Any) -> None:
     )
     pkg.add_argument("--service", help="service name (default: the config's endpoint_name)")
     pkg.add_argument("--no-onnx", action="store_true", help="serve the pickled pipeline")
+    pkg.add_argument(
+        "--no-register",
+        action="store_true",
+        help="do not register the service in the MLflow registry as <model>-packaged",
+    )
     pkg.set_defaults(func=cmd_package)
 
     serve = sub.add_parser(
@@ -225,10 +255,12 @@ def add_parsers(sub: Any) -> None:
         "deploy",
         help="Azure ML managed online endpoint: write and validate specs, or deploy",
         description="Write endpoint.yml, blue.yml and green.yml into <service>/azure/ and "
-        "validate them offline with the azure-ai-ml loaders. Without --dry-run, also deploy "
-        "to the workspace named in config/azure_config.json (needs Azure credentials).",
+        "validate them offline with the azure-ai-ml loaders. Without --dry-run, deploy the "
+        "service's registered version as `amlkit azure deploy --model NAME:VERSION` does "
+        "(workspace, or the local twin; exit 3 when neither is there).",
     )
     deploy.add_argument("service", help="service name under models/deployed_models/")
     deploy.add_argument("--dry-run", action="store_true", help="only write and validate specs")
-    deploy.add_argument("--deployment", choices=["blue", "green"], default="blue")
+    deploy.add_argument("--deployment", choices=["blue", "green", "idle"], default="idle")
+    deploy.add_argument("--target", choices=["workspace", "local"], help="see azure deploy")
     deploy.set_defaults(func=cmd_deploy)

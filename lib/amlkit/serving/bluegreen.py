@@ -89,6 +89,13 @@ class Router:
             self._ports[name] = port
             self.served.setdefault(name, 0)
 
+    def move_deployment(self, name: str, port: int) -> None:
+        """Point deployment ``name`` at a new server on ``port`` (an update in place)."""
+        with self._lock:
+            if name not in self._ports:
+                raise ValueError(f"no deployment {name!r}; add it first")
+            self._ports[name] = port
+
     def remove_deployment(self, name: str) -> None:
         """Forget a deployment that has no traffic (drain it first)."""
         with self._lock:

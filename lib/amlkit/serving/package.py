@@ -259,8 +259,13 @@ def package_service(
     parity_rows: Any = None,
     deployment_config: DeploymentConfig | None = None,
     fast_path: bool = True,
+    register: bool = False,
 ) -> Path:
     """Package a registered model version as the service folder ``deployed_models/<service>``.
+
+    ``register``: also register the folder in the MLflow registry as ``<model>-packaged``
+    (:func:`amlkit.serving.packaged_model.register_packaged`, what ``amlkit package`` does),
+    the exact version a deployment names; the folder's ``service_metadata.json`` records it.
 
     Give ``model_dir``, or ``model_name`` and ``version`` (:func:`resolve_model_dir`).
     ``parity_rows`` (for the ONNX check) default to the processed test split the metadata names.
@@ -284,7 +289,12 @@ def package_service(
     with io.locked(f"service-{service}"):  # one packaging of a service at a time
         _recover(final)
         _check_replaceable(final)
-        return _write_service(src, final, metadata, dep, parity_rows, fast_path)
+        folder = _write_service(src, final, metadata, dep, parity_rows, fast_path)
+        if register:
+            from amlkit.serving.packaged_model import register_packaged
+
+            register_packaged(folder)
+        return folder
 
 
 def service_target(service: str) -> Path:
@@ -364,6 +374,7 @@ def _write_service(
                 "backend_reason": serving.get("reason"),
                 "parity": serving.get("parity", {}),
                 "amlkit_modules": list(modules),
+                "pickled_modules": sorted(pickled),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "model_files": hashes,
             },

@@ -24,11 +24,16 @@ SERVICE_METADATA_FILE = "service_metadata.json"
 
 
 def find_model_dir(root: str | Path) -> Path:
-    """Return the folder holding ``model_metadata.json`` at ``root`` or one level below (Azure)."""
+    """Return the folder holding ``model_metadata.json`` at ``root`` or one level below (Azure).
+
+    A registered packaged service mounted by Azure ML (``$AZUREML_MODEL_DIR/service/``) holds
+    its model in ``model/``: that folder is found too.
+    """
     root = Path(root)
     if (root / METADATA_FILE).is_file():
         return root
     found = sorted(p.parent for p in root.glob(f"*/{METADATA_FILE}"))
+    found = found or sorted(p.parent for p in root.glob(f"*/model/{METADATA_FILE}"))
     if len(found) == 1:
         return found[0]
     raise FileNotFoundError(

@@ -50,6 +50,7 @@ from amlkit.serving.runtime import Scorer  # noqa: E402
 
 logger = logging.getLogger("amlkit.serving.scoring_script")
 STATE: dict[str, Any] = {}
+SERVICE_FILE = "service_metadata.json"
 IMAGE_HELP = '{"images": [...]} with nested lists of pixels or base64 PNG strings'
 
 
@@ -57,7 +58,8 @@ def init():
     """Load the model, settings, keys and request log once per worker."""
     config = _checked_config(HERE / "deployment_config.json")
     # every model file checked against service_metadata.json before anything is loaded
-    scorer = Scorer(os.environ.get("AZUREML_MODEL_DIR") or HERE / "model", service_dir=HERE)
+    service_dir, model_dir = _service_dirs()
+    scorer = Scorer(model_dir, service_dir=service_dir)
     checker = None
     auth_mode, platform_auth = config.get("auth_mode", "key"), os.environ.get("AMLKIT_AUTH")
     if auth_mode == "key" and platform_auth != "endpoint":
@@ -96,6 +98,32 @@ def init():
             "deployment": deployment,
         },
     )
+
+
+def _service_dirs():
+    """Return the folder holding ``service_metadata.json`` and the model folder to load.
+
+    A service folder holds it beside this script (the model under ``AZUREML_MODEL_DIR`` or
+    ``model/``). A deployment made from the plan's generic code folder finds it in the
+    registered packaged service, which the platform mounts at ``$AZUREML_MODEL_DIR`` or one
+    folder below (``$AZUREML_MODEL_DIR/service/``), with the model in its ``model/``.
+    """
+    mounted = os.environ.get("AZUREML_MODEL_DIR")
+    if (HERE / SERVICE_FILE).is_file():
+        return HERE, Path(mounted) if mounted else HERE / "model"
+    root = Path(mounted) if mounted else None
+    found = (
+        []
+        if root is None
+        else sorted(root.glob(SERVICE_FILE)) or sorted(root.glob(f"*/{SERVICE_FILE}"))
+    )
+    if len(found) != 1:
+        raise RuntimeError(
+            f"no {SERVICE_FILE} beside the scoring script ({HERE}) nor under AZUREML_MODEL_DIR "
+            f"({mounted or 'not set'}; {len(found)} found): deploy a version of "
+            "<model>-packaged, which `amlkit package` registers, or a packaged service folder."
+        )
+    return found[0].parent, found[0].parent / "model"
 
 
 # What the script reads of deployment_config.json, checked as amlkit.config.DeploymentConfig

@@ -186,17 +186,21 @@ def start_server(
     host: str = LOOPBACK,
     env: dict[str, str] | None = None,
     python: str | Path | None = None,
+    model_dir: str | Path | None = None,
 ) -> LocalEndpoint:
     """Start ``azmlinfsrv`` for a service folder and wait until it answers on loopback.
 
     Defaults come from the folder's ``deployment_config.json`` (port 0: a free one). Raises
     RuntimeError, with the server log's tail, if it exits, hangs or listens beyond loopback.
     ``env`` adds environment variables; ``python`` runs the server in another environment (a
-    service's own lean one); default this one.
+    service's own lean one); default this one. ``model_dir``: ``AZUREML_MODEL_DIR``, where the
+    model is mounted apart from the code (an Azure ML deployment's layout); default the
+    folder's ``model/``.
     """
     if host != LOOPBACK:
         raise ValueError(f"host {host!r} refused: the local endpoint listens on {LOOPBACK} only")
     service_dir = Path(service_dir).resolve()
+    model_root = Path(model_dir).resolve() if model_dir else service_dir / "model"
     config = service_config(service_dir)
     local, endpoint = config.get("local", {}), config["endpoint_name"]
     port = (local.get("port", 5001) if port is None else port) or free_port()
@@ -208,7 +212,7 @@ def start_server(
     child_env = {
         **os.environ,
         "AML_APP_ROOT": str(service_dir),
-        "AZUREML_MODEL_DIR": str(service_dir / "model"),
+        "AZUREML_MODEL_DIR": str(model_root),
         "AMLKIT_REQUEST_LOG_DIR": str(state / "logs"),
         "SCORING_TIMEOUT_MS": str(timeout_ms),
         "AMLKIT_MAX_BODY_BYTES": str(config.get("limits", {}).get("max_body_bytes", 2**20)),
@@ -225,7 +229,7 @@ def start_server(
     # -P: not the launcher's folder first on sys.path (it holds serving/requests.py)
     cmd = [str(python or sys.executable), "-P", str(Path(__file__).with_name("_launch.py"))]
     cmd += ["--entry_script", str(service_dir / "scoring_script.py")]
-    cmd += ["--model_dir", str(service_dir / "model"), "--port", str(port)]
+    cmd += ["--model_dir", str(model_root), "--port", str(port)]
     cmd += ["--worker_count", str(workers)]
     with open(log_path, "ab") as out:
         process = subprocess.Popen(
