@@ -152,3 +152,17 @@ def test_an_input_the_stage_writes_to_is_copied_writable_from_its_read_only_moun
     assert all(p.stat().st_mode & stat.S_IWUSR for p in [copy, *copy.rglob("*")])
     (copy / "penguins" / "v1" / "data.csv").write_text("a\n2\n")
     assert (mount / "data.csv").read_text() == "a\n1\n"  # the mount itself is untouched
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"code_configuration": {}, "mini_batch_size": 10},
+        {"type": "model", "code_configuration": {}, "settings": {"mini_batch_size": 10}},
+    ],
+    ids=["flat", "settings"],
+)
+def test_a_batch_deployment_is_recognised_in_the_legacy_and_the_current_schema(spec):
+    from amlkit.azure.twin import spec_kind
+
+    assert spec_kind(spec) == "batch_deployment"

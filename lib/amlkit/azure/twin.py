@@ -68,8 +68,10 @@ def spec_kind(spec: dict[str, Any]) -> str:
     """Return the kind of a spec file's content: pipeline, command, sweep or batch_deployment."""
     if spec.get("type") in ("pipeline", "command", "sweep"):
         return str(spec["type"])
-    if "code_configuration" in spec and "mini_batch_size" in spec:
-        return "batch_deployment"
+    settings = spec.get("settings") or {}
+    batch = "mini_batch_size" in spec or "mini_batch_size" in settings
+    if "code_configuration" in spec and batch:
+        return "batch_deployment"  # the legacy flat schema, or type: model with settings:
     raise TwinError(
         "run-local runs pipeline, command and sweep jobs and batch deployments; this spec is "
         f"none of them (type {spec.get('type')!r})"
