@@ -119,10 +119,11 @@ def test_pipeline_wires_the_steps_through_their_outputs(fresh_plan):
         "${{parent.jobs.preprocess.outputs.processed_data}}"
     )
     assert jobs["train"]["inputs"]["search_iterations"] == "${{parent.inputs.search_iterations}}"
-    assert pipeline["outputs"]["packaged_model"] == {
-        "type": "custom_model",
-        "name": "penguins-classification-packaged",
-    }
+    # `amlkit package` registers <model>-packaged itself; a named output would register a
+    # second version under the same name ("already linked ... cannot be overwritten")
+    assert pipeline["outputs"]["packaged_model"] == {"type": "uri_folder"}
+    registry = {"type": "uri_folder", "name": "amlkit-registry"}
+    assert pipeline["outputs"]["trained_models"] == registry
 
 
 def test_sweep_searches_the_configured_space_for_the_primary_metric(fresh_plan):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import stat
 
 import pytest
 
@@ -132,3 +133,36 @@ def test_the_sweeps_search_space_translates_scipy_conventions():
     assert (math.exp(log["min_value"]), math.exp(log["max_value"])) == pytest.approx((0.01, 100))
     grid = azure_distribution({"loguniform": [0.01, 100.0]}, "bayesian")
     assert grid["type"] == "choice" and grid["values"][0] == 0.01 and grid["values"][-1] == 100
+
+
+def test_an_input_the_stage_writes_to_is_copied_writable_from_its_read_only_mount(tmp_path):
+    from amlkit.azure.platform import make_read_only
+    from amlkit.azure.step import _layout
+
+    code = tmp_path / "code"
+    (code / "config").mkdir(parents=True)
+    mount = tmp_path / "mount" / "penguins" / "v1"
+    mount.mkdir(parents=True)
+    (mount / "data.csv").write_text("a\n1\n")
+    make_read_only(tmp_path / "mount")
+    root = tmp_path / "root"
+    _layout(root, code, [("data/raw", tmp_path / "mount")], {"data/raw"})
+    copy = root / "data" / "raw"
+    # permission bits, not a write attempt: root (CI containers) writes through them
+    assert all(p.stat().st_mode & stat.S_IWUSR for p in [copy, *copy.rglob("*")])
+    (copy / "penguins" / "v1" / "data.csv").write_text("a\n2\n")
+    assert (mount / "data.csv").read_text() == "a\n1\n"  # the mount itself is untouched
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"code_configuration": {}, "mini_batch_size": 10},
+        {"type": "model", "code_configuration": {}, "settings": {"mini_batch_size": 10}},
+    ],
+    ids=["flat", "settings"],
+)
+def test_a_batch_deployment_is_recognised_in_the_legacy_and_the_current_schema(spec):
+    from amlkit.azure.twin import spec_kind
+
+    assert spec_kind(spec) == "batch_deployment"

@@ -283,3 +283,23 @@ def test_processing_refuses_a_processed_folder_that_links_out_of_the_project(pro
             splits, raw=raw, cleaned=cleaned, params={}, stratified=False, profile={}
         )
     assert sorted(p.name for p in outside.rglob("*")) == ["keep.txt"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["abfs", "az"])
+def test_a_blob_storage_source_is_ingested_from_azurite(project, azurite, monkeypatch, scheme):
+    fs = azurite.filesystem()
+    container = f"ingest-{scheme}"
+    if not fs.exists(container):
+        fs.mkdir(container)
+    with fs.open(f"{container}/landing/penguins.csv", "wb") as handle:
+        handle.write(GOOD.encode())
+    # credentials from the environment, as on a machine signed in to the storage account
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    source = f"{scheme}://{container}/landing/penguins.csv"
+    result = ingest.ingest("penguins", source=source, progress=False)
+    assert (result.manifest.rows, result.manifest.source) == (4, source)
+    again = ingest.ingest("penguins", source=source, progress=False)
+    assert (again.manifest.version, again.created) == (result.manifest.version, False)
+    frame, _ = ingest.load_raw("penguins")
+    assert frame["species"].tolist() == ["Adelie", "Gentoo", "Adelie", "Chinstrap"]

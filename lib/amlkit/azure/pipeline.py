@@ -3,16 +3,18 @@
 Four command steps, each :mod:`amlkit.azure.step` in the training environment:
 
     ingest (01) --raw_data--> preprocess (03) --processed_data--> train (04) --trained_models-->
-    package (amlkit package) --packaged_model--> registered model <model>-packaged
+    package (amlkit package) --packaged_model
 
 A step's input is bound to the output of the last step that wrote the same project folder
 (``${{parent.jobs.ingest.outputs.raw_data}}``), so the wiring follows
 :data:`amlkit.azure.jobs.STAGE_FOLDERS`. The notebooks' parameters become pipeline inputs
 (one per name; a name two steps give different defaults becomes ``<step>_<name>``), so
 ``az ml job create --set inputs.search_iterations=2`` or ``amlkit azure run-local ... --set
-inputs.search_iterations=2`` reaches every step that declares it. The registry folder and the
-packaged model are pipeline outputs with names, which Azure ML registers as a data asset
-(:data:`amlkit.azure.jobs.REGISTRY_ASSET`) and a model (the deployments' model).
+inputs.search_iterations=2`` reaches every step that declares it. The registry folder is a
+pipeline output with a name, which Azure ML registers as a data asset
+(:data:`amlkit.azure.jobs.REGISTRY_ASSET`); the packaged model is a plain output: ``amlkit
+package`` registers it in the model registry itself (``<model>-packaged``, from its run), so
+the pipeline does not register a second version under the same name.
 
 :func:`schedule` wraps the pipeline in a recurrence ``JobSchedule`` from
 ``azure_config.json``'s ``pipeline_schedule``.
@@ -31,7 +33,7 @@ PACKAGE = "package"
 
 
 def packaged_model_name(model_name: str) -> str:
-    """Return the model name the pipeline registers its packaged service model under."""
+    """Return the model name ``amlkit package`` registers the packaged service model under."""
     return f"{model_name}-packaged"
 
 
@@ -130,7 +132,7 @@ def training_pipeline(
         "inputs": inputs,
         "outputs": {
             "trained_models": {"type": "uri_folder", "name": jobs.REGISTRY_ASSET},
-            "packaged_model": {"type": "custom_model", "name": packaged_model_name(model)},
+            "packaged_model": {"type": "uri_folder"},
         },
         "jobs": nodes,
     }

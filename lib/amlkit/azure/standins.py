@@ -145,7 +145,7 @@ class MlflowServer(_Process):
         """The tracking (and registry) URI: ``http://127.0.0.1:<port>``."""
         return f"http://{LOOPBACK}:{self.port}"
 
-    def start(self, timeout_s: float = 90.0) -> MlflowServer:
+    def start(self, timeout_s: float = 240.0) -> MlflowServer:
         """Start the server and wait until ``/health`` answers."""
         self.port = self.port or free_port()
         backend = f"sqlite:///{(self.folder / 'mlflow.db').as_posix()}"

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from amlkit import io, paths
+from amlkit.azure.platform import make_writable
 from amlkit.names import check_name
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,8 @@ def _layout(root: Path, code_dir: Path, inputs: list[tuple[str, Path]], written:
         target = root / placement(rel, where)
         target.parent.mkdir(parents=True, exist_ok=True)
         if rel in written:  # inputs are read-only mounts on Azure ML: write to a copy
-            shutil.copytree(where, target)
+            shutil.copytree(where, target, copy_function=shutil.copyfile)
+            make_writable(target)  # copytree keeps the mount's read-only folders
         else:
             target.symlink_to(where.resolve(), target_is_directory=True)
 

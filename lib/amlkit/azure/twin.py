@@ -24,6 +24,7 @@ inputs.NAME=VALUE``, as ``az ml job create --set``) replace input values or path
 from __future__ import annotations
 
 import graphlib
+import hashlib
 import json
 import logging
 import math
@@ -31,9 +32,11 @@ import os
 import random
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,13 @@ import yaml
 
 from amlkit import io
 from amlkit.azure import specs
+from amlkit.azure.platform import (
+    JobRun,
+    Platform,
+    datastore_uri,
+    make_read_only,
+    make_writable,
+)
 from amlkit.names import check_name
 
 logger = logging.getLogger(__name__)
@@ -58,24 +68,49 @@ def spec_kind(spec: dict[str, Any]) -> str:
     """Return the kind of a spec file's content: pipeline, command, sweep or batch_deployment."""
     if spec.get("type") in ("pipeline", "command", "sweep"):
         return str(spec["type"])
-    if "code_configuration" in spec and "mini_batch_size" in spec:
-        return "batch_deployment"
+    settings = spec.get("settings") or {}
+    batch = "mini_batch_size" in spec or "mini_batch_size" in settings
+    if "code_configuration" in spec and batch:
+        return "batch_deployment"  # the legacy flat schema, or type: model with settings:
     raise TwinError(
         "run-local runs pipeline, command and sweep jobs and batch deployments; this spec is "
         f"none of them (type {spec.get('type')!r})"
     )
 
 
+@dataclass(frozen=True)
+class Blob:
+    """A data input or output: a path in the datastore (a file's for a ``uri_file``)."""
+
+    path: str
+    file: bool = False
+
+
+Value = str | Blob
+
+
 class Twin:
-    """Runs one spec file into an output folder.
+    """Runs one spec file into an output folder, against the twin's platform.
 
     Args:
         spec_path: the YAML file.
-        out_dir: where outputs and logs go.
+        out_dir: where outputs and logs go (and the started stand-ins' data, ``platform/``).
         overrides: ``{"inputs.NAME": value}`` replacing input values or paths.
+        tracking_uri: a running tracking server to use (default ``$AMLKIT_TWIN_TRACKING_URI``,
+            else one is started).
+        storage: a running Azurite's connection string (default ``$AMLKIT_TWIN_STORAGE``,
+            else one is started).
     """
 
-    def __init__(self, spec_path: Path, out_dir: Path, overrides: dict[str, str] | None = None):
+    def __init__(
+        self,
+        spec_path: Path,
+        out_dir: Path,
+        overrides: dict[str, str] | None = None,
+        *,
+        tracking_uri: str | None = None,
+        storage: str | None = None,
+    ):
         self.path = spec_path.resolve()
         self.spec = yaml.safe_load(self.path.read_text(encoding="utf-8"))
         self.kind = spec_kind(self.spec)
@@ -87,11 +122,20 @@ class Twin:
         specs.validate(self.path, self.kind)  # the SDK accepts it before anything runs
         check_spec_names(self.spec)
         self.assets = _data_index(self.path.parent)
+        self.tracking_uri, self.storage = tracking_uri, storage
+        self.platform: Platform | None = None
+        self.experiment = str(self.spec.get("experiment_name") or "Default")
+
+    @property
+    def _platform(self) -> Platform:
+        if self.platform is None:
+            raise TwinError("the twin's platform is not started: call run()")
+        return self.platform
 
     # --- values -----------------------------------------------------------------------------
 
-    def resolve_input(self, value: Any, name: str = "") -> str:
-        """Return the local value of a job input: a literal, or the folder of a data input."""
+    def resolve_input(self, value: Any, name: str = "") -> Value:
+        """Return a job input: a literal, or the datastore copy of a data input."""
         if isinstance(value, dict):
             if "path" not in value:
                 raise TwinError(f"input {name!r} has no value or path here: {value}")
@@ -101,11 +145,17 @@ class Twin:
         if not isinstance(value, str):
             return str(value)
         if value.startswith("azureml:"):
-            return str(self._asset(value, name))
+            asset, version, local = self._asset(value, name)
+            return self._uploaded(asset, version, local)
         local = self.path.parent / value  # a local path is relative to the spec's folder
-        return str(local.resolve()) if "/" in value and local.exists() else value
+        if "/" in value and local.exists():
+            return self._uploaded(f"local-{name}", _fingerprint(local), local.resolve())
+        return value
 
-    def _asset(self, ref: str, name: str) -> Path:
+    def _uploaded(self, asset: str, version: str, local: Path) -> Blob:
+        return Blob(self._platform.upload_asset(asset, version, local), local.is_file())
+
+    def _asset(self, ref: str, name: str) -> tuple[str, str, Path]:
         body = ref.removeprefix("azureml:")
         if "@" in body:  # name@latest
             asset, version = body.split("@", 1)
@@ -121,7 +171,7 @@ class Twin:
                 f"{', '.join(known) or 'none'}). Run the stage that makes it and `amlkit azure "
                 f"plan` again, or give a folder: --set inputs.{name}=PATH"
             )
-        return found[version][0]
+        return asset, version, found[version][0]
 
     # --- running ------------------------------------------------------------------------------
 
@@ -132,6 +182,7 @@ class Twin:
         inputs: dict[str, str],
         outputs: dict[str, Path],
         search_space: dict[str, str] | None = None,
+        platform_env: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Run one job's command with its placeholders filled; return its record."""
         values = {"inputs": inputs, "outputs": {k: str(v) for k, v in outputs.items()}}
@@ -144,12 +195,7 @@ class Twin:
             folder.mkdir(parents=True, exist_ok=True)
         log = self.out / label / "user_logs" / "std_log.txt"
         log.parent.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            **{k: str(v) for k, v in (job.get("environment_variables") or {}).items()},
-        }
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        env.pop("AMLKIT_ROOT", None)  # a step makes its own project root
+        env = _job_env(job.get("environment_variables"), platform_env)
         if job.get("distribution"):
             logger.warning(
                 "%s: runs as one process here (distribution %s)", label, job["distribution"]
@@ -176,64 +222,177 @@ class Twin:
             )
         return record
 
+    def run_job(
+        self,
+        label: str,
+        job: dict[str, Any],
+        inputs: dict[str, Value],
+        output_ports: list[str],
+        *,
+        search_space: dict[str, str] | None = None,
+        parent: JobRun | None = None,
+        root: JobRun | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Blob]]:
+        """Run a job as the platform does: its run first, inputs mounted, outputs uploaded.
+
+        Data inputs are downloaded from the datastore into ``<out>/<label>/inputs/<port>``
+        and made read-only; outputs are fresh folders ``<out>/<label>/<port>``, uploaded to
+        ``azureml/<run id>/<port>`` after the command. The run ends FINISHED or FAILED.
+        """
+        platform = self._platform
+        run = platform.start_run(self.experiment, label, parent, root)
+        local: dict[str, str] = {}
+        mounted: dict[str, str] = {}
+        try:
+            for port, value in inputs.items():
+                if isinstance(value, Blob):
+                    folder = platform.download(
+                        value.path, self.out / label / "inputs" / port, read_only=True
+                    )
+                    files = [p for p in folder.iterdir()] if value.file else []
+                    local[port] = str(files[0] if files else folder)
+                    mounted[port] = datastore_uri(value.path)
+                else:
+                    local[port] = value
+            outputs = {port: _fresh(self.out / label / port) for port in output_ports}
+            before = {port: _listing(self.out / label / "inputs" / port) for port in mounted}
+            record = self.run_command(
+                label, job, local, outputs, search_space, platform.job_environment(run)
+            )
+            for port, listing in before.items():  # root writes through permission bits
+                changed = _changed(listing, _listing(self.out / label / "inputs" / port))
+                if changed:
+                    raise TwinError(
+                        f"step {label} wrote into its input {port!r}, which Azure ML mounts "
+                        f"read-only (the job fails there with 'Read-only file system'): "
+                        f"{', '.join(changed[:5])}"
+                    )
+        except Exception:
+            platform.end_run(run, ok=False)
+            raise
+        blobs = {port: Blob(f"azureml/{run.run_id}/{port}") for port in output_ports}
+        for port, blob in blobs.items():
+            platform.upload(outputs[port], blob.path)
+        platform.end_run(run, ok=True)
+        record |= {
+            "run_id": run.run_id,
+            "inputs": mounted,
+            "outputs": {port: datastore_uri(b.path) for port, b in blobs.items()},
+        }
+        return record, blobs
+
     def run(self, trials: int = 2, seed: int = 0, data: Path | None = None) -> dict[str, Any]:
         """Run the spec; return a summary (also written to ``<out>/run.json``)."""
         self.out.mkdir(parents=True, exist_ok=True)
-        if self.kind == "pipeline":
-            summary = self._pipeline()
-        elif self.kind == "command":
-            inputs = {n: self._input(n, v) for n, v in (self.spec.get("inputs") or {}).items()}
-            outputs = {n: self.out / "outputs" / n for n in self.spec.get("outputs") or {}}
+        with Platform(self.out / "platform", self.tracking_uri, self.storage) as platform:
+            self.platform = platform
+            try:
+                if self.kind == "pipeline":
+                    summary = self._pipeline()
+                elif self.kind == "command":
+                    summary = self._command()
+                elif self.kind == "sweep":
+                    summary = self._sweep(trials, seed)
+                else:
+                    summary = self._batch(data)
+            finally:
+                self.platform = None
             summary = {
-                "steps": [self.run_command("job", self.spec, inputs, outputs)],
-                "outputs": _strs(outputs),
+                "spec": str(self.path),
+                "kind": self.kind,
+                "tracking_uri": platform.tracking_uri,
+                "experiment": self.experiment,
+                **summary,
             }
-        elif self.kind == "sweep":
-            summary = self._sweep(trials, seed)
-        else:
-            summary = self._batch(data)
-        summary = {"spec": str(self.path), "kind": self.kind, **summary}
         io.write_json_atomic(self.out / "run.json", summary)
         return summary
 
-    def _input(self, name: str, value: Any) -> str:
+    def _input(self, name: str, value: Any) -> Value:
         override = self.overrides.get(f"inputs.{name}")
         if override is not None:
             path = Path(override).expanduser()
-            return str(path.resolve()) if path.exists() else override
+            if path.exists():
+                return self._uploaded(f"local-{name}", _fingerprint(path), path.resolve())
+            return override
         return self.resolve_input(value, name)
 
+    def _finish_outputs(
+        self, declared: dict[str, Any], produced: dict[str, Blob], job: str
+    ) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """Copy a job's outputs from the datastore to ``<out>/outputs/<name>``.
+
+        The named ones are registered as data assets (the next version of each name).
+        """
+        local, registered = {}, []
+        for name, blob in produced.items():
+            folder = self._platform.download(blob.path, self.out / "outputs" / name)
+            local[name] = str(folder)
+            spec = declared.get(name)
+            if isinstance(spec, dict) and spec.get("name"):
+                kind = str(spec.get("type") or "uri_folder")
+                registered.append(self._platform.register_data(spec["name"], blob.path, kind, job))
+        return local, registered
+
+    def _command(self) -> dict[str, Any]:
+        inputs = {n: self._input(n, v) for n, v in (self.spec.get("inputs") or {}).items()}
+        declared = self.spec.get("outputs") or {}
+        record, blobs = self.run_job("job", self.spec, inputs, list(declared))
+        outputs, registered = self._finish_outputs(declared, blobs, record["run_id"])
+        return {"steps": [record], "outputs": outputs, "registered_data": registered}
+
     def _pipeline(self) -> dict[str, Any]:
+        platform = self._platform
         jobs = self.spec["jobs"]
-        parent_inputs = {n: self._input(n, v) for n, v in (self.spec.get("inputs") or {}).items()}
-        parent_outputs = {n: self.out / "outputs" / n for n in self.spec.get("outputs") or {}}
-        order = graphlib.TopologicalSorter({name: _upstream(job) for name, job in jobs.items()})
-        step_outputs: dict[str, dict[str, Path]] = {}
-        records = []
-        for name in order.static_order():
-            job = _flatten_node(jobs[name])
-            inputs = {}
-            for port, value in (job.get("inputs") or {}).items():
-                inputs[port] = self._bound(value, port, parent_inputs, parent_outputs, step_outputs)
-            outputs = {}
-            for port, value in (job.get("outputs") or {}).items():
-                bound = _binding(value)
-                outputs[port] = (
-                    parent_outputs[bound[1]]
-                    if bound and bound[0] == "outputs"
-                    else self.out / name / port
+        declared = self.spec.get("outputs") or {}
+        pipeline_run = platform.start_run(
+            self.experiment, str(self.spec.get("display_name") or "pipeline")
+        )
+        try:
+            parent_inputs = {
+                n: self._input(n, v) for n, v in (self.spec.get("inputs") or {}).items()
+            }
+            order = graphlib.TopologicalSorter({name: _upstream(job) for name, job in jobs.items()})
+            step_outputs: dict[str, dict[str, Blob]] = {}
+            parent_outputs: dict[str, Blob] = {}
+            records = []
+            for name in order.static_order():
+                job = _flatten_node(jobs[name])
+                inputs = {
+                    port: self._bound(value, port, parent_inputs, step_outputs)
+                    for port, value in (job.get("inputs") or {}).items()
+                }
+                record, blobs = self.run_job(
+                    name, job, inputs, list(job.get("outputs") or {}), parent=pipeline_run
                 )
-            step_outputs[name] = outputs
-            records.append(self.run_command(name, job, inputs, outputs))
+                records.append(record)
+                step_outputs[name] = blobs
+                for port, value in (job.get("outputs") or {}).items():
+                    bound = _binding(value)
+                    if bound and bound[0] == "outputs":
+                        parent_outputs[bound[1]] = blobs[port]
+        except Exception:
+            platform.end_run(pipeline_run, ok=False)
+            raise
+        outputs, registered = self._finish_outputs(declared, parent_outputs, pipeline_run.run_id)
+        platform.end_run(pipeline_run, ok=True)
         return {
+            "pipeline_run_id": pipeline_run.run_id,
             "steps": records,
-            "outputs": _strs(parent_outputs),
-            "step_outputs": {k: _strs(v) for k, v in step_outputs.items()},
+            "outputs": outputs,
+            "registered_data": registered,
+            "step_outputs": {
+                step: {port: datastore_uri(b.path) for port, b in blobs.items()}
+                for step, blobs in step_outputs.items()
+            },
         }
 
     def _bound(
-        self, value: Any, port: str, parent_inputs: dict, parent_outputs: dict, step_outputs: dict
-    ) -> str:
+        self,
+        value: Any,
+        port: str,
+        parent_inputs: dict[str, Value],
+        step_outputs: dict[str, dict[str, Blob]],
+    ) -> Value:
         bound = _binding(value["path"] if isinstance(value, dict) and "path" in value else value)
         if bound is None:
             return self._input(port, value)
@@ -241,29 +400,44 @@ class Twin:
         if where == "inputs":
             return parent_inputs[ref]
         if where == "outputs":
-            return str(parent_outputs[ref])
+            raise TwinError(f"step input {port!r} reads the pipeline output {ref!r}")
         step, _, output = ref.partition(".outputs.")
-        return str(step_outputs[step][output])
+        return step_outputs[step][output]  # the datastore copy, not the producer's folder
 
     def _sweep(self, trials: int, seed: int) -> dict[str, Any]:
         rng = random.Random(seed)
         inputs = {n: self._input(n, v) for n, v in (self.spec.get("inputs") or {}).items()}
         objective = self.spec["objective"]
+        sweep_run = self._platform.start_run(
+            self.experiment, str(self.spec.get("display_name") or "sweep")
+        )
         records = []
-        for index in range(trials):
-            sample = {
-                name: sample_value(dist, rng) for name, dist in self.spec["search_space"].items()
-            }
-            label = f"trial_{index}"
-            outputs = {n: self.out / label / n for n in self.spec.get("outputs") or {}}
-            record = self.run_command(
-                label, self.spec["trial"], inputs, outputs, {k: str(v) for k, v in sample.items()}
-            )
-            record |= {
-                "search_space": sample,
-                objective["primary_metric"]: _objective(outputs, objective["primary_metric"]),
-            }
-            records.append(record)
+        try:
+            for index in range(trials):
+                sample = {
+                    name: sample_value(dist, rng)
+                    for name, dist in self.spec["search_space"].items()
+                }
+                label = f"trial_{index}"
+                ports = list(self.spec.get("outputs") or {})
+                record, _ = self.run_job(
+                    label,
+                    self.spec["trial"],
+                    inputs,
+                    ports,
+                    search_space={k: str(v) for k, v in sample.items()},
+                    parent=sweep_run,
+                )
+                outputs = {port: self.out / label / port for port in ports}
+                record |= {
+                    "search_space": sample,
+                    objective["primary_metric"]: _objective(outputs, objective["primary_metric"]),
+                }
+                records.append(record)
+        except Exception:
+            self._platform.end_run(sweep_run, ok=False)
+            raise
+        self._platform.end_run(sweep_run, ok=True)
         scored = [r for r in records if r[objective["primary_metric"]] is not None]
         best = (
             (max if objective["goal"] == "maximize" else min)(
@@ -272,44 +446,92 @@ class Twin:
             if scored
             else None
         )
-        return {"trials": records, "best": best["step"] if best else None, "objective": objective}
+        return {
+            "sweep_run_id": sweep_run.run_id,
+            "trials": records,
+            "best": best["step"] if best else None,
+            "objective": objective,
+        }
 
     def _batch(self, data: Path | None) -> dict[str, Any]:
         if data is None:
             raise TwinError("a batch deployment scores files: give them with --data FILE_OR_FOLDER")
-        files = sorted(p for p in data.iterdir() if p.is_file()) if data.is_dir() else [data]
-        model = self.overrides.get("model") or self.resolve_input(self.spec.get("model"), "model")
-        code = (self.path.parent / self.spec["code_configuration"]["code"]).resolve()
-        script = code / self.spec["code_configuration"]["scoring_script"]
-        size = int(self.spec.get("mini_batch_size") or 10)
-        batches = [[str(f) for f in files[i : i + size]] for i in range(0, len(files), size)]
-        output = self.out / self.spec.get("output_file_name", "predictions.csv")
-        env = {
-            **os.environ,
-            **{k: str(v) for k, v in (self.spec.get("environment_variables") or {}).items()},
-        }
-        env["AZUREML_MODEL_DIR"] = str(Path(model).resolve())
-        done = subprocess.run(
-            [sys.executable, "-c", BATCH_DRIVER, str(script), json.dumps(batches), str(output)],
-            cwd=code,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode:
-            raise TwinError(f"the batch entry script failed: {done.stderr.strip()[-2000:]}")
+        platform = self._platform
+        settings = {**self.spec, **(self.spec.get("settings") or {})}  # new schema: settings:
+        action = str(settings.get("output_action") or "append_row").lower()
+        output_name = str(settings.get("output_file_name") or "predictions.csv")
+        size = int(settings.get("mini_batch_size") or 10)
+        run = platform.start_run(self.experiment, f"batch-{self.spec.get('name', 'deployment')}")
+        try:
+            source = self._uploaded("batch-input", _fingerprint(data), data.resolve())
+            mounted = platform.download(source.path, self.out / "inputs" / "data", read_only=True)
+            files = sorted(p for p in mounted.rglob("*") if p.is_file())
+            model_dir = self._mount_model()
+            code = (self.path.parent / self.spec["code_configuration"]["code"]).resolve()
+            script = code / self.spec["code_configuration"]["scoring_script"]
+            batches = [[str(f) for f in files[i : i + size]] for i in range(0, len(files), size)]
+            score = _fresh(self.out / "score")
+            output = score / output_name
+            env = _job_env(self.spec.get("environment_variables"), platform.job_environment(run))
+            env["AZUREML_MODEL_DIR"] = str(model_dir)
+            done = subprocess.run(
+                [sys.executable, "-c", BATCH_DRIVER, str(script), json.dumps(batches),
+                 str(output), action],
+                cwd=code, env=env, capture_output=True, text=True,
+            )  # fmt: skip
+            if done.returncode:
+                raise TwinError(f"the batch entry script failed: {done.stderr.strip()[-2000:]}")
+        except Exception:
+            platform.end_run(run, ok=False)
+            raise
+        blob = f"azureml/{run.run_id}/score"
+        platform.upload(score, blob)
+        platform.end_run(run, ok=True)
         return {
+            "run_id": run.run_id,
             "mini_batches": len(batches),
             "files": len(files),
             "output": str(output),
+            "output_uri": datastore_uri(f"{blob}/{output_name}"),
+            "model_dir": str(model_dir),
             **json.loads(done.stdout.strip().splitlines()[-1]),
         }
 
+    def _mount_model(self) -> Path:
+        """Return ``AZUREML_MODEL_DIR``: the deployment's model, laid out as mounted.
 
-# init() once, run(mini_batch) per mini-batch, rows appended to one CSV (append_row).
+        The platform mounts a model at ``azureml-models/<name>/<version>/<model folder>/``.
+        """
+        models = self.out / "platform" / "azureml-models"
+        model = self.spec.get("model")
+        local = self.overrides.get("model")
+        if local is None and isinstance(model, str) and model.startswith("azureml:"):
+            try:
+                return self._platform.mount_model(model, models)
+            except LookupError as exc:
+                raise TwinError(
+                    f"the deployment's model {model}: {exc}; or --set model=PATH"
+                ) from exc
+        if local is None and isinstance(model, dict) and "path" in model:
+            local = str((self.path.parent / model["path"]).resolve())
+        if local is None:
+            raise TwinError(f"the deployment's model {model!r} cannot be found; --set model=PATH")
+        source = Path(local).expanduser().resolve()
+        declared = model if isinstance(model, dict) else {}
+        name = str(declared.get("name") or source.name)
+        version = str(declared.get("version") or "1")
+        target = models / check_name("model", name) / check_name("version", version)
+        make_writable(target)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target / source.name)
+        make_read_only(target)
+        return target
+
+
+# init() once, run(mini_batch) per mini-batch; append_row: the rows appended to one file.
 BATCH_DRIVER = """
 import importlib.util, json, sys
-script, batches, output = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+script, batches, output, action = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 spec = importlib.util.spec_from_file_location("batch_driver", script)
 driver = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(driver)
@@ -317,7 +539,8 @@ driver.init()
 rows = 0
 for mini_batch in batches:
     result = driver.run(mini_batch)
-    result.to_csv(output, mode="a" if rows else "w", header=not rows, index=False)
+    if action == "append_row":  # one file, each mini-batch's rows appended, no header
+        result.to_csv(output, mode="a", header=False, index=False)
     rows += len(result)
 print(json.dumps({"rows": rows}))
 """
@@ -432,3 +655,52 @@ def _data_index(folder: Path) -> dict[str, dict[str, tuple[Path, str]]]:
         path = (spec_file.parent / data["path"]).resolve()
         index.setdefault(data["name"], {})[str(data["version"])] = (path, key)
     return index
+
+
+def _fresh(folder: Path) -> Path:
+    """Return ``folder`` made anew and empty (a job's output starts empty)."""
+    make_writable(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _fingerprint(path: Path) -> str:
+    """Return a short version of a local file or folder: its path, sizes and times."""
+    path = path.resolve()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256(str(path).encode())
+    for file in files:
+        info = file.stat()
+        digest.update(f"{file.relative_to(path.parent)}:{info.st_size}:{info.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+# What the twin's process environment must not pass on to a job: the platform decides these.
+_PLATFORM_OWNED = ("AMLKIT_ROOT", "MLFLOW_REGISTRY_URI", "AZUREML_MODEL_DIR")
+
+
+def _job_env(
+    declared: dict[str, Any] | None, platform_env: dict[str, str] | None
+) -> dict[str, str]:
+    """Return a job process's environment: this one, the spec's variables, the platform's."""
+    env = {k: v for k, v in os.environ.items() if k not in _PLATFORM_OWNED}
+    env = {k: v for k, v in env.items() if not k.startswith(("MLFLOW_", "AZUREML_"))}
+    env |= {k: str(v) for k, v in (declared or {}).items()}
+    env |= platform_env or {}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    """Return ``{relative path: (size, mtime)}`` of everything under ``folder``."""
+    found = {}
+    for path in folder.rglob("*"):
+        info = path.lstat()
+        found[path.relative_to(folder).as_posix()] = (info.st_size, info.st_mtime_ns)
+    return found
+
+
+def _changed(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[str]:
+    """Return the paths added, removed or modified between two listings."""
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))

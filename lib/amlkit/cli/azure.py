@@ -48,8 +48,10 @@ examples:
       --set inputs.search_iterations=2 --set inputs.cv_folds=3
   amlkit azure run-local .amlkit/azure-plan/sweeps/training.yml --trials 2
   amlkit azure run-local .amlkit/azure-plan/endpoints/batch/deployment.yml --data rows.csv
-Each step's own command runs in bash from its code folder, in this Python's environment;
-outputs and logs (<step>/user_logs/std_log.txt) go to --out, with run.json.
+Each step's own command runs in bash from its code folder, in this Python's environment,
+as Azure ML runs it: its MLflow run created first on a tracking server (MLFLOW_RUN_ID ...),
+its data inputs downloaded read-only from the datastore (Azurite), its outputs uploaded
+there after it; outputs and logs (<step>/user_logs/std_log.txt) go to --out, with run.json.
 """
 
 
@@ -166,7 +168,8 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     overrides = dict(item.split("=", 1) for item in args.set)
     out = Path(args.out) if args.out else paths.runs_dir() / f"azure-{spec.stem}"
     try:
-        summary = Twin(spec, out, overrides).run(
+        twin = Twin(spec, out, overrides, tracking_uri=args.tracking_uri, storage=args.storage)
+        summary = twin.run(
             trials=args.trials, seed=args.seed, data=Path(args.data) if args.data else None
         )
     except TwinError as exc:
@@ -178,6 +181,9 @@ def cmd_run_local(args: argparse.Namespace) -> int:
         print(f"best trial: {summary['best']}")
     if "rows" in summary:
         print(f"scored {summary['rows']} rows of {summary['files']} file(s): {summary['output']}")
+    for asset in summary.get("registered_data", []):
+        print(f"data asset {asset['name']}:{asset['version']} = {asset['path']}")
+    print(f"runs and registry: {summary['tracking_uri']} (experiment {summary['experiment']})")
     print(f"outputs and logs: {out}  (run.json)")
     return 0
 
@@ -274,4 +280,14 @@ def add_parsers(sub: Any) -> None:
     run_local.add_argument("--trials", type=int, default=2, help="sweep trials to run (2)")
     run_local.add_argument("--seed", type=int, default=0, help="seed of the sweep's sampling")
     run_local.add_argument("--data", help="batch deployment: a file or folder to score")
+    run_local.add_argument(
+        "--tracking-uri",
+        help="a running MLflow tracking server standing in for the workspace's (default "
+        "$AMLKIT_TWIN_TRACKING_URI, else `mlflow server` is started under --out/platform)",
+    )
+    run_local.add_argument(
+        "--storage",
+        help="connection string of a running Azurite standing in for the datastore (default "
+        "$AMLKIT_TWIN_STORAGE, else Azurite is started under --out/platform)",
+    )
     run_local.set_defaults(func=cmd_run_local)

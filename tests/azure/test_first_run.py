@@ -1,0 +1,170 @@
+"""A team's first run, predicted here: a fresh export of the repository (`git archive`: no data,
+no models, no local state) is planned, and the twin runs the training pipeline against a real
+tracking server and Azurite, as Azure ML would; the champion is read from that registry, CD's
+commands run against the twin, and a second pipeline run on unchanged data does not promote.
+
+One first run for the module (it runs the real notebooks); the test functions read it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "penguins-classification"
+SMALLEST = ["--set", "inputs.search_iterations=1", "--set", "inputs.cv_folds=2"]
+
+
+def _h1_landed() -> bool:
+    """Agreement 1: inside a job, the notebooks resume the platform's run."""
+    from amlkit.registry import tracking
+
+    return hasattr(tracking, "training_run")
+
+
+def _env(export: Path, mlflow_server: Any, azurite: Any) -> dict[str, str]:
+    """A shell in the export: no project root set, the twin's platform shared by every call."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMLKIT_", "MLFLOW_"))}
+    env["PYTHONPATH"] = str(export / "lib")
+    env["AMLKIT_TWIN_TRACKING_URI"] = mlflow_server.uri
+    env["AMLKIT_TWIN_STORAGE"] = azurite.connection_string
+    return env
+
+
+def _amlkit(args: list[str], export: Path, env: dict[str, str], timeout: int = 1800) -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "amlkit.cli", *args],
+        cwd=export,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, mlflow_server, azurite) -> dict[str, Any]:
+    """Export, plan, run the training pipeline twice; record what each step gave."""
+    root = tmp_path_factory.mktemp("first-run")
+    export = root / "export"
+    export.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", "HEAD"], cwd=REPO, capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(export)], input=archive.stdout, check=True)
+    state = ("data/raw", "data/processed", "models/trained_models", "models/deployed_models")
+    exported = [str(p.relative_to(export)) for f in state for p in (export / f).glob("*/*")]
+    exported += [str(p) for p in [export / ".amlkit", export / "mlflow.db"] if p.exists()]
+    env = _env(export, mlflow_server, azurite)
+    found: dict[str, Any] = {"export": export, "env": env, "exported_state": exported}
+    plan = _amlkit(["azure", "plan", "--out", str(export / "plan")], export, env, 600)
+    found["plan"] = plan
+    if plan.returncode:
+        return found
+    spec = str(export / "plan" / "pipelines" / "training.yml")
+    for label in ("run1", "run2"):
+        done = _amlkit(
+            ["azure", "run-local", spec, *SMALLEST, "--out", str(root / label)], export, env
+        )
+        found[label] = done
+        if done.returncode:
+            break
+        found[f"{label}_summary"] = json.loads((root / label / "run.json").read_text())
+    return found
+
+
+def _pipeline_ran(first_run: dict[str, Any], label: str = "run1") -> dict[str, Any]:
+    assert first_run["plan"].returncode == 0, first_run["plan"].stderr[-3000:]
+    done = first_run[label]
+    if done.returncode and not _h1_landed() and "Run with id" in done.stderr + done.stdout:
+        pytest.xfail("agreement 1 (H1): notebook 04 does not resume the job's run yet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return first_run[f"{label}_summary"]
+
+
+def test_the_export_holds_no_data_models_or_state(first_run):
+    assert first_run["exported_state"] == []
+    assert first_run["plan"].returncode == 0, first_run["plan"].stderr[-3000:]
+
+
+def test_the_pipeline_runs_each_step_in_a_child_of_the_pipeline_run(first_run, mlflow_server):
+    summary = _pipeline_ran(first_run)
+    assert [s["step"] for s in summary["steps"]] == ["ingest", "preprocess", "train", "package"]
+    client = MlflowClient(mlflow_server.uri)
+    parent = client.get_run(summary["pipeline_run_id"])
+    assert parent.info.status == "FINISHED"
+    for step in summary["steps"]:
+        run = client.get_run(step["run_id"])
+        assert (run.info.status, run.data.tags["mlflow.parentRunId"]) == (
+            "FINISHED",
+            parent.info.run_id,
+        )
+    [registry] = [a for a in summary["registered_data"] if a["name"] == "amlkit-registry"]
+    assert registry["path"] == summary["steps"][2]["outputs"]["trained_models"]
+
+
+def test_training_logs_into_the_jobs_run_and_registers_over_http(first_run, mlflow_server):
+    summary = _pipeline_ran(first_run)
+    client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
+    train = client.get_run(summary["steps"][2]["run_id"])
+    children = client.search_runs(
+        [train.info.experiment_id], f"tags.mlflow.parentRunId = '{train.info.run_id}'"
+    )
+    assert children, "the candidates are nested under the job's run"
+    versions = client.search_model_versions(f"name = '{MODEL}'")
+    assert versions and all(v.source.startswith(("runs:/", "models:/")) for v in versions)
+
+
+def test_the_champion_is_read_from_the_registry_the_job_registered_in(first_run, mlflow_server):
+    summary = _pipeline_ran(first_run)
+    client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    local = Path(summary["outputs"]["trained_models"]) / MODEL / "champion.json"
+    assert int(json.loads(local.read_text())["version"]) == int(champion.version)
+    shown = _amlkit(
+        ["azure", "champion", "--json"],
+        first_run["export"],
+        {**first_run["env"], "MLFLOW_TRACKING_URI": mlflow_server.uri},
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    record = json.loads(shown.stdout)
+    assert (record["model"], str(record["champion_version"])) == (MODEL, champion.version)
+    assert record["packaged_model"].startswith(f"{MODEL}-packaged:")  # agreement 4 (H2)
+
+
+def test_cd_deploys_the_produced_version_and_it_answers(first_run, mlflow_server):
+    _pipeline_ran(first_run)
+    env = {**first_run["env"], "MLFLOW_TRACKING_URI": mlflow_server.uri}
+    shown = json.loads(_amlkit(["azure", "champion", "--json"], first_run["export"], env).stdout)
+    deployed = _amlkit(
+        ["azure", "deploy", "--deployment", "idle", "--model", shown["packaged_model"],
+         "--smoke-test"],
+        first_run["export"],
+        env,
+    )  # fmt: skip
+    assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
+    assert "100" in deployed.stdout  # the first deployment takes all traffic (agreement 5)
+
+
+def test_a_second_run_on_unchanged_data_does_not_promote(first_run, mlflow_server):
+    _pipeline_ran(first_run)
+    second = _pipeline_ran(first_run, "run2")
+    client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    newest = max(int(v.version) for v in client.search_model_versions(f"name = '{MODEL}'"))
+    assert int(champion.version) < newest  # the second run registered, and did not promote
+    first = first_run["run1_summary"]
+    assert first["steps"][0]["outputs"] != second["steps"][0]["outputs"]  # fresh job folders
+    [one] = [a for a in first["registered_data"] if a["name"] == "amlkit-registry"]
+    [two] = [a for a in second["registered_data"] if a["name"] == "amlkit-registry"]
+    assert int(two["version"]) == int(one["version"]) + 1
