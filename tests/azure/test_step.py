@@ -136,8 +136,8 @@ def test_the_sweeps_search_space_translates_scipy_conventions():
 
 
 def test_an_input_the_stage_writes_to_is_copied_writable_from_its_read_only_mount(tmp_path):
-    from amlkit.azure.platform import make_read_only
     from amlkit.azure.step import _layout
+    from amlkit.azure.twin_platform import make_read_only
 
     code = tmp_path / "code"
     (code / "config").mkdir(parents=True)

@@ -175,7 +175,7 @@ def test_a_step_that_writes_into_its_input_fails_and_its_run_is_failed(
 
 
 def test_mounted_inputs_lose_their_write_permission(tmp_path):
-    from amlkit.azure.platform import make_read_only, make_writable
+    from amlkit.azure.twin_platform import make_read_only, make_writable
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "f.txt").write_text("x")

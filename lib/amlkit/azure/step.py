@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from amlkit import io, paths
-from amlkit.azure.platform import make_writable
+from amlkit.azure.twin_platform import make_writable
 from amlkit.names import check_name
 
 logger = logging.getLogger(__name__)

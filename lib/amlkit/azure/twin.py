@@ -44,7 +44,7 @@ import yaml
 
 from amlkit import io
 from amlkit.azure import specs
-from amlkit.azure.platform import (
+from amlkit.azure.twin_platform import (
     JobRun,
     Platform,
     datastore_uri,
