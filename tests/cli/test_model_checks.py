@@ -112,6 +112,7 @@ def test_package_without_champion_json_or_alias_is_refused_with_the_repair(
 ) -> None:
     (store.model_dir(NAME) / store.CHAMPION_FILE).unlink()
     MlflowClient().delete_registered_model_alias(NAME, store.CHAMPION_ALIAS)
+    MlflowClient().delete_registered_model_tag(NAME, store.CHAMPION_TAG)
 
     code = main(["package", NAME, "--service", "svc", "--no-onnx"])
 

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from amlkit import names
 from amlkit.config import ModelConfig
 from amlkit.deep import images
-from amlkit.registry import store
+from amlkit.registry import store, tracking
 
 keras = pytest.importorskip("keras")
 pyfunc = pytest.importorskip("amlkit.deep.pyfunc")
@@ -115,6 +115,31 @@ def test_track_and_register_writes_a_keras_version_and_a_full_mlflow_run(
         pyfunc.predict_proba(network, digit_splits.x_test),
         pyfunc.predict_proba(model, digit_splits.x_test),
     )
+
+
+def test_track_and_register_inside_a_job_records_in_the_jobs_run(
+    mlflow_server, new_project, tmp_path, monkeypatch, digit_splits, digit_classifier
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", mlflow_server.uri)
+    monkeypatch.chdir(new_project(tmp_path / "job", monkeypatch))
+    client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
+    experiment = client.create_experiment("deep-job")
+    job = client.create_run(experiment, run_name="deep-job-run").info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", job)  # as the platform starts a job
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment)
+    tracking.configure_tracking()
+    model, history = digit_classifier
+
+    version, run_id = _register(model, history, digit_splits, name="digits-job-cnn")
+
+    run = client.get_run(run_id)
+    assert run_id == job == version.metadata.mlflow_run_id
+    assert (run.info.experiment_id, run.info.status) == (experiment, "RUNNING")
+    assert run.data.params["conv_filters"] == "[8]"
+    registered = client.get_model_version("digits-job-cnn", "1")
+    assert registered.source == f"runs:/{job}/registry/digits-job-cnn/v1"
+    assert client.get_experiment_by_name(workflow.EXPERIMENT) is None
 
 
 def test_champion_gate_promotes_the_first_and_keeps_it_against_an_equal_model(

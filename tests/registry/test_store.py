@@ -119,7 +119,9 @@ def test_register_writes_an_mlflow_model_folder_with_contract_metadata(
     assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "cloudpickle"
     assert "signature" in mlmodel
     mlflow_mv = MlflowClient().get_model_version("toy", meta["mlflow_model_version"])
-    assert Path(mlflow_mv.source) == mv.path
+    run_id = mv.metadata.mlflow_run_id  # the run's copy of the folder, never a local path
+    assert mlflow_mv.source == f"runs:/{run_id}/registry/toy/v1"
+    assert mlflow_mv.tags[store.PATH_TAG] == mv.path.as_posix()
     assert mlflow_mv.tags["model_sha256"] == meta["model_sha256"]
     assert mlflow_mv.description == "a toy model"
     assert (mlflow_mv.tags["data.version"], mlflow_mv.tags["data.raw_version"]) == ("v1", "r1")
@@ -265,7 +267,8 @@ def test_concurrent_writers_take_turns_and_get_distinct_versions(root: Path) -> 
     assert len(MlflowClient().search_model_versions("name='race'")) == 2
     for mv in results:
         source = MlflowClient().get_model_version("race", str(mv.metadata.mlflow_model_version))
-        assert Path(source.source) == mv.path
+        assert source.tags[store.PATH_TAG] == mv.path.as_posix()
+        assert source.source.endswith(f"/registry/race/v{mv.version}")
 
 
 def flip_byte(path: Path) -> None:
@@ -461,8 +464,8 @@ def test_register_inside_a_run_links_the_version_to_that_run(
 
     assert mv.metadata.mlflow_run_id == run.info.run_id
     assert MlflowClient().get_model_version("toy", "1").run_id == run.info.run_id
-    logged = MlflowClient().list_artifacts(run.info.run_id, "registry/toy/v1")
-    assert [f.path for f in logged] == ["registry/toy/v1/model_metadata.json"]
+    logged = {f.path for f in MlflowClient().list_artifacts(run.info.run_id, "registry/toy/v1")}
+    assert {"registry/toy/v1/model_metadata.json", "registry/toy/v1/model.pkl"} <= logged
 
 
 def test_register_refuses_an_unknown_task(root: Path, data: dict, fitted: dict) -> None:

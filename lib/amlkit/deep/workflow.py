@@ -81,6 +81,8 @@ def track_and_register(
     The run holds the hyperparameters, ``metrics`` (``{split: {metric: value}}``), ``history``
     (``model.fit``'s) as ``epoch_<name>`` curves, the figures, the preprocessing record, and
     tags for the data (:func:`amlkit.deep.images.data_info`), code commit and compute device.
+    Inside a job that run is the job's own (:func:`amlkit.registry.tracking.training_run`),
+    elsewhere a new run in experiment ``amlkit-deep-learning``.
     """
     pre = splits.preprocessing
     device = compute_device()
@@ -88,8 +90,8 @@ def track_and_register(
     tags["data.source"] = pre.get("source", "")
     tags |= {f"data.{key}": str(value) for key, value in data.items()}
     tags |= tracking.source_tags(NOTEBOOK)
-    tracking.set_experiment(EXPERIMENT)
-    with mlflow.start_run(run_name=f"{name}-{model.name}", tags=tags) as run:
+    run_name = f"{name}-{model.name}"
+    with tracking.training_run(run_name, tags=tags, experiment=EXPERIMENT) as run:
         run_id = run.info.run_id
         mlflow.log_params(dict(hyperparameters))
         scores = {f"{split}_{k}": v for split, values in metrics.items() for k, v in values.items()}

@@ -73,13 +73,16 @@ def promote_if_better(
     """Promote ``candidate`` when it beats the champion by more than ``margin`` (metric units).
 
     Both are scored by ``score`` (on the same data); the first version is always promoted.
-    The champion is :func:`amlkit.registry.store.find_champion`'s: ``champion.json``, or the
-    MLflow alias ``champion`` when the file is missing (a damaged file is refused).
+    The champion is :func:`amlkit.registry.store.find_champion`'s: the registry's (the MLflow
+    alias ``champion``, else the tag ``amlkit.champion``), else ``champion.json``; a damaged
+    file is refused. Its folder is fetched from the registry when it is not here (a job's
+    fresh output folder), so a job compares against the champion of the registry it
+    registers in.
     """
     if margin < 0 or not math.isfinite(margin):
         raise ValueError(f"margin must be a finite number >= 0, got {margin!r}.")
     with io.locked(f"champion-{candidate.name}"):  # each decision sees the last one's champion
-        # champion.json, else the MLflow alias (a missing file is not "no champion yet")
+        # the registry's champion, fetched when not here (a missing file is not "no champion")
         champion = store.find_champion(candidate.name)
         cand_score = float(score(candidate))
         champ_score = float(score(champion)) if champion is not None else None

@@ -1,8 +1,15 @@
 """The model registry: immutable version folders, their metadata, integrity and the champion.
 
-``trained_models/<name>/<version>/`` is an MLflow model version's source, plus metadata
-that records every file's sha256 and size, so a changed file is refused before unpickling.
-The champion is ``<name>/champion.json`` and the MLflow alias ``champion``.
+``trained_models/<name>/<N>/`` is an MLflow model plus metadata that records every file's
+sha256 and size, so a changed file is refused before unpickling. The whole folder is logged
+as artifacts of its run (``registry/<name>/v<N>``) and registered in MLflow from that
+``runs:/`` URI, never from a local path, so any registry (the project's SQLite store, a
+tracking server, the Azure ML workspace) holds the model itself; ``N`` is the registry's
+version number. A version missing here (a job's fresh output folder) is fetched from
+``models:/<name>/<N>`` and its hashes checked before it is used.
+
+The champion is the registry's alias ``champion`` (the registered-model tag
+``amlkit.champion`` where a registry has no aliases), mirrored in ``<name>/champion.json``.
 """
 
 from __future__ import annotations
@@ -11,7 +18,9 @@ import importlib
 import json
 import logging
 import platform
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -22,6 +31,8 @@ import mlflow
 import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.models_artifact_repo import REGISTERED_MODEL_META_FILE_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from pydantic import ValidationError
 
 from amlkit import integrity, io, names, paths
@@ -35,6 +46,14 @@ METRICS_FILE = "performance_metrics.json"
 HYPERPARAMETERS_FILE = "hyperparameters.yaml"
 CHAMPION_FILE = "champion.json"
 CHAMPION_ALIAS = "champion"
+CHAMPION_TAG = "amlkit.champion"  # the registered model's champion where aliases are missing
+REGISTRY_EXPERIMENT = "amlkit-registry"  # runs of registrations made outside any run
+ARTIFACTS_FOLDER = "registry"  # a run's artifacts: registry/<name>/v<N>/
+# MLflow model version tags: the folder it was staged for, the machine, and "true" once
+# the folder exists (a version without it whose folder never appeared is an orphan).
+PATH_TAG, HOST_TAG, COMPLETE_TAG = "amlkit_path", "amlkit_host", "amlkit_complete"
+# Error codes of a registry that has no aliases (the champion then lives in CHAMPION_TAG).
+_NO_ALIASES = {"ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED", "FEATURE_DISABLED"}
 LIBRARIES = ("scikit-learn", "mlflow", "pandas", "numpy", "scipy", "cloudpickle")
 
 
@@ -48,6 +67,18 @@ class ModelNotFoundError(LookupError):
 
 class ChampionFileError(ValueError):
     """``champion.json`` exists but cannot be read: truncated, not JSON, or wrong fields."""
+
+
+class VersionNumberError(RuntimeError):
+    """The registry numbered a new version otherwise than the project's next version folder."""
+
+
+class _NumberTaken(Exception):
+    """The registry gave ``got`` where ``expected`` was staged (undone already)."""
+
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(expected, got)
+        self.expected, self.got = expected, got
 
 
 class FileHash(Record):
@@ -156,32 +187,79 @@ def _hash_files(folder: Path) -> dict[str, FileHash]:
     return {rel: FileHash(**record) for rel, record in records.items()}
 
 
+def artifact_path(name: str, number: int) -> str:
+    """Return where version ``number`` of ``name`` lies among its run's artifacts."""
+    return f"{ARTIFACTS_FOLDER}/{name}/v{number}"
+
+
+def _registry_numbers(name: str) -> list[int]:
+    """Return the version numbers of ``name`` in the MLflow registry (deleted ones excluded)."""
+    found = MlflowClient().search_model_versions(f"name='{name}'")
+    return sorted(int(mv.version) for mv in found)
+
+
+def _next_number(name: str, floor: int = 0) -> int:
+    """Return the next version number: one more than the local, the registry's and ``floor``."""
+    known = [*_version_numbers(model_dir(name)), *_registry_numbers(name), floor]
+    return max(known) + 1
+
+
+@contextmanager
+def _registration_run(name: str, run_id: str | None) -> Iterator[str]:
+    """Yield the run whose artifacts hold the version: ``run_id``, else a run of its own.
+
+    A run of its own goes in the job's experiment, nested under the job's run, inside a job;
+    elsewhere in experiment ``amlkit-registry``. It ends FINISHED, or FAILED on an error.
+    """
+    if run_id is not None:
+        yield run_id
+        return
+    client = MlflowClient()
+    job_run = tracking.job_run_id()
+    if job_run is not None:
+        experiment = client.get_run(job_run).info.experiment_id
+        tags = {MLFLOW_PARENT_RUN_ID: job_run}
+    else:
+        experiment, tags = tracking.ensure_experiment(REGISTRY_EXPERIMENT), {}
+    run = client.create_run(experiment, run_name=f"register-{name}", tags=tags)
+    status = "FAILED"
+    try:
+        yield run.info.run_id
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run.info.run_id, status)
+
+
 def _register_in_mlflow(
-    name: str, source: Path, meta: ModelMetadata, spec: Mapping[str, Any]
+    name: str, source: str, final: Path, meta: ModelMetadata, spec: Mapping[str, Any]
 ) -> int:
-    """Register ``source`` as a new MLflow model version of ``name``; return its number."""
-    tracking.ensure_tracking()
+    """Register ``source`` (a ``runs:/`` URI) as a new version of ``name``; return its number."""
     client = MlflowClient()
     try:
         client.create_registered_model(name)
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    tags = {"model_sha256": meta.model_sha256, "amlkit_path": source.as_posix()} | dict(
-        spec["tags"]
-    )
+    tags = {"model_sha256": meta.model_sha256, PATH_TAG: final.as_posix()}
+    tags |= {HOST_TAG: socket.gethostname()} | dict(spec["tags"])
     tags |= {f"data.{key}": value for key, value in meta.data.model_dump().items()}
     run_id, description = meta.mlflow_run_id, spec["description"]
-    mv = client.create_model_version(name, source.as_posix(), run_id, tags, description=description)
+    mv = client.create_model_version(name, source, run_id, tags, description=description)
     return int(mv.version)
 
 
-def _stage_once(name: str, write_model: Callable[[Path], object], **spec: Any) -> ModelVersion:
-    """Write one version under the next free number (the caller holds the model's lock)."""
-    numbers = _version_numbers(model_dir(name))
-    number = (numbers[-1] if numbers else 0) + 1
+def _stage_once(
+    name: str, number: int, run_id: str, write_model: Callable[[Path], object], **spec: Any
+) -> ModelVersion:
+    """Write, log and register version ``number`` (the caller holds the model's lock).
+
+    The folder is staged, logged as artifacts of ``run_id`` and registered from there; it
+    appears under its number only once the registry gave that same number (else
+    :class:`_NumberTaken`, the registry's version undone).
+    """
     final = model_dir(name) / str(number)
     model_file, mlflow_version = spec["model_file"], None
+    client = MlflowClient()
     try:
         with io.staged_directory(final) as tmp:
             write_model(tmp)
@@ -199,18 +277,60 @@ def _stage_once(name: str, write_model: Callable[[Path], object], **spec: Any) -
             versions = library_versions() | dict(fields.pop("library_versions", None) or {})
             fields |= {"name": name, "version": number, "flavor": spec["flavor"]}
             fields |= {"created": utc_now(), "code_commit": tracking.code_commit()}
-            fields |= {"mlflow_run_id": spec["run_id"], "mlflow_model_version": None}
+            fields |= {"mlflow_run_id": run_id, "mlflow_model_version": number}
             fields |= {"library_versions": versions, "model_file": model_file, "files": files}
             meta = ModelMetadata(**fields, model_sha256=files[model_file].sha256)
-            # The MLflow version points at the final folder, which exists once the block exits.
-            mlflow_version = _register_in_mlflow(name, final, meta, spec)
-            meta = meta.model_copy(update={"mlflow_model_version": mlflow_version})
             meta.write(tmp / METADATA_FILE)
+            where = artifact_path(name, number)
+            client.log_artifacts(run_id, str(tmp), where)
+            # The registry's version points at the run's copy; PATH_TAG names the final folder,
+            # which exists once the block exits.
+            mlflow_version = _register_in_mlflow(name, f"runs:/{run_id}/{where}", final, meta, spec)
+            if mlflow_version != number:
+                raise _NumberTaken(number, mlflow_version)
     except BaseException:
         if mlflow_version is not None:  # the folder never appeared: undo the MLflow version
-            MlflowClient().delete_model_version(name, str(mlflow_version))
+            client.delete_model_version(name, str(mlflow_version))
         raise
+    try:
+        client.set_model_version_tag(name, str(number), COMPLETE_TAG, "true")
+    except MlflowException as exc:  # the folder exists: it is no orphan here either way
+        logger.warning("could not mark %s version %s complete: %s", name, number, exc)
     return ModelVersion(name, number, final, meta)
+
+
+def _stage(
+    name: str, run_id: str, write_model: Callable[[Path], object], spec: Mapping[str, Any]
+) -> ModelVersion:
+    """Stage the next version; once more when the registry skipped numbers.
+
+    The registry never reuses a number, not even a deleted version's (a registration undone
+    after a failure), so its next number can lie above every visible one: the version is
+    then staged again under the registry's next number. Any other disagreement is refused.
+    """
+    floor = 0
+    for attempt in (1, 2):
+        number = _next_number(name, floor)
+        try:
+            return _stage_once(name, number, run_id, write_model, **spec)
+        except _NumberTaken as taken:
+            if taken.got < taken.expected or attempt == 2:
+                raise VersionNumberError(_mismatch(name, taken)) from None
+            floor = taken.got  # deleted just now: the registry goes on after it
+    raise AssertionError("unreachable")
+
+
+def _mismatch(name: str, taken: _NumberTaken) -> str:
+    local = _version_numbers(model_dir(name))
+    return (
+        f"the MLflow registry at {mlflow.get_registry_uri()} numbered the new version of "
+        f"{name!r} {taken.got}, but this project's next version is {taken.expected} "
+        f"({model_dir(name)} holds {local or 'none'}); local version numbers must equal the "
+        "registry's, so nothing was registered. Another process may be registering "
+        f"{name!r} in that registry at this moment: run again. If the folders there were "
+        "registered in another registry, point MLFLOW_TRACKING_URI (and MLFLOW_REGISTRY_URI) "
+        "at it, or move the folders aside."
+    )
 
 
 def write_version(
@@ -228,41 +348,52 @@ def write_version(
 ) -> ModelVersion:
     """Write a new model version atomically and register it in MLflow under ``name``.
 
-    The number is the highest existing + 1; the model's lock keeps other writers waiting.
+    The number is one more than the highest here and in the registry, and is the registry's
+    version number too (VersionNumberError when the registry gives another, nothing kept);
+    the model's lock keeps other writers here waiting. The folder is logged as artifacts of
+    the run (``registry/<name>/v<N>``) and registered from there.
 
     ``write_model`` writes an MLflow model, loaded by ``mlflow.<flavor>``, into the folder it
     is given; ``model_file`` is its main file. ``metadata`` holds the :class:`ModelMetadata`
     fields that describe the model (pydantic.ValidationError when wrong), ``metrics`` are
     ``{split: {metric: value}}``; ``run_id`` defaults to the active run; ``description`` and
-    ``tags`` go to the MLflow model version.
+    ``tags`` go to the MLflow model version. Without a run, the version gets a run of its
+    own (in experiment ``amlkit-registry``, or nested under the job's run inside a job).
     """
     names.check_name("model", name)
     if run_id is None and (active := mlflow.active_run()) is not None:
         run_id = active.info.run_id
-    spec = {"flavor": flavor, "model_file": model_file, "metadata": metadata, "run_id": run_id}
+    spec: dict[str, Any] = {"flavor": flavor, "model_file": model_file, "metadata": metadata}
     spec |= {"metrics": metrics, "hyperparameters": hyperparameters}
     spec |= {"description": description, "tags": tags or {}}
+    tracking.ensure_tracking()
     # One writer per model at a time: a staged folder found under the lock, or an MLflow
     # version whose folder never appeared, was left by a killed writer.
     with io.locked(f"model-{name}"):
         io.reclaim(paths.check_inside(model_dir(name)))  # never through a link out
         _drop_orphans(name)
-        version = _stage_once(name, write_model, **spec)
+        with _registration_run(name, run_id) as source_run:
+            version = _stage(name, source_run, write_model, spec)
     logger.info("registered %s version %s at %s", name, version.version, version.path)
-    if run_id is not None:
-        record = version.metadata.model_dump(mode="json", exclude_defaults=True)
-        where = f"registry/{name}/v{version.version}/{METADATA_FILE}"
-        MlflowClient().log_dict(run_id, record, where)
     return version
 
 
 def _drop_orphans(name: str) -> None:
-    """Delete the MLflow versions of ``name`` whose version folder does not exist."""
+    """Delete the MLflow versions of ``name`` left by a writer here that was killed.
+
+    An orphan was staged for a folder of this project on this machine, never appeared and
+    was never marked complete. A complete version whose folder is missing here (a job's
+    fresh output folder, another machine's project) is the registry's, fetched when needed.
+    """
     tracking.ensure_tracking()
     client = MlflowClient()
+    here, host = model_dir(name).as_posix(), socket.gethostname()
     for mv in client.search_model_versions(f"name='{name}'"):
-        path = (mv.tags or {}).get("amlkit_path")
-        if path and not (Path(path) / METADATA_FILE).is_file():
+        tags = mv.tags or {}
+        path = tags.get(PATH_TAG)
+        if not path or tags.get(COMPLETE_TAG) == "true" or tags.get(HOST_TAG, host) != host:
+            continue
+        if Path(path).parent.as_posix() == here and not (Path(path) / METADATA_FILE).is_file():
             logger.warning(
                 "removing MLflow version %s of %s: %s never appeared", mv.version, name, path
             )
@@ -398,49 +529,75 @@ def read_champion(name: str) -> ChampionRecord | None:
     )
 
 
-def _alias_champion(name: str) -> int | None:
-    """Return the local version the MLflow alias ``champion`` of ``name`` names, or None."""
+def _registry_champion(name: str) -> tuple[int, str] | None:
+    """Return ``(MLflow version, where)`` of the registry's champion of ``name``, or None.
+
+    The alias ``champion``, else the registered-model tag ``amlkit.champion``.
+    """
     tracking.ensure_tracking()
     try:
-        aliases = MlflowClient().get_registered_model(name).aliases or {}
+        registered = MlflowClient().get_registered_model(name)
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
-    if CHAMPION_ALIAS not in aliases:
-        return None
-    mlflow_version = int(aliases[CHAMPION_ALIAS])
+    aliases = registered.aliases or {}
+    if CHAMPION_ALIAS in aliases:
+        return int(aliases[CHAMPION_ALIAS]), f"the MLflow alias {CHAMPION_ALIAS!r}"
+    tag = (registered.tags or {}).get(CHAMPION_TAG, "")
+    if tag.isdigit():
+        return int(tag), f"the registered model's tag {CHAMPION_TAG}"
+    return None
+
+
+def _local_number(name: str, mlflow_version: int) -> int:
+    """Return the version folder that records MLflow version ``mlflow_version``.
+
+    Folders record their own number (the registry's); one registered before numbers agreed
+    may record another: it is looked for. A number no folder holds is the registry's own,
+    fetched when it is used.
+    """
+    numbers = _version_numbers(model_dir(name))
     recorded = {}
-    for number in _version_numbers(model_dir(name)):
+    for number in sorted(numbers, key=lambda n: n != mlflow_version):  # its own number first
         try:
             recorded[number] = _load_version(name, number).metadata.mlflow_model_version
         except ModelIntegrityError:
             continue  # a damaged version is refused when it is loaded, not here
         if recorded[number] == mlflow_version:
             return number
+    if mlflow_version not in numbers:
+        return mlflow_version
     raise ModelNotFoundError(
-        f"the MLflow alias {CHAMPION_ALIAS!r} of {name!r} names MLflow version "
-        f"{mlflow_version}, which no version folder in {model_dir(name)} records (they record "
-        f"{recorded}), and {_champion_path(name)} is missing; bring that version's folder "
-        "here, or " + _repair_hint(name) + "."
+        f"the registry's champion of {name!r} is MLflow version {mlflow_version}, which no "
+        f"version folder in {model_dir(name)} records (they record {recorded}); bring that "
+        "version's folder here, or " + _repair_hint(name) + "."
     )
 
 
 def champion_source(name: str) -> tuple[int, str] | None:
     """Return ``(version number, where it was read)`` of ``name``'s champion, else None.
 
-    ``champion.json`` when it exists (ChampionFileError when it is damaged); else the MLflow
-    alias ``champion`` of the registered model (with a warning: the file is missing); None
-    when neither names one. The champion is never guessed.
+    The registry's champion (its alias ``champion``, else the registered-model tag
+    ``amlkit.champion``) when it names one; else ``champion.json``, its local mirror. A
+    damaged ``champion.json`` is refused (ChampionFileError) even so. The champion is never
+    guessed; its folder may be missing here (:func:`get_version` fetches it).
     """
     record = read_champion(name)
+    found = _registry_champion(name)
+    if found is None:
+        return None if record is None else (record.version, CHAMPION_FILE)
+    number = _local_number(name, found[0])
+    if record is not None and record.version == number:
+        return number, CHAMPION_FILE
     if record is not None:
-        return record.version, CHAMPION_FILE
-    number = _alias_champion(name)
-    if number is None:
-        return None
-    where = f"the MLflow alias {CHAMPION_ALIAS!r} ({_champion_path(name)} is missing)"
-    logger.warning("champion of %s: version %s, from %s", name, number, where)
+        logger.warning(
+            "champion of %s: %s names version %s, the registry version %s (%s); the "
+            "registry's is the champion",
+            name, _champion_path(name), record.version, number, found[1],
+        )  # fmt: skip
+    where = f"{found[1]} ({_champion_path(name)} is missing)" if record is None else found[1]
+    logger.info("champion of %s: version %s, from %s", name, number, where)
     return number, where
 
 
@@ -451,37 +608,46 @@ def find_champion(name: str) -> ModelVersion | None:
 
 
 def set_champion(version: ModelVersion, *, metric: str, score: float) -> ChampionRecord:
-    """Make ``version`` the champion: the MLflow alias, then ``champion.json`` atomically.
+    """Make ``version`` the champion: in the registry, then ``champion.json`` atomically.
 
-    The record keeps ``metric``, ``score`` and the ``previous`` champion.
+    The registry gets the tag ``amlkit.champion`` on the registered model and the alias
+    ``champion`` (a registry without aliases keeps the tag alone). The record keeps
+    ``metric``, ``score`` and the ``previous`` champion.
     """
-    current = find_champion(version.name)
+    current = champion_source(version.name)
     fields = {"name": version.name, "version": version.version, "metric": metric, "score": score}
     fields |= {"mlflow_model_version": version.metadata.mlflow_model_version}
-    fields |= {"previous": current.version if current else None, "decided_at": utc_now()}
+    fields |= {"previous": current[0] if current else None, "decided_at": utc_now()}
     record = ChampionRecord(**fields)
     if record.mlflow_model_version is not None:
         tracking.ensure_tracking()
-        MlflowClient().set_registered_model_alias(
-            version.name, CHAMPION_ALIAS, str(record.mlflow_model_version)
-        )
+        client, mlflow_version = MlflowClient(), str(record.mlflow_model_version)
+        client.set_registered_model_tag(version.name, CHAMPION_TAG, mlflow_version)
+        try:
+            client.set_registered_model_alias(version.name, CHAMPION_ALIAS, mlflow_version)
+        except MlflowException as exc:
+            if exc.error_code not in _NO_ALIASES:
+                raise
+            logger.warning("the registry has no aliases (%s); the champion is its tag", exc)
     record.write(model_dir(version.name) / CHAMPION_FILE)
     return record
 
 
 def get_version(name: str, version: int | str = "latest") -> ModelVersion:
-    """Return a version: a number, ``"latest"`` or ``"champion"``; else ModelNotFoundError."""
+    """Return a version: a number, ``"latest"`` or ``"champion"``; else ModelNotFoundError.
+
+    ``"latest"`` is the newest folder here. A numbered or champion version missing here is
+    fetched from the registry (``models:/<name>/<N>``), its files checked, into its folder.
+    """
     numbers = _version_numbers(model_dir(name))
-    if not numbers:
-        known = ", ".join(list_models()) or "none"
-        raise ModelNotFoundError(
-            f"no model named {name!r} in {paths.trained_models_dir()} (models: {known}); "
-            "register one first."
-        )
     if version == "latest":
+        if not numbers:
+            raise _no_model(name)
         number = numbers[-1]
     elif version == CHAMPION_ALIAS:
         found = champion_source(name)
+        if found is None and not numbers:
+            raise _no_model(name)
         if found is None:
             raise ModelNotFoundError(
                 f"model {name!r} has no champion: {_champion_path(name)} does not exist and "
@@ -494,8 +660,76 @@ def get_version(name: str, version: int | str = "latest") -> ModelVersion:
     else:
         raise ValueError(f"version {version!r} is not a number, 'latest' or 'champion'.")
     if number not in numbers:
-        raise ModelNotFoundError(f"model {name!r} has no version {number}; versions: {numbers}.")
+        return _fetch_version(name, number)
     return _load_version(name, number)
+
+
+def _no_model(name: str) -> ModelNotFoundError:
+    known = ", ".join(list_models()) or "none"
+    return ModelNotFoundError(
+        f"no model named {name!r} in {paths.trained_models_dir()} (models: {known}); "
+        "register one first."
+    )
+
+
+def _fetch_version(name: str, number: int) -> ModelVersion:
+    """Bring version ``number`` of ``name`` from the registry into its folder, checked.
+
+    Under the model's lock, into a staged folder renamed only once every file matches the
+    sha256 its ``model_metadata.json`` records and that record matches the registry's
+    (ModelIntegrityError otherwise, nothing kept). ModelNotFoundError when the registry has
+    no such version either.
+    """
+    tracking.ensure_tracking()
+    try:
+        registered = MlflowClient().get_model_version(name, str(number))
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        numbers = _version_numbers(model_dir(name))
+        if not numbers:
+            raise _no_model(name) from None
+        raise ModelNotFoundError(
+            f"model {name!r} has no version {number}; versions: {numbers} (the registry at "
+            f"{mlflow.get_registry_uri()} has none either)."
+        ) from None
+    final = model_dir(name) / str(number)
+    uri = f"models:/{name}/{number}"
+    with io.locked(f"model-{name}"):
+        if final.is_dir():  # fetched by another process meanwhile
+            return _load_version(name, number)
+        io.reclaim(paths.check_inside(model_dir(name)))
+        with io.staged_directory(final) as tmp:
+            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp))
+            (tmp / REGISTERED_MODEL_META_FILE_NAME).unlink(missing_ok=True)  # MLflow's note
+            _check_fetched(tmp, name, number, uri, registered.tags or {})
+    logger.info("fetched %s version %s from %s into %s", name, number, uri, final)
+    return _load_version(name, number)
+
+
+def _check_fetched(folder: Path, name: str, number: int, uri: str, tags: Mapping[str, str]) -> None:
+    """Refuse a fetched version whose files or record differ from what was registered."""
+    fix = f"the registry's copy of {uri} differs from what was registered; register it again"
+    meta_path = folder / METADATA_FILE
+    if not meta_path.is_file():
+        raise ModelIntegrityError(
+            f"{uri} has no {METADATA_FILE}: it was not registered by amlkit; {fix}."
+        )
+    try:
+        meta = ModelMetadata.read(meta_path)
+    except ValidationError as exc:
+        raise ModelIntegrityError(
+            f"{uri}'s {METADATA_FILE} is not valid model metadata "
+            f"({exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}); {fix}."
+        ) from None
+    recorded = tags.get("model_sha256", meta.model_sha256)
+    if (meta.name, meta.version, meta.model_sha256) != (name, number, recorded):
+        raise ModelIntegrityError(
+            f"{uri}'s {METADATA_FILE} describes {meta.name!r} version {meta.version} with model "
+            f"sha256 {meta.model_sha256}, but the registry records {name!r} version {number} "
+            f"with {recorded}; {fix}."
+        )
+    verify(ModelVersion(name, number, folder, meta))
 
 
 def verify(version: ModelVersion) -> None:
