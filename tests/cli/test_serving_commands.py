@@ -200,4 +200,5 @@ def test_deploy_dry_run_validates_specs_and_live_deploy_needs_workspace(root, se
         assert (service[0] / "azure" / f"{name}.yml").is_file()
     live = amlkit(root, "deploy", "svc")  # `amlkit azure deploy --model <its version>`
     assert live.returncode == 3, live.stderr
-    assert live.stdout.startswith("skipped: config/azure_config.json names no workspace")
+    last = live.stdout.splitlines()[-1]
+    assert last.startswith("skipped: ") and "no workspace" in last and "--target local" in last
