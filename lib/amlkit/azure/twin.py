@@ -58,7 +58,9 @@ def spec_kind(spec: dict[str, Any]) -> str:
     """Return the kind of a spec file's content: pipeline, command, sweep or batch_deployment."""
     if spec.get("type") in ("pipeline", "command", "sweep"):
         return str(spec["type"])
-    if "code_configuration" in spec and "mini_batch_size" in spec:
+    nested = spec.get("settings")
+    settings: dict[str, Any] = nested if isinstance(nested, dict) else spec
+    if "code_configuration" in spec and "mini_batch_size" in settings:  # `type: model` too
         return "batch_deployment"
     raise TwinError(
         "run-local runs pipeline, command and sweep jobs and batch deployments; this spec is "
@@ -281,12 +283,13 @@ class Twin:
         model = self.overrides.get("model") or self.resolve_input(self.spec.get("model"), "model")
         code = (self.path.parent / self.spec["code_configuration"]["code"]).resolve()
         script = code / self.spec["code_configuration"]["scoring_script"]
-        size = int(self.spec.get("mini_batch_size") or 10)
+        settings = self.spec.get("settings") or self.spec  # `type: model` nests them
+        size = int(settings.get("mini_batch_size") or 10)
         batches = [[str(f) for f in files[i : i + size]] for i in range(0, len(files), size)]
-        output = self.out / self.spec.get("output_file_name", "predictions.csv")
+        output = self.out / settings.get("output_file_name", "predictions.csv")
         env = {
             **os.environ,
-            **{k: str(v) for k, v in (self.spec.get("environment_variables") or {}).items()},
+            **{k: str(v) for k, v in (settings.get("environment_variables") or {}).items()},
         }
         env["AZUREML_MODEL_DIR"] = str(Path(model).resolve())
         done = subprocess.run(
@@ -405,8 +408,10 @@ def check_spec_names(spec: dict[str, Any]) -> None:
         check_name("step", step)
         for port in _flatten_node(job).get("outputs") or {}:
             check_name("output", port)
-    if "output_file_name" in spec:
-        check_name("output file", spec["output_file_name"])
+    nested = spec.get("settings")
+    batch_settings: dict[str, Any] = nested if isinstance(nested, dict) else spec
+    if "output_file_name" in batch_settings:
+        check_name("output file", batch_settings["output_file_name"])
 
 
 def _flatten_node(job: dict[str, Any]) -> dict[str, Any]:
