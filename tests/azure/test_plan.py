@@ -173,8 +173,9 @@ def test_monitor_uses_the_local_monitors_metric_names_and_thresholds(fresh_plan,
     }
     assert drift["categorical"] == {"jensen_shannon_distance": thresholds.jensen_shannon_distance}
     quality = signals["data_quality"]["metric_thresholds"]["numerical"]
-    assert quality == {
-        "null_value_rate": thresholds.null_value_rate,
+    tolerated = DeploymentConfig.load(repo / "config").monitoring.retraining.max_quality_rates
+    assert quality == {  # no training split on a fresh clone: the retraining rule's null rate
+        "null_value_rate": max(thresholds.null_value_rate, tolerated.null_value_rate),
         "data_type_error_rate": thresholds.data_type_error_rate,
         "out_of_bounds_rate": thresholds.out_of_bounds_rate,
     }
@@ -257,3 +258,16 @@ def test_plan_does_not_empty_a_folder_that_is_not_a_plan(project, tmp_path):
     message = f"amlkit: plan failed: {out} holds files but no plan.json, so it is not a plan"
     assert message in done.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_batch_deployment_uses_the_model_deployment_schema_with_settings(fresh_plan):
+    out, _ = fresh_plan
+    spec = yaml.safe_load((out / "endpoints" / "batch" / "deployment.yml").read_text())
+    assert spec["type"] == "model"  # as azureml-examples' current batch deployments
+    assert spec["$schema"].endswith("/modelBatchDeployment.schema.json")
+    settings = spec["settings"]
+    assert {"mini_batch_size", "output_action", "output_file_name", "retry_settings"} <= set(
+        settings
+    )
+    assert settings["environment_variables"]["AMLKIT_BATCH_CHUNK_ROWS"]
+    assert "mini_batch_size" not in spec and spec["resources"]["instance_count"] >= 1

@@ -70,7 +70,9 @@ def test_plan_makes_each_data_version_a_versioned_asset_that_round_trips(planned
     assert raw_spec["type"] == "uri_folder"
     assert raw_spec["tags"]["sha256"].startswith(raw)  # the version is the content hash
     train_spec = yaml.safe_load((plan / data[f"penguins-train:{processed}"].file).read_text())
-    assert (train_spec["type"], Path(train_spec["path"]).name) == ("uri_file", "train.parquet")
+    assert train_spec["type"] == "mltable"  # reference data as Microsoft's monitoring examples
+    table = (plan / data[f"penguins-train:{processed}"].file).parent / train_spec["path"]
+    assert (table / "MLTable").is_file() and (table / "train.parquet").is_file()
 
 
 def _platform(mlflow_server, azurite) -> dict[str, str]:

@@ -240,3 +240,111 @@ def test_the_ci_scripts_pass_shellcheck():
     scripts = [str(p) for p in sorted((REPO / ".ci").iterdir()) if p.is_file()]
     done = _run("shellcheck", *scripts)
     assert done.returncode == 0, done.stdout
+
+
+def _train_step(step_id: str) -> dict:
+    cd = _load(REPO / ".github" / "workflows" / "cd.yml")
+    return next(s for s in cd["jobs"]["train"]["steps"] if s.get("id") == step_id)
+
+
+def _stub(path: Path, body: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/usr/bin/env bash\n" + body, encoding="utf-8")
+    path.chmod(0o755)
+
+
+def test_cd_train_job_signs_in_again_before_every_poll_of_a_long_run(tmp_path):
+    cd = _load(REPO / ".github" / "workflows" / "cd.yml")
+    train = cd["jobs"]["train"]
+    runs = [s.get("run", "") for s in train["steps"]]
+    assert not any("--wait" in run for run in runs), "one --wait holds one sign-in for hours"
+    assert train["permissions"]["id-token"] == "write"  # a fresh OIDC token for each sign-in
+    wait = _train_step("wait")
+    assert wait["env"]["JOB"] == "${{ steps.submit.outputs.job }}"
+    # the loop itself, run with stand-ins for the Azure sign-in and the job's status: the job
+    # is still running twice (exit 75), then completes; a sign-in comes before every poll
+    calls = tmp_path / "calls"
+    _stub(tmp_path / ".ci" / "azure-relogin", f'echo relogin >>"{calls}"\n')
+    _stub(
+        tmp_path / ".venv" / "bin" / "amlkit",
+        f'echo "poll $*" >>"{calls}"\n[ "$(grep -c poll "{calls}")" -ge 3 ] && exit 0\nexit 75\n',
+    )
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", wait["run"]],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "JOB": "job-1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = calls.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["relogin", "poll"] * 3
+    assert lines[1].startswith("poll azure wait job-1 --timeout")
+    timeout = float(lines[1].split("--timeout ")[1].split()[0])
+    assert timeout <= 15 * 60 < train["timeout-minutes"] * 60
+    champion = _train_step("champion")["run"]
+    assert champion.index(".ci/azure-relogin") < champion.index("amlkit azure champion")
+
+
+def test_azure_relogin_signs_in_with_a_fresh_github_oidc_token(tmp_path):
+    import http.server
+    import threading
+    from urllib.parse import parse_qs, urlsplit
+
+    asked = []
+
+    class TokenService(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append((self.path, self.headers["Authorization"]))
+            body = json.dumps({"value": f"oidc-{len(asked)}"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TokenService)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    az_calls = tmp_path / "az_calls"
+    _stub(tmp_path / "bin" / "az", f'echo "$*" >>"{az_calls}"\n')
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        "AZURE_CLIENT_ID": "client-1",
+        "AZURE_TENANT_ID": "tenant-1",
+        "AZURE_SUBSCRIPTION_ID": "sub-1",
+        "ACTIONS_ID_TOKEN_REQUEST_URL": f"http://127.0.0.1:{server.server_port}/token?api=1",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "request-token",
+    }
+    try:
+        for _ in range(2):
+            done = _run(str(REPO / ".ci" / "azure-relogin"), env=env)
+            assert done.returncode == 0, done.stderr
+    finally:
+        server.shutdown()
+    assert [auth for _, auth in asked] == ["bearer request-token"] * 2
+    query = parse_qs(urlsplit(asked[0][0]).query)
+    assert query["audience"] == ["api://AzureADTokenExchange"]
+    logins = [line for line in az_calls.read_text().splitlines() if line.startswith("login")]
+    # each sign-in uses the token GitHub just gave, never the first one again
+    assert ["--federated-token oidc-1" in logins[0], "--federated-token oidc-2" in logins[1]] == [
+        True,
+        True,
+    ]
+    assert "--username client-1 --tenant tenant-1" in logins[0]
+    scopes = [line for line in az_calls.read_text().splitlines() if "get-access-token" in line]
+    assert any("management.azure.com" in s for s in scopes)
+    assert any("ml.azure.com" in s for s in scopes)
+
+
+def test_azure_relogin_says_the_job_needs_the_id_token_permission(tmp_path):
+    env = {
+        "PATH": os.environ["PATH"],
+        "AZURE_CLIENT_ID": "c",
+        "AZURE_TENANT_ID": "t",
+        "AZURE_SUBSCRIPTION_ID": "s",
+    }
+    done = _run(str(REPO / ".ci" / "azure-relogin"), env=env)
+    assert done.returncode != 0 and "id-token: write" in done.stderr

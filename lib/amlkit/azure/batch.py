@@ -60,7 +60,7 @@ def deployment(
     code: str,
     environment: str,
 ) -> Any:
-    """Return the ``BatchDeployment`` of the champion (a model deployment).
+    """Return the ``ModelBatchDeployment`` of the champion (``type: model``, ``settings:``).
 
     Args:
         deployment_config: ``batch`` settings.
@@ -69,10 +69,16 @@ def deployment(
         code: the code folder (:func:`write_code`), relative to the spec's folder.
         environment: the lean batch ``Environment`` (or its ``azureml:name:version``).
     """
-    from azure.ai.ml.entities import BatchDeployment, BatchRetrySettings, CodeConfiguration
+    from azure.ai.ml.entities import (
+        BatchRetrySettings,
+        CodeConfiguration,
+        ModelBatchDeployment,
+        ModelBatchDeploymentSettings,
+        ResourceConfiguration,
+    )
 
     settings = deployment_config.batch
-    return BatchDeployment(
+    return ModelBatchDeployment(  # `type: model` with `settings:`, as Microsoft's examples
         name=settings.deployment_name,
         endpoint_name=settings.endpoint_name,
         description="Scores CSV and Parquet files with amlkit's batch scorer.",
@@ -80,15 +86,17 @@ def deployment(
         code_configuration=CodeConfiguration(code=code, scoring_script=ENTRY_SCRIPT),
         environment=environment,
         compute=f"azureml:{azure_config.compute_cluster}",
-        environment_variables={"AMLKIT_BATCH_CHUNK_ROWS": str(settings.chunk_rows)},
-        instance_count=settings.instance_count,
-        mini_batch_size=settings.mini_batch_size,
-        max_concurrency_per_instance=settings.max_concurrency_per_instance,
-        retry_settings=BatchRetrySettings(
-            max_retries=settings.max_retries, timeout=settings.retry_timeout_s
+        resources=ResourceConfiguration(instance_count=settings.instance_count),
+        settings=ModelBatchDeploymentSettings(
+            mini_batch_size=settings.mini_batch_size,
+            max_concurrency_per_instance=settings.max_concurrency_per_instance,
+            retry_settings=BatchRetrySettings(
+                max_retries=settings.max_retries, timeout=settings.retry_timeout_s
+            ),
+            error_threshold=settings.error_threshold,
+            output_action=settings.output_action,
+            output_file_name=settings.output_file_name,
+            environment_variables={"AMLKIT_BATCH_CHUNK_ROWS": str(settings.chunk_rows)},
+            logging_level="info",
         ),
-        error_threshold=settings.error_threshold,
-        output_action=settings.output_action,
-        output_file_name=settings.output_file_name,
-        logging_level="info",
     )

@@ -7,6 +7,10 @@ plus the data collector's client for online deployments and the file readers for
 ones), built on the same image. Each version is the first 12 hex digits of the sha256 of the
 image and the conda specification, so a changed environment gets a new version and an
 unchanged one is reused: ``azureml:amlkit-training:<version>`` names exactly one content.
+
+The pip lists are pinned at plan time to ``uv.lock`` (:mod:`amlkit.azure.lock`): every
+package and each of its dependencies at the lock's version, so Azure ML builds the
+environment the project's tests ran in, not what the bounds resolve to on the day it builds.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import yaml
 
 from amlkit import paths
+from amlkit.azure import lock
 from amlkit.config import AzureConfig
 from amlkit.serving import environments as serving
 
@@ -30,11 +35,25 @@ def _version(image: str, conda: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def pin_to_lock(conda: dict[str, Any], root: Path | None = None) -> dict[str, Any]:
+    """Return ``conda`` with its pip list pinned to ``uv.lock``, dependencies included."""
+    source = lock.lock_path(root or paths.project_root())
+    dependencies = []
+    for item in conda["dependencies"]:
+        if isinstance(item, dict) and "pip" in item:
+            item = {**item, "pip": lock.pinned_requirements(list(item["pip"]), source)}
+        dependencies.append(item)
+    return {**conda, "dependencies": dependencies}
+
+
 def training_conda(root: Path | None = None) -> dict[str, Any]:
-    """Return the project's ``environment.yml`` (the repository's when the root has none)."""
+    """Return the project's ``environment.yml``, its pip packages pinned to ``uv.lock``.
+
+    The repository's ``environment.yml`` stands in when the project root has none.
+    """
     here = (root or paths.project_root()) / "environment.yml"
     source = here if here.is_file() else Path(__file__).resolve().parents[3] / "environment.yml"
-    return yaml.safe_load(source.read_text(encoding="utf-8"))
+    return pin_to_lock(yaml.safe_load(source.read_text(encoding="utf-8")), root)
 
 
 def training_environment(azure_config: AzureConfig, root: Path | None = None) -> Any:
@@ -74,7 +93,7 @@ def serving_environment(
     extras = serving.BATCH if use == "batch" else ()
     extras += serving.DATA_COLLECTOR if collect_data else ()
     name = serving_name(backend, use)
-    conda = serving.conda_spec(backend, extras, name=name)
+    conda = pin_to_lock(serving.conda_spec(backend, extras, name=name))
     return Environment(
         name=name,
         version=_version(azure_config.base_image, conda),

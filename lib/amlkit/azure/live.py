@@ -22,6 +22,8 @@ import json
 import logging
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,15 +84,71 @@ def _create_job(client: Any, plan_dir: Path, entry: Entry) -> Any:
         return client.jobs.create_or_update(job)
 
 
+COMPUTE_ROLES = (
+    "Contributor or AzureML Compute Operator on the workspace (AzureML Data Scientist may "
+    "not create computes)"
+)
+
+
+def _refused(exc: Exception) -> bool:
+    """Whether Azure refused an action for lack of rights (403 or an authorization error)."""
+    code = getattr(exc, "status_code", None) or getattr(
+        getattr(exc, "response", None), "status_code", None
+    )
+    text = f"{type(exc).__name__} {exc}".lower()
+    return code == 403 or "authorizationfailed" in text or "does not have authorization" in text
+
+
+def ensure_compute(client: Any, cluster: Any) -> str:
+    """Create the compute cluster when the workspace has none of that name; never update one.
+
+    A cluster that exists may be shared, with settings its owners chose (size, nodes, idle
+    time, identity): it is used as it is. Creating one needs the right to write computes.
+
+    Returns:
+        ``"exists"`` or ``"created"``.
+
+    Raises:
+        PermissionError: creating was refused; the message names the cluster and the role.
+    """
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        client.compute.get(cluster.name)
+    except ResourceNotFoundError:
+        pass
+    else:
+        logger.info("compute cluster %s exists: used as it is, not updated", cluster.name)
+        return "exists"
+    try:
+        client.compute.begin_create_or_update(cluster).result()
+    except Exception as exc:
+        if not _refused(exc):
+            raise
+        raise PermissionError(
+            f"the workspace has no compute cluster {cluster.name!r} and this identity may not "
+            f"create one ({type(exc).__name__}). Ask for {COMPUTE_ROLES}, or have an "
+            "administrator create it once (`az ml compute create -f <plan>/compute/"
+            f"{cluster.name}.yml`), or name an existing cluster in azure_config.json's "
+            "compute_cluster"
+        ) from exc
+    logger.info("compute cluster %s created", cluster.name)
+    return "created"
+
+
 def create_prerequisites(client: Any, plan_dir: Path, entries: list[Entry]) -> None:
-    """Create the environments, the compute cluster and the data assets a job needs."""
+    """Create the environments, the compute cluster (only when missing) and the data assets.
+
+    Raises:
+        PermissionError: the cluster is missing and this identity may not create it.
+    """
     for entry in entries:
         if entry.file == "-":
             continue
         if entry.kind == "environment":
             client.environments.create_or_update(_load(plan_dir, entry))
         elif entry.kind == "compute":
-            client.compute.begin_create_or_update(_load(plan_dir, entry)).result()
+            ensure_compute(client, _load(plan_dir, entry))
         elif entry.kind == "data":
             asset = _load(plan_dir, entry)
             try:  # versions are immutable: one that exists is the same content
@@ -99,8 +157,15 @@ def create_prerequisites(client: Any, plan_dir: Path, entries: list[Entry]) -> N
                 client.data.create_or_update(asset)
 
 
+TERMINAL = ("Completed", "Failed", "Canceled", "NotResponding")
+"""Job statuses after which nothing more happens (Azure ML's ``JobStatus``)."""
+
+
 def submit(plan_dir: Path, job: str, *, wait: bool) -> dict[str, Any]:
     """Submit a planned job (the training pipeline by default); stream it with ``wait``.
+
+    CD does not hold one sign-in through a long wait: it submits without ``wait`` and
+    polls with :func:`wait_for_job` (``amlkit azure wait``), signing in again between polls.
 
     Returns:
         ``{"name", "status", "studio_url"}`` of the submitted job.
@@ -118,6 +183,47 @@ def submit(plan_dir: Path, job: str, *, wait: bool) -> dict[str, Any]:
         client.jobs.stream(created.name)
         created = client.jobs.get(created.name)
     return {"name": created.name, "status": created.status, "studio_url": created.studio_url}
+
+
+def wait_for_job(
+    client: Any,
+    name: str,
+    *,
+    timeout_s: float,
+    poll_s: float = 30.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Poll a job's status until it ends or ``timeout_s`` passes.
+
+    Each poll is one short call (``client.jobs.get``), so the caller may sign in again
+    between calls; nothing holds a connection or a token for the whole run.
+
+    Returns:
+        ``{"name", "status", "studio_url", "finished"}``; ``finished`` is False when the
+        time ran out with the job still going.
+    """
+    if timeout_s < 0 or poll_s < 0:
+        raise ValueError(f"timeout {timeout_s} s and poll {poll_s} s must be 0 or more seconds")
+    deadline = clock() + timeout_s
+    while True:
+        found = client.jobs.get(name)
+        finished = found.status in TERMINAL
+        if finished or clock() + poll_s > deadline:
+            return {
+                "name": found.name,
+                "status": found.status,
+                "studio_url": found.studio_url,
+                "finished": finished,
+            }
+        logger.info("job %s: %s", name, found.status)
+        sleep(poll_s)
+
+
+def wait(name: str, *, timeout_s: float, poll_s: float = 30.0) -> dict[str, Any]:
+    """Connect with the credentials of now and wait for job ``name`` (:func:`wait_for_job`)."""
+    client = connect(AzureConfig.load())
+    return wait_for_job(client, name, timeout_s=timeout_s, poll_s=poll_s)
 
 
 def registry_client(azure_config: AzureConfig | None = None) -> Any:

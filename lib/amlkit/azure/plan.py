@@ -135,7 +135,7 @@ def _write_plan(out: Path, packaged: PackagedVersion | None) -> list[Entry]:
         cluster,
         f"{azure_config.compute.vm_size}, 0-{azure_config.compute.max_nodes} nodes",
     )
-    assets = data_assets.all_assets()
+    assets = data_assets.all_assets(out / "data" / "mltable")
     for asset in assets:
         plan.add(
             f"{asset.name}:{asset.version}",

@@ -45,7 +45,9 @@ SCHEMAS = {
     "compute": "https://azuremlschemas.azureedge.net/latest/amlCompute.schema.json",
     "data": "https://azuremlschemas.azureedge.net/latest/data.schema.json",
     "batch_endpoint": "https://azuremlschemas.azureedge.net/latest/batchEndpoint.schema.json",
-    "batch_deployment": "https://azuremlschemas.azureedge.net/latest/batchDeployment.schema.json",
+    "batch_deployment": (
+        "https://azuremlschemas.azureedge.net/latest/modelBatchDeployment.schema.json"
+    ),
     "online_endpoint": (
         "https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json"
     ),
@@ -62,9 +64,8 @@ def quiet_sdk() -> Iterator[None]:
     """Hide azure-ai-ml's notices that are not news to our users.
 
     Its "experimental class" messages (the data collector, monitoring entities) on every
-    use, and the deprecation notice of ``BatchDeployment``: ``load_batch_deployment``, the
-    loader ``az ml batch-deployment create`` uses, returns that class, so the batch
-    deployment is built as one.
+    use, and the deprecation notice of ``BatchDeployment``, which the SDK's internals still
+    raise around ``ModelBatchDeployment`` (``type: model``, the batch deployment we build).
     """
     sdk = logging.getLogger(EXPERIMENTAL_LOGGER)
     old = sdk.level
@@ -104,7 +105,6 @@ def _fold_commands(obj: Any) -> Any:
 def loaders() -> dict[str, Any]:
     """Return ``{kind: azure-ai-ml loader}`` for every kind of spec the plan writes."""
     from azure.ai.ml import (
-        load_batch_deployment,
         load_batch_endpoint,
         load_compute,
         load_data,
@@ -113,7 +113,7 @@ def loaders() -> dict[str, Any]:
         load_online_deployment,
         load_online_endpoint,
     )
-    from azure.ai.ml.entities._load_functions import load_schedule
+    from azure.ai.ml.entities._load_functions import load_model_batch_deployment, load_schedule
 
     return {
         "command": load_job,
@@ -123,7 +123,7 @@ def loaders() -> dict[str, Any]:
         "compute": load_compute,
         "data": load_data,
         "batch_endpoint": load_batch_endpoint,
-        "batch_deployment": load_batch_deployment,
+        "batch_deployment": load_model_batch_deployment,  # `type: model`, `settings:`
         "online_endpoint": load_online_endpoint,
         "online_deployment": load_online_deployment,
         "schedule": load_schedule,

@@ -1,13 +1,15 @@
 """The ``amlkit azure`` commands: plan, submit, champion, deploy and run-local.
 
 :func:`add_parsers` adds the group to the ``amlkit`` parser. The command line is a contract
-with the CI/CD workflows (``plan --out DIR``, ``submit [--pipeline NAME] [--wait]``,
+with the CI/CD workflows (``plan --out DIR``, ``submit [--pipeline NAME] [--wait] [--json]``,
+``wait JOB [--timeout S] [--poll S]``,
 ``champion [--model NAME] [--json]``, ``deploy [--deployment blue|green|idle] [--model
 NAME:VERSION] [--traffic N] [--smoke-test] [--rollback] [--target workspace|local] [--json]``,
 ``run-local SPEC [--out DIR]``).
 Exit status: 0 done; 1 a spec did not validate, a job failed or a local run failed; 2 bad
 arguments or configuration; 3 skipped, with a one-line ``skipped: ...`` saying why (no
-workspace in ``config/azure_config.json``, or no credentials), which CI treats as skipped.
+workspace in ``config/azure_config.json``, or no credentials), which CI treats as skipped;
+75 ``wait`` ran out of time with the job still running.
 
 Like the rest of the command line, this module imports only the standard library at the top:
 azure-ai-ml and the planners load inside the commands.
@@ -16,6 +18,7 @@ azure-ai-ml and the planners load inside the commands.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -94,13 +97,41 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not AzureConfig.load().workspace_configured:
         return _skipped("config/azure_config.json names no workspace; nothing submitted")
     out = Path(args.out) if args.out else default_plan_dir()
-    _write_plan(out)
+    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+        _write_plan(out)  # with --json, stdout holds the job's JSON alone
     try:
         job = live.submit(out, args.pipeline, wait=args.wait)
     except live.Skipped as exc:
         return _skipped(exc)
-    print(f"job {job['name']}: {job['status']}  {job['studio_url'] or ''}".rstrip())
+    except PermissionError as exc:
+        print(f"amlkit: submit refused: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(job))
+    else:
+        print(f"job {job['name']}: {job['status']}  {job['studio_url'] or ''}".rstrip())
     return 1 if job["status"] in ("Failed", "Canceled", "NotResponding") else 0
+
+
+STILL_RUNNING = 75
+"""``amlkit azure wait``'s exit status when the time ran out and the job is still going."""
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    """Wait for a submitted job with the credentials of now; exit 75 while it still runs."""
+    from amlkit.azure import live
+    from amlkit.config import AzureConfig
+
+    if not AzureConfig.load().workspace_configured:
+        return _skipped("config/azure_config.json names no workspace; no job to wait for")
+    try:
+        job = live.wait(args.job, timeout_s=args.timeout, poll_s=args.poll)
+    except live.Skipped as exc:
+        return _skipped(exc)
+    print(f"job {job['name']}: {job['status']}  {job['studio_url'] or ''}".rstrip())
+    if not job["finished"]:
+        return STILL_RUNNING
+    return 0 if job["status"] == "Completed" else 1
 
 
 def cmd_champion(args: argparse.Namespace) -> int:
@@ -220,7 +251,20 @@ def add_parsers(sub: Any) -> None:
     )
     submit.add_argument("--wait", action="store_true", help="stream the job until it ends")
     submit.add_argument("--out", help="plan folder (default .amlkit/azure-plan)")
+    submit.add_argument("--json", action="store_true", help="print the job as JSON")
     submit.set_defaults(func=cmd_submit)
+
+    wait = commands.add_parser(
+        "wait",
+        help="wait for a submitted job (exit 0 completed, 1 failed, 75 still running)",
+        description="Poll a job's status with the credentials of now until it ends or the "
+        "timeout passes. CD signs in again between calls, so no token has to outlive a long "
+        "run.",
+    )
+    wait.add_argument("job", help="the job's name (what `submit --json` prints as name)")
+    wait.add_argument("--timeout", type=float, default=600, help="seconds to wait (600)")
+    wait.add_argument("--poll", type=float, default=30, help="seconds between polls (30)")
+    wait.set_defaults(func=cmd_wait)
 
     champion = commands.add_parser(
         "champion",

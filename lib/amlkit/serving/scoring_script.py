@@ -180,7 +180,10 @@ def _collect(inputs, preds):
 
     collectors = STATE["collectors"]
     context = collectors["model_inputs"].collect(pd.DataFrame(inputs))
-    collectors["model_outputs"].collect(pd.DataFrame({"prediction": preds}), context)
+    # under the target's name, as Microsoft's score.py does: the monitor's prediction drift
+    # compares this column with the training split's target column of the same name
+    name = STATE["scorer"].metadata.get("target") or "prediction"
+    collectors["model_outputs"].collect(pd.DataFrame({name: preds}), context)
 
 
 def _answer(status, body, request_id, extra_headers=None):
