@@ -590,7 +590,7 @@ class BatchSettings(Section):
     retry_timeout_s: int = Field(300, gt=0)
     error_threshold: int = Field(-1, ge=-1)
     output_action: Literal["append_row", "summary_only"] = "append_row"
-    output_file_name: str = "predictions.csv"
+    output_file_name: str = "predictions.jsonl"
     chunk_rows: int = Field(50_000, gt=0)
 
 

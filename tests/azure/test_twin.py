@@ -169,16 +169,19 @@ def test_batch_deployment_scores_a_file_through_its_entry_points(
     assert done.returncode == 0, done.stderr
     assert f"scored {len(test_rows)} rows of 2 file(s)" in done.stdout
     run = json.loads((out / "run.json").read_text())
-    # append_row: one file, every mini-batch's rows appended, no header (as Azure ML writes it)
-    predictions = pd.read_csv(out / "score" / "predictions.csv", header=None)
-    assert run["output_uri"].endswith(f"/azureml/{run['run_id']}/score/predictions.csv")
-    assert predictions[0].tolist() == ["first.csv"] * 30 + ["second.parquet"] * (
+    # append_row: one file, every mini-batch's lines appended, no header (as Azure ML writes
+    # it); each line is a JSON object naming its columns, so the file reads back whole
+    predictions = pd.read_json(out / "score" / "predictions.jsonl", lines=True)
+    assert run["output_uri"].endswith(f"/azureml/{run['run_id']}/score/predictions.jsonl")
+    assert predictions["file"].tolist() == ["first.csv"] * 30 + ["second.parquet"] * (
         len(test_rows) - 30
     )
+    assert predictions["row"].tolist() == list(range(30)) + list(range(len(test_rows) - 30))
     scorer = Scorer(planned / "models" / "deployed_models" / "amlkit-penguins" / "model")
     assert scorer.backend == "onnx"
     expected, _ = scorer.predict_frame(test_rows[scorer.feature_columns])
-    assert any(predictions[c].tolist() == expected for c in predictions.columns)
+    assert predictions["prediction"].tolist() == expected
+    assert list(predictions[scorer.feature_columns].columns) == scorer.feature_columns
     # the model mounted as the platform mounts it: AZUREML_MODEL_DIR/<model folder>/...
     model_dir = Path(run["model_dir"])
     assert [p.name for p in model_dir.iterdir()] == ["model"]

@@ -83,3 +83,29 @@ def test_forest_labels_from_one_probability_pass_equal_its_predict(
     labels, probs = scorer.predict_arrays(frame)
     assert labels.tolist() == scorer._model.predict(frame).tolist()
     assert probs.tolist() == scorer._model.predict_proba(frame).tolist()
+
+
+def test_batch_entry_script_returns_lines_that_name_their_own_columns(
+    penguins_service, tmp_path, monkeypatch, penguins_frame, penguin_features
+):
+    """append_row writes no header: each returned line must say what its values are."""
+    import io
+    import json
+
+    from amlkit.serving import batch_driver
+    from amlkit.serving.runtime import Scorer
+
+    first, second = tmp_path / "first.csv", tmp_path / "second.parquet"
+    penguins_frame.head(5).to_csv(first, index=False)
+    penguins_frame.tail(3).to_parquet(second)
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(penguins_service.folder / "model"))
+    batch_driver.init()
+    lines = batch_driver.run([str(first), str(second)])
+
+    assert len(lines) == 8 and all(isinstance(json.loads(line), dict) for line in lines)
+    back = pd.read_json(io.StringIO("\n".join(lines)), lines=True)
+    assert back["file"].tolist() == ["first.csv"] * 5 + ["second.parquet"] * 3
+    assert back["row"].tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
+    rows = pd.concat([penguins_frame.head(5), penguins_frame.tail(3)])
+    expected, _ = Scorer(penguins_service.version).predict_frame(rows[penguin_features])
+    assert back["prediction"].tolist() == expected

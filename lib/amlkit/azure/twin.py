@@ -459,7 +459,7 @@ class Twin:
         platform = self._platform
         settings = {**self.spec, **(self.spec.get("settings") or {})}  # new schema: settings:
         action = str(settings.get("output_action") or "append_row").lower()
-        output_name = str(settings.get("output_file_name") or "predictions.csv")
+        output_name = str(settings.get("output_file_name") or "predictions.jsonl")
         size = int(settings.get("mini_batch_size") or 10)
         run = platform.start_run(self.experiment, f"batch-{self.spec.get('name', 'deployment')}")
         try:
@@ -539,8 +539,12 @@ driver.init()
 rows = 0
 for mini_batch in batches:
     result = driver.run(mini_batch)
-    if action == "append_row":  # one file, each mini-batch's rows appended, no header
-        result.to_csv(output, mode="a", header=False, index=False)
+    if action == "append_row":  # one file, each returned element appended as one line
+        with open(output, "a", encoding="utf-8") as handle:
+            if isinstance(result, list):
+                handle.writelines(f"{line}\n" for line in result)
+            else:  # a frame: its rows, space-separated, with no header
+                result.to_csv(handle, sep=" ", header=False, index=False)
     rows += len(result)
 print(json.dumps({"rows": rows}))
 """

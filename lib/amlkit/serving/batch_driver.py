@@ -4,9 +4,11 @@ Azure ML's batch driver calls ``init()`` once per worker process and ``run()`` f
 mini-batch: a list of file paths (a folder or file input) or a pandas frame (a tabular
 input). Files are scored in chunks by :func:`amlkit.serving.batch.scored_chunks`, the same
 scoring as ``amlkit score`` and the online service (ONNX when the packaged model has it),
-and ``run()`` returns one frame whose rows Azure ML appends to the deployment's output file
-(``output_action: append_row``): the source file, the row within it, the input columns, the
-prediction and, for classifiers, one probability column per class.
+and ``run()`` returns one JSON object per scored row, as a line of text, which Azure ML
+appends to the deployment's output file (``output_action: append_row``, ``predictions.jsonl``):
+the source file, the row within it, the input columns, the prediction and, for classifiers,
+one probability per class. ``append_row`` writes no header, so each line names its own
+columns: ``pandas.read_json(path, lines=True)`` reads the file back whole.
 
 The model comes from ``$AZUREML_MODEL_DIR`` (the deployment's model: the packaged model
 folder); the amlkit modules it needs are copied beside this script, as in a service folder.
@@ -38,14 +40,14 @@ def init():
 
 
 def run(mini_batch):
-    """Score a mini-batch of files (or a frame); return one frame of predictions."""
+    """Score a mini-batch of files (or a frame); return one JSON line per scored row."""
     import pandas as pd
 
     scorer = STATE["scorer"]
     if isinstance(mini_batch, pd.DataFrame):
         result = score_frame(mini_batch, scorer)
         result.insert(0, "row", range(len(result)))
-        return result
+        return _lines(result)
     frames = []
     for path in mini_batch:
         scored = pd.concat(scored_chunks(Path(path), scorer, CHUNK_ROWS), ignore_index=True)
@@ -53,4 +55,10 @@ def run(mini_batch):
         scored.insert(0, "file", Path(path).name)
         frames.append(scored)
         logger.info("scored %d rows of %s", len(scored), path)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return _lines(pd.concat(frames, ignore_index=True)) if frames else []
+
+
+def _lines(frame: Any) -> list[str]:
+    """Return one compact JSON object per row: what ``append_row`` appends, line by line."""
+    text = frame.to_json(orient="records", lines=True, date_format="iso")
+    return text.splitlines()
