@@ -3,6 +3,8 @@ prediction drift on the column the collector writes, null thresholds from the tr
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 import pytest
 import yaml
@@ -202,3 +204,25 @@ def test_every_package_of_the_planned_environments_is_the_locks_version(repo):
     names = {r.partition("==")[0] for r in training}
     # the dependencies come pinned too, not only what environment.yml lists
     assert {"pandas", "mlflow", "mlflow-skinny", "azureml-ai-monitoring", "numpy"} <= names
+
+
+def test_monitor_workflow_downloads_from_the_endpoints_azure_name(repo):
+    """The collector writes under the endpoint's Azure name, which is unique per workspace."""
+    import subprocess
+
+    from amlkit.azure.endpoints import azure_endpoint_names
+    from amlkit.config import AzureConfig, DeploymentConfig
+
+    workflow = yaml.safe_load((repo / ".github" / "workflows" / "monitor.yml").read_text())
+    [download] = [
+        s["run"]
+        for s in workflow["jobs"]["monitor"]["steps"]
+        if "download-batch" in s.get("run", "")
+    ]
+    [line] = [line.strip() for line in download.splitlines() if line.strip().startswith("online=")]
+    assert '--pattern "modelDataCollector/$online/*/' in download
+    shell = line.replace(".venv/bin/python", sys.executable) + '\necho "$online"'
+    named = subprocess.run(["bash", "-c", shell], cwd=repo, capture_output=True, text=True)
+    assert named.returncode == 0, named.stderr
+    expected = azure_endpoint_names(DeploymentConfig.load(), AzureConfig.load())[0]
+    assert named.stdout.strip() == expected != DeploymentConfig.load().endpoint_name

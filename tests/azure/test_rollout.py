@@ -159,6 +159,14 @@ def test_blue_green_on_the_twin_endpoint(root, packaged, smoke, tmp_path):
         status, answer, served_by = twin.score(smoke)
         assert (status, served_by, answer["model"]["version"]) == (200, "blue", 1)
         assert len(answer["predictions"]) == 3
+        # the spec's data collector is on: the platform's sidecar writes both collections,
+        # and the monitor's reader joins each request's outputs to its inputs
+        collected = _collected_rows(twin, "blue", rows=3 + 3)  # the smoke test, then ours
+        assert collected["prediction"].tolist()[-3:] == answer["predictions"]
+        column = smoke["input_data"]["columns"].index("bill_length_mm")
+        assert collected["bill_length_mm"].tolist()[-3:] == [
+            row[column] for row in smoke["input_data"]["data"]
+        ]
         again = rollout.deploy(twin, plan, model=first_model)  # CD's switch after a first run
         assert (again.action, again.deployment, again.traffic) == (
             "unchanged",
@@ -199,6 +207,24 @@ def test_blue_green_on_the_twin_endpoint(root, packaged, smoke, tmp_path):
         assert (back.action, back.traffic, back.retired) == ("rollback", {"green": 100}, ["blue"])
         assert back.monitored == "green"
     shutil.rmtree(folder)
+
+
+def _collected_rows(twin, deployment: str, rows: int, timeout_s: float = 60.0):
+    """Wait for the collector sidecar to hold ``rows`` rows of both collections; read them."""
+    import time
+
+    from amlkit.monitoring.collected import read_collected
+
+    folder = twin.collected(deployment).parent  # model_inputs and model_outputs
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        files = {c: list((folder / c).rglob("*.jsonl")) for c in ("model_inputs", "model_outputs")}
+        if all(files.values()):
+            frame = read_collected(folder)
+            if len(frame) >= rows and frame["prediction"].notna().sum() >= rows:
+                return frame
+        time.sleep(0.5)
+    raise AssertionError(f"the collector wrote fewer than {rows} rows to {folder} in time")
 
 
 def test_a_deploy_refuses_a_model_without_an_exact_version(tmp_path):

@@ -12,7 +12,11 @@ ML makes it, from the plan's spec:
   and ``AZUREML_MODEL_DIR`` is ``<folder>/azureml-models/NAME/VERSION``, as the platform
   mounts a model registered from ``runs:/<run>/service``;
 - ``azmlinfsrv`` runs the spec's scoring script with the spec's environment variables, its
-  request log in ``<folder>/<deployment>/logs``.
+  request log in ``<folder>/<deployment>/logs``;
+- when the spec enables ``data_collector`` collections, a collector sidecar
+  (:mod:`amlkit.azure.twin_collector`) takes what the scoring script collects and writes it
+  as the platform does, under ``<folder>/datastore/modelDataCollector/...``
+  (:meth:`TwinEndpoint.collected`).
 
 The servers run while the object is open (a ``with`` block) and stop when it closes; the next
 process starts them again from ``endpoint.json`` when it needs them (a smoke test, or
@@ -34,11 +38,13 @@ import yaml
 
 from amlkit import io
 from amlkit.azure.rollout import SmokeTestFailed
+from amlkit.azure.twin_collector import CollectorSidecar, collection_folder
 from amlkit.serving.packaged_model import ARTIFACT_PATH
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "endpoint.json"
+DATASTORE = "datastore"  # the workspace blob store's stand-in: the collectors write here
 
 
 class TwinEndpoint:
@@ -64,6 +70,7 @@ class TwinEndpoint:
         self.env = dict(env or {})
         self.smoke_payload = smoke_payload
         self._servers: dict[str, Any] = {}
+        self._sidecars: dict[str, CollectorSidecar] = {}
         self._router: Any = None
         state = self._read()
         if state.get("endpoint") not in (None, endpoint):
@@ -120,6 +127,7 @@ class TwinEndpoint:
             "model_dir": str(model_dir),
             "env": {str(k): str(v) for k, v in (body.get("environment_variables") or {}).items()},
             "logs": str(self.folder / name / "logs"),
+            "collector": _collector_settings(body),
         }
         self._start(name, record)
         state = self._read()
@@ -213,6 +221,10 @@ class TwinEndpoint:
         finally:
             conn.close()
 
+    def collected(self, name: str, collection: str = "model_inputs") -> Path:
+        """Return the folder where deployment ``name``'s data collector writes ``collection``."""
+        return collection_folder(self.folder / DATASTORE, self.endpoint, name, collection)
+
     def running(self) -> list[str]:
         """Return the deployments whose servers run in this process."""
         return sorted(name for name, server in self._servers.items() if server.alive())
@@ -224,6 +236,9 @@ class TwinEndpoint:
             self._router = None
         for name in list(self._servers):
             self._stop(name)
+        for sidecar in self._sidecars.values():  # after the servers: nothing posts any more
+            sidecar.close()
+        self._sidecars.clear()
 
     def __enter__(self) -> TwinEndpoint:
         return self
@@ -257,6 +272,12 @@ class TwinEndpoint:
             "AMLKIT_REQUEST_LOG_DIR": record["logs"],
             "AMLKIT_DEPLOYMENT": record["env"].get("AMLKIT_DEPLOYMENT", name),
         }
+        if record.get("collector") is not None:  # the platform's sidecar, and its variables
+            sidecar = self._sidecars.get(name)
+            if sidecar is None:
+                sidecar = CollectorSidecar(self.folder / DATASTORE, self.endpoint, name)
+                self._sidecars[name] = sidecar
+            env |= sidecar.environment() | record["collector"]
         server = start_server(record["code"], port=0, env=env, model_dir=record["model_dir"])
         self._servers[name] = server
         if self._router is not None:  # the endpoint's address now reaches the new server
@@ -288,3 +309,13 @@ class TwinEndpoint:
                 f"{record['model']} holds no input_example.json to smoke-test {name} with"
             )
         return {"input_data": json.loads(example.read_text(encoding="utf-8"))}
+
+
+def _collector_settings(spec: dict[str, Any]) -> dict[str, str] | None:
+    """Return the collector variables a spec's ``data_collector`` asks for, or None (off)."""
+    collector = spec.get("data_collector") or {}
+    collections = collector.get("collections") or {}
+    if not any(str((c or {}).get("enabled", "")).lower() == "true" for c in collections.values()):
+        return None
+    rate = float(collector.get("sampling_rate", 1.0))
+    return {"AZUREML_MDC_SAMPLE_RATE": str(round(rate * 100))}
