@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -23,13 +26,6 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "penguins-classification"
 SMALLEST = ["--set", "inputs.search_iterations=1", "--set", "inputs.cv_folds=2"]
-
-
-def _h1_landed() -> bool:
-    """Agreement 1: inside a job, the notebooks resume the platform's run."""
-    from amlkit.registry import tracking
-
-    return hasattr(tracking, "training_run")
 
 
 def _env(export: Path, mlflow_server: Any, azurite: Any) -> dict[str, str]:
@@ -67,6 +63,7 @@ def first_run(tmp_path_factory, mlflow_server, azurite) -> dict[str, Any]:
     exported += [str(p) for p in [export / ".amlkit", export / "mlflow.db"] if p.exists()]
     env = _env(export, mlflow_server, azurite)
     found: dict[str, Any] = {"export": export, "env": env, "exported_state": exported}
+    found["root"] = root
     plan = _amlkit(["azure", "plan", "--out", str(export / "plan")], export, env, 600)
     found["plan"] = plan
     if plan.returncode:
@@ -86,8 +83,6 @@ def first_run(tmp_path_factory, mlflow_server, azurite) -> dict[str, Any]:
 def _pipeline_ran(first_run: dict[str, Any], label: str = "run1") -> dict[str, Any]:
     assert first_run["plan"].returncode == 0, first_run["plan"].stderr[-3000:]
     done = first_run[label]
-    if done.returncode and not _h1_landed() and "Run with id" in done.stderr + done.stdout:
-        pytest.xfail("agreement 1 (H1): notebook 04 does not resume the job's run yet")
     assert done.returncode == 0, done.stderr[-3000:]
     return first_run[f"{label}_summary"]
 
@@ -139,21 +134,76 @@ def test_the_champion_is_read_from_the_registry_the_job_registered_in(first_run,
     assert shown.returncode == 0, shown.stderr[-2000:]
     record = json.loads(shown.stdout)
     assert (record["model"], str(record["champion_version"])) == (MODEL, champion.version)
-    assert record["packaged_model"].startswith(f"{MODEL}-packaged:")  # agreement 4 (H2)
+    assert record["packaged_model"].startswith(f"{MODEL}-packaged:")
 
 
-def test_cd_deploys_the_produced_version_and_it_answers(first_run, mlflow_server):
+def test_cd_deploys_the_produced_version_and_its_traffic_reaches_the_monitor(
+    first_run, mlflow_server, tmp_path
+):
+    """CD's deploy job against the twin: the exact packaged version, first at 100%, then the
+    switch finds nothing to switch and the rollback nothing to roll back; the deployment's
+    data collector writes what it scores, and `amlkit monitor` reads it."""
+    from amlkit.azure.twin_endpoint import TwinEndpoint
+
     _pipeline_ran(first_run)
+    export = first_run["export"]
     env = {**first_run["env"], "MLFLOW_TRACKING_URI": mlflow_server.uri}
-    shown = json.loads(_amlkit(["azure", "champion", "--json"], first_run["export"], env).stdout)
-    deployed = _amlkit(
-        ["azure", "deploy", "--deployment", "idle", "--model", shown["packaged_model"],
-         "--smoke-test"],
-        first_run["export"],
-        env,
-    )  # fmt: skip
-    assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
-    assert "100" in deployed.stdout  # the first deployment takes all traffic (agreement 5)
+    shown = json.loads(_amlkit(["azure", "champion", "--json"], export, env).stdout)
+    packaged = shown["packaged_model"]
+
+    def deploy(*args: str) -> dict[str, Any]:
+        done = _amlkit(["azure", "deploy", "--deployment", "idle", *args, "--json"], export, env)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return json.loads(done.stdout)
+
+    canary = deploy("--model", packaged, "--traffic", "10", "--smoke-test")  # CD's canary step
+    assert (canary["action"], canary["model"], canary["traffic"]) == (
+        "first",
+        packaged,
+        {"blue": 100},
+    )  # the first deployment takes all traffic: nothing to share it with
+    switch = deploy("--model", packaged, "--traffic", "100", "--smoke-test")  # CD's switch
+    assert (switch["action"], switch["traffic"]) == ("unchanged", {"blue": 100})
+    assert deploy("--rollback")["action"] == "nothing_to_roll_back"
+
+    [folder] = (export / ".amlkit" / "twin-endpoints").iterdir()
+    processed = first_run["root"] / "run1" / "preprocess" / "processed_data"
+    [test_split] = processed.glob("*/*/test.parquet")
+    rows = pd.read_parquet(test_split).drop(columns=["species"])
+    with TwinEndpoint(folder, folder.name) as endpoint:
+        body = {"input_data": json.loads(rows.to_json(orient="split", index=False))}
+        status, answer, served_by = endpoint.score(body)
+        assert (status, served_by, len(answer["predictions"])) == (200, "blue", len(rows))
+        collected = endpoint.collected("blue").parent
+        assert _wait_for_rows(collected, len(rows)), f"the collector wrote too little: {collected}"
+
+    project = tmp_path / "monitoring"  # what monitor.yml rebuilds: the config and the baseline
+    shutil.copytree(export / "config", project / "config")
+    (project / "data").mkdir()
+    (project / "data" / "processed").symlink_to(processed, target_is_directory=True)
+    monitored = _amlkit(
+        ["monitor", "--production", str(collected), "--dataset", "penguins", "--json"],
+        export,
+        {**env, "AMLKIT_ROOT": str(project)},
+    )
+    assert monitored.returncode in (0, 4), monitored.stderr[-2000:]
+    summary = json.loads(monitored.stdout)
+    assert summary["rows"] >= len(rows)  # the smoke tests' rows were collected too
+    assert summary["training_data"]["dataset"] == "penguins"
+
+
+def _wait_for_rows(folder: Path, rows: int, timeout_s: float = 60.0) -> bool:
+    """Wait until the collector's model_inputs under ``folder`` hold ``rows`` more rows."""
+    from amlkit.monitoring.collected import read_collected
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (folder / "model_outputs").is_dir() and (folder / "model_inputs").is_dir():
+            frame = read_collected(folder)
+            if frame["prediction"].notna().sum() >= rows:
+                return True
+        time.sleep(0.5)
+    return False
 
 
 def test_a_second_run_on_unchanged_data_does_not_promote(first_run, mlflow_server):
