@@ -542,7 +542,7 @@ for mini_batch in batches:
     if action == "append_row":  # one file, each returned element appended as one line
         with open(output, "a", encoding="utf-8") as handle:
             if isinstance(result, list):
-                handle.writelines(f"{line}\n" for line in result)
+                handle.writelines(f"{line}\\n" for line in result)
             else:  # a frame: its rows, space-separated, with no header
                 result.to_csv(handle, sep=" ", header=False, index=False)
     rows += len(result)
