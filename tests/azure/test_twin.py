@@ -152,6 +152,8 @@ def test_batch_deployment_scores_a_file_through_its_entry_points(
     test_rows.head(30).to_csv(source / "first.csv", index=False)
     test_rows.iloc[30:].to_parquet(source / "second.parquet")
     spec = planned / "plan" / "endpoints" / "batch" / "deployment.yml"
+    # the model packaged here (the plan names <model>-packaged@latest until one is registered)
+    service_model = planned / "models" / "deployed_models" / "amlkit-penguins" / "model"
     out = tmp_path / "batch"
     env = {
         **os.environ,
@@ -160,12 +162,13 @@ def test_batch_deployment_scores_a_file_through_its_entry_points(
         "AMLKIT_TWIN_STORAGE": azurite.connection_string,
     }
     done = subprocess.run(
-        [*AMLKIT_AZURE, "run-local", str(spec), "--data", str(source), "--out", str(out)],
+        [*AMLKIT_AZURE, "run-local", str(spec), "--data", str(source), "--out", str(out),
+         "--set", f"model={service_model}"],
         capture_output=True,
         text=True,
         env=env,
         timeout=300,
-    )
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"scored {len(test_rows)} rows of 2 file(s)" in done.stdout
     run = json.loads((out / "run.json").read_text())
