@@ -9,6 +9,7 @@ a fresh folder holding a copy of ``config/``. Processed data comes from the real
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -468,6 +469,47 @@ def stub_deployment() -> Callable[..., StubDeployment]:
         server.stop()
 
 
+MLFLOW_STATE_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_RUN_ID",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+    "AMLKIT_CHOSEN_TRACKING_URI",
+)
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_store_stays_in_its_test() -> Iterator[None]:
+    """Give MLflow's store back as the test found it.
+
+    ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI`` to the process, where a
+    later test (and every notebook kernel it starts) would take it for the platform's choice.
+    """
+    env = {name: os.environ.get(name) for name in MLFLOW_STATE_ENV}
+    uris = _mlflow_uris()
+    yield
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if "mlflow" in sys.modules:
+        import mlflow.tracking._model_registry.utils as registry_utils
+        import mlflow.tracking._tracking_service.utils as tracking_utils
+
+        tracking_utils._tracking_uri, registry_utils._registry_uri = uris
+
+
+def _mlflow_uris() -> tuple[str | None, str | None]:
+    if "mlflow" not in sys.modules:
+        return None, None
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    return tracking_utils._tracking_uri, registry_utils._registry_uri
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real ``mlflow server`` on loopback (proxied artifacts), shared by the session.
@@ -478,6 +520,18 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from amlkit.azure.standins import MlflowServer
 
     with MlflowServer(tmp_path_factory.mktemp("mlflow-server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def own_mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A tracking server of this module's own, for tests whose registry must start empty.
+
+    A first run, or a pipeline whose champion gate must find no champion yet.
+    """
+    from amlkit.azure.standins import MlflowServer
+
+    with MlflowServer(tmp_path_factory.mktemp("own-mlflow-server")) as server:
         yield server
 
 

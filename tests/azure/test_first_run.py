@@ -28,11 +28,11 @@ MODEL = "penguins-classification"
 SMALLEST = ["--set", "inputs.search_iterations=1", "--set", "inputs.cv_folds=2"]
 
 
-def _env(export: Path, mlflow_server: Any, azurite: Any) -> dict[str, str]:
+def _env(export: Path, own_mlflow_server: Any, azurite: Any) -> dict[str, str]:
     """A shell in the export: no project root set, the twin's platform shared by every call."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AMLKIT_", "MLFLOW_"))}
     env["PYTHONPATH"] = str(export / "lib")
-    env["AMLKIT_TWIN_TRACKING_URI"] = mlflow_server.uri
+    env["AMLKIT_TWIN_TRACKING_URI"] = own_mlflow_server.uri
     env["AMLKIT_TWIN_STORAGE"] = azurite.connection_string
     return env
 
@@ -49,7 +49,7 @@ def _amlkit(args: list[str], export: Path, env: dict[str, str], timeout: int = 1
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory, mlflow_server, azurite) -> dict[str, Any]:
+def first_run(tmp_path_factory, own_mlflow_server, azurite) -> dict[str, Any]:
     """Export, plan, run the training pipeline twice; record what each step gave."""
     root = tmp_path_factory.mktemp("first-run")
     export = root / "export"
@@ -61,7 +61,7 @@ def first_run(tmp_path_factory, mlflow_server, azurite) -> dict[str, Any]:
     state = ("data/raw", "data/processed", "models/trained_models", "models/deployed_models")
     exported = [str(p.relative_to(export)) for f in state for p in (export / f).glob("*/*")]
     exported += [str(p) for p in [export / ".amlkit", export / "mlflow.db"] if p.exists()]
-    env = _env(export, mlflow_server, azurite)
+    env = _env(export, own_mlflow_server, azurite)
     found: dict[str, Any] = {"export": export, "env": env, "exported_state": exported}
     found["root"] = root
     plan = _amlkit(["azure", "plan", "--out", str(export / "plan")], export, env, 600)
@@ -92,10 +92,10 @@ def test_the_export_holds_no_data_models_or_state(first_run):
     assert first_run["plan"].returncode == 0, first_run["plan"].stderr[-3000:]
 
 
-def test_the_pipeline_runs_each_step_in_a_child_of_the_pipeline_run(first_run, mlflow_server):
+def test_the_pipeline_runs_each_step_in_a_child_of_the_pipeline_run(first_run, own_mlflow_server):
     summary = _pipeline_ran(first_run)
     assert [s["step"] for s in summary["steps"]] == ["ingest", "preprocess", "train", "package"]
-    client = MlflowClient(mlflow_server.uri)
+    client = MlflowClient(own_mlflow_server.uri)
     parent = client.get_run(summary["pipeline_run_id"])
     assert parent.info.status == "FINISHED"
     for step in summary["steps"]:
@@ -108,9 +108,9 @@ def test_the_pipeline_runs_each_step_in_a_child_of_the_pipeline_run(first_run, m
     assert registry["path"] == summary["steps"][2]["outputs"]["trained_models"]
 
 
-def test_training_logs_into_the_jobs_run_and_registers_over_http(first_run, mlflow_server):
+def test_training_logs_into_the_jobs_run_and_registers_over_http(first_run, own_mlflow_server):
     summary = _pipeline_ran(first_run)
-    client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
+    client = MlflowClient(own_mlflow_server.uri, registry_uri=own_mlflow_server.uri)
     train = client.get_run(summary["steps"][2]["run_id"])
     children = client.search_runs(
         [train.info.experiment_id], f"tags.mlflow.parentRunId = '{train.info.run_id}'"
@@ -120,16 +120,16 @@ def test_training_logs_into_the_jobs_run_and_registers_over_http(first_run, mlfl
     assert versions and all(v.source.startswith(("runs:/", "models:/")) for v in versions)
 
 
-def test_the_champion_is_read_from_the_registry_the_job_registered_in(first_run, mlflow_server):
+def test_the_champion_is_read_from_the_registry_the_job_registered_in(first_run, own_mlflow_server):
     summary = _pipeline_ran(first_run)
-    client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
+    client = MlflowClient(own_mlflow_server.uri, registry_uri=own_mlflow_server.uri)
     champion = client.get_model_version_by_alias(MODEL, "champion")
     local = Path(summary["outputs"]["trained_models"]) / MODEL / "champion.json"
     assert int(json.loads(local.read_text())["version"]) == int(champion.version)
     shown = _amlkit(
         ["azure", "champion", "--json"],
         first_run["export"],
-        {**first_run["env"], "MLFLOW_TRACKING_URI": mlflow_server.uri},
+        {**first_run["env"], "MLFLOW_TRACKING_URI": own_mlflow_server.uri},
     )
     assert shown.returncode == 0, shown.stderr[-2000:]
     record = json.loads(shown.stdout)
@@ -138,7 +138,7 @@ def test_the_champion_is_read_from_the_registry_the_job_registered_in(first_run,
 
 
 def test_cd_deploys_the_produced_version_and_its_traffic_reaches_the_monitor(
-    first_run, mlflow_server, tmp_path
+    first_run, own_mlflow_server, tmp_path
 ):
     """CD's deploy job against the twin: the exact packaged version, first at 100%, then the
     switch finds nothing to switch and the rollback nothing to roll back; the deployment's
@@ -147,7 +147,7 @@ def test_cd_deploys_the_produced_version_and_its_traffic_reaches_the_monitor(
 
     _pipeline_ran(first_run)
     export = first_run["export"]
-    env = {**first_run["env"], "MLFLOW_TRACKING_URI": mlflow_server.uri}
+    env = {**first_run["env"], "MLFLOW_TRACKING_URI": own_mlflow_server.uri}
     shown = json.loads(_amlkit(["azure", "champion", "--json"], export, env).stdout)
     packaged = shown["packaged_model"]
 
@@ -206,10 +206,10 @@ def _wait_for_rows(folder: Path, rows: int, timeout_s: float = 60.0) -> bool:
     return False
 
 
-def test_a_second_run_on_unchanged_data_does_not_promote(first_run, mlflow_server):
+def test_a_second_run_on_unchanged_data_does_not_promote(first_run, own_mlflow_server):
     _pipeline_ran(first_run)
     second = _pipeline_ran(first_run, "run2")
-    client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
+    client = MlflowClient(own_mlflow_server.uri, registry_uri=own_mlflow_server.uri)
     champion = client.get_model_version_by_alias(MODEL, "champion")
     newest = max(int(v.version) for v in client.search_model_versions(f"name = '{MODEL}'"))
     assert int(champion.version) < newest  # the second run registered, and did not promote

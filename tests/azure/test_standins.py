@@ -17,6 +17,9 @@ def test_mlflow_server_registers_a_model_from_a_run_over_http(
 ):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", mlflow_server.uri)
+    # an earlier test's mlflow.set_tracking_uri would win over the environment
+    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", None)
+    monkeypatch.setattr(mlflow.tracking._model_registry.utils, "_registry_uri", None)
     client = MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)
     experiment = client.create_experiment("standins-registry")
     run = client.create_run(experiment)

@@ -75,8 +75,8 @@ def test_plan_makes_each_data_version_a_versioned_asset_that_round_trips(planned
     assert (table / "MLTable").is_file() and (table / "train.parquet").is_file()
 
 
-def _platform(mlflow_server, azurite) -> dict[str, str]:
-    return {"tracking_uri": mlflow_server.uri, "storage": azurite.connection_string}
+def _platform(own_mlflow_server, azurite) -> dict[str, str]:
+    return {"tracking_uri": own_mlflow_server.uri, "storage": azurite.connection_string}
 
 
 def _run(twin, **kwargs):
@@ -93,13 +93,13 @@ def _run(twin, **kwargs):
 
 
 def test_pipeline_spec_runs_here_and_trains_the_same_champion_as_amlkit_run(
-    planned, tmp_path, mlflow_server, azurite
+    planned, tmp_path, own_mlflow_server, azurite
 ):
     from amlkit.azure.twin import Twin
 
     overrides = {f"inputs.{name}": str(value) for name, value in SMALL_SEARCH.items()}
     spec = planned / "plan" / "pipelines" / "training.yml"
-    twin = Twin(spec, tmp_path / "run", overrides, **_platform(mlflow_server, azurite))
+    twin = Twin(spec, tmp_path / "run", overrides, **_platform(own_mlflow_server, azurite))
     summary = _run(twin)
     assert [s["step"] for s in summary["steps"]] == ["ingest", "preprocess", "train", "package"]
     assert {s["status"] for s in summary["steps"]} == {"ok"}
@@ -114,12 +114,14 @@ def test_pipeline_spec_runs_here_and_trains_the_same_champion_as_amlkit_run(
     assert (executed / "04_model_training_evaluation.ipynb").is_file()
 
 
-def test_sweep_trial_command_trains_two_sampled_settings(planned, tmp_path, mlflow_server, azurite):
+def test_sweep_trial_command_trains_two_sampled_settings(
+    planned, tmp_path, own_mlflow_server, azurite
+):
     from amlkit.azure.twin import Twin
 
     spec = planned / "plan" / "sweeps" / "training.yml"
     twin = Twin(
-        spec, tmp_path / "sweep", {"inputs.cv_folds": "2"}, **_platform(mlflow_server, azurite)
+        spec, tmp_path / "sweep", {"inputs.cv_folds": "2"}, **_platform(own_mlflow_server, azurite)
     )
     summary = _run(twin, trials=2, seed=3)
     trials = summary["trials"]
@@ -132,16 +134,17 @@ def test_sweep_trial_command_trains_two_sampled_settings(planned, tmp_path, mlfl
     for trial in trials:
         candidate = trial["search_space"]["candidate"]
         registry = tmp_path / "sweep" / trial["step"] / "trained_models"
-        metadata = json.loads(
-            (registry / "penguins-classification" / "1" / "model_metadata.json").read_text()
-        )
+        # the trial's own version is the newest: the champion the gate fetched is older
+        versions = (registry / "penguins-classification").glob("[0-9]*")
+        newest = max(versions, key=lambda folder: int(folder.name))
+        metadata = json.loads((newest / "model_metadata.json").read_text())
         assert metadata["model_type"] == estimators[candidate]
         assert 0 < trial["validation_f1_macro"] <= 1
     assert summary["best"] in {"trial_0", "trial_1"}
 
 
 def test_batch_deployment_scores_a_file_through_its_entry_points(
-    planned, tmp_path, mlflow_server, azurite
+    planned, tmp_path, own_mlflow_server, azurite
 ):
     from amlkit.data.preprocess import load_processed
     from amlkit.serving.runtime import Scorer
@@ -158,7 +161,7 @@ def test_batch_deployment_scores_a_file_through_its_entry_points(
     env = {
         **os.environ,
         "AMLKIT_ROOT": str(planned),
-        "AMLKIT_TWIN_TRACKING_URI": mlflow_server.uri,
+        "AMLKIT_TWIN_TRACKING_URI": own_mlflow_server.uri,
         "AMLKIT_TWIN_STORAGE": azurite.connection_string,
     }
     done = subprocess.run(

@@ -148,8 +148,23 @@ class Platform(contextlib.ExitStack):
         return JobRun(run.info.run_id, experiment_id, experiment, name)
 
     def end_run(self, run: JobRun, ok: bool) -> None:
-        """End a job's run FINISHED or FAILED, as the platform does after the process."""
-        self.client.set_terminated(run.run_id, "FINISHED" if ok else "FAILED")
+        """End a job's run FINISHED or FAILED, as the platform does after the process.
+
+        Quietly: MLflow prints the run's URL when a run ends on a tracking server, which is
+        the platform's business here, not the output of whoever started the job.
+        """
+        from mlflow.environment_variables import MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT
+
+        name = MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.name
+        before = os.environ.get(name)
+        os.environ[name] = "true"
+        try:
+            self.client.set_terminated(run.run_id, "FINISHED" if ok else "FAILED")
+        finally:
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
 
     def job_environment(self, run: JobRun) -> dict[str, str]:
         """Return the variables the platform gives a job's process for its run."""
