@@ -21,7 +21,7 @@ from typing import Any
 PEERS: dict[str, tuple[str, ...]] = {
     "mlserver": ("mlserver==1.7.*", "mlserver-sklearn==1.7.*"),
     "nannyml": ("nannyml==0.13.*", "statsmodels"),
-    "evidently": ("evidently==0.7.*",),
+    "evidently": ("evidently==0.7.*", "pandas<3"),  # 0.7 fails to import on pandas 3
 }
 # NannyML sends usage analytics unless this is set; every peer process gets it
 QUIET_ENV = {"NML_DISABLE_USAGE_LOGGING": "1", "DO_NOT_TRACK": "1"}
