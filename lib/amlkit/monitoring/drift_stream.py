@@ -57,6 +57,7 @@ class _Counts:
     """What one column's production values added up to so far."""
 
     seen: bool = False
+    values: int = 0  # numbers counted
     numeric: np.ndarray | None = None  # counts per bin of the sketch
     offsets: np.ndarray | None = None  # sums of value - bin anchor per bin
     labels: Counter[str] = field(default_factory=Counter)
@@ -130,9 +131,13 @@ class StreamingDrift:
                 state.labels.update(
                     drift.category_labels(chunk[column], kind).value_counts().to_dict()
                 )
-            elif column in self.edges:
+            else:
                 values = drift.numeric_values(chunk[column], kind)
-                counts, offsets = sketch_bin_counts(self.edges[column], values[np.isfinite(values)])
+                values = values[np.isfinite(values)]
+                state.values += values.size
+                if column not in self.edges:  # the reference had no values
+                    continue
+                counts, offsets = sketch_bin_counts(self.edges[column], values)
                 if state.numeric is None or state.offsets is None:
                     state.numeric, state.offsets = counts, offsets
                 else:
@@ -150,6 +155,7 @@ class StreamingDrift:
         for column, theirs in other.counts.items():
             mine = self.counts[column]
             mine.seen |= theirs.seen
+            mine.values += theirs.values
             mine.labels.update(theirs.labels)
             if theirs.numeric is not None and theirs.offsets is not None:
                 if mine.numeric is None or mine.offsets is None:
@@ -253,7 +259,7 @@ def binned_wasserstein(
 def _numeric_row(column: str, kind: str, spec: Any, state: _Counts, bins: int) -> dict:
     sketch = spec["sketch"]
     n_ref = int(sketch["n"])
-    n_cur = int(state.numeric.sum()) if state.numeric is not None else 0
+    n_cur = state.values
     row = drift._row(column, kind, n_ref, n_cur)
     if not n_ref or not n_cur or state.numeric is None or state.offsets is None:
         row["note"] = "no values to compare (all missing)"
@@ -324,7 +330,8 @@ def iter_file(
     fmt: Any = formats.pop()
     if fmt == "csv":
         types = dict.fromkeys(text_columns, pa.string())
-        fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=types))
+        options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+        fmt = ds.CsvFileFormat(convert_options=options)  # empty fields are missing, as in pandas
     dataset = ds.dataset([str(p) for p in files], format=fmt)
     names = dataset.schema.names
     wanted = [c for c in columns or names if c in names]
