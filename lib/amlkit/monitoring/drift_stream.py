@@ -311,10 +311,6 @@ def iter_file(
         FileNotFoundError: no such file or folder.
         ValueError: a file type other than Parquet or CSV, or both in one folder.
     """
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.dataset as ds
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no production data at {path}")
@@ -327,18 +323,42 @@ def iter_file(
             f"per folder; found {sorted({p.suffix or p.name for p in files})[:5]}. Convert "
             "the data, or leave out --streaming to read it in memory"
         )
-    fmt: Any = formats.pop()
-    if fmt == "csv":
-        types = dict.fromkeys(text_columns, pa.string())
-        options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
-        fmt = ds.CsvFileFormat(convert_options=options)  # empty fields are missing, as in pandas
-    dataset = ds.dataset([str(p) for p in files], format=fmt)
-    names = dataset.schema.names
+    read = _csv_batches if formats == {"csv"} else _parquet_batches
+    for file in files:
+        for batch in read(file, columns, batch_rows, text_columns):
+            yield batch.to_pandas(split_blocks=True, self_destruct=True)
+
+
+def _parquet_batches(
+    path: Path, columns: list[str] | None, batch_rows: int, text_columns: tuple[str, ...]
+) -> Iterator[Any]:
+    import pyarrow.parquet as pq
+
+    # Without pre-buffering the reader holds pages of one row group, not the whole group.
+    with pq.ParquetFile(path, pre_buffer=False) as reader:
+        names = reader.schema_arrow.names
+        wanted = [c for c in columns or names if c in names]
+        yield from reader.iter_batches(batch_size=batch_rows, columns=wanted)
+
+
+def _csv_batches(
+    path: Path, columns: list[str] | None, batch_rows: int, text_columns: tuple[str, ...]
+) -> Iterator[Any]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    with path.open("rb") as handle:
+        names = pacsv.open_csv(handle).schema.names
     wanted = [c for c in columns or names if c in names]
-    for batch in dataset.to_batches(
-        columns=wanted, batch_size=batch_rows, batch_readahead=1, fragment_readahead=1
-    ):
-        yield batch.to_pandas()
+    options = pacsv.ConvertOptions(
+        include_columns=wanted,
+        column_types={c: pa.string() for c in text_columns if c in names},
+        strings_can_be_null=True,  # empty fields are missing, as pandas reads them
+    )
+    reader = pacsv.open_csv(
+        path, read_options=pacsv.ReadOptions(block_size=1 << 24), convert_options=options
+    )
+    yield from reader
 
 
 def drift_of_file(
