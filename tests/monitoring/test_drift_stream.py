@@ -1,3 +1,7 @@
+import contextlib
+import io
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -134,7 +138,7 @@ def test_files_stream_in_chunks_with_labels_read_as_text(data, tmp_path):
 def test_a_profile_without_sketches_names_the_fix():
     columns = quality.build_profile(pd.DataFrame({"x": [1.0, 2.0]}), {"x": "numeric"})
     del columns["x"]["sketch"]
-    with pytest.raises(ValueError, match="no drift sketch .*'x'.*re-run 03_data_preprocessing"):
+    with pytest.raises(ValueError, match=r"no drift sketch .*'x'.*re-run 03_data_preprocessing"):
         drift_stream.StreamingDrift({"columns": columns})
 
 
@@ -160,3 +164,43 @@ def test_psi_bins_other_than_the_profiles_are_refused(data):
     _, current, prof = data
     with pytest.raises(ValueError, match="holds 10 PSI bins, but 20 were asked"):
         _stream(prof, current.iloc[:1000]).result(bins=20)
+
+
+def test_monitor_streaming_flags_what_the_in_memory_drift_flags(processed_penguins, tmp_path):
+    from amlkit import paths
+    from amlkit.cli.main import main
+
+    rows = pd.concat([processed_penguins.validation, processed_penguins.test]).reset_index(
+        drop=True
+    )
+    rows["body_mass_g"] = rows["body_mass_g"] * 1.6
+    rows["island"] = "Biscoe"
+    rows.to_parquet(tmp_path / "production.parquet", row_group_size=50)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(
+            [
+                "monitor",
+                "--streaming",
+                "--production",
+                str(tmp_path / "production.parquet"),
+                "--json",
+            ]
+        )
+    summary = json.loads(out.getvalue())
+    features = processed_penguins.manifest.feature_types
+    expected = drift.compute_drift(processed_penguins.train, rows, features)
+    assert code == 0 and summary["rows"] == len(rows)
+    assert summary["drifted_features"] == expected.loc[expected["drifted"], "column"].tolist()
+    assert {"body_mass_g", "island"} <= set(summary["drifted_features"])
+    written = json.loads((paths.project_root() / summary["drift_json"]).read_text())
+    assert [row["column"] for row in written["drift"]] == list(features)
+
+
+def test_monitor_streaming_needs_a_production_file(processed_penguins):
+    from amlkit.cli.main import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["monitor", "--streaming"]) == 2
+    assert "--streaming reads a production file" in err.getvalue()

@@ -379,3 +379,33 @@ def drift_of_file(
     for chunk in iter_file(path, list(counter.column_kinds), batch_rows, text_columns=labels):
         counter.update(chunk)
     return counter.result(thresholds, bins), counter.rows
+
+
+def read_profile(dataset: str, data_version: str = "latest") -> tuple[dict[str, Any], Any]:
+    """Return a processed version's baseline profile and manifest, without reading its splits.
+
+    ``data_version`` is a processed version, the raw version it was made from, or ``latest``,
+    as :func:`amlkit.data.preprocess.load_processed` takes it.
+
+    Raises:
+        FileNotFoundError: no processed version matches (the message names them).
+    """
+    from amlkit import paths
+    from amlkit.data import preprocess
+    from amlkit.io import read_json
+
+    manifests = preprocess.list_processed(dataset)
+    found = manifests
+    if data_version != "latest":
+        found = [m for m in manifests if m.version == data_version] or [
+            m for m in manifests if m.raw_version == data_version
+        ]
+    if not found:
+        known = ", ".join(m.version for m in manifests) or "none"
+        raise FileNotFoundError(
+            f"{dataset!r} has no processed version {data_version!r} (it has {known}); run "
+            "03_data_preprocessing, or name the version with --data-version"
+        )
+    manifest = found[-1]
+    folder = paths.processed_dir() / dataset / manifest.version
+    return read_json(folder / "baseline_profile.json"), manifest
