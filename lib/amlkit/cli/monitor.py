@@ -42,8 +42,15 @@ training data:
   logs, --production files) are taken as the model of the endpoint's newest packaged
   service, with a warning. --dataset and --data-version name the data for all versions
   (default data set: data_config.json's default_dataset, latest version).
+streaming (--streaming):
+  For production files larger than memory (Parquet or CSV, or a folder of them): data drift
+  only, each feature counted chunk by chunk in the bins of the training data's stored
+  profile (baseline_profile.json, no training rows read); 10M rows in under 1 GiB. Prints
+  the drifted features and writes the table under .amlkit/endpoints/<endpoint>/monitoring/
+  streaming/. Quality, prediction drift and the retraining rule need the in-memory run.
 exit status:
-  0 no retraining needed; 4 the retraining rule fired; 2 missing data or bad arguments.
+  0 no retraining needed (with --streaming: always, drift is reported); 4 the retraining
+  rule fired; 2 missing data or bad arguments.
 """
 
 
@@ -186,6 +193,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     config = DeploymentConfig.load()
     endpoint = check_name("endpoint", args.endpoint or config.endpoint_name)
     service = newest_service(endpoint)
+    if args.streaming:
+        return monitor_streaming(args, config, endpoint, service)
     requests = None
     if args.production:
         source = Path(args.production)
@@ -242,6 +251,56 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return EXIT_RETRAIN if result.decision.retrain else 0
 
 
+def monitor_streaming(
+    args: argparse.Namespace, config: Any, endpoint: str, service: dict[str, Any] | None
+) -> int:
+    """Stream ``--production`` against the training data's profile; print and write the drift."""
+    from datetime import UTC, datetime
+
+    from amlkit.io import write_json_atomic
+    from amlkit.monitoring import drift_stream, monitor
+
+    if not args.production:
+        raise ValueError(
+            "--streaming reads a production file or folder (Parquet or CSV): pass "
+            "--production FILE|FOLDER, or leave out --streaming to read the request log"
+        )
+    model_metadata = service["model_metadata"] if service else None
+    dataset, version = training_data(model_metadata, args.dataset, args.data_version)
+    profile, manifest = drift_stream.read_profile(dataset, version)
+    table, rows = drift_stream.drift_of_file(
+        args.production,
+        profile,
+        manifest.feature_types,
+        config.monitoring.thresholds,
+        bins=config.monitoring.bins,
+    )
+    drifted = table.loc[table["drifted"], ["column", "metric", "value", "threshold"]]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = monitor.report_dir(endpoint) / "streaming" / f"drift-{stamp}.json"
+    summary: dict[str, Any] = {
+        "endpoint": endpoint,
+        "production": _rel(Path(args.production)),
+        "rows": rows,
+        "training_data": {"dataset": manifest.dataset, "version": manifest.version},
+        "drifted_features": drifted["column"].tolist(),
+        "features": len(table),
+        "drift_json": _rel(out),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, {**summary, "drift": json.loads(table.to_json(orient="records"))})
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    print(f"{endpoint}: {len(drifted)} of {len(table)} features drifted (streamed)")
+    print(f"  production     {summary['production']}  ({rows} rows)")
+    print(f"  training data  {manifest.dataset} {manifest.version} (its baseline profile)")
+    for row in drifted.itertuples():
+        print(f"  drifted        {row.column}: {row.metric} {row.value:.3f} > {row.threshold}")
+    print(f"  drift table    {summary['drift_json']}")
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     """Add ``monitor`` to the ``amlkit`` subparsers ``sub``."""
     parser = sub.add_parser(
@@ -260,4 +319,9 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--dataset", help="data set the deployed model was trained on")
     parser.add_argument("--data-version", help="its processed version (default: see below)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help="data drift of a --production file larger than memory, from the stored profile",
+    )
     parser.set_defaults(func=cmd_monitor)

@@ -2,6 +2,14 @@
 
 Per column: kind, role, null rate, and by kind the range, moments, quantiles and decile bins,
 the category frequencies, or the date range (docs/contracts.md).
+
+Numbers, dates and labels also get a ``sketch``: what drift needs in place of the reference
+rows (:mod:`amlkit.monitoring.drift_stream` streams production data against it). For numbers
+and dates (epoch seconds), counts in ``SKETCH_BINS`` fine bins on the reference's quantiles,
+exact at its min and just above its max, with the sum of each bin's values measured from the
+bin's left edge (from the min for values below it), plus the reference's decile edges that
+PSI and Jensen-Shannon bin on; for labels, the count of each. Bins merge by addition, so
+chunks of production data can be counted apart and added.
 """
 
 from __future__ import annotations
@@ -14,11 +22,73 @@ import pandas as pd
 from amlkit import kinds
 
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
+SKETCH_VERSION = 1
+SKETCH_BINS = 200  # fine quantile bins per numeric column: ~10 KB of JSON each
 
 
 def _num(value: float) -> float | None:
     # Not rounded: a reference's own extremes must stay inside its stored bounds.
     return None if value is None or not np.isfinite(value) else float(value)
+
+
+def sketch_bin_counts(edges: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (counts, offset sums) of ``values`` (no NaN) in the bins a sketch's ``edges`` make.
+
+    Bin 0 holds values below ``edges[0]``, bin ``k`` values in ``[edges[k-1], edges[k])``,
+    the last one values from ``edges[-1]`` up. Each bin's offset sum adds ``value - anchor``,
+    the anchor being the bin's left edge (``edges[0]`` for bin 0), so the sum stays exact for
+    large values such as epoch seconds.
+    """
+    idx = np.searchsorted(edges, values, side="right")
+    anchors = np.concatenate((edges[:1], edges))
+    size = edges.size + 1
+    counts = np.bincount(idx, minlength=size)
+    offsets = np.bincount(idx, weights=values - anchors[idx], minlength=size)
+    return counts, offsets
+
+
+def numeric_sketch(values: np.ndarray, *, bins: int = 10) -> dict[str, Any]:
+    """Return the drift sketch of a number or date column (floats, NaN for missing).
+
+    Non-finite values are left out, as drift leaves out missing ones. ``bins``: the decile
+    bins that PSI and Jensen-Shannon use (``monitoring.bins``).
+    """
+    from amlkit.monitoring.drift import quantile_edges  # the binning drift itself uses
+
+    ref = np.sort(values[np.isfinite(values)])
+    sketch: dict[str, Any] = {"version": SKETCH_VERSION, "n": int(ref.size), "psi_bins": bins}
+    if not ref.size:
+        return sketch
+    fine = np.quantile(ref, np.linspace(0, 1, SKETCH_BINS + 1))
+    psi_edges = quantile_edges(ref, bins)
+    edges = np.unique(np.concatenate((fine, psi_edges, [np.nextafter(ref[-1], np.inf)])))
+    counts, offsets = sketch_bin_counts(edges, ref)
+    return sketch | {
+        "std": float(np.std(ref, ddof=1)) if ref.size > 1 else 0.0,
+        "edges": edges.tolist(),
+        "counts": counts.tolist(),
+        "offsets": offsets.tolist(),
+        "psi_edges": psi_edges.tolist(),
+    }
+
+
+def category_sketch(labels: pd.Series) -> dict[str, Any]:
+    """Return the drift sketch of a label column: the count of each label."""
+    counts = labels.value_counts().sort_index()
+    return {
+        "version": SKETCH_VERSION,
+        "n": int(counts.sum()),
+        "counts": {str(k): int(v) for k, v in counts.items()},
+    }
+
+
+def _sketch(values: pd.Series, kind: str, bins: int) -> dict[str, Any]:
+    # Values are read as drift reads them, so the sketch counts what compute_drift compares.
+    from amlkit.monitoring.drift import category_labels, numeric_values
+
+    if kind in kinds.CATEGORY_KINDS:
+        return category_sketch(category_labels(values, kind))
+    return numeric_sketch(numeric_values(values, kind), bins=bins)
 
 
 def column_profile(values: pd.Series, kind: str, *, bins: int = 10) -> dict[str, Any]:
@@ -55,6 +125,8 @@ def column_profile(values: pd.Series, kind: str, *, bins: int = 10) -> dict[str,
             entry |= {"min": present.min().isoformat(), "max": present.max().isoformat()}
     else:
         entry["n_unique"] = int(present.nunique())
+    if kind in (*kinds.NUMERIC_KINDS, kinds.DATETIME, *kinds.CATEGORY_KINDS):
+        entry["sketch"] = _sketch(values, kind, bins)
     return entry
 
 
