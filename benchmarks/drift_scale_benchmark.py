@@ -68,7 +68,6 @@ STATISTICS = (
     "chi_squared_statistic",
 )
 # Evidently 0.7 imports pandas internals that pandas 3 removed; pinned here, not in peers.py's list
-EVIDENTLY = ("evidently==0.7.*", "pandas<3")
 
 
 def _design() -> tuple[np.ndarray, np.ndarray]:
@@ -194,7 +193,7 @@ def run_evidently(work: Path, rows: int, timeout: float, cap_gib: float) -> dict
     """
     import peers
 
-    python = peers.peer_python("evidently", EVIDENTLY)
+    python = peers.peer_python("evidently")
     payload = {
         "reference": str(work / "reference.parquet"),
         "production": str(work / f"production_{rows}.parquet"),
