@@ -67,7 +67,6 @@ STATISTICS = (
     "population_stability_index",
     "chi_squared_statistic",
 )
-# Evidently 0.7 imports pandas internals that pandas 3 removed; pinned here, not in peers.py's list
 
 
 def _design() -> tuple[np.ndarray, np.ndarray]:
