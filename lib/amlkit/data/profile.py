@@ -53,7 +53,7 @@ def numeric_sketch(values: np.ndarray, *, bins: int = 10) -> dict[str, Any]:
     Non-finite values are left out, as drift leaves out missing ones. ``bins``: the decile
     bins that PSI and Jensen-Shannon use (``monitoring.bins``).
     """
-    from amlkit.monitoring.drift import quantile_edges  # the binning drift itself uses
+    from amlkit.data.values import quantile_edges  # the binning drift itself uses
 
     ref = np.sort(values[np.isfinite(values)])
     sketch: dict[str, Any] = {"version": SKETCH_VERSION, "n": int(ref.size), "psi_bins": bins}
@@ -84,7 +84,7 @@ def category_sketch(labels: pd.Series) -> dict[str, Any]:
 
 def _sketch(values: pd.Series, kind: str, bins: int) -> dict[str, Any]:
     # Values are read as drift reads them, so the sketch counts what compute_drift compares.
-    from amlkit.monitoring.drift import category_labels, numeric_values
+    from amlkit.data.values import category_labels, numeric_values
 
     if kind in kinds.CATEGORY_KINDS:
         return category_sketch(category_labels(values, kind))

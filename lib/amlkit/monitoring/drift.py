@@ -25,6 +25,7 @@ from scipy import stats
 
 from amlkit import kinds
 from amlkit.config import MonitoringConfig, Thresholds
+from amlkit.data.values import category_labels, numeric_values, quantile_edges
 
 logger = logging.getLogger(__name__)
 
@@ -62,18 +63,6 @@ def resolve_thresholds(overrides: ThresholdsLike = None) -> dict[str, float]:
             f"metrics are {', '.join(Thresholds.model_fields)}. Fix deployment_config.json's "
             "'monitoring.thresholds'."
         ) from None
-
-
-def numeric_values(values: Any, kind: str = "numeric") -> np.ndarray:
-    """Return ``values`` as float64, non-numbers as NaN (``datetime``: epoch seconds)."""
-    series = values if isinstance(values, pd.Series) else pd.Series(values)
-    if kind == "datetime":
-        parsed = pd.to_datetime(series, errors="coerce", utc=True)
-        seconds = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-        return seconds.to_numpy(dtype="float64", na_value=np.nan)
-    if series.dtype.kind in "fiub":
-        return series.to_numpy(dtype="float64", na_value=np.nan)
-    return pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
 def _sorted_finite(values: np.ndarray) -> np.ndarray:
@@ -149,12 +138,6 @@ def js_distance(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
     return float(math.sqrt(max((kl_p + kl_q) / 2, 0.0) / math.log(2)))
 
 
-def quantile_edges(sorted_ref: np.ndarray, bins: int) -> np.ndarray:
-    """Return the distinct inner bin edges at the reference's quantiles."""
-    edges = np.quantile(sorted_ref, np.linspace(0, 1, bins + 1))
-    return np.unique(edges[1:-1])
-
-
 def binned_counts(sorted_values: np.ndarray, inner_edges: np.ndarray) -> np.ndarray:
     """Count sorted values in bins ``[e_j, e_j+1)`` with open-ended outer bins."""
     pos = np.searchsorted(sorted_values, inner_edges, side="left")
@@ -189,12 +172,6 @@ def _numeric_row(column: str, kind: str, ref: np.ndarray, cur: np.ndarray, bins:
     if std == 0:
         row["note"] = "constant reference: raw Wasserstein distance reported"
     return row
-
-
-def category_labels(values: Any, kind: str = "categorical") -> pd.Series:
-    """Return non-missing values as strings (booleans as ``"true"``/``"false"``)."""
-    labels = (values if isinstance(values, pd.Series) else pd.Series(values)).dropna().astype(str)
-    return labels.str.lower() if kind == "boolean" else labels
 
 
 def _categorical_row(column: str, kind: str, ref: pd.Series, cur: pd.Series) -> dict:

@@ -39,6 +39,7 @@ from scipy import stats
 
 from amlkit import kinds
 from amlkit.data.profile import SKETCH_VERSION, sketch_bin_counts
+from amlkit.data.values import category_labels, numeric_values
 from amlkit.monitoring import drift
 
 logger = logging.getLogger(__name__)
@@ -128,11 +129,9 @@ class StreamingDrift:
             if kind == kinds.TEXT or self.specs[column] is None:
                 continue
             if kind in kinds.CATEGORY_KINDS:
-                state.labels.update(
-                    drift.category_labels(chunk[column], kind).value_counts().to_dict()
-                )
+                state.labels.update(category_labels(chunk[column], kind).value_counts().to_dict())
             else:
-                values = drift.numeric_values(chunk[column], kind)
+                values = numeric_values(chunk[column], kind)
                 values = values[np.isfinite(values)]
                 state.values += values.size
                 if column not in self.edges:  # the reference had no values

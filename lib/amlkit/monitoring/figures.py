@@ -16,7 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from amlkit import kinds
-from amlkit.monitoring.drift import MEASURED_KINDS, category_labels, numeric_values
+from amlkit.data.values import category_labels, numeric_values
+from amlkit.monitoring.drift import MEASURED_KINDS
 from amlkit.monitoring.usage import is_continuous
 
 PLOT_SAMPLE = 50_000  # rows drawn (seeded) per distribution plot
