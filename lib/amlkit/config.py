@@ -655,6 +655,8 @@ def fill_endpoint_name(template: str, *, dataset: str | None, model: str | None)
             break
         values[longest] = _shorten(values[longest], keep)
         name = fill()
+    if not used and not ENDPOINT_NAME.match(name):
+        raise ConfigError(f"{where}: endpoint name {name!r} is not allowed: use {ENDPOINT_RULE}")
     if not ENDPOINT_NAME.match(name):
         raise ConfigError(
             f"{where}: endpoint name {template!r} gives {name!r} for data set {dataset!r} and "
