@@ -147,3 +147,108 @@ def test_deep_learning_override_applies_a_dict_then_the_set_parameters():
 def test_deep_learning_override_names_the_wrong_key(changes, message):
     with pytest.raises(config.ConfigError, match=f"deep_learning override: {message}"):
         config.DeepLearningConfig().override(changes)
+
+
+@pytest.fixture
+def data_config(repo):
+    return config.DataConfig.load(repo / "config")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "online", "batch"),
+    [
+        ("penguins", "amlkit-penguins", "amlkit-penguins-batch"),
+        ("cars", "amlkit-cars", "amlkit-cars-batch"),
+        ("seattle_weather", "amlkit-seattle-weather", "amlkit-seattle-weather-batch"),
+    ],
+)
+def test_the_committed_endpoint_names_follow_the_data_set(
+    repo, data_config, dataset, online, batch
+):
+    committed = config.DeploymentConfig.load(repo / "config")
+    resolved = committed.resolved(dataset, data_config=data_config)
+    assert (resolved.endpoint_name, resolved.batch.endpoint_name) == (online, batch)
+    assert resolved.is_resolved and not committed.is_resolved
+    assert resolved.resolved("cars") is resolved  # a resolved configuration stays as it is
+
+
+def test_the_default_data_set_names_the_endpoint_when_none_is_given(repo, data_config):
+    committed = config.DeploymentConfig.load(repo / "config")
+    expected = committed.endpoint_for(data_config.default_dataset, data_config=data_config)
+    assert committed.endpoint_for(data_config=data_config) == expected
+
+
+def test_the_model_placeholder_takes_the_registered_name_or_the_data_sets_default(data_config):
+    named = config.DeploymentConfig.from_dict(
+        {"endpoint_name": "svc-{model}", "batch": {"endpoint_name": "{model}-files"}}
+    )
+    resolved = named.resolved("cars", "Cars_HGB.v2", data_config=data_config)
+    assert (resolved.endpoint_name, resolved.batch.endpoint_name) == (
+        "svc-cars-hgb-v2",
+        "cars-hgb-v2-files",
+    )
+    # only the data set known: its model's default registry name, <dataset>-<task>
+    assert named.endpoint_for("cars", data_config=data_config) == "svc-cars-regression"
+
+
+def test_a_name_without_placeholders_is_fixed_for_every_model(data_config):
+    fixed = config.DeploymentConfig.from_dict(
+        {"endpoint_name": "My-Endpoint", "batch": {"endpoint_name": "my-files"}}
+    )
+    for dataset in ("penguins", "cars"):
+        resolved = fixed.resolved(dataset, f"{dataset}-x", data_config=data_config)
+        assert (resolved.endpoint_name, resolved.batch.endpoint_name) == ("My-Endpoint", "my-files")
+
+
+def test_long_values_are_cut_to_32_characters_and_stay_apart(data_config):
+    template = config.DeploymentConfig.from_dict({"endpoint_name": "amlkit-{dataset}"})
+    first = template.resolved("sensor_readings_of_the_north_plant_2024", data_config=data_config)
+    second = template.resolved("sensor_readings_of_the_north_plant_2025", data_config=data_config)
+    names = [first.endpoint_name, second.endpoint_name, first.batch.endpoint_name]
+    assert all(len(name) <= 32 and config.ENDPOINT_NAME.match(name) for name in names)
+    assert first.endpoint_name.startswith("amlkit-sensor-readings")
+    assert first.batch.endpoint_name.endswith("-batch")
+    assert len({*names, second.batch.endpoint_name}) == 4
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("amlkit-{data}", r"has placeholder \{data\}; the placeholders are \{dataset\}, \{model\}"),
+        ("amlkit_{dataset}", r"'amlkit_\{dataset\}' is not allowed: .* starting with a letter"),
+        ("an-endpoint-name-of-far-more-than-32-characters", r"3 to 32 letters"),
+    ],
+)
+def test_an_endpoint_template_against_the_rules_is_refused_when_loaded(
+    tmp_path, repo, template, message
+):
+    cfg = json.loads((repo / "config" / "deployment_config.json").read_text())
+    cfg["endpoint_name"] = template
+    folder = _write(tmp_path, "deployment_config", cfg, repo)
+    with pytest.raises(config.ConfigError, match=r"deployment_config.json: key 'endpoint_name': "):
+        config.DeploymentConfig.load(folder)
+    with pytest.raises(config.ConfigError, match=message):
+        config.DeploymentConfig.load(folder)
+
+
+def test_a_name_a_template_gives_against_the_rules_names_the_template_and_the_fix(data_config):
+    template = config.DeploymentConfig.from_dict({"endpoint_name": "{model}"})
+    with pytest.raises(config.ConfigError) as err:
+        template.resolved("cars", "2024-cars", data_config=data_config)
+    assert err.match(r"endpoint name '\{model\}' gives '2024-cars' for data set 'cars'")
+    assert err.match(r"start it with a letter \(e\.g\. 'amlkit-\{dataset\}'\)")
+
+
+def test_a_placeholder_without_a_value_is_refused(data_config):
+    template = config.DeploymentConfig.from_dict({"endpoint_name": "svc-{model}"})
+    # digits declares no task in data_config.json, so no default model name
+    with pytest.raises(config.ConfigError, match=r"'svc-\{model\}' needs \{model\}"):
+        template.resolved("digits", data_config=data_config)
+
+
+def test_online_and_batch_endpoints_may_not_share_a_name(data_config):
+    same = config.DeploymentConfig.from_dict(
+        {"endpoint_name": "amlkit-{dataset}", "batch": {"endpoint_name": "amlkit-{dataset}"}}
+    )
+    with pytest.raises(config.ConfigError, match=r"both named 'amlkit-cars'; give batch"):
+        same.resolved("cars", data_config=data_config)

@@ -5,6 +5,7 @@ Loading reports a problem with the file, the key and what is expected, before an
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import re
@@ -576,10 +577,101 @@ class DataCollection(Section):
     sampling_rate: float = Field(1.0, gt=0, le=1)
 
 
+ENDPOINT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{2,31}$")  # Azure ML's rule, 3-32 chars
+ENDPOINT_PLACEHOLDERS = ("dataset", "model")
+ENDPOINT_RULE = "3 to 32 letters, digits or '-', starting with a letter"
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_NOT_IN_NAME = re.compile(r"[^a-z0-9]+")
+
+
+def check_endpoint_template(template: str) -> str:
+    """Return ``template`` if it is an endpoint name or a template of one, else ValueError.
+
+    A template names what the endpoint serves with ``{dataset}`` (the data set the model was
+    trained on) and ``{model}`` (the registered model's name), e.g. ``amlkit-{dataset}``; a
+    name without placeholders is a fixed name. :func:`fill_endpoint_name` fills it in.
+    """
+    unknown = [name for name in _PLACEHOLDER.findall(template) if name not in ENDPOINT_PLACEHOLDERS]
+    if unknown:
+        raise ValueError(
+            f"endpoint name {template!r} has placeholder {{{unknown[0]}}}; the placeholders are "
+            f"{', '.join('{' + name + '}' for name in ENDPOINT_PLACEHOLDERS)} "
+            "(for example 'amlkit-{dataset}')"
+        )
+    sample = _PLACEHOLDER.sub("abc", template)  # a short value; longer ones are cut to fit
+    if not ENDPOINT_NAME.match(sample):
+        raise ValueError(
+            f"endpoint name {template!r} is not allowed: with its placeholders filled in it "
+            f"must be {ENDPOINT_RULE} (for example 'amlkit-{{dataset}}' or 'my-endpoint')"
+        )
+    return template
+
+
+def _name_part(value: str) -> str:
+    """Return ``value`` fit for an endpoint name: lowercase, other characters as one ``-``.
+
+    ``seattle_weather`` -> ``seattle-weather``.
+    """
+    return _NOT_IN_NAME.sub("-", value.lower()).strip("-")
+
+
+def _shorten(value: str, length: int) -> str:
+    """Cut ``value`` to ``length`` characters, ending in 6 hex of its sha256 so cuts differ."""
+    digest = hashlib.sha256(value.encode()).hexdigest()[:6]
+    return f"{value[: length - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def fill_endpoint_name(template: str, *, dataset: str | None, model: str | None) -> str:
+    """Return the endpoint name ``template`` gives for a model and the data set it serves.
+
+    ``{dataset}`` and ``{model}`` are made fit for an endpoint name (lowercase, ``_`` and other
+    characters as ``-``); when the name would pass 32 characters the longest value is cut and
+    ends in 6 hex of its hash, so two cut names differ. A template without placeholders is
+    returned as it is.
+
+    Raises:
+        ConfigError: a placeholder has no value, or the name is still not one Azure takes;
+            the message names the template and the fix.
+    """
+    used = set(_PLACEHOLDER.findall(template))
+    given = {"dataset": dataset, "model": model}
+    missing = sorted(name for name in used if not given.get(name))
+    where = "config/deployment_config.json"
+    if missing:
+        raise ConfigError(
+            f"{where}: endpoint name {template!r} needs {{{missing[0]}}}, and none was given; "
+            f"name the {missing[0]} the endpoint serves, or give a fixed name in the file"
+        )
+    values = {name: _name_part(str(given[name])) for name in used}
+
+    def fill() -> str:
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+    name = fill()
+    while len(name) > 32 and values:
+        longest = max(values, key=lambda key: len(values[key]))
+        keep = len(values[longest]) - (len(name) - 32)
+        if keep < 8:
+            break
+        values[longest] = _shorten(values[longest], keep)
+        name = fill()
+    if not used and not ENDPOINT_NAME.match(name):
+        raise ConfigError(f"{where}: endpoint name {name!r} is not allowed: use {ENDPOINT_RULE}")
+    if not ENDPOINT_NAME.match(name):
+        raise ConfigError(
+            f"{where}: endpoint name {template!r} gives {name!r} for data set {dataset!r} and "
+            f"model {model!r}, which is not an endpoint name ({ENDPOINT_RULE}); shorten the "
+            "template's fixed text, start it with a letter (e.g. 'amlkit-{dataset}'), or give "
+            "a fixed name"
+        )
+    return name
+
+
 class BatchSettings(Section):
     """The batch endpoint that scores files with the champion (Azure ML batch deployment)."""
 
-    endpoint_name: str = Field("amlkit-penguins-batch", pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
+    # a name or a template (check_endpoint_template); DeploymentConfig.resolved fills it in
+    endpoint_name: str = "amlkit-{dataset}-batch"
     # the batch endpoint's name on Azure; None: endpoint_name with the workspace's suffix
     azure_endpoint_name: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
     deployment_name: str = "champion"
@@ -593,8 +685,13 @@ class BatchSettings(Section):
     output_file_name: str = "predictions.jsonl"
     chunk_rows: int = Field(50_000, gt=0)
 
+    @field_validator("endpoint_name")
+    @classmethod
+    def _endpoint_name_or_template(cls, endpoint_name: str) -> str:
+        return check_endpoint_template(endpoint_name)
 
-DEPLOYMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
+
+DEPLOYMENT_NAME = ENDPOINT_NAME
 
 
 class DeploymentConfig(ConfigFile):
@@ -602,7 +699,9 @@ class DeploymentConfig(ConfigFile):
 
     file_name: ClassVar[str] = "deployment_config"
 
-    endpoint_name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
+    # the endpoint's name, or a template of it with {dataset} and {model} (what it serves);
+    # resolved() fills it in for the model served
+    endpoint_name: str = "amlkit-{dataset}"
     # the online endpoint's name on Azure (unique per region); None: endpoint_name with a
     # suffix from the workspace (amlkit.azure.endpoints.azure_endpoint_names)
     azure_endpoint_name: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
@@ -620,6 +719,63 @@ class DeploymentConfig(ConfigFile):
     app_insights_enabled: bool = True
     data_collection: DataCollection = DataCollection()
     batch: BatchSettings = BatchSettings()
+
+    @field_validator("endpoint_name")
+    @classmethod
+    def _endpoint_name_or_template(cls, endpoint_name: str) -> str:
+        return check_endpoint_template(endpoint_name)
+
+    @property
+    def is_resolved(self) -> bool:
+        """Whether the endpoint names are names, not templates (:meth:`resolved`)."""
+        names = (self.endpoint_name, self.batch.endpoint_name)
+        return not any(_PLACEHOLDER.search(name) for name in names)
+
+    def resolved(
+        self,
+        dataset: str | None = None,
+        model: str | None = None,
+        data_config: DataConfig | None = None,
+    ) -> DeploymentConfig:
+        """Return this configuration with the online and batch endpoint names filled in.
+
+        The names follow what the endpoint serves (:func:`fill_endpoint_name`): ``dataset``,
+        the data set the model was trained on (default: data_config.json's
+        ``default_dataset``), and ``model``, its registered name (default: the data set's
+        ``<dataset>-<task>``). Fixed names stay as they are; a resolved configuration
+        resolves to itself.
+        """
+        if self.is_resolved:
+            return self
+        if dataset is None or model is None:
+            data = data_config or DataConfig.load()
+            dataset = dataset or data.default_dataset
+            declared = data.dataset(dataset)
+            if model is None and declared is not None and declared.task:
+                model = f"{dataset}-{declared.task}"
+        online = fill_endpoint_name(self.endpoint_name, dataset=dataset, model=model)
+        batch = fill_endpoint_name(self.batch.endpoint_name, dataset=dataset, model=model)
+        if batch == online:
+            raise ConfigError(
+                f"config/deployment_config.json: the online and the batch endpoint are both "
+                f"named {online!r}; give batch.endpoint_name a suffix (e.g. "
+                "'amlkit-{dataset}-batch')"
+            )
+        return self.model_copy(
+            update={
+                "endpoint_name": online,
+                "batch": self.batch.model_copy(update={"endpoint_name": batch}),
+            }
+        )
+
+    def endpoint_for(
+        self,
+        dataset: str | None = None,
+        model: str | None = None,
+        data_config: DataConfig | None = None,
+    ) -> str:
+        """Return the online endpoint's name for a model and its data set (:meth:`resolved`)."""
+        return self.resolved(dataset, model, data_config).endpoint_name
 
     @field_validator("traffic")
     @classmethod

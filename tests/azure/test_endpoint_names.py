@@ -64,3 +64,26 @@ def test_the_plan_names_the_endpoints_as_on_azure(project, tmp_path):
     monitor = yaml.safe_load((tmp_path / "plan" / "monitoring" / "schedule.yml").read_text())
     target = monitor["create_monitor"]["monitoring_target"]["endpoint_deployment_id"]
     assert target == f"azureml:{online}:blue"
+
+
+def test_the_azure_endpoints_are_named_after_the_model_deployed(repo):
+    """A deploy of a cars model goes to the cars endpoint, not to the default data set's."""
+    from amlkit.azure.endpoints import served_config
+    from amlkit.config import DataConfig
+    from amlkit.serving.packaged_model import PackagedVersion
+
+    data_config = DataConfig.load(repo / "config")
+    local = DeploymentConfig.load(repo / "config")
+    cars = PackagedVersion("cars-regression-packaged", 3, "cars-regression", 2, "onnx")
+    assert served_config(local, data_config, cars).endpoint_name == "amlkit-cars"
+    online, batch = azure_endpoint_names(served_config(local, data_config, cars), _workspace("a"))
+    assert online.startswith("amlkit-cars-") and batch.startswith("amlkit-cars-batch-")
+    default = data_config.default_dataset
+    assert served_config(local, data_config).endpoint_name == local.endpoint_for(
+        default, data_config=data_config
+    )
+    # a model of no declared data set's default name: the default data set names it
+    other = PackagedVersion("mine-packaged", 1, "mine", 1, "onnx")
+    assert served_config(local, data_config, other).endpoint_name == local.endpoint_for(
+        default, data_config=data_config
+    )

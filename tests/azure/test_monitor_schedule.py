@@ -225,4 +225,4 @@ def test_monitor_workflow_downloads_from_the_endpoints_azure_name(repo):
     named = subprocess.run(["bash", "-c", shell], cwd=repo, capture_output=True, text=True)
     assert named.returncode == 0, named.stderr
     expected = azure_endpoint_names(DeploymentConfig.load(), AzureConfig.load())[0]
-    assert named.stdout.strip() == expected != DeploymentConfig.load().endpoint_name
+    assert named.stdout.strip() == expected != DeploymentConfig.load().endpoint_for()

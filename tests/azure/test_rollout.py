@@ -116,7 +116,9 @@ def test_init_finds_service_metadata_in_the_mounted_registered_model(root, packa
     from amlkit.serving.package import write_service_code
 
     code = tmp_path / "code"
-    write_service_code(code, "onnx", DeploymentConfig.load().to_dict(), service="amlkit-penguins")
+    write_service_code(
+        code, "onnx", DeploymentConfig.load().resolved().to_dict(), service="amlkit-penguins"
+    )
     mounted = tmp_path / "azureml-models" / "penguins-packaged" / "2"
     mlflow.artifacts.download_artifacts(
         "models:/penguins-packaged/2", dst_path=str(mounted / "service")

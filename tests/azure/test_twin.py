@@ -33,7 +33,7 @@ def planned(tmp_path_factory, new_project):
     with pytest.MonkeyPatch.context() as mp:
         root = new_project(tmp_path_factory.mktemp("twin") / "root", mp)
         runner.run_pipeline(["01", "03", "04"], SMALL_SEARCH, progress=False)
-        service = DeploymentConfig.load().endpoint_name
+        service = DeploymentConfig.load().endpoint_for()  # the default data set's: penguins
         package_service(model_name="penguins-classification", service=service)
         write_plan(root / "plan")
         yield root

@@ -152,7 +152,7 @@ def test_package_refuses_an_endpoint_name_from_the_config_that_is_a_path(root, m
 
     version = make_version(root / "models" / "trained_models")
     config = DeploymentConfig.load().model_copy(update={"endpoint_name": "../trained_models"})
-    with pytest.raises(ValueError, match=r"^service name '\.\./trained_models' is not allowed"):
+    with pytest.raises(ValueError, match=r"endpoint name '\.\./trained_models' is not allowed"):
         package_service(version, deployment_config=config, fast_path=False)
     assert tree(root / "models" / "trained_models") != {}
 

@@ -90,9 +90,15 @@ def resolve_model(model: str | None, client: Any, data_config: DataConfig) -> An
 
 
 @contextlib.contextmanager
-def open_target(kind: str, azure_config: AzureConfig) -> Iterator[Any]:
-    """Yield the rollout target of ``kind`` for the configured endpoint; close it after."""
-    online, _ = endpoints.azure_endpoint_names(DeploymentConfig.load(), azure_config)
+def open_target(kind: str, azure_config: AzureConfig, packaged: Any = None) -> Iterator[Any]:
+    """Yield the rollout target of ``kind`` for the configured endpoint; close it after.
+
+    The endpoint is the one of the model served: ``packaged``'s, else the default data
+    set's (:func:`amlkit.azure.endpoints.served_config`).
+    """
+    data_config = DataConfig.load()
+    served = endpoints.served_config(DeploymentConfig.load(), data_config, packaged)
+    online, _ = endpoints.azure_endpoint_names(served, azure_config)
     if kind == "local":
         from amlkit.azure.twin_endpoint import TwinEndpoint
 
@@ -102,15 +108,18 @@ def open_target(kind: str, azure_config: AzureConfig) -> Iterator[Any]:
     from amlkit.azure import live
 
     client = live.connect(azure_config)
-    yield live.WorkspaceTarget(client, online, _schedule_builder(azure_config))
+    schedule = _schedule_builder(azure_config, data_config, served, packaged)
+    yield live.WorkspaceTarget(client, online, schedule)
 
 
-def _schedule_builder(azure_config: AzureConfig) -> Any:
+def _schedule_builder(
+    azure_config: AzureConfig, data_config: DataConfig, served: DeploymentConfig, packaged: Any
+) -> Any:
     from amlkit.azure import monitoring
 
-    data_config = DataConfig.load()
-    dep = endpoints.for_azure(DeploymentConfig.load(), azure_config)
-    declared = data_config.dataset(data_config.default_dataset)
+    dep = endpoints.for_azure(served, azure_config)
+    dataset, _ = endpoints.served_model(data_config, packaged)
+    declared = data_config.dataset(dataset)
     if declared is None or declared.task is None:
         return None
     task = declared.task
@@ -118,7 +127,7 @@ def _schedule_builder(azure_config: AzureConfig) -> Any:
     def build(deployment: str) -> Any:
         return monitoring.monitor_schedule(
             dep,
-            dataset=data_config.default_dataset,
+            dataset=dataset,
             target=declared.target,
             task=task,
             deployment=deployment,
@@ -148,7 +157,7 @@ def deploy_model(
     packaged = resolve_model(model, _registry(kind, azure_config), DataConfig.load())
     out = Path(plan_dir) if plan_dir else paths.state_dir() / "azure-plan"
     write_plan(out, packaged=packaged)
-    with open_target(kind, azure_config) as endpoint:
+    with open_target(kind, azure_config, packaged) as endpoint:
         return rollout.deploy(
             endpoint,
             out,

@@ -21,7 +21,7 @@ from typing import Any
 
 from amlkit import io
 from amlkit.azure import environments, specs
-from amlkit.config import AzureConfig, DeploymentConfig
+from amlkit.config import AzureConfig, DataConfig, DeploymentConfig
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,38 @@ def online_deployment(
     )
 
 
+def served_model(data_config: DataConfig, packaged: Any = None) -> tuple[str, str | None]:
+    """Return the (data set, model name) the Azure endpoints serve, which name them.
+
+    ``packaged`` (a :class:`amlkit.serving.packaged_model.PackagedVersion`, what a deploy
+    names): its source model, and the declared data set whose ``<dataset>-<task>`` that model
+    is (else the default data set). Without it: the default data set and its model, what the
+    training pipeline trains and a deploy takes the champion of.
+    """
+    dataset = data_config.default_dataset
+    declared = data_config.dataset(dataset)
+    model = f"{dataset}-{declared.task}" if declared is not None and declared.task else None
+    source = getattr(packaged, "source_model", "") or ""
+    if source:
+        model = source
+        for name, declaration in data_config.datasets.items():
+            if declaration.task and source == f"{name}-{declaration.task}":
+                dataset = name
+    return dataset, model
+
+
+def served_config(
+    deployment_config: DeploymentConfig, data_config: DataConfig, packaged: Any = None
+) -> DeploymentConfig:
+    """Return ``deployment_config`` with its endpoints named after what they serve.
+
+    The model and data set are :func:`served_model`'s; see
+    :meth:`amlkit.config.DeploymentConfig.resolved`.
+    """
+    dataset, model = served_model(data_config, packaged)
+    return deployment_config.resolved(dataset=dataset, model=model, data_config=data_config)
+
+
 def azure_endpoint_names(
     deployment_config: DeploymentConfig, azure_config: AzureConfig
 ) -> tuple[str, str]:
@@ -119,8 +151,12 @@ def azure_endpoint_names(
     team. ``azure_endpoint_name`` (and ``batch.azure_endpoint_name``) of
     ``deployment_config.json`` win when set; otherwise the local name gets ``-`` and 6 hex
     digits of sha256(subscription_id/resource_group/workspace_name), cut to Azure's 32
-    characters. Local service folders keep ``endpoint_name``.
+    characters. Local service folders keep ``endpoint_name``. A template is filled in first
+    for the default data set's model (:func:`served_config`); resolve it yourself to name
+    another.
     """
+    if not deployment_config.is_resolved:
+        deployment_config = deployment_config.resolved()
     workspace = "/".join(
         (azure_config.subscription_id, azure_config.resource_group, azure_config.workspace_name)
     )

@@ -200,7 +200,8 @@ def monitor_schedule(
     """Return the ``MonitorSchedule`` of the online endpoint's serving deployment.
 
     Args:
-        deployment_config: the endpoint, thresholds, schedule and alert e-mails.
+        deployment_config: the endpoint, thresholds, schedule and alert e-mails; an endpoint
+            name template is filled in for ``dataset``'s model.
         dataset: the data set whose training split is the reference.
         target: its target column.
         task: ``classification`` or ``regression``.
@@ -221,6 +222,7 @@ def monitor_schedule(
         ServerlessSparkCompute,
     )
 
+    deployment_config = deployment_config.resolved(dataset)
     deployment = deployment or serving_deployment(deployment_config)
     if deployment not in endpoints.DEPLOYMENTS:
         raise ValueError(

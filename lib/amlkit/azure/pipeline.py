@@ -79,11 +79,13 @@ def training_pipeline(
         environment: the training environment's ``azureml:name:version``.
         azure_config: compute and experiment.
         data_config: the default data set.
-        deployment_config: the service name the package step uses (``endpoint_name``).
+        deployment_config: the service name the package step uses (``endpoint_name``, for
+            the default data set's model).
     """
     values = jobs.default_values(data_config)
     model = jobs.model_name(data_config)
-    service = deployment_config.endpoint_name
+    dataset = data_config.default_dataset
+    service = deployment_config.endpoint_for(dataset, model, data_config)
     params = {
         step: jobs.notebook_parameters(_stage_notebook(notebooks, stage), values)
         for step, stage in STEPS

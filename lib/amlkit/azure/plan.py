@@ -20,8 +20,9 @@ no versions yet). The online deployments run the generic code folder ``code/onli
 packaged service model that ``amlkit package`` registers (``<model>-packaged``): the exact
 version when it is known (``write_plan(packaged=...)``, which ``amlkit azure deploy --model
 NAME:VERSION`` uses, or a service packaged and registered here), else ``@latest`` with the
-ONNX backend assumed, a placeholder a deploy always replaces. Endpoint names are the Azure
-ones, unique per workspace (:func:`amlkit.azure.endpoints.azure_endpoint_names`).
+ONNX backend assumed, a placeholder a deploy always replaces. Endpoint names follow the model
+served (deployment_config.json's ``endpoint_name`` template, ``amlkit-{dataset}``) and are the
+Azure ones, unique per workspace (:func:`amlkit.azure.endpoints.azure_endpoint_names`).
 """
 
 from __future__ import annotations
@@ -245,9 +246,12 @@ def _deployments(
     The online deployments always use the generic code folder ``code/online`` (the scoring
     script and the modules of the model's backend, no model): the model, the packaged
     service with its ``service_metadata.json``, is the registered version they name.
+    The endpoints are named after the model they serve: ``packaged``'s, else the default
+    data set's (:func:`amlkit.azure.endpoints.served_config`).
     """
     from amlkit.serving.package import write_service_code
 
+    local_config = endpoints.served_config(local_config, data_config, packaged)  # names filled
     deployment_config = endpoints.for_azure(local_config, azure_config)
     model, backend, pickled, trained_on, source = _online_model(packaged, local_config, data_config)
     online_dir = out / "endpoints" / "online"

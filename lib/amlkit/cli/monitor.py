@@ -191,7 +191,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from amlkit.monitoring import collected, monitor, served
 
     config = DeploymentConfig.load()
-    endpoint = check_name("endpoint", args.endpoint or config.endpoint_name)
+    # default: the endpoint of the data set's model (--dataset, else the default data set)
+    endpoint = check_name("endpoint", args.endpoint or config.endpoint_for(dataset=args.dataset))
     service = newest_service(endpoint)
     if args.streaming:
         return monitor_streaming(args, config, endpoint, service)
@@ -312,7 +313,11 @@ def add_parser(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--endpoint", help="endpoint name (default: deployment_config.json's)")
+    parser.add_argument(
+        "--endpoint",
+        help="endpoint name (default: deployment_config.json's endpoint_name for the data set, "
+        "e.g. amlkit-penguins)",
+    )
     parser.add_argument(
         "--production", metavar="FILE|FOLDER", help="collected production data (see below)"
     )

@@ -206,7 +206,11 @@ def add_parsers(sub: Any) -> None:
         default="champion",
         help="version number, 'champion' (default; refused when none was promoted) or 'latest'",
     )
-    pkg.add_argument("--service", help="service name (default: the config's endpoint_name)")
+    pkg.add_argument(
+        "--service",
+        help="service name (default: the config's endpoint_name for this model, e.g. "
+        "amlkit-<dataset>)",
+    )
     pkg.add_argument("--no-onnx", action="store_true", help="serve the pickled pipeline")
     pkg.add_argument(
         "--no-register",

@@ -271,6 +271,8 @@ def package_service(
     ``parity_rows`` (for the ONNX check) default to the processed test split the metadata names.
     ``service`` must be a plain name (:func:`amlkit.names.check_name`); an existing folder of
     that name is replaced only when it is a service (it has ``service_metadata.json``).
+    Default: the endpoint's name, which follows the model and its data set
+    (:meth:`amlkit.config.DeploymentConfig.resolved`: ``amlkit-cars`` for a cars model).
     """
     if service is not None:
         check_name("service", service)  # before the model is looked up or anything moves
@@ -282,7 +284,12 @@ def package_service(
     if not (src / "model_metadata.json").is_file():
         raise FileNotFoundError(f"{src} has no model_metadata.json; is it a registered version?")
     metadata = io.read_json(src / "model_metadata.json")
-    dep = (deployment_config or DeploymentConfig.load()).to_dict()
+    trained_on = metadata.get("data") or {}  # the endpoint is named after what it serves
+    dep = (
+        (deployment_config or DeploymentConfig.load())
+        .resolved(dataset=trained_on.get("dataset"), model=metadata.get("name"))
+        .to_dict()
+    )
     service = service or dep["endpoint_name"]
     final = service_target(service)  # the configured endpoint name is checked here too
     final.parent.mkdir(parents=True, exist_ok=True)
