@@ -4,8 +4,8 @@ The protocol of ``performance_estimation_benchmark.py``, for regression. Bundled
 with a numeric target: cars (its configured target, miles per gallon), and two more targets
 of the other bundled sets, since no second regression set is bundled: seattle_weather's
 ``temp_max`` and penguins' ``body_mass_g``. Each is ingested into a throw-away project root
-of its own and cleaned as notebook 03 does, split 60/20/20 (train, reference, production; seeded), and a
-200-tree random forest behind notebook 04's default preprocessing (that benchmark's
+of its own and cleaned as notebook 03 does, split 60/20/20 (train, reference, production;
+seeded), and a 200-tree random forest behind notebook 04's default preprocessing (that benchmark's
 ``preprocessor``) is fitted on the train rows. The error model
 (:func:`amlkit.monitoring.expected_error.fit`) and NannyML 0.13's DLE are fitted on the same
 reference rows (inputs, prediction, target), and both estimate the same windows drawn from the

@@ -134,7 +134,7 @@ def write_processed(dataset: str, target: str, task: str):
     return processed
 
 
-def test_a_regression_champion_gets_an_expected_error(project, feature_preprocessor):
+def test_a_regression_champion_gets_an_expected_error(project, feature_preprocessor, tmp_path):
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.pipeline import Pipeline
 
@@ -152,6 +152,10 @@ def test_a_regression_champion_gets_an_expected_error(project, feature_preproces
     assert estimated["n"] == len(window) and estimated["reliable"]
     assert estimated["mae_low"] < realized["metrics"]["mae"] < estimated["mae_high"]
     assert result.summary()["estimated"]["mae"] == pytest.approx(estimated["mae"], abs=1e-4)
+    html_path, _ = monitor.write_monitoring_report(result, cars, tmp_path)
+    page = html_path.read_text()
+    assert "expected MAE" in page and f"{estimated['mae']:.3f}" in page
+    assert "realized MAE" in page
 
 
 def test_a_keras_classifier_gets_an_estimate_from_its_probabilities(project, feature_preprocessor):
