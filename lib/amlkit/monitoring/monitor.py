@@ -26,8 +26,8 @@ from amlkit import kinds, paths
 from amlkit.config import DataConfig, MonitoringConfig
 from amlkit.io import sha256_text, write_text_atomic
 from amlkit.monitoring import drift as drift_mod
+from amlkit.monitoring import expected_error, probabilities, quality, report, trends, verdict
 from amlkit.monitoring import performance as perf_mod
-from amlkit.monitoring import quality, report, trends, verdict
 from amlkit.monitoring import served as served_mod
 from amlkit.monitoring.usage import LOG_COLUMNS, usage_summary
 from amlkit.names import check_name
@@ -295,13 +295,28 @@ def _performance(
         out["realized"] = perf_mod.realized(truth, pred, manifest.task)
         keep = (truth.notna() & pred.notna()).to_numpy()
         out["frames"] = {"truth": truth[keep].to_numpy(), "pred": pred[keep].to_numpy()}
+    if model is not None and manifest.task == "classification":  # Keras: probabilities too
+        model = probabilities.as_classifier(model, processed.train[manifest.target])
     if model is not None and manifest.task == "classification" and hasattr(model, "predict_proba"):
         features, test = list(manifest.feature_types), processed.test
         reference = model.predict_proba(test[features])
         calibration = perf_mod.calibrate(reference, test[manifest.target], model.classes_)
         served = current[current["prediction"].notna()] if "prediction" in current else current
         out["estimated"] = perf_mod.estimate(calibration, model.predict_proba(served[features]))
+    if model is not None and manifest.task == "regression" and hasattr(model, "predict"):
+        out["estimated"] = _expected_error(current, processed, model)
     return out
+
+
+def _expected_error(current: pd.DataFrame, processed: Any, model: Any) -> dict[str, Any] | None:
+    """Expected MAE and RMSE of a regression model's served rows, fitted on the test split."""
+    manifest = processed.manifest
+    features, test = list(manifest.feature_types), processed.test
+    errors = expected_error.fit(
+        test[features], test[manifest.target], model.predict(test[features]), manifest.feature_types
+    )
+    served = current[current["prediction"].notna()] if "prediction" in current else current
+    return errors.estimate(served[features], model.predict(served[features]))
 
 
 def run_monitoring(
@@ -321,7 +336,10 @@ def run_monitoring(
     to ``current["prediction"]``, ``labels`` (NaN where not arrived) to the target column,
     when present; ``requests`` (:func:`requests_frame`) give the usage summary. ``model``, a
     classifier with ``predict_proba``, gives the estimate of accuracy and F1 before labels
-    arrive, calibrated on the processed test split.
+    arrive, calibrated on the processed test split; a Keras classifier gives it through its
+    probabilities (:func:`amlkit.monitoring.probabilities.as_classifier`); a regression
+    model gives the expected MAE and RMSE (:mod:`amlkit.monitoring.expected_error`), its
+    error model fitted on the same split.
     """
     cfg = monitoring_config or MonitoringConfig()
     manifest = processed.manifest

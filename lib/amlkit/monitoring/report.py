@@ -118,7 +118,13 @@ def _performance_section(perf: Mapping[str, Any]) -> dict[str, Any]:
     """Tables, cards and figures of realized and estimated performance."""
     baseline, real, est = perf.get("baseline") or {}, perf.get("realized"), perf.get("estimated")
     out: dict[str, Any] = {"cards": [], "images": [], "per_class": None, "table": None, "n": None}
-    if est:
+    if est and "mae" in est:  # a regression model's expected error
+        low, high = est["mae_low"], est["mae_high"]
+        out["cards"] += [("expected MAE", f"{est['mae']:.3f} ({low:.3f} to {high:.3f})")]
+        out["cards"] += [("expected RMSE", f"{est['rmse']:.3f}")]
+        if not est["reliable"]:
+            out["cards"] += [("estimate unreliable", est["unreliable_reason"])]
+    elif est:
         out["cards"] += [
             ("estimated accuracy", f"{est['accuracy']:.3f} ± {1.96 * est['accuracy_std']:.3f}"),
             ("estimated F1 (macro)", f"{est['f1_macro']:.3f}"),
@@ -135,7 +141,10 @@ def _performance_section(perf: Mapping[str, Any]) -> dict[str, Any]:
             for k, v in metrics.items()
         ]
         out["table"], out["n"] = _table(pd.DataFrame(rows)), f"{real['n']:,}"
-        if est:
+        if est and "mae" in est:
+            out["cards"] += [("realized MAE", f"{metrics['mae']:.3f}")]
+            out["cards"] += [("realized RMSE", f"{metrics['rmse']:.3f}")]
+        elif est:
             out["cards"] += [("realized accuracy", f"{metrics['accuracy']:.3f}")]
             out["cards"] += [("realized F1 (macro)", f"{metrics['f1_macro']:.3f}")]
         if real.get("per_class"):
