@@ -298,9 +298,18 @@ def _performance(
     if model is not None and manifest.task == "classification" and hasattr(model, "predict_proba"):
         features, test = list(manifest.feature_types), processed.test
         reference = model.predict_proba(test[features])
-        calibration = perf_mod.calibrate(reference, test[manifest.target], model.classes_)
+        calibration = perf_mod.calibrate(
+            reference,
+            test[manifest.target],
+            model.classes_,
+            features=test[features],
+            feature_types=manifest.feature_types,
+            predict_proba=model.predict_proba,
+        )
         served = current[current["prediction"].notna()] if "prediction" in current else current
-        out["estimated"] = perf_mod.estimate(calibration, model.predict_proba(served[features]))
+        out["estimated"] = perf_mod.estimate(
+            calibration, model.predict_proba(served[features]), features=served[features]
+        )
     return out
 
 
@@ -321,7 +330,8 @@ def run_monitoring(
     to ``current["prediction"]``, ``labels`` (NaN where not arrived) to the target column,
     when present; ``requests`` (:func:`requests_frame`) give the usage summary. ``model``, a
     classifier with ``predict_proba``, gives the estimate of accuracy and F1 before labels
-    arrive, calibrated on the processed test split.
+    arrive, calibrated on the processed test split (its features too: the estimate's
+    shift correction and its ``reliable`` flag, see :func:`amlkit.monitoring.performance.estimate`).
     """
     cfg = monitoring_config or MonitoringConfig()
     manifest = processed.manifest

@@ -122,7 +122,9 @@ def calibrate(
         for k, c in enumerate(labels)
     ]
     text = labels.astype(str)
-    label_index = np.array([int(np.argmax(text == v)) if v in text else -1 for v in truth.astype(str)])
+    label_index = np.array(
+        [int(np.argmax(text == v)) if v in text else -1 for v in truth.astype(str)]
+    )
     confidence = raw.max(axis=1)
     found = Calibration(
         labels,
@@ -213,7 +215,9 @@ def estimate(
     if not len(raw):
         return None
     if features is not None and len(features) != len(raw):
-        raise ValueError(f"{len(features)} feature rows for {len(raw)} probabilities; pass one each")
+        raise ValueError(
+            f"{len(features)} feature rows for {len(raw)} probabilities; pass one each"
+        )
     found: dict[str, Any] = expected_metrics(calibration.apply(raw), raw.argmax(axis=1))
     confidence = raw.max(axis=1)
     n = len(raw)
@@ -258,7 +262,8 @@ def estimate(
         "accuracy_std": std,
         "accuracy_low": max(0.0, accuracy - Z95 * std),
         "accuracy_high": min(1.0, accuracy + Z95 * std),
-        "method": METHOD if calibration.sensitivity is not None and use_features
+        "method": METHOD
+        if calibration.sensitivity is not None and use_features
         else "difference of confidences",
         "shift_correction": correction,
         "outside_share": share,

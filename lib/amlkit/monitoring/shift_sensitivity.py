@@ -3,18 +3,19 @@
 Confidence alone misses a drop in accuracy when shifted inputs keep the model confident
 (a sensor offset that makes dry days look rainy). The labelled reference rows show how much
 this model loses when its inputs move: :func:`fit_sensitivity` draws synthetic windows
-(bootstraps of the reference rows), bends features of most of them, scores them with the
-model, and fits a ridge regression from the window's shift statistics to the accuracy the
-confidence-based estimate misses (realized minus estimated, both known there). The idea is
-that of learning accuracy prediction from synthetic shifts (Deng and Zheng, CVPR 2021;
-Guillory et al., ICCV 2021, "difference of confidences").
+(bootstraps of the reference rows, at most 500 rows each), bends features of most of them,
+scores them with the model, and fits a ridge regression from the window's shift statistics
+to the accuracy the confidence-based estimate misses (realized minus estimated, both known
+there). The idea is that of learning accuracy prediction from synthetic shifts (Deng and
+Zheng, CVPR 2021; Guillory et al., ICCV 2021, "difference of confidences").
 
 The perturbations are the kinds that monitoring watches for: per synthetic window, one in
 five is left as drawn; the others get an intensity ``u`` uniform in [0, 2.5] and each feature
 is bent with probability 1/2 (at least one): a numeric feature is shifted by ``±u`` reference
 standard deviations (half the time), stretched from its mean by ``1 + u/2`` (a quarter) or
 loses ``min(0.2u, 0.9)`` of its values (a quarter); a categorical feature gets that share of
-an unseen label or of missing values. Labels stay as they were, so the correction assumes a
+an unseen label or of missing values (datetime features stay; for a model that cannot take
+missing values, shifts replace them). Labels stay as they were, so the correction assumes a
 shift that moves inputs but not outcomes (a pipeline or sensor change), and it says nothing
 about concept drift.
 
@@ -28,6 +29,7 @@ sampling noise of an undrifted window moves nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,9 +40,12 @@ from sklearn.linear_model import RidgeCV
 
 from amlkit import kinds
 
+logger = logging.getLogger(__name__)
+
 UNSEEN = "__unseen__"
 MAX_INTENSITY = 2.5
 QUIET_QUANTILE = 0.95
+MAX_WINDOW_ROWS = 500  # synthetic windows draw this many rows at most
 
 
 def _numbers(values: pd.Series) -> np.ndarray:
@@ -126,7 +131,9 @@ class ReferenceSpace:
                 seen = values[values.notna()].astype(str)
                 share = seen.value_counts(normalize=True) if len(seen) else pd.Series(dtype=float)
                 unseen = float(share[~share.index.isin(reference.index)].sum())
-                tvd = 0.5 * float((share.reindex(reference.index, fill_value=0) - reference).abs().sum())
+                tvd = 0.5 * float(
+                    (share.reindex(reference.index, fill_value=0) - reference).abs().sum()
+                )
                 out += [unseen, excess_missing, tvd]
             else:
                 mean, std, _, _, _ = self.numeric[column]
@@ -136,14 +143,26 @@ class ReferenceSpace:
                     out += [3.0, 3.0, excess_missing]
                     continue
                 spread = float(x.std()) or 1e-9
-                out += [abs(float(x.mean()) - mean) / std, abs(np.log(spread / std)), excess_missing]
+                out += [
+                    abs(float(x.mean()) - mean) / std,
+                    abs(np.log(spread / std)),
+                    excess_missing,
+                ]
         return np.asarray(out, dtype=float)
 
 
 def perturb(
-    rows: pd.DataFrame, space: ReferenceSpace, rng: np.random.Generator, intensity: float
+    rows: pd.DataFrame,
+    space: ReferenceSpace,
+    rng: np.random.Generator,
+    intensity: float,
+    *,
+    missing: bool = True,
 ) -> pd.DataFrame:
-    """Return ``rows`` with some features bent (the module docstring gives the family)."""
+    """Return ``rows`` with some features bent (the module docstring gives the family).
+
+    ``missing=False`` bends without missing values (for a model that cannot take them).
+    """
     out = rows.copy()
     n = len(out)
     share = min(0.2 * intensity, 0.9)
@@ -154,7 +173,7 @@ def perturb(
     for column in chosen:
         if column in space.labels:
             hit = rng.random(n) < share
-            replacement = UNSEEN if rng.random() < 0.5 else None
+            replacement = UNSEEN if rng.random() < 0.5 or not missing else None
             out[column] = out[column].astype(object).where(~hit, replacement)
             continue
         mean, std, _, _, _ = space.numeric[column]
@@ -164,8 +183,10 @@ def perturb(
             x = x + rng.choice([-1.0, 1.0]) * intensity * std
         elif pick < 0.75:
             x = mean + (x - mean) * (1 + intensity / 2)
-        else:
+        elif missing:
             x = x.where(rng.random(n) >= share)
+        else:
+            x = x + rng.choice([-1.0, 1.0]) * intensity * std
         if space.feature_types[column] == kinds.INTEGER:
             x = x.round()
         out[column] = x
@@ -184,8 +205,9 @@ class Sensitivity:
 
     def signals(self, features: pd.DataFrame, confidence: np.ndarray) -> np.ndarray:
         """Return the window's soft-thresholded statistics."""
-        raw = np.r_[self.reference_confidence - float(np.mean(confidence)),
-                    self.space.statistics(features)]
+        raw = np.r_[
+            self.reference_confidence - float(np.mean(confidence)), self.space.statistics(features)
+        ]
         return np.sign(raw) * np.maximum(0.0, np.abs(raw) - self.quiet)
 
     def correction(self, features: pd.DataFrame, confidence: np.ndarray) -> float:
@@ -212,32 +234,43 @@ def fit_sensitivity(
             a label the model does not know).
         predict_proba: the model's ``predict_proba``.
         base: the confidence-based estimate of a window from its probabilities.
-        windows: synthetic windows to draw (each the size of the reference).
+        windows: synthetic windows to draw (each the size of the reference, at most 500).
         seed: seeds the draws.
     """
-    rng = np.random.default_rng(seed)
     rows = features.reset_index(drop=True)
     n = len(rows)
-    picks, drawn = [], []
-    for i in range(windows):
-        picked = rng.integers(0, n, n)
-        window = rows.iloc[picked].reset_index(drop=True)
-        if i % 5:  # one in five stays unbent
-            window = perturb(window, space, rng, rng.uniform(0, MAX_INTENSITY))
-        picks.append(picked)
-        drawn.append(window)
-    # one call scores them all (a forest's per-call cost dwarfs its per-row cost)
-    scored = np.asarray(predict_proba(pd.concat([rows, *drawn], ignore_index=True)), dtype=float)
+    m = min(n, MAX_WINDOW_ROWS)
+
+    def draw(missing: bool) -> tuple[list[np.ndarray], list[pd.DataFrame], np.ndarray]:
+        rng = np.random.default_rng(seed)
+        picks, drawn = [], []
+        for i in range(windows):
+            picked = rng.integers(0, n, m)
+            window = rows.iloc[picked].reset_index(drop=True)
+            if i % 5:  # one in five stays unbent
+                intensity = rng.uniform(0, MAX_INTENSITY)
+                window = perturb(window, space, rng, intensity, missing=missing)
+            picks.append(picked)
+            drawn.append(window)
+        # one call scores them all (a forest's per-call cost dwarfs its per-row cost)
+        every = pd.concat([rows, *drawn], ignore_index=True)
+        return picks, drawn, np.asarray(predict_proba(every), dtype=float)
+
+    try:
+        picks, drawn, scored = draw(missing=True)
+    except ValueError as error:  # a model without an imputer
+        logger.info("model cannot score missing values (%s); bending without them", error)
+        picks, drawn, scored = draw(missing=False)
     reference_confidence = float(scored[:n].max(axis=1).mean())
     stats, gaps, noise = [], [], []
     for i, (picked, window) in enumerate(zip(picks, drawn, strict=True)):
-        proba = scored[n * (i + 1) : n * (i + 2)]
+        proba = scored[n + m * i : n + m * (i + 1)]
         right = proba.argmax(axis=1) == label_index[picked]  # bent rows keep their labels
         confidence = proba.max(axis=1)
         stats.append(np.r_[reference_confidence - confidence.mean(), space.statistics(window)])
         estimate = base(proba)
         gaps.append(float(right.mean()) - estimate)
-        noise.append(estimate * (1 - estimate) / n)  # the window's own sampling variance
+        noise.append(estimate * (1 - estimate) / m)  # the window's own sampling variance
     is_bent = np.arange(windows) % 5 != 0
     table, target = np.asarray(stats), np.asarray(gaps)
     quiet_level = np.quantile(np.abs(table[~is_bent]), QUIET_QUANTILE, axis=0)
