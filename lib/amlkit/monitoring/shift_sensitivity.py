@@ -10,14 +10,15 @@ there). The idea is that of learning accuracy prediction from synthetic shifts (
 Zheng, CVPR 2021; Guillory et al., ICCV 2021, "difference of confidences").
 
 The perturbations are the kinds that monitoring watches for: per synthetic window, one in
-five is left as drawn; the others get an intensity ``u`` uniform in [0, 2.5] and each feature
-is bent with probability 1/2 (at least one): a numeric feature is shifted by ``±u`` reference
-standard deviations (half the time), stretched from its mean by ``1 + u/2`` (a quarter) or
-loses ``min(0.2u, 0.9)`` of its values (a quarter); a categorical feature gets that share of
-an unseen label or of missing values (datetime features stay; for a model that cannot take
-missing values, shifts replace them). Labels stay as they were, so the correction assumes a
-shift that moves inputs but not outcomes (a pipeline or sensor change), and it says nothing
-about concept drift.
+five is left as drawn; of the others, one in three is a label shift (rows drawn with class
+priors from a flat Dirichlet, inputs as they were); the rest get an intensity ``u`` uniform
+in [0, 2.5] and each feature is bent with probability 1/2 (at least one): a numeric
+feature is shifted by ``±u`` reference standard deviations (half the time), stretched from
+its mean by ``1 + u/2`` (a quarter) or loses ``min(0.2u, 0.9)`` of its values (a quarter);
+a categorical feature gets that share of an unseen label or of missing values (datetime
+features stay; for a model that cannot take missing values, shifts replace them). Labels
+stay as they were, so the correction assumes a shift that moves inputs but not outcomes (a
+pipeline or sensor change), and it says nothing about concept drift.
 
 Shift statistics per feature: numeric, ``|mean - reference mean| / reference std``,
 ``|log(std / reference std)|`` and the share of missing values beyond the reference's;
@@ -240,11 +241,20 @@ def fit_sensitivity(
     rows = features.reset_index(drop=True)
     n = len(rows)
     m = min(n, MAX_WINDOW_ROWS)
+    known = np.maximum(label_index, 0)  # a label the model lacks counts with the first class
+    classes = int(known.max()) + 1
 
     def draw(missing: bool) -> tuple[list[np.ndarray], list[pd.DataFrame], np.ndarray]:
         rng = np.random.default_rng(seed)
         picks, drawn = [], []
         for i in range(windows):
+            if i % 5 and i % 3 == 0 and classes > 1:  # class priors moved, inputs as drawn
+                prior = rng.dirichlet(np.ones(classes))[known]
+                weight = prior / np.bincount(known)[known]
+                picked = rng.choice(n, m, p=weight / weight.sum())
+                picks.append(picked)
+                drawn.append(rows.iloc[picked].reset_index(drop=True))
+                continue
             picked = rng.integers(0, n, m)
             window = rows.iloc[picked].reset_index(drop=True)
             if i % 5:  # one in five stays unbent
