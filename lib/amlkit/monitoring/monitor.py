@@ -300,9 +300,18 @@ def _performance(
     if model is not None and manifest.task == "classification" and hasattr(model, "predict_proba"):
         features, test = list(manifest.feature_types), processed.test
         reference = model.predict_proba(test[features])
-        calibration = perf_mod.calibrate(reference, test[manifest.target], model.classes_)
+        calibration = perf_mod.calibrate(
+            reference,
+            test[manifest.target],
+            model.classes_,
+            features=test[features],
+            feature_types=manifest.feature_types,
+            predict_proba=model.predict_proba,
+        )
         served = current[current["prediction"].notna()] if "prediction" in current else current
-        out["estimated"] = perf_mod.estimate(calibration, model.predict_proba(served[features]))
+        out["estimated"] = perf_mod.estimate(
+            calibration, model.predict_proba(served[features]), features=served[features]
+        )
     if model is not None and manifest.task == "regression" and hasattr(model, "predict"):
         out["estimated"] = _expected_error(current, processed, model)
     return out
@@ -336,10 +345,12 @@ def run_monitoring(
     to ``current["prediction"]``, ``labels`` (NaN where not arrived) to the target column,
     when present; ``requests`` (:func:`requests_frame`) give the usage summary. ``model``, a
     classifier with ``predict_proba``, gives the estimate of accuracy and F1 before labels
-    arrive, calibrated on the processed test split; a Keras classifier gives it through its
-    probabilities (:func:`amlkit.monitoring.probabilities.as_classifier`); a regression
-    model gives the expected MAE and RMSE (:mod:`amlkit.monitoring.expected_error`), its
-    error model fitted on the same split.
+    arrive, calibrated on the processed test split (its features too: the estimate's shift
+    correction and its ``reliable`` flag, see :func:`amlkit.monitoring.performance.estimate`);
+    a Keras classifier gives it through its probabilities
+    (:func:`amlkit.monitoring.probabilities.as_classifier`); a regression model gives the
+    expected MAE and RMSE (:mod:`amlkit.monitoring.expected_error`), its error model fitted
+    on the same split.
     """
     cfg = monitoring_config or MonitoringConfig()
     manifest = processed.manifest
