@@ -125,10 +125,14 @@ def _performance_section(perf: Mapping[str, Any]) -> dict[str, Any]:
         if not est["reliable"]:
             out["cards"] += [("estimate unreliable", est["unreliable_reason"])]
     elif est:
+        low = est.get("accuracy_low", est["accuracy"] - 1.96 * est["accuracy_std"])
+        high = est.get("accuracy_high", est["accuracy"] + 1.96 * est["accuracy_std"])
         out["cards"] += [
-            ("estimated accuracy", f"{est['accuracy']:.3f} ± {1.96 * est['accuracy_std']:.3f}"),
+            ("estimated accuracy", f"{est['accuracy']:.3f} ({low:.3f} to {high:.3f})"),
             ("estimated F1 (macro)", f"{est['f1_macro']:.3f}"),
         ]
+        if not est.get("reliable", True):
+            out["cards"] += [("estimate unreliable", est["unreliable_reason"])]
     if real:
         metrics = real["metrics"]
         rows = [
@@ -146,6 +150,9 @@ def _performance_section(perf: Mapping[str, Any]) -> dict[str, Any]:
             out["cards"] += [("realized RMSE", f"{metrics['rmse']:.3f}")]
         elif est:
             out["cards"] += [("realized accuracy", f"{metrics['accuracy']:.3f}")]
+            if not low <= metrics["accuracy"] <= high:
+                outside = "the realized accuracy is outside the estimate's interval"
+                out["cards"] += [("estimate missed", outside)]
             out["cards"] += [("realized F1 (macro)", f"{metrics['f1_macro']:.3f}")]
         if real.get("per_class"):
             frame = pd.DataFrame(real["per_class"]).T.rename_axis("class").reset_index()
