@@ -497,16 +497,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="per server and size")
     parser.add_argument("--rounds", type=int, default=2, help="turns the seconds are split in")
-    parser.add_argument("--datasets", type=listed(DATASETS), default=list(DATASETS))
-    parser.add_argument("--families", type=listed(list(FAMILIES)), default=list(FAMILIES))
     parser.add_argument(
-        "--preprocessing", type=listed(list(PREPROCESSING)), default=list(PREPROCESSING)
+        "--datasets", type=listed(DATASETS), default=list(DATASETS), help="comma-separated"
+    )
+    parser.add_argument(
+        "--families",
+        type=listed(list(FAMILIES)),
+        default=list(FAMILIES),
+        help=f"comma-separated, of {', '.join(FAMILIES)}",
+    )
+    parser.add_argument(
+        "--preprocessing",
+        type=listed(list(PREPROCESSING)),
+        default=list(PREPROCESSING),
+        help="comma-separated, of notebook04 and plain",
     )
     parser.add_argument(
         "--servers",
         type=listed(SERVERS),
         default=list(SERVERS),
-        help="MLServer is left out, with a note, when its environment cannot be built",
+        help="comma-separated; MLServer is left out, with a note, when its environment "
+        "cannot be built",
     )
     parser.add_argument("--out", type=Path, help="write the table to OUT.json and OUT.md")
     return parser.parse_args(argv)
