@@ -539,6 +539,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             args.servers = [s for s in args.servers if s != "mlserver"]
     root = Path(tempfile.mkdtemp(prefix="amlkit-matrix-"))
     shutil.copytree(REPO / "config", root / "config")
+    (root / "work").mkdir()
     previous = os.environ.get("AMLKIT_ROOT")
     os.environ["AMLKIT_ROOT"] = str(root)
     rows = []
