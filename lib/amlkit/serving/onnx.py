@@ -38,30 +38,46 @@ def normalized_columns(step: Any, columns: list[str] | None = None) -> dict[str,
     return found
 
 
-def _float32_before_hist_gradient_boosting(model: Any) -> Any:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.pipeline import Pipeline
+def _fix_tree_nodes(model: Any) -> Any:
+    """Make the TreeEnsemble nodes compare as scikit-learn does and type their outputs.
 
-    if not (isinstance(model, Pipeline) and isinstance(model[-1], HistGradientBoostingClassifier)):
-        return model
-    from skl2onnx.sklapi import CastTransformer
-
-    cast = CastTransformer(dtype=np.float32).fit(np.zeros((1, 1)))
-    return Pipeline([*model.steps[:-1], ("amlkit_float32", cast), model.steps[-1]])
-
-
-def _cast_tree_inputs(model: Any) -> Any:
+    scikit-learn's forests and gradient boosting compare ``float32(x)`` with float64
+    thresholds: their input goes through a Cast to float and back (the thresholds stay
+    double). HistGradientBoosting compares float64 inputs (nodes named
+    :data:`~.onnx_converters.EXACT_DOUBLE_TREES`): nothing is added. ai.onnx.ml 3 trees
+    answer in float; an output declared double gets a Cast after the node.
+    """
     from onnx import TensorProto, helper
 
+    from amlkit.serving.onnx_converters import EXACT_DOUBLE_TREES
+
+    declared = {
+        v.name: v.type.tensor_type.elem_type
+        for v in [*model.graph.output, *model.graph.value_info]
+    }
+    for node in model.graph.node:  # an Identity passes its declared type back to its input
+        if node.op_type == "Identity" and node.output[0] in declared:
+            declared.setdefault(node.input[0], declared[node.output[0]])
     nodes = []
     for node in model.graph.node:
-        if node.op_type.startswith("TreeEnsemble"):
+        after = []
+        if node.op_type in ("TreeEnsembleClassifier", "TreeEnsembleRegressor"):
             x = node.input[0]
-            f32, f64 = f"{x}_as_f32", f"{x}_f32_as_f64"
-            nodes.append(helper.make_node("Cast", [x], [f32], to=TensorProto.FLOAT, name=f32))
-            nodes.append(helper.make_node("Cast", [f32], [f64], to=TensorProto.DOUBLE, name=f64))
-            node.input[0] = f64
+            if not node.name.startswith(EXACT_DOUBLE_TREES):
+                f32, f64 = f"{x}_as_f32_{node.name}", f"{x}_f32_as_f64_{node.name}"
+                nodes.append(helper.make_node("Cast", [x], [f32], to=TensorProto.FLOAT, name=f32))
+                nodes.append(
+                    helper.make_node("Cast", [f32], [f64], to=TensorProto.DOUBLE, name=f64)
+                )
+                node.input[0] = f64
+            scores = 1 if node.op_type == "TreeEnsembleClassifier" else 0
+            out = node.output[scores]
+            if declared.get(out) == TensorProto.DOUBLE:
+                raw = f"{out}_float"
+                node.output[scores] = raw
+                after.append(helper.make_node("Cast", [raw], [out], to=TensorProto.DOUBLE, name=raw))
         nodes.append(node)
+        nodes.extend(after)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return model
@@ -87,12 +103,15 @@ def convert(
         elif kind in kinds.CATEGORY_KINDS:
             input_kinds[col] = "string"
             initial_types.append((col, StringTensorType([None, 1])))
+        elif kind == kinds.DATETIME:
+            input_kinds[col] = "datetime"  # seconds since the epoch (onnx_inputs.epoch_seconds)
+            initial_types.append((col, DoubleTensorType([None, 1])))
         else:
             raise ValueError(
                 f"feature {col!r} has kind {kind!r}, which the ONNX path does not take "
-                "(numeric, integer, categorical and boolean only)"
+                "(numeric, integer, categorical, boolean and datetime only)"
             )
-    model = _float32_before_hist_gradient_boosting(pipeline)
+    model = pipeline
     final = model.steps[-1][1] if hasattr(model, "steps") else model
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
     onnx_model = convert_sklearn(
@@ -103,7 +122,7 @@ def convert(
         **onnx_converters.overrides(),
     )
     normalize = normalized_columns(pipeline)
-    return _cast_tree_inputs(onnx_model).SerializeToString(), input_kinds, normalize
+    return _fix_tree_nodes(onnx_model).SerializeToString(), input_kinds, normalize
 
 
 def required_columns(pipeline: Any, frame: Any, feature_columns: list[str]) -> list[str]:
@@ -158,6 +177,29 @@ def parity_frame(
     return pd.concat(parts, ignore_index=True)
 
 
+def service_frame(frame: Any, feature_columns: list[str], feature_types: dict[str, str]) -> Any:
+    """Return ``frame``'s feature columns as the service hands them to the pipeline.
+
+    A request's null reaches the pipeline as NaN (:meth:`~amlkit.serving.runtime.Scorer.frame`),
+    whereas a Parquet split gives ``None`` in text columns: scikit-learn's imputers take NaN as
+    missing but ``None`` as a value of its own, so the two answer differently. Numbers become
+    float64, texts objects with NaN for every missing marker; dates are left as they are.
+    """
+    import pandas as pd
+
+    data = {}
+    for col in feature_columns:
+        kind, values = feature_types.get(col, "numeric"), frame[col]
+        if kind in kinds.NUMERIC_KINDS:
+            data[col] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        elif kind in kinds.CATEGORY_KINDS:
+            objects = values.astype(object)
+            data[col] = objects.where(objects.notna(), np.nan).to_numpy(dtype=object)
+        else:
+            data[col] = values.to_numpy()
+    return pd.DataFrame(data, columns=feature_columns)
+
+
 def _refused(reason: str, parity: dict[str, Any] | None = None) -> tuple[None, dict[str, Any]]:
     return None, {"reason": reason, "parity": parity or {}}
 
@@ -190,7 +232,7 @@ def convert_and_check(
     except Exception as exc:  # skl2onnx raises many types for unsupported steps
         first = str(exc).splitlines()[0][:300] if str(exc) else ""
         return _refused(f"ONNX conversion failed: {type(exc).__name__}: {first}")
-    frame = parity_frame(rows, columns, types, required)
+    frame = service_frame(parity_frame(rows, columns, types, required), columns, types)
     if not len(frame):
         return _refused("no parity row has every required column; serving the pickled pipeline")
     try:
