@@ -200,6 +200,75 @@ def service_frame(frame: Any, feature_columns: list[str], feature_types: dict[st
     return pd.DataFrame(data, columns=feature_columns)
 
 
+def step_paths(model: Any, prefix: str = "") -> dict[int, tuple[str, Any]]:
+    """Return ``{id(step): (path, step)}`` of every step, paths like ``preprocess/cat/onehot``."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    found: dict[int, tuple[str, Any]] = {id(model): (prefix or type(model).__name__, model)}
+    if isinstance(model, Pipeline):
+        children = [(name, step) for name, step in model.steps]
+    elif isinstance(model, ColumnTransformer):
+        fitted = getattr(model, "transformers_", model.transformers)
+        children = [(name, step) for name, step, _ in fitted]
+    elif isinstance(model, FeatureUnion):
+        children = list(model.transformer_list)
+    else:
+        children = []
+    for name, step in children:
+        if not isinstance(step, str):
+            found |= step_paths(step, f"{prefix}/{name}" if prefix else name)
+    return found
+
+
+def describe_step(path: str, step: Any) -> str:
+    """Return ``step 'path' (Class, option=value, ...)``: the options set away from defaults."""
+    import inspect
+
+    options = []
+    try:
+        defaults = {
+            k: p.default for k, p in inspect.signature(type(step).__init__).parameters.items()
+        }
+        for key, value in step.get_params(deep=False).items():
+            if hasattr(value, "get_params") or key in ("steps", "transformers", "memory"):
+                continue
+            default = defaults.get(key, inspect.Parameter.empty)
+            same = default is not inspect.Parameter.empty and (
+                value is default or (type(value) is type(default) and value == default)
+            )
+            if not same:
+                text = getattr(value, "__name__", None) or repr(value)
+                options.append(f"{key}={text[:40]}")
+    except (TypeError, ValueError):  # a step without scikit-learn's parameter conventions
+        pass
+    return f"step {path!r} ({', '.join([type(step).__name__, *options])})"
+
+
+def failing_step(pipeline: Any, exc: BaseException) -> str | None:
+    """Return :func:`describe_step` of the step that raised ``exc``, found in its traceback."""
+    paths = step_paths(pipeline)
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:  # the innermost frame that works on a step of this pipeline wins
+        for name in ("operator", "self", "model", "op"):
+            value = tb.tb_frame.f_locals.get(name)
+            value = getattr(value, "raw_operator", value)
+            if id(value) in paths and value is not pipeline:
+                found = paths[id(value)]
+        tb = tb.tb_next
+    if found is None:  # a step skl2onnx has no converter for names its class
+        message = str(exc)
+        named = [p for p in paths.values() if f"{type(p[1]).__name__}'" in message]
+        found = named[0] if named else None
+    return None if found is None else describe_step(*found)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
 def _refused(reason: str, parity: dict[str, Any] | None = None) -> tuple[None, dict[str, Any]]:
     return None, {"reason": reason, "parity": parity or {}}
 
@@ -230,8 +299,9 @@ def convert_and_check(
         onnx_bytes, input_kinds, normalize = convert(pipeline, columns, types)
         session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     except Exception as exc:  # skl2onnx raises many types for unsupported steps
-        first = str(exc).splitlines()[0][:300] if str(exc) else ""
-        return _refused(f"ONNX conversion failed: {type(exc).__name__}: {first}")
+        step = failing_step(pipeline, exc)
+        where = f"{step}: " if step else ""
+        return _refused(f"ONNX conversion failed: {where}{_first_line(exc)}")
     frame = service_frame(parity_frame(rows, columns, types, required), columns, types)
     if not len(frame):
         return _refused("no parity row has every required column; serving the pickled pipeline")
@@ -242,9 +312,19 @@ def convert_and_check(
             if metadata.get("task", "classification") == "classification"
             else None
         )
-    except Exception as exc:  # e.g. padded or empty strings the pipeline cannot take
-        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        return _refused(f"the pipeline itself fails on the parity rows: {first}")
+    except Exception as exc:  # e.g. a category never seen, with handle_unknown="error"
+        step = failing_step(pipeline, exc)
+        where = f"{step} raises " if step else "it raises "
+        hint = ""
+        if "unknown categor" in str(exc).lower():
+            hint = (
+                "; the service would answer such requests with an error too: set "
+                "handle_unknown='ignore' (or 'infrequent_if_exist') on that step and train again"
+            )
+        return _refused(
+            "the pipeline itself fails on the parity rows (the test split, with values blanked "
+            f"and categories never seen): {where}{_first_line(exc)}{hint}"
+        )
     feeds = OnnxFeeder(input_kinds, normalize, MISSING_STRING).from_frame(frame)
     try:
         outputs = session.run(None, feeds)
