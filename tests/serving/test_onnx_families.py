@@ -170,7 +170,9 @@ def test_classifiers_behind_plain_scikit_learn_steps_convert_with_parity(dataset
 @pytest.mark.parametrize("family", list(REGRESSORS))
 def test_regressors_on_cars_with_a_date_convert_with_parity(datasets, family):
     data = datasets["cars"]
-    info = _check(Pipeline([("preprocess", _plain(data[2])), ("model", REGRESSORS[family]())]), data)
+    info = _check(
+        Pipeline([("preprocess", _plain(data[2])), ("model", REGRESSORS[family]())]), data
+    )
     assert info["input_kinds"]["Year"] == "datetime"
 
 
@@ -260,7 +262,9 @@ def _blocks(variant: str, types: dict[str, str]) -> ColumnTransformer:
 @pytest.mark.parametrize("family", ["logistic", "random_forest", "hist_gradient_boosting"])
 def test_scikit_learn_building_blocks_convert_with_parity(datasets, variant, family):
     data = datasets["penguins"]
-    pipeline = Pipeline([("preprocess", _blocks(variant, data[2])), ("model", CLASSIFIERS[family]())])
+    pipeline = Pipeline(
+        [("preprocess", _blocks(variant, data[2])), ("model", CLASSIFIERS[family]())]
+    )
     _check(pipeline, data)
 
 

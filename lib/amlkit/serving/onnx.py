@@ -1,10 +1,12 @@
 """Convert scikit-learn pipelines to ONNX and check that they answer the same.
 
-The recipe (found on notebook 04's pipelines): numbers fed as doubles; amlkit's converters
-(:mod:`.onnx_converters`); a float32 cast in front of HistGradientBoostingClassifier; and a
-Cast to float and back in front of every TreeEnsemble node, as scikit-learn trees compare
-``float32(x)`` with float64 thresholds. The model is used only when it agrees with the
-pipeline on the supplied rows and on hard copies of them (:func:`parity_frame`).
+The recipe: numbers fed as doubles, dates as epoch seconds (:mod:`.onnx_inputs`); amlkit's
+converters (:mod:`.onnx_converters`); tree ensembles with double thresholds (ai.onnx.ml 3),
+where scikit-learn's forests and gradient boosting compare ``float32(x)`` (a Cast to float
+and back in front of their nodes) and HistGradientBoosting compares ``x`` itself. The model
+is used only when it agrees, within the tolerance, with the pipeline fed as the service
+feeds it (:func:`service_frame`) on the supplied rows and hard copies of them
+(:func:`parity_frame`). When it is refused, the reason names the step and its options.
 """
 
 from __future__ import annotations
@@ -52,8 +54,7 @@ def _fix_tree_nodes(model: Any) -> Any:
     from amlkit.serving.onnx_converters import EXACT_DOUBLE_TREES
 
     declared = {
-        v.name: v.type.tensor_type.elem_type
-        for v in [*model.graph.output, *model.graph.value_info]
+        v.name: v.type.tensor_type.elem_type for v in [*model.graph.output, *model.graph.value_info]
     }
     for node in model.graph.node:  # an Identity passes its declared type back to its input
         if node.op_type == "Identity" and node.output[0] in declared:
@@ -75,7 +76,9 @@ def _fix_tree_nodes(model: Any) -> Any:
             if declared.get(out) == TensorProto.DOUBLE:
                 raw = f"{out}_float"
                 node.output[scores] = raw
-                after.append(helper.make_node("Cast", [raw], [out], to=TensorProto.DOUBLE, name=raw))
+                after.append(
+                    helper.make_node("Cast", [raw], [out], to=TensorProto.DOUBLE, name=raw)
+                )
         nodes.append(node)
         nodes.extend(after)
     del model.graph.node[:]

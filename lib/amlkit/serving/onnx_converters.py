@@ -168,7 +168,11 @@ def calendar_parts(g: _Graph, seconds: str) -> dict[str, str]:
     year = g.op("Add", g.op("Add", yoe, g.op("Mul", era, g.const(400.0))), shift)
 
     def divisible(value: str, by: float) -> str:
-        return g.op("Equal", g.op("Sub", value, g.op("Mul", g.floordiv(value, by), g.const(by))), g.const(0.0))
+        return g.op(
+            "Equal",
+            g.op("Sub", value, g.op("Mul", g.floordiv(value, by), g.const(by))),
+            g.const(0.0),
+        )
 
     leap = g.op(
         "Or",
@@ -202,7 +206,8 @@ def _datetime_convert(scope: Any, operator: Any, container: Any) -> None:
     unknown = [p for p in step.parts if p not in DATETIME_PARTS]
     if unknown:
         raise NotImplementedError(f"DatetimeFeatures parts {unknown} have no ONNX converter")
-    columns, gaps = [], []
+    columns: list[str] = []
+    gaps: list[str] = []
     for var in operator.inputs:
         width = var.get_second_dimension()
         for j in range(width if isinstance(width, int) else 1):
@@ -320,7 +325,9 @@ def _encoder_convert(scope: Any, operator: Any, container: Any) -> None:
                 scores = g.op("Cast", hits, to=TensorProto.DOUBLE)
                 n_rows = g.op("Shape", x, end=1)
                 half = g.op(
-                    "Expand", g.const([[0.5]]), g.op("Concat", n_rows, g.const([1], TensorProto.INT64), axis=0)
+                    "Expand",
+                    g.const([[0.5]]),
+                    g.op("Concat", n_rows, g.const([1], TensorProto.INT64), axis=0),
                 )
                 index = g.op("ArgMax", g.op("Concat", scores, half, axis=1), axis=1, keepdims=1)
                 missing_index = g.op(
@@ -456,7 +463,9 @@ class _TreeContainer:
                     attrs[f"{key}_as_tensor"] = numpy_helper.from_array(values)
             attrs["op_version"] = 3
             if "nodes_treeids" in attrs:  # skl2onnx leaves a forest's flags at 0
-                flags = _missing_go_left(self._model, attrs["nodes_treeids"], attrs["nodes_nodeids"])
+                flags = _missing_go_left(
+                    self._model, attrs["nodes_treeids"], attrs["nodes_nodeids"]
+                )
                 if flags is not None:
                     attrs[TREE_FLAGS] = flags
         return self._container.add_node(op_type, *args, **attrs)

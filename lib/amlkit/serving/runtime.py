@@ -271,7 +271,7 @@ class Scorer:
         model = self._model
         if self.task != "classification" or not hasattr(model, "predict_proba"):
             return np.asarray(model.predict(frame)), None
-        if self._argmax_labels:
+        if self._argmax_labels and self._model_classes is not None:
             probs = model.predict_proba(frame)
             return self._model_classes.take(probs.argmax(axis=1)), probs  # = its predict
         if hasattr(model, "steps") and len(model.steps) > 1:
