@@ -169,7 +169,7 @@ def parity_frame(
         if col in required:
             continue
         part = base.copy()
-        part[col] = np.nan  # the contract's missing marker, for strings too
+        part[col] = part[col].mask(np.ones(len(part), dtype=bool))  # NaN, NaT: its own dtype
         parts.append(part)
     strings = [c for c in feature_columns if feature_types.get(c) in kinds.CATEGORY_KINDS]
     for change in (lambda s: f"  {s} ", str.upper, lambda s: ""):
