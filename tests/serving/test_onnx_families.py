@@ -38,6 +38,15 @@ TOLERANCE = 1e-5
 TREES = 10  # small ensembles: the conversion is the same, the test stays fast
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Any:
+    """HistGradientBoosting's OpenMP threads on a shared machine: one is faster."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
 def _vega(name: str) -> Any:
     return importlib.resources.files("vega_datasets") / "_data" / name
 

@@ -229,14 +229,24 @@ class Scorer:
         """
         import pandas as pd
 
-        data = {}
+        arrays = []
         for col in self.feature_columns:
             kind, vals = self.feature_types[col], values[col]
             if kind in kinds.NUMERIC_KINDS:
-                data[col] = np.asarray(vals, dtype=np.float64)
+                arrays.append(np.asarray(vals, dtype=np.float64))
             else:
-                data[col] = np.array([np.nan if v is None else v for v in vals], dtype=object)
-        return pd.DataFrame(data, columns=self.feature_columns, copy=False)
+                arrays.append(np.array([np.nan if v is None else v for v in vals], dtype=object))
+        rows = len(arrays[0]) if arrays else 0
+        try:  # pandas' own constructor from columns, without the checks a dict goes through
+            return pd.DataFrame._from_arrays(
+                arrays,
+                columns=pd.Index(self.feature_columns),
+                index=pd.RangeIndex(rows),
+                verify_integrity=False,
+            )
+        except (AttributeError, TypeError):  # another pandas: the public constructor
+            data = dict(zip(self.feature_columns, arrays, strict=True))
+            return pd.DataFrame(data, columns=self.feature_columns)
 
     def predict_values(
         self, values: dict[str, list[Any]]
