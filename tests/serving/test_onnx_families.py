@@ -354,7 +354,7 @@ def test_an_encoder_that_refuses_unseen_categories_is_named_with_the_fix(dataset
 
 
 def test_packaged_cars_regressor_serves_onnx_and_answers_as_the_pipeline(
-    root, datasets, feature_preprocessor
+    project, datasets, feature_preprocessor
 ):
     """A regression with a date column, packaged: the service's metadata and its answers."""
     import mlflow.sklearn
@@ -367,7 +367,7 @@ def test_packaged_cars_regressor_serves_onnx_and_answers_as_the_pipeline(
     pipeline = Pipeline(
         [("preprocess", feature_preprocessor(types)), ("model", REGRESSORS["random_forest"]())]
     ).fit(train[list(types)], train[target])
-    version = root / "models" / "trained_models" / "cars" / "1"
+    version = project / "models" / "trained_models" / "cars" / "1"
     mlflow.sklearn.save_model(
         pipeline, version, serialization_format="cloudpickle", pip_requirements=["scikit-learn"]
     )
@@ -389,7 +389,7 @@ def test_packaged_cars_regressor_serves_onnx_and_answers_as_the_pipeline(
     info = service_info(package_service(version, service="cars", parity_rows=test))
     assert info["backend"] == "onnx", info["backend_reason"]
     assert info["parity"]["max_abs_diff"] <= TOLERANCE
-    folder = root / "models" / "deployed_models" / "cars"
+    folder = project / "models" / "deployed_models" / "cars"
     records = json.loads(test[list(types)].head(5).to_json(orient="records", date_format="iso"))
     values = {c: [r[c] for r in records] for c in types}
     values["Year"][0] = None
