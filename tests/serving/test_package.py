@@ -516,23 +516,43 @@ def test_string_imputer_converter_fills_the_missing_marker():
     assert onnx_transform(step, fed).tolist() == step.transform(test).tolist()
 
 
-def test_datetime_feature_falls_back_to_pickle_with_reason(
+def test_datetime_feature_takes_the_onnx_path_and_answers_iso_strings_as_the_pipeline(
     root, penguins_frame, feature_preprocessor
 ):
     from sklearn.linear_model import LogisticRegression
 
     from amlkit.serving.package import package_service, service_info
+    from amlkit.serving.runtime import Scorer
 
     types = {"bill_length_mm": "numeric", "when": "datetime"}
     frame = penguins_frame.copy()
-    frame["when"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(frame.index, unit="D")
+    frame["when"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(frame.index * 7, unit="D")
     folder = root / "models" / "trained_models"
     version = make_real_version(
         folder, LogisticRegression(), penguins_frame, feature_preprocessor, types=types, frame=frame
     )
-    info = service_info(package_service(version, service="svc", parity_rows=frame.head(20)))
-    assert info["backend"] == "sklearn"
-    assert "'when'" in info["backend_reason"] and "datetime" in info["backend_reason"]
+    service = package_service(version, service="svc", parity_rows=frame.head(40))
+    info = service_info(service)
+    assert info["backend"] == "onnx", info["backend_reason"]
+    assert info["parity"]["max_probability_diff"] <= 1e-5
+    values = {
+        "bill_length_mm": [40.0, 45.5, float("nan"), 50.0, 39.0, 41.0],
+        "when": [
+            "2021-03-04",
+            "2020-02-29T23:59:59",
+            None,
+            "2022-12-31T22:00:00-05:00",  # 2023-01-01 in UTC
+            "2019-W01-1",  # a week date: pandas does not read it, so it is missing
+            "1500-01-01",  # outside pandas' dates: missing too
+        ],
+    }
+    fast, slow = Scorer(service / "model"), Scorer(service / "model", backend="sklearn")
+    (fast_labels, fast_p), (slow_labels, slow_p) = (
+        fast.predict_values(values),
+        slow.predict_values(values),
+    )
+    assert fast_labels == slow_labels
+    assert np.abs(np.array(fast_p) - np.array(slow_p)).max() <= 1e-5
 
 
 def test_onnx_threads_share_the_cpus_among_the_servers_workers(monkeypatch):

@@ -61,7 +61,17 @@ def cmd_package(args: argparse.Namespace) -> int:
     if info.get("registered"):
         registered = info["registered"]
         print(f"  registry {registered['name']}:{registered['version']}  (deploy --model takes it)")
-    print(f"  backend  {info['backend']} ({info['backend_reason']})")
+    parity = info.get("parity") or {}
+    figure = parity.get("max_probability_diff", parity.get("max_abs_diff"))
+    if info["backend"] == "onnx":
+        print(f"  backend  onnx ({info['backend_reason']})")
+        if figure is not None:
+            print(f"  parity   largest difference {figure:.1e} on {parity.get('rows')} rows")
+    elif info["backend"] == "sklearn":
+        print("  backend  sklearn (the pickled pipeline; the ONNX fast path was not taken)")
+        print(f"  why      {info['backend_reason']}")
+    else:
+        print(f"  backend  {info['backend']} ({info['backend_reason']})")
     print(f"  endpoint {endpoint}  (keys: amlkit keys {endpoint})")
     return 0
 

@@ -1,10 +1,12 @@
 """Convert scikit-learn pipelines to ONNX and check that they answer the same.
 
-The recipe (found on notebook 04's pipelines): numbers fed as doubles; amlkit's converters
-(:mod:`.onnx_converters`); a float32 cast in front of HistGradientBoostingClassifier; and a
-Cast to float and back in front of every TreeEnsemble node, as scikit-learn trees compare
-``float32(x)`` with float64 thresholds. The model is used only when it agrees with the
-pipeline on the supplied rows and on hard copies of them (:func:`parity_frame`).
+The recipe: numbers fed as doubles, dates as epoch seconds (:mod:`.onnx_inputs`); amlkit's
+converters (:mod:`.onnx_converters`); tree ensembles with double thresholds (ai.onnx.ml 3),
+where scikit-learn's forests and gradient boosting compare ``float32(x)`` (a Cast to float
+and back in front of their nodes) and HistGradientBoosting compares ``x`` itself. The model
+is used only when it agrees, within the tolerance, with the pipeline fed as the service
+feeds it (:func:`service_frame`) on the supplied rows and hard copies of them
+(:func:`parity_frame`). When it is refused, the reason names the step and its options.
 """
 
 from __future__ import annotations
@@ -38,30 +40,47 @@ def normalized_columns(step: Any, columns: list[str] | None = None) -> dict[str,
     return found
 
 
-def _float32_before_hist_gradient_boosting(model: Any) -> Any:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.pipeline import Pipeline
+def _fix_tree_nodes(model: Any) -> Any:
+    """Make the TreeEnsemble nodes compare as scikit-learn does and type their outputs.
 
-    if not (isinstance(model, Pipeline) and isinstance(model[-1], HistGradientBoostingClassifier)):
-        return model
-    from skl2onnx.sklapi import CastTransformer
-
-    cast = CastTransformer(dtype=np.float32).fit(np.zeros((1, 1)))
-    return Pipeline([*model.steps[:-1], ("amlkit_float32", cast), model.steps[-1]])
-
-
-def _cast_tree_inputs(model: Any) -> Any:
+    scikit-learn's forests and gradient boosting compare ``float32(x)`` with float64
+    thresholds: their input goes through a Cast to float and back (the thresholds stay
+    double). HistGradientBoosting compares float64 inputs (nodes named
+    :data:`~.onnx_converters.EXACT_DOUBLE_TREES`): nothing is added. ai.onnx.ml 3 trees
+    answer in float; an output declared double gets a Cast after the node.
+    """
     from onnx import TensorProto, helper
 
+    from amlkit.serving.onnx_converters import EXACT_DOUBLE_TREES
+
+    declared = {
+        v.name: v.type.tensor_type.elem_type for v in [*model.graph.output, *model.graph.value_info]
+    }
+    for node in model.graph.node:  # an Identity passes its declared type back to its input
+        if node.op_type == "Identity" and node.output[0] in declared:
+            declared.setdefault(node.input[0], declared[node.output[0]])
     nodes = []
     for node in model.graph.node:
-        if node.op_type.startswith("TreeEnsemble"):
+        after = []
+        if node.op_type in ("TreeEnsembleClassifier", "TreeEnsembleRegressor"):
             x = node.input[0]
-            f32, f64 = f"{x}_as_f32", f"{x}_f32_as_f64"
-            nodes.append(helper.make_node("Cast", [x], [f32], to=TensorProto.FLOAT, name=f32))
-            nodes.append(helper.make_node("Cast", [f32], [f64], to=TensorProto.DOUBLE, name=f64))
-            node.input[0] = f64
+            if not node.name.startswith(EXACT_DOUBLE_TREES):
+                f32, f64 = f"{x}_as_f32_{node.name}", f"{x}_f32_as_f64_{node.name}"
+                nodes.append(helper.make_node("Cast", [x], [f32], to=TensorProto.FLOAT, name=f32))
+                nodes.append(
+                    helper.make_node("Cast", [f32], [f64], to=TensorProto.DOUBLE, name=f64)
+                )
+                node.input[0] = f64
+            scores = 1 if node.op_type == "TreeEnsembleClassifier" else 0
+            out = node.output[scores]
+            if declared.get(out) == TensorProto.DOUBLE:
+                raw = f"{out}_float"
+                node.output[scores] = raw
+                after.append(
+                    helper.make_node("Cast", [raw], [out], to=TensorProto.DOUBLE, name=raw)
+                )
         nodes.append(node)
+        nodes.extend(after)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return model
@@ -87,12 +106,15 @@ def convert(
         elif kind in kinds.CATEGORY_KINDS:
             input_kinds[col] = "string"
             initial_types.append((col, StringTensorType([None, 1])))
+        elif kind == kinds.DATETIME:
+            input_kinds[col] = "datetime"  # seconds since the epoch (onnx_inputs.epoch_seconds)
+            initial_types.append((col, DoubleTensorType([None, 1])))
         else:
             raise ValueError(
                 f"feature {col!r} has kind {kind!r}, which the ONNX path does not take "
-                "(numeric, integer, categorical and boolean only)"
+                "(numeric, integer, categorical, boolean and datetime only)"
             )
-    model = _float32_before_hist_gradient_boosting(pipeline)
+    model = pipeline
     final = model.steps[-1][1] if hasattr(model, "steps") else model
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
     onnx_model = convert_sklearn(
@@ -103,7 +125,7 @@ def convert(
         **onnx_converters.overrides(),
     )
     normalize = normalized_columns(pipeline)
-    return _cast_tree_inputs(onnx_model).SerializeToString(), input_kinds, normalize
+    return _fix_tree_nodes(onnx_model).SerializeToString(), input_kinds, normalize
 
 
 def required_columns(pipeline: Any, frame: Any, feature_columns: list[str]) -> list[str]:
@@ -147,7 +169,7 @@ def parity_frame(
         if col in required:
             continue
         part = base.copy()
-        part[col] = np.nan  # the contract's missing marker, for strings too
+        part[col] = part[col].mask(np.ones(len(part), dtype=bool))  # NaN, NaT: its own dtype
         parts.append(part)
     strings = [c for c in feature_columns if feature_types.get(c) in kinds.CATEGORY_KINDS]
     for change in (lambda s: f"  {s} ", str.upper, lambda s: ""):
@@ -156,6 +178,98 @@ def parity_frame(
             part[col] = [change(v) if isinstance(v, str) else v for v in part[col]]
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
+
+
+def service_frame(frame: Any, feature_columns: list[str], feature_types: dict[str, str]) -> Any:
+    """Return ``frame``'s feature columns as the service hands them to the pipeline.
+
+    A request's null reaches the pipeline as NaN (:meth:`~amlkit.serving.runtime.Scorer.frame`),
+    whereas a Parquet split gives ``None`` in text columns: scikit-learn's imputers take NaN as
+    missing but ``None`` as a value of its own, so the two answer differently. Numbers become
+    float64, texts objects with NaN for every missing marker; dates are left as they are.
+    """
+    import pandas as pd
+
+    data = {}
+    for col in feature_columns:
+        kind, values = feature_types.get(col, "numeric"), frame[col]
+        if kind in kinds.NUMERIC_KINDS:
+            data[col] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        elif kind in kinds.CATEGORY_KINDS:
+            objects = values.astype(object)
+            data[col] = objects.where(objects.notna(), np.nan).to_numpy(dtype=object)
+        else:
+            data[col] = values.to_numpy()
+    return pd.DataFrame(data, columns=feature_columns)
+
+
+def step_paths(model: Any, prefix: str = "") -> dict[int, tuple[str, Any]]:
+    """Return ``{id(step): (path, step)}`` of every step, paths like ``preprocess/cat/onehot``."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    found: dict[int, tuple[str, Any]] = {id(model): (prefix or type(model).__name__, model)}
+    if isinstance(model, Pipeline):
+        children = [(name, step) for name, step in model.steps]
+    elif isinstance(model, ColumnTransformer):
+        fitted = getattr(model, "transformers_", model.transformers)
+        children = [(name, step) for name, step, _ in fitted]
+    elif isinstance(model, FeatureUnion):
+        children = list(model.transformer_list)
+    else:
+        children = []
+    for name, step in children:
+        if not isinstance(step, str):
+            found |= step_paths(step, f"{prefix}/{name}" if prefix else name)
+    return found
+
+
+def describe_step(path: str, step: Any) -> str:
+    """Return ``step 'path' (Class, option=value, ...)``: the options set away from defaults."""
+    import inspect
+
+    options = []
+    try:
+        defaults = {
+            k: p.default for k, p in inspect.signature(type(step).__init__).parameters.items()
+        }
+        for key, value in step.get_params(deep=False).items():
+            if hasattr(value, "get_params") or key in ("steps", "transformers", "memory"):
+                continue
+            default = defaults.get(key, inspect.Parameter.empty)
+            same = default is not inspect.Parameter.empty and (
+                value is default or (type(value) is type(default) and value == default)
+            )
+            if not same:
+                text = getattr(value, "__name__", None) or repr(value)
+                options.append(f"{key}={text[:40]}")
+    except (TypeError, ValueError):  # a step without scikit-learn's parameter conventions
+        pass
+    return f"step {path!r} ({', '.join([type(step).__name__, *options])})"
+
+
+def failing_step(pipeline: Any, exc: BaseException) -> str | None:
+    """Return :func:`describe_step` of the step that raised ``exc``, found in its traceback."""
+    paths = step_paths(pipeline)
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:  # the innermost frame that works on a step of this pipeline wins
+        for name in ("operator", "self", "model", "op"):
+            value = tb.tb_frame.f_locals.get(name)
+            value = getattr(value, "raw_operator", value)
+            if id(value) in paths and value is not pipeline:
+                found = paths[id(value)]
+        tb = tb.tb_next
+    if found is None:  # a step skl2onnx has no converter for names its class
+        message = str(exc)
+        named = [p for p in paths.values() if f"{type(p[1]).__name__}'" in message]
+        found = named[0] if named else None
+    return None if found is None else describe_step(*found)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 def _refused(reason: str, parity: dict[str, Any] | None = None) -> tuple[None, dict[str, Any]]:
@@ -188,9 +302,10 @@ def convert_and_check(
         onnx_bytes, input_kinds, normalize = convert(pipeline, columns, types)
         session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     except Exception as exc:  # skl2onnx raises many types for unsupported steps
-        first = str(exc).splitlines()[0][:300] if str(exc) else ""
-        return _refused(f"ONNX conversion failed: {type(exc).__name__}: {first}")
-    frame = parity_frame(rows, columns, types, required)
+        step = failing_step(pipeline, exc)
+        where = f"{step}: " if step else ""
+        return _refused(f"ONNX conversion failed: {where}{_first_line(exc)}")
+    frame = service_frame(parity_frame(rows, columns, types, required), columns, types)
     if not len(frame):
         return _refused("no parity row has every required column; serving the pickled pipeline")
     try:
@@ -200,9 +315,19 @@ def convert_and_check(
             if metadata.get("task", "classification") == "classification"
             else None
         )
-    except Exception as exc:  # e.g. padded or empty strings the pipeline cannot take
-        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        return _refused(f"the pipeline itself fails on the parity rows: {first}")
+    except Exception as exc:  # e.g. a category never seen, with handle_unknown="error"
+        step = failing_step(pipeline, exc)
+        where = f"{step} raises " if step else "it raises "
+        hint = ""
+        if "unknown categor" in str(exc).lower():
+            hint = (
+                "; the service would answer such requests with an error too: set "
+                "handle_unknown='ignore' (or 'infrequent_if_exist') on that step and train again"
+            )
+        return _refused(
+            "the pipeline itself fails on the parity rows (the test split, with values blanked "
+            f"and categories never seen): {where}{_first_line(exc)}{hint}"
+        )
     feeds = OnnxFeeder(input_kinds, normalize, MISSING_STRING).from_frame(frame)
     try:
         outputs = session.run(None, feeds)

@@ -21,6 +21,15 @@ logger = logging.getLogger(__name__)
 SERVING_FILE = "serving.json"
 METADATA_FILE = "model_metadata.json"
 SERVICE_METADATA_FILE = "service_metadata.json"
+# classifiers whose own predict is classes_[argmax(predict_proba)] (scikit-learn's code)
+ARGMAX_LABELS = frozenset(
+    {
+        "RandomForestClassifier",
+        "ExtraTreesClassifier",
+        "DecisionTreeClassifier",
+        "ExtraTreeClassifier",
+    }
+)
 
 
 def find_model_dir(root: str | Path) -> Path:
@@ -161,6 +170,8 @@ class Scorer:
             )
         self._model: Any = None
         self._session: Any = None
+        self._argmax_labels = False
+        self._model_classes: np.ndarray | None = None
         loader()
         amlkit_dir = Path(__file__).resolve().parents[1]  # a service folder's own copy, or lib's
         logger.info("loaded %s model from %s (amlkit %s)", self.backend, self.model_dir, amlkit_dir)
@@ -175,6 +186,9 @@ class Scorer:
         model_classes = getattr(self._model, "classes_", None)
         if model_classes is not None:
             self.classes = [_item(c) for c in model_classes]
+        final = self._model[-1] if hasattr(self._model, "steps") else self._model
+        self._model_classes = None if model_classes is None else np.asarray(model_classes)
+        self._argmax_labels = model_classes is not None and type(final).__name__ in ARGMAX_LABELS
 
     def _load_onnx(self) -> None:
         import onnxruntime as ort
@@ -208,27 +222,46 @@ class Scorer:
         self._predict_images = pyfunc.predict_images
 
     def frame(self, values: dict[str, list[Any]]) -> Any:
-        """Build the pandas frame the pipeline expects from validated column values."""
+        """Build the pandas frame the pipeline expects from validated column values.
+
+        Numbers as float64 (null: NaN), texts as objects with NaN for null, dates as the ISO
+        strings of the request (the model's DatetimeFeatures reads them).
+        """
         import pandas as pd
 
-        data = {}
+        arrays = []
         for col in self.feature_columns:
             kind, vals = self.feature_types[col], values[col]
             if kind in kinds.NUMERIC_KINDS:
-                data[col] = np.asarray(vals, dtype=np.float64)
-            elif kind == "datetime":
-                data[col] = pd.to_datetime(pd.Series(vals, dtype=object), format="ISO8601")
+                arrays.append(np.asarray(vals, dtype=np.float64))
             else:
-                data[col] = pd.Series([np.nan if v is None else v for v in vals], dtype=object)
-        return pd.DataFrame(data, columns=self.feature_columns)
+                arrays.append(np.array([np.nan if v is None else v for v in vals], dtype=object))
+        rows = len(arrays[0]) if arrays else 0
+        try:  # pandas' own constructor from columns, without the checks a dict goes through
+            return pd.DataFrame._from_arrays(
+                arrays,
+                columns=pd.Index(self.feature_columns),
+                index=pd.RangeIndex(rows),
+                verify_integrity=False,
+            )
+        except (AttributeError, TypeError):  # another pandas: the public constructor
+            data = dict(zip(self.feature_columns, arrays, strict=True))
+            return pd.DataFrame(data, columns=self.feature_columns)
 
     def predict_values(
         self, values: dict[str, list[Any]]
     ) -> tuple[list[Any], list[list[float]] | None]:
-        """Score validated rows given column by column; probabilities are None for regressors."""
+        """Score validated rows given column by column; probabilities are None for regressors.
+
+        Validated rows hold no infinities and no gaps where the model refuses them, so the
+        pipeline runs without scikit-learn's finiteness and parameter checks.
+        """
         if self.backend == "onnx":
             return _lists(*self._onnx_arrays(self._feeder.from_values(values)))
-        return self.predict_frame(self.frame(values))
+        import sklearn
+
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return _lists(*self.predict_arrays(self.frame(values)))
 
     def _onnx_arrays(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, Any]:
         outputs = self._session.run(None, feeds)
@@ -236,7 +269,11 @@ class Scorer:
         return outputs[0].ravel(), probs
 
     def predict_arrays(self, frame: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        """Score a pandas frame; return predictions and probabilities (or None) as arrays."""
+        """Score a pandas frame; return predictions and probabilities (or None) as arrays.
+
+        The preprocessing runs once: a forest's labels are read off its probabilities (its
+        own ``predict`` does that); another classifier's ``predict`` takes the transformed rows.
+        """
         if self.backend == "onnx":
             return self._onnx_arrays(self._feeder.from_frame(frame))
         if self.backend == "keras":
@@ -244,13 +281,13 @@ class Scorer:
         model = self._model
         if self.task != "classification" or not hasattr(model, "predict_proba"):
             return np.asarray(model.predict(frame)), None
-        from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
-
-        probs = model.predict_proba(frame)
-        final = model[-1] if hasattr(model, "steps") else model
-        if isinstance(final, RandomForestClassifier | ExtraTreesClassifier):
-            return final.classes_.take(probs.argmax(axis=1)), probs  # = its predict: one pass
-        return np.asarray(model.predict(frame)), probs
+        if self._argmax_labels and self._model_classes is not None:
+            probs = model.predict_proba(frame)
+            return self._model_classes.take(probs.argmax(axis=1)), probs  # = its predict
+        if hasattr(model, "steps") and len(model.steps) > 1:
+            rows, final = model[:-1].transform(frame), model[-1]
+            return np.asarray(final.predict(rows)), final.predict_proba(rows)
+        return np.asarray(model.predict(frame)), model.predict_proba(frame)
 
     def predict_frame(self, frame: Any) -> tuple[list[Any], list[list[float]] | None]:
         """Score a pandas frame with the model's feature columns (plain Python lists)."""
