@@ -269,6 +269,19 @@ def list_processed(dataset: str) -> list[ProcessedManifest]:
     return sorted(manifests, key=lambda m: (m.created, m.version))
 
 
+def _text_gaps_as_nan(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with missing text as NaN, the marker a served request carries.
+
+    Parquet gives ``None`` for a missing string; scikit-learn's imputers and encoders take NaN
+    as missing but ``None`` as a value, so a pipeline trained on ``None`` would learn a
+    category the endpoint never sends.
+    """
+    for col in frame.columns[frame.dtypes == object]:
+        if frame[col].isna().any():
+            frame[col] = frame[col].where(frame[col].notna(), np.nan)
+    return frame
+
+
 def load_processed(dataset: str, data_version: str = "latest") -> Processed:
     """Load a processed version, or a raw version's latest, or ``latest``; check its files.
 
@@ -308,6 +321,6 @@ def load_processed(dataset: str, data_version: str = "latest") -> Processed:
                 f"{folder / name} does not match the sha256 in its manifest; it was changed "
                 "after it was written. Delete the folder and run 03_data_preprocessing again"
             )
-    frames = {name: pd.read_parquet(folder / f"{name}.parquet") for name in SPLITS}
+    frames = {name: _text_gaps_as_nan(pd.read_parquet(folder / f"{name}.parquet")) for name in SPLITS}
     profile = read_json(folder / "baseline_profile.json")
     return Processed(**frames, manifest=manifest, profile=profile, path=folder)
