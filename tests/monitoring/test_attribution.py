@@ -192,3 +192,9 @@ def test_monitoring_a_penguin_window_compares_the_importance_rankings(processed_
     broken = monitor.run_monitoring(stuck, processed_penguins, model=forest)
     assert broken.attribution.production[top] == 0.0
     assert broken.attribution.ndcg < calm.attribution.ndcg
+
+
+def test_attribution_does_not_depend_on_the_order_rows_arrived_in(classifier):
+    production = _rows(300, 2)
+    shuffled = production.sample(frac=1.0, random_state=7)
+    assert _drift(classifier, shuffled).to_dict() == _drift(classifier, production).to_dict()

@@ -60,6 +60,8 @@ def feature_importance(
     The drop in accuracy (classification) or R² (regression) when the column is shuffled,
     averaged over ``n_repeats``, clipped at 0; most important first (ties by name). Rows
     beyond ``max_rows`` are sampled away (seeded), and rows whose label is missing are left out.
+    The rows are first put in an order of their content, so the result does not depend on the
+    order they came in.
 
     Raises:
         ValueError: ``task`` is unknown, or no row has a label.
@@ -73,6 +75,11 @@ def feature_importance(
     X, labels = X[keep], labels[keep]
     if not len(X):
         raise ValueError("no row has a label (or a prediction); importance needs labelled rows")
+    # The shuffles depend on row positions: put the rows in an order of their content, so the
+    # same rows give the same importance whatever order they arrived in (concurrent requests).
+    content = pd.util.hash_pandas_object(X.assign(_label=labels.astype(str)), index=False)
+    order = np.argsort(content.to_numpy(), kind="stable")
+    X, labels = X.iloc[order], labels.iloc[order]
     if len(X) > max_rows:
         chosen = X.sample(max_rows, random_state=random_state).index
         X, labels = X.loc[chosen], labels.loc[chosen]
