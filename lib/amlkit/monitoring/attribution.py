@@ -78,8 +78,8 @@ def feature_importance(
     # The shuffles depend on row positions: put the rows in an order of their content, so the
     # same rows give the same importance whatever order they arrived in (concurrent requests).
     content = pd.util.hash_pandas_object(X.assign(_label=labels.astype(str)), index=False)
-    order = np.argsort(content.to_numpy(), kind="stable")
-    X, labels = X.iloc[order], labels.iloc[order]
+    by_content = np.argsort(content.to_numpy(), kind="stable")
+    X, labels = X.iloc[by_content], labels.iloc[by_content]
     if len(X) > max_rows:
         chosen = X.sample(max_rows, random_state=random_state).index
         X, labels = X.loc[chosen], labels.loc[chosen]
