@@ -510,7 +510,8 @@ class RequestLogSettings(Section):
 class Thresholds(Section):
     """Azure ML model monitoring's metrics and default thresholds.
 
-    Distances and rates flag above the threshold; the tests (KS, chi-squared) are p-values.
+    Distances and rates flag above the threshold; the tests (KS, chi-squared) are p-values;
+    feature attribution drift flags an NDCG of the importance ranking *below* its threshold.
     """
 
     normalized_wasserstein_distance: float = Field(0.1, ge=0)
@@ -521,6 +522,7 @@ class Thresholds(Section):
     null_value_rate: float = Field(0.0, ge=0)
     data_type_error_rate: float = Field(0.0, ge=0)
     out_of_bounds_rate: float = Field(0.0, ge=0)
+    normalized_discounted_cumulative_gain: float = Field(0.9, ge=0, le=1)
 
 
 class QualityLimits(Section):
@@ -535,7 +537,9 @@ class RetrainingRule(Section):
     """When monitoring recommends retraining: when any check of ``decide_retraining`` fires.
 
     With ``require_significance`` a drifted feature counts only when its test's p-value
-    agrees: on small windows a distance above 0.1 can be sampling noise.
+    agrees: on small windows a distance above 0.1 can be sampling noise. With
+    ``attribution_drift`` the rule also fires when the ranking of feature importance changed
+    (NDCG below ``thresholds.normalized_discounted_cumulative_gain``), where the model is given.
     """
 
     enabled: bool = True
@@ -545,6 +549,7 @@ class RetrainingRule(Section):
     top_n_features: int = Field(3, ge=0)
     max_drifted_top_features: int = Field(0, ge=0)
     prediction_drift: bool = True
+    attribution_drift: bool = True
     max_quality_rates: QualityLimits = QualityLimits()
 
 

@@ -61,6 +61,40 @@ def test_monitor_watches_the_deployment_that_serves(
         assert production["data_context"] == collection
 
 
+@pytest.mark.parametrize("alert", [True, False])
+def test_monitor_watches_feature_attribution_with_the_local_ndcg_threshold(
+    project, tmp_path, alert
+):
+    from amlkit.azure import monitoring, specs
+
+    config = DeploymentConfig.load()
+    rules = config.monitoring.retraining.model_copy(update={"attribution_drift": alert})
+    limits = config.monitoring.thresholds.model_copy(
+        update={"normalized_discounted_cumulative_gain": 0.85}
+    )
+    monitoring_config = config.monitoring.model_copy(
+        update={"retraining": rules, "thresholds": limits}
+    )
+    config = config.model_copy(update={"monitoring": monitoring_config})
+    schedule = monitoring.monitor_schedule(
+        config, dataset="penguins", target="species", task="classification", deployment="green"
+    )
+    path = tmp_path / "schedule.yml"
+    specs.write(specs.entity_dict(schedule, tmp_path), path, "schedule")
+    first, second = specs.round_trip(path, "schedule")  # the SDK's own loader and dumper
+    assert first == second
+    signal = first["create_monitor"]["monitoring_signals"]["feature_attribution_drift"]
+    assert signal["type"] == "feature_attribution_drift"
+    assert signal["metric_thresholds"] == {"normalized_discounted_cumulative_gain": 0.85}
+    assert signal["alert_enabled"] is alert
+    assert signal["reference_data"]["data_column_names"] == {"target_column": "species"}
+    assert signal["reference_data"]["data_context"] == "training"
+    assert [(p["data_context"], p["input_data"]["path"]) for p in signal["production_data"]] == [
+        ("model_inputs", "azureml:amlkit-penguins-green-model_inputs:1"),
+        ("model_outputs", "azureml:amlkit-penguins-green-model_outputs:1"),
+    ]
+
+
 def test_monitor_refuses_a_deployment_the_endpoint_does_not_have(project):
     from amlkit.azure import monitoring
 

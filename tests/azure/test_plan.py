@@ -166,7 +166,12 @@ def test_monitor_uses_the_local_monitors_metric_names_and_thresholds(fresh_plan,
     schedule = yaml.safe_load((out / "monitoring" / "schedule.yml").read_text())
     thresholds = DeploymentConfig.load(repo / "config").monitoring.thresholds
     signals = schedule["create_monitor"]["monitoring_signals"]
-    assert set(signals) == {"data_drift", "prediction_drift", "data_quality"}
+    assert set(signals) == {
+        "data_drift",
+        "prediction_drift",
+        "data_quality",
+        "feature_attribution_drift",
+    }
     drift = signals["data_drift"]["metric_thresholds"]
     assert drift["numerical"] == {
         "normalized_wasserstein_distance": thresholds.normalized_wasserstein_distance

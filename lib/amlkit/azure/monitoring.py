@@ -1,6 +1,6 @@
 """Azure ML model monitoring of the online endpoint, with the local monitor's metrics.
 
-A ``MonitorSchedule`` runs three signals on the collected data of the deployment that serves
+A ``MonitorSchedule`` runs four signals on the collected data of the deployment that serves
 (:func:`amlkit.azure.endpoints.collected_data`; by default the one with the most traffic in
 ``deployment_config.json``, and after a traffic switch the one the switch names) against the
 training split (``<dataset>-train``, an ``mltable`` asset, :mod:`amlkit.azure.data_assets`),
@@ -11,7 +11,12 @@ as Microsoft's examples (Azure/azureml-examples ``cli/monitoring``) configure th
 - prediction drift of the model outputs: the scoring script's collector writes the
   prediction under the target's name (as Microsoft's ``score.py`` does), so the monitor
   compares that column with the training split's ``target_column``;
-- data quality of the model inputs: null-value, data-type-error and out-of-bounds rates.
+- data quality of the model inputs: null-value, data-type-error and out-of-bounds rates;
+- feature attribution drift: the ranking of feature importance on the training split (with
+  its target) against the one on the collected inputs joined with the outputs (the
+  predictions as labels), compared by NDCG (``normalized_discounted_cumulative_gain``), as the
+  local monitor does (:mod:`amlkit.monitoring.attribution`). Its alert is on when the
+  retraining rule's ``attribution_drift`` is.
 
 Thresholds are ``deployment_config.json``'s ``monitoring.thresholds``, the names and values
 ``amlkit.monitoring`` uses locally, so both reports flag the same columns; except that a null
@@ -103,6 +108,26 @@ def _production(deployment_config: DeploymentConfig, deployment: str, collection
     )
 
 
+def _attribution_production(deployment_config: DeploymentConfig, deployment: str) -> list:
+    """The collected inputs and outputs of ``deployment``, which Azure joins for attribution."""
+    from azure.ai.ml import Input
+    from azure.ai.ml.constants import MonitorDatasetContext
+    from azure.ai.ml.entities import FADProductionData
+
+    out = []
+    for collection in ("model_inputs", "model_outputs"):
+        asset = endpoints.collected_data(deployment_config.endpoint_name, deployment, collection)
+        out.append(
+            FADProductionData(
+                input_data=Input(
+                    type="uri_folder", path=f"azureml:{asset['name']}:{asset['version']}"
+                ),
+                data_context=MonitorDatasetContext(collection),
+            )
+        )
+    return out
+
+
 def signals(
     deployment_config: DeploymentConfig,
     *,
@@ -112,7 +137,7 @@ def signals(
     data_version: str | None = None,
     deployment: str | None = None,
 ) -> dict:
-    """Return the data drift, prediction drift and data quality signals.
+    """Return the data drift, prediction drift, data quality and feature attribution signals.
 
     Args:
         deployment_config: the endpoint and the thresholds.
@@ -132,6 +157,8 @@ def signals(
         DataQualityMetricsNumerical,
         DataQualityMetricThreshold,
         DataQualitySignal,
+        FeatureAttributionDriftMetricThreshold,
+        FeatureAttributionDriftSignal,
         NumericalDriftMetrics,
         PredictionDriftMetricThreshold,
         PredictionDriftSignal,
@@ -184,6 +211,14 @@ def signals(
                 categorical=DataQualityMetricsCategorical(**rates["categorical"]),
             ),
             alert_enabled=True,
+        ),
+        "feature_attribution_drift": FeatureAttributionDriftSignal(
+            production_data=_attribution_production(deployment_config, deployment),
+            reference_data=reference,
+            metric_thresholds=FeatureAttributionDriftMetricThreshold(
+                normalized_discounted_cumulative_gain=limits.normalized_discounted_cumulative_gain
+            ),
+            alert_enabled=deployment_config.monitoring.retraining.attribution_drift,
         ),
     }
 
@@ -255,7 +290,9 @@ def monitor_schedule(
     )
     return MonitorSchedule(
         name=f"{endpoint}-monitoring",
-        display_name=f"{endpoint}: data drift, prediction drift, data quality",
+        display_name=(
+            f"{endpoint}: data drift, prediction drift, data quality, feature attribution drift"
+        ),
         trigger=RecurrenceTrigger(
             frequency=settings.frequency,
             interval=settings.interval,

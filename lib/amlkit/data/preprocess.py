@@ -276,9 +276,9 @@ def _text_gaps_as_nan(frame: pd.DataFrame) -> pd.DataFrame:
     as missing but ``None`` as a value, so a pipeline trained on ``None`` would learn a
     category the endpoint never sends.
     """
-    for col in frame.columns[frame.dtypes == object]:
+    for col in frame.select_dtypes(include="object").columns:
         if frame[col].isna().any():
-            frame[col] = frame[col].where(frame[col].notna(), np.nan)
+            frame[col] = frame[col].where(frame[col].notna(), float("nan"))
     return frame
 
 
@@ -321,6 +321,8 @@ def load_processed(dataset: str, data_version: str = "latest") -> Processed:
                 f"{folder / name} does not match the sha256 in its manifest; it was changed "
                 "after it was written. Delete the folder and run 03_data_preprocessing again"
             )
-    frames = {name: _text_gaps_as_nan(pd.read_parquet(folder / f"{name}.parquet")) for name in SPLITS}
+    frames = {
+        name: _text_gaps_as_nan(pd.read_parquet(folder / f"{name}.parquet")) for name in SPLITS
+    }
     profile = read_json(folder / "baseline_profile.json")
     return Processed(**frames, manifest=manifest, profile=profile, path=folder)

@@ -3,7 +3,8 @@
 Rows come from the request log or a batch file; prediction drift compares with the training
 target, as Azure ML does; the retraining rule is deployment_config.json's, and its verdict is
 a sentence (:mod:`amlkit.monitoring.verdict`). Given the model, performance is estimated
-before labels arrive (:mod:`amlkit.monitoring.performance`). Reports go to
+before labels arrive (:mod:`amlkit.monitoring.performance`) and the ranking of feature importance
+is compared with training's (:mod:`amlkit.monitoring.attribution`). Reports go to
 ``.amlkit/endpoints/<endpoint>/monitoring/``: a page per window under ``reports/``,
 ``history.jsonl`` (the trends) and ``index.html`` (every report, newest first).
 """
@@ -25,6 +26,7 @@ import pandas as pd
 from amlkit import kinds, paths
 from amlkit.config import DataConfig, MonitoringConfig
 from amlkit.io import sha256_text, write_text_atomic
+from amlkit.monitoring import attribution as attribution_mod
 from amlkit.monitoring import drift as drift_mod
 from amlkit.monitoring import expected_error, probabilities, quality, report, trends, verdict
 from amlkit.monitoring import performance as perf_mod
@@ -135,11 +137,14 @@ def decide_retraining(
     config: MonitoringConfig,
     prediction_drift: pd.DataFrame | None = None,
     ranking: Sequence[str] | None = None,
+    attribution: attribution_mod.AttributionDrift | None = None,
 ) -> RetrainingDecision:
     """Apply the retraining rule (:class:`amlkit.config.RetrainingRule`) to one window.
 
     ``ranking`` lists the features, most important first, for the top-N check (None skips
-    it). Each check of the decision has ``value``, ``limit`` and ``fired``.
+    it); ``attribution`` (None skips it) gives the feature attribution drift check, which
+    fires when its NDCG is below the threshold. Each check of the decision has ``value``,
+    ``limit`` and ``fired``.
     """
 
     def check(value: Any, limit: Any, fired: bool | None = None, **more: Any) -> dict[str, Any]:
@@ -177,6 +182,18 @@ def decide_retraining(
         fired = bool(prediction_drift["drifted"].any())
         value, limit, metric = row["value"], row["threshold"], row["metric"]
         checks["prediction_drift"] = check(value, limit, fired, metric=metric)
+    # -- feature attribution drift: the importance ranking against training's (NDCG) --
+    if rules.attribution_drift and attribution is not None and np.isfinite(attribution.ndcg):
+        checks["attribution_drift"] = check(
+            attribution.ndcg,
+            attribution.threshold,
+            attribution.drifted,
+            metric=attribution_mod.METRIC,
+            below=True,
+            top=list(attribution.reference.index[:3]),
+            production_top=list(attribution.production.index[:3]),
+        )
+    # -- end of feature attribution drift --
     for metric, limit in rules.max_quality_rates.model_dump().items():
         worst = quality_frame.sort_values(metric, ascending=False).head(1)
         value, column = (
@@ -185,7 +202,11 @@ def decide_retraining(
         columns = list(quality_frame.loc[quality_frame[metric] > limit, "column"])
         checks[metric] = check(value, limit, column=column, columns=columns, flag_at=limits[metric])
     checks = {k: {n: _round(v) for n, v in c.items()} for k, c in checks.items()}
-    reasons = [f"{name} {c['value']} > {c['limit']}" for name, c in checks.items() if c["fired"]]
+    reasons = [
+        f"{name} {c['value']} {'<' if c.get('below') else '>'} {c['limit']}"
+        for name, c in checks.items()
+        if c["fired"]
+    ]
     retrain = bool(reasons) and rules.enabled and n_rows >= rules.min_rows
     words = verdict.sentence(
         checks, retrain=retrain, n_rows=n_rows, min_rows=rules.min_rows, enabled=rules.enabled
@@ -209,6 +230,7 @@ class MonitoringResult:
     result, compared with its own reference; ``drift``, ``quality``, ``prediction_drift`` and
     ``performance`` are then those of the version that answered the most rows, and
     ``decision`` is the window's: retrain when the rule fired for any version.
+    ``attribution`` is the feature attribution drift, when the model was given.
     """
 
     current: pd.DataFrame
@@ -221,6 +243,7 @@ class MonitoringResult:
     served: list[dict[str, Any]] = field(default_factory=list)
     sections: list[MonitoringResult] = field(default_factory=list)
     reference: served_mod.Reference | None = None
+    attribution: attribution_mod.AttributionDrift | None = None
 
     def window(self) -> dict[str, str]:
         """Return the window's ``start`` and ``end`` (request times, else now), ISO 8601."""
@@ -265,6 +288,8 @@ class MonitoringResult:
             return out | _usage_summary(self.usage)
         if self.prediction_drift is not None and len(self.prediction_drift):
             out["prediction_drift"] = _round(self.prediction_drift["value"].iloc[0])
+        if self.attribution is not None:
+            out["attribution_ndcg"] = _round(self.attribution.ndcg)
         for kind in ("realized", "estimated"):
             if found := self.performance.get(kind):
                 values = found.get("metrics", found)
@@ -328,6 +353,29 @@ def _expected_error(current: pd.DataFrame, processed: Any, model: Any) -> dict[s
     return errors.estimate(served[features], model.predict(served[features]))
 
 
+def _attribution(
+    current: pd.DataFrame, processed: Any, predictions: Any, model: Any, cfg: MonitoringConfig
+) -> attribution_mod.AttributionDrift | None:
+    """Feature attribution drift of the window, or None without a model that predicts."""
+    manifest = processed.manifest
+    if model is None or not hasattr(model, "predict") or not len(current):
+        return None
+    try:
+        return attribution_mod.attribution_drift(
+            model,
+            processed.train,
+            current,
+            features=list(manifest.feature_types),
+            target=manifest.target,
+            task=manifest.task,
+            predictions=None if predictions is None else np.asarray(predictions, dtype=object),
+            threshold=cfg.thresholds.normalized_discounted_cumulative_gain,
+        )
+    except Exception as exc:  # the other signals stand without it
+        logger.warning("feature attribution drift left out: %s", exc)
+        return None
+
+
 def run_monitoring(
     current: pd.DataFrame,
     processed: Any,
@@ -350,7 +398,9 @@ def run_monitoring(
     a Keras classifier gives it through its probabilities
     (:func:`amlkit.monitoring.probabilities.as_classifier`); a regression model gives the
     expected MAE and RMSE (:mod:`amlkit.monitoring.expected_error`), its error model fitted
-    on the same split.
+    on the same split; and the feature attribution drift
+    (:mod:`amlkit.monitoring.attribution`: the importance ranking on the training split
+    against the one on these rows, the predictions as their labels).
     """
     cfg = monitoring_config or MonitoringConfig()
     manifest = processed.manifest
@@ -371,8 +421,15 @@ def run_monitoring(
         pred_drift = drift_mod.prediction_drift(reference, current_pred, kind, limits, bins)
     performance = _performance(current, processed, predictions, labels, model)
     usage = usage_summary(requests, predictions) if requests is not None else None
+    attribution = _attribution(current, processed, predictions, model, cfg)
     decision = decide_retraining(
-        drift, qual, n_rows=len(current), config=cfg, prediction_drift=pred_drift, ranking=ranking
+        drift,
+        qual,
+        n_rows=len(current),
+        config=cfg,
+        prediction_drift=pred_drift,
+        ranking=ranking,
+        attribution=attribution,
     )
     logger.info("monitoring: retrain=%s (%s)", decision.retrain, "; ".join(decision.reasons))
     keys = list(served_mod.served_versions(current))
@@ -384,7 +441,7 @@ def run_monitoring(
         )
     entries = [_served_entry(k, current, processed) for k in keys[:1]] if len(keys) == 1 else []
     result = MonitoringResult(current, drift, pred_drift, qual, performance, usage, decision)
-    result.served = entries
+    result.served, result.attribution = entries, attribution
     return result
 
 
@@ -460,6 +517,7 @@ def run_monitoring_by_version(
         served=[part.served[0] for part in parts],
         sections=parts,
         reference=main.reference,
+        attribution=main.attribution,
     )
 
 
@@ -532,6 +590,7 @@ def write_monitoring_report(
         trends=charts,
         title=title,
         sections=sections,
+        attribution=None if several else result.attribution,
     )
     previous = history.read_text(encoding="utf-8") if history.is_file() else ""
     write_text_atomic(history, previous + json.dumps(line, default=str) + "\n")
@@ -584,6 +643,7 @@ def _section(
             "facts": facts,
         },
         "performance": {**part.performance, "baseline": own},
+        "attribution": part.attribution,
     }
 
 

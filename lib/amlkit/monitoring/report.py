@@ -1,7 +1,8 @@
 """The monitoring report: a self-contained HTML page (no network, no JavaScript), a JSON twin.
 
 The page leads with the verdict (one sentence, then what was watched and what was done), then
-trends, performance (realized and estimated), drift, distributions, quality and usage. Its
+trends, performance (realized and estimated), what drives the predictions (feature attribution
+drift), drift, distributions, quality and usage. Its
 sections live in the jinja2 templates under ``templates/`` (``report.html`` one block per
 section, ``macros.html`` tables, figures and cards, ``index.html`` the list of reports),
 autoescaped; this module prepares what they show: formatted table cells with flags, headline
@@ -25,6 +26,8 @@ import pandas as pd
 
 from amlkit.io import plain, write_json_atomic, write_text_atomic
 from amlkit.monitoring import figures
+from amlkit.monitoring.attribution import METRIC as ATTRIBUTION_METRIC
+from amlkit.monitoring.attribution import AttributionDrift
 from amlkit.monitoring.figures import SHORT_NAMES
 
 logger = logging.getLogger(__name__)
@@ -166,6 +169,34 @@ def _performance_section(perf: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+ATTRIBUTION_TOP = 5  # features shown of each ranking
+
+
+def _attribution_section(found: AttributionDrift) -> dict[str, Any]:
+    """The two importance rankings side by side, the NDCG and what it means, in words."""
+    shown = found.rankings(ATTRIBUTION_TOP)
+    moved = shown["production feature"] != shown["training feature"]
+    frame = shown.reset_index().assign(moved=moved.to_numpy())
+    columns = ["rank", "training feature", "training importance"]
+    columns += ["production feature", "production importance"]
+    table = _table(frame, columns, {"production feature": "moved"})
+    table["header"] = [
+        "rank",
+        "in training: feature",
+        "importance",
+        "in production: feature",
+        "importance",
+    ]
+    return {
+        "changed": found.drifted,
+        "ndcg": f"{found.ndcg:.3f}" if math.isfinite(found.ndcg) else "n/a",
+        "threshold": f"{found.threshold:g}",
+        "metric": ATTRIBUTION_METRIC,
+        "rows": (f"{found.reference_rows:,}", f"{found.production_rows:,}"),
+        "table": table,
+    }
+
+
 def summarize(
     drift: pd.DataFrame, quality: pd.DataFrame, decision: Mapping[str, Any] | None
 ) -> dict[str, Any]:
@@ -205,8 +236,9 @@ def _window(
     current: pd.DataFrame | None,
     verdict: Mapping[str, Any],
     performance: Mapping[str, Any] | None,
+    attribution: AttributionDrift | None = None,
 ) -> dict[str, Any]:
-    """Return what the page shows of one comparison: rule, performance, drift, quality."""
+    """Return what the page shows of one comparison: rule, performance, attribution, drift."""
     checks = verdict.get("checks") or {}
     distributions = None
     if reference is not None and current is not None and len(drift):
@@ -226,6 +258,7 @@ def _window(
     return {
         "rule": _table(pd.DataFrame(rule).T.rename_axis("check").reset_index()) if rule else None,
         "performance": _performance_section(performance) if performance else None,
+        "attribution": _attribution_section(attribution) if attribution is not None else None,
         "drift_chart": figures.drift_chart(drift) if drift["value"].notna().any() else None,
         "drift_table": _table(_drift_rows(drift, checks), DRIFT_COLUMNS, {"distance": "drifted"}),
         "distributions": distributions,
@@ -234,13 +267,17 @@ def _window(
 
 
 def _record(
-    drift: pd.DataFrame, quality: pd.DataFrame, performance: Mapping[str, Any] | None
+    drift: pd.DataFrame,
+    quality: pd.DataFrame,
+    performance: Mapping[str, Any] | None,
+    attribution: AttributionDrift | None = None,
 ) -> dict[str, Any]:
-    """Return the JSON twin's drift, quality and performance of one comparison."""
+    """Return the JSON twin's drift, quality, performance and attribution of one comparison."""
     return {
         "performance": {k: v for k, v in performance.items() if k != "frames"}
         if performance
         else None,
+        "attribution": attribution.to_dict() if attribution is not None else None,
         "drift": drift.to_dict(orient="records"),
         "quality": quality.to_dict(orient="records"),
     }
@@ -259,6 +296,7 @@ def write_report(
     trends: list[figures.Image] | None = None,
     title: str = "Model monitoring report",
     sections: Sequence[Mapping[str, Any]] | None = None,
+    attribution: AttributionDrift | None = None,
 ) -> tuple[Path, Path]:
     """Write the HTML report to ``path`` and its JSON twin beside it (``.json``), atomically.
 
@@ -268,9 +306,12 @@ def write_report(
     version, window, action ...) go to the JSON twin as they are. ``performance``:
     ``baseline`` (training test metrics), ``realized`` and ``estimated``
     (:mod:`amlkit.monitoring.performance`), ``frames`` (``truth``, ``pred``) for the plots.
-    ``trends``: :func:`amlkit.monitoring.trends.trend_charts`. ``sections``, when several
+    ``attribution``: the feature attribution drift (:mod:`amlkit.monitoring.attribution`), or
+    None to leave it out. ``trends``: :func:`amlkit.monitoring.trends.trend_charts`.
+    ``sections``, when several
     model versions served, one per version, each with its ``heading`` and its own ``drift``,
-    ``quality``, ``reference``, ``current``, ``verdict`` and ``performance``: the page shows
+    ``quality``, ``reference``, ``current``, ``verdict``, ``performance`` and ``attribution``
+    (optional): the page shows
     them in place of the single comparison, and the twin lists them under ``sections``.
 
     Returns:
@@ -294,11 +335,16 @@ def write_report(
                 section.get("current"),
                 section["verdict"],
                 section.get("performance"),
+                section.get("attribution"),
             ),
         }
         for section in sections or []
     ]
-    window = _window(drift, quality, reference, current, verdict, performance) if not parts else {}
+    window = (
+        _window(drift, quality, reference, current, verdict, performance, attribution)
+        if not parts
+        else {}
+    )
     page = (
         _templates()
         .get_template("report.html")
@@ -310,7 +356,7 @@ def write_report(
             trends=trends or [],
             sections=parts,
             usage=_usage_section(usage) if usage is not None else None,
-            **{"rule": None} | window,
+            **{"rule": None, "attribution": None} | window,
         )
     )
     skip = ("facts", "note")
@@ -319,7 +365,7 @@ def write_report(
         "created": created,
         **{k: v for k, v in verdict.items() if k not in skip},
         "summary": summary,
-        **_record(drift, quality, performance),
+        **_record(drift, quality, performance, attribution),
         "usage": {k: v for k, v in usage.items() if k != "frames"} if usage else usage,
         "html": html_path.name,
     }
@@ -328,7 +374,12 @@ def write_report(
             {
                 "heading": section["heading"],
                 **{k: v for k, v in section["verdict"].items() if k not in skip},
-                **_record(section["drift"], section["quality"], section.get("performance")),
+                **_record(
+                    section["drift"],
+                    section["quality"],
+                    section.get("performance"),
+                    section.get("attribution"),
+                ),
             }
             for section in sections
         ]

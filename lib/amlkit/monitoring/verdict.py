@@ -78,6 +78,11 @@ def _phrases(checks: Mapping[str, Mapping[str, Any]]) -> list[str]:
             out.append(f"{_names(hit)}, among the {n} most important inputs, shifted")
     if pred := fired.get("prediction_drift"):
         out.append(f"the mix of predictions changed ({pred['value']:.2f} > {pred['limit']:g})")
+    if attribution := fired.get("attribution_drift"):
+        out.append(
+            "the ranking of what drives predictions changed "
+            f"(NDCG {attribution['value']:.2f} < {attribution['limit']:g})"
+        )
     for metric, verb in QUALITY_PHRASES.items():
         if check := fired.get(metric):
             more = len(check.get("columns", [])) - 1
