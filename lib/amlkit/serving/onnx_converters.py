@@ -19,7 +19,7 @@ The last two apply to one ``convert_sklearn`` call only (:func:`overrides`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -120,6 +120,16 @@ class _Graph:
         self.container.add_node(op_type, list(inputs), [out], name=name, **attrs)
         return out
 
+    def columns(self, inputs: Any) -> Iterator[tuple[Any, str]]:
+        """Yield ``(input variable, one column of it)`` for each column of each input."""
+        for var in inputs:
+            width = var.get_second_dimension()
+            for j in range(width if isinstance(width, int) else 1):
+                x = var.full_name
+                if width != 1:
+                    x = self.op("Gather", x, self.const([j], TensorProto.INT64), axis=1)
+                yield var, x
+
     def floordiv(self, a: str, b: float) -> str:
         """floor(a / b) for integral doubles below 2**53 (exact: a/b is never within an ulp)."""
         return self.op("Floor", self.op("Div", a, self.const(float(b))))
@@ -208,17 +218,12 @@ def _datetime_convert(scope: Any, operator: Any, container: Any) -> None:
         raise NotImplementedError(f"DatetimeFeatures parts {unknown} have no ONNX converter")
     columns: list[str] = []
     gaps: list[str] = []
-    for var in operator.inputs:
-        width = var.get_second_dimension()
-        for j in range(width if isinstance(width, int) else 1):
-            x = var.full_name
-            if width != 1:
-                x = g.op("Gather", x, g.const([j], TensorProto.INT64), axis=1)
-            missing = g.op("IsNaN", x)
-            safe = g.op("Where", missing, g.const([[0.0]]), x)  # computed, then replaced
-            parts = calendar_parts(g, safe)
-            columns.extend(parts[p] for p in step.parts)
-            gaps.extend([missing] * len(step.parts))
+    for _, x in g.columns(operator.inputs):
+        missing = g.op("IsNaN", x)
+        safe = g.op("Where", missing, g.const([[0.0]]), x)  # computed, then replaced
+        parts = calendar_parts(g, safe)
+        columns.extend(parts[p] for p in step.parts)
+        gaps.extend([missing] * len(step.parts))
     stacked = g.op("Concat", *columns, axis=1)
     mask = g.op("Concat", *gaps, axis=1)
     fill = g.const(np.asarray(step.fill_values_, dtype=np.float64).reshape(1, -1))
@@ -295,48 +300,42 @@ def _encoder_shape(operator: Any) -> None:
 def _encoder_convert(scope: Any, operator: Any, container: Any) -> None:
     step = operator.raw_operator
     g = _Graph(scope, container)
-    blocks, column = [], 0
-    for var in operator.inputs:
-        width = var.get_second_dimension()
-        for j in range(width if isinstance(width, int) else 1):
-            x = var.full_name
-            if width != 1:
-                x = g.op("Gather", x, g.const([j], TensorProto.INT64), axis=1)
-            keys, table = encoder_table(step, column)
-            unknown, missing = len(keys), len(keys) + 1
-            if isinstance(var.type, StringTensorType):
-                if not all(isinstance(k, str) for k in keys):
-                    raise NotImplementedError(
-                        f"{type(step).__name__} column {column} mixes strings and numbers "
-                        "in its categories; the ONNX path takes one or the other"
-                    )
-                index = g.op(
-                    "LabelEncoder",
-                    x,
-                    keys_strings=[*keys, MISSING_STRING],
-                    values_int64s=[*range(len(keys)), missing],
-                    default_int64=unknown,
-                    op_domain="ai.onnx.ml",
-                    op_version=2,
+    blocks = []
+    for column, (var, x) in enumerate(g.columns(operator.inputs)):
+        keys, table = encoder_table(step, column)
+        unknown, missing = len(keys), len(keys) + 1
+        if isinstance(var.type, StringTensorType):
+            if not all(isinstance(k, str) for k in keys):
+                raise NotImplementedError(
+                    f"{type(step).__name__} column {column} mixes strings and numbers "
+                    "in its categories; the ONNX path takes one or the other"
                 )
-            else:
-                # one-hot match against each key, then 0.5 for "none": ArgMax picks the match
-                hits = g.op("Equal", x, g.const(np.asarray(keys, dtype=np.float64).reshape(1, -1)))
-                scores = g.op("Cast", hits, to=TensorProto.DOUBLE)
-                n_rows = g.op("Shape", x, end=1)
-                half = g.op(
-                    "Expand",
-                    g.const([[0.5]]),
-                    g.op("Concat", n_rows, g.const([1], TensorProto.INT64), axis=0),
-                )
-                index = g.op("ArgMax", g.op("Concat", scores, half, axis=1), axis=1, keepdims=1)
-                missing_index = g.op(
-                    "Expand", g.const([[missing]], TensorProto.INT64), g.op("Shape", index)
-                )
-                index = g.op("Where", g.op("IsNaN", x), missing_index, index)
-            flat = g.op("Reshape", index, g.const([-1], TensorProto.INT64))
-            blocks.append(g.op("Gather", g.const(table), flat, axis=0))
-            column += 1
+            index = g.op(
+                "LabelEncoder",
+                x,
+                keys_strings=[*keys, MISSING_STRING],
+                values_int64s=[*range(len(keys)), missing],
+                default_int64=unknown,
+                op_domain="ai.onnx.ml",
+                op_version=2,
+            )
+        else:
+            # one-hot match against each key, then 0.5 for "none": ArgMax picks the match
+            hits = g.op("Equal", x, g.const(np.asarray(keys, dtype=np.float64).reshape(1, -1)))
+            scores = g.op("Cast", hits, to=TensorProto.DOUBLE)
+            n_rows = g.op("Shape", x, end=1)
+            half = g.op(
+                "Expand",
+                g.const([[0.5]]),
+                g.op("Concat", n_rows, g.const([1], TensorProto.INT64), axis=0),
+            )
+            index = g.op("ArgMax", g.op("Concat", scores, half, axis=1), axis=1, keepdims=1)
+            missing_index = g.op(
+                "Expand", g.const([[missing]], TensorProto.INT64), g.op("Shape", index)
+            )
+            index = g.op("Where", g.op("IsNaN", x), missing_index, index)
+        flat = g.op("Reshape", index, g.const([-1], TensorProto.INT64))
+        blocks.append(g.op("Gather", g.const(table), flat, axis=0))
     out = operator.outputs[0].full_name
     name = scope.get_unique_operator_name("Encoded")
     if len(blocks) == 1:
