@@ -160,12 +160,44 @@ def test_chunked_body_is_scored(endpoint):
     body = json.dumps([ROW]).encode()
     head = (
         f"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {endpoint.key}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        f"Authorization: Bearer {endpoint.key}\r\nTransfer-Encoding: chunked\r\n"
+        "Connection: close\r\n\r\n"
     ).encode()
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:20], body[20:]))
     answer = raw_exchange(endpoint.port, head + chunks + b"0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     assert b'"predictions":["Adelie"]' in answer
+
+
+def test_front_keeps_a_client_connection_open_between_requests(endpoint):
+    body = json.dumps([ROW]).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {endpoint.key}"}
+    conn = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=10)
+    try:
+        answers = []
+        for _ in range(3):
+            conn.request("POST", "/score", body=body, headers=headers)
+            resp = conn.getresponse()
+            answers.append((resp.status, resp.getheader("Connection"), json.loads(resp.read())))
+            port = conn.sock.getsockname()[1]  # the same client socket every time
+            answers[-1] += (port,)
+    finally:
+        conn.close()
+    assert [a[0] for a in answers] == [200, 200, 200]
+    assert {a[1] for a in answers} == {"keep-alive"}
+    assert len({a[3] for a in answers}) == 1
+    assert all(a[2]["predictions"] == ["Adelie"] for a in answers)
+    # a client that asks to close gets its answer and the end of the connection
+    head = (
+        f"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {endpoint.key}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    started = time.monotonic()
+    answer = raw_exchange(endpoint.port, head + body)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert b"Connection: close" in answer
+    assert time.monotonic() - started < 3  # closed at once, not after the idle timeout
 
 
 def copy_service(penguins_service, tmp_path, **changes):

@@ -14,7 +14,9 @@ body within ``body_timeout_s``), and only then hands it to the worker over a Uni
 private folder, so the worker never waits on a client and nothing can reach it around the
 front. A body over ``max_body_bytes`` is read and dropped (up to 64 MiB, so the client gets
 its answer) and the worker is told its size in ``X-Amlkit-Body-Bytes``: the scoring script
-answers the 413 and logs it as before. One request per connection, as the sync worker does.
+answers the 413 and logs it as before. The worker takes one request per connection; the
+front keeps a client's connection open between requests (HTTP/1.1 keep-alive, closed after
+``keep_alive_s`` idle), so a client that sends many requests does not pay a TCP handshake each.
 
 It imports nothing of amlkit's other modules, so ``_launch`` can load it by path.
 """
@@ -92,6 +94,7 @@ class FrontSettings:
     max_body_bytes: int = 2**20
     head_timeout_s: float = 10.0
     body_timeout_s: float = 5.0
+    keep_alive_s: float = 5.0  # a kept-alive connection idle this long is closed
 
 
 class Front:
@@ -109,31 +112,44 @@ class Front:
         )
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Answer one connection: one request, then close."""
+        """Answer one connection: requests one after another while the client keeps it open."""
         try:
-            try:
-                request = await self._read_request(reader, writer)
-            except Refused as exc:
-                self.refused.add(f"{exc.status} {exc.message}")
-                await _reply(writer, exc.status, {"error": exc.message})
-                return
-            if request is None:  # the client closed before sending a request
-                return
-            answer = await self._forward(request)
-            writer.write(answer)
-            await asyncio.wait_for(writer.drain(), 60)
+            first = True
+            while True:
+                try:
+                    request, keep = await self._read_request(reader, writer, first)
+                except Refused as exc:
+                    self.refused.add(f"{exc.status} {exc.message}")
+                    await _reply(writer, exc.status, {"error": exc.message})
+                    return
+                if request is None:  # the client closed, or stayed idle, between requests
+                    return
+                answer, keep = _keep_alive(await self._forward(request), keep)
+                writer.write(answer)
+                async with asyncio.timeout(60):
+                    await writer.drain()
+                if not keep:
+                    return
+                first = False
         except (OSError, TimeoutError, asyncio.IncompleteReadError):
             pass  # the client went away or does not read: nothing left to answer
         finally:
             writer.close()
 
     async def _read_request(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> bytes | None:
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bool = True
+    ) -> tuple[bytes | None, bool]:
+        """Return the request for the worker (None: nothing came) and whether to keep alive.
+
+        The connection stays open after the answer for HTTP/1.1 without ``Connection: close``.
+        """
         s = self.settings
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), s.head_timeout_s)
+            async with asyncio.timeout(s.head_timeout_s if first else s.keep_alive_s):
+                head = await reader.readuntil(b"\r\n\r\n")
         except TimeoutError:
+            if not first:  # a kept-alive client that sends nothing more is closed, no 408
+                return None, False
             raise Refused(
                 408,
                 f"the request head did not arrive within {s.head_timeout_s:g} s; send the "
@@ -144,7 +160,7 @@ class Front:
                 431, f"the request head is over {MAX_HEAD_BYTES} bytes; send fewer headers."
             ) from None
         except asyncio.IncompleteReadError:
-            return None
+            return None, False
         line, headers = _parse_head(head)
         kept = [raw for name, raw in headers if name not in HOP_HEADERS]
         values = {name: v for name, v in ((n, raw.split(b":", 1)[1].strip()) for n, raw in headers)}
@@ -156,7 +172,8 @@ class Front:
             kept.append(f"{BODY_BYTES_HEADER}: {size}".encode())
             body = b""
         kept += [f"Content-Length: {len(body)}".encode(), b"Connection: close"]
-        return b"\r\n".join([line, *kept]) + b"\r\n\r\n" + body
+        keep = line.endswith(b"HTTP/1.1") and values.get(b"connection", b"").lower() != b"close"
+        return b"\r\n".join([line, *kept]) + b"\r\n\r\n" + body, keep
 
     async def _read_body(
         self, reader: asyncio.StreamReader, headers: list[tuple[bytes, bytes]], deadline: float
@@ -219,7 +236,8 @@ class Front:
 
     async def _timed(self, read, deadline: float, got: int, declared: int | None):  # type: ignore[no-untyped-def]
         try:
-            return await asyncio.wait_for(read, max(0.0, deadline - time.monotonic()))
+            async with asyncio.timeout_at(deadline):  # the loop's clock is time.monotonic
+                return await read
         except TimeoutError:
             of = f" of the {declared} bytes its Content-Length declared" if declared else ""
             raise Refused(
@@ -271,4 +289,20 @@ def _answer(status: int, body: dict[str, str]) -> bytes:
 
 async def _reply(writer: asyncio.StreamWriter, status: int, body: dict[str, str]) -> None:
     writer.write(_answer(status, body))
-    await asyncio.wait_for(writer.drain(), 10)
+    async with asyncio.timeout(10):
+        await writer.drain()
+
+
+def _keep_alive(answer: bytes, keep: bool) -> tuple[bytes, bool]:
+    """Return the worker's answer with the connection header the client should see.
+
+    The sync worker closes after each answer and says so; the front keeps the client's
+    connection when the client asked and the answer's end is known from its Content-Length.
+    """
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    names = [raw.split(b":", 1)[0].strip().lower() for raw in lines[1:]]
+    keep = keep and bool(sep) and b"content-length" in names
+    kept = [raw for raw, name in zip(lines[1:], names, strict=True) if name != b"connection"]
+    connection = b"Connection: keep-alive" if keep else b"Connection: close"
+    return b"\r\n".join([lines[0], *kept, connection]) + sep + body, keep
